@@ -1,0 +1,241 @@
+//! serde types for `ringway.toml`. Every field has a documented default (see README).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::Duration;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IoDriver {
+    /// io_uring when the kernel allows it, else the legacy epoll driver.
+    #[default]
+    Auto,
+    IoUring,
+    Legacy,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to listen on ("ip:port"; IPv6 as "[::1]:8080"). Required, at least one.
+    pub listen: Vec<String>,
+    /// Worker threads (one runtime each). Default: available cores.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Pin worker i to core i (mod cores). Default true.
+    #[serde(default = "default_true")]
+    pub pin_workers: bool,
+    /// I/O driver. Default "auto". The env var RINGWAY_IO_DRIVER overrides it.
+    #[serde(default)]
+    pub io_driver: IoDriver,
+    /// Listen backlog. Default 1024.
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+    /// Peers (IP or CIDR) whose X-Forwarded-For is kept and appended to. Default none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Pseudonym in the Via field ("1.1 ringway"); "" disables Via. Default "ringway".
+    #[serde(default = "default_via")]
+    pub via: String,
+    /// Request-id field set when absent; "" disables. Default "X-Request-Id".
+    #[serde(default = "default_request_id_header")]
+    pub request_id_header: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Total time to receive a request head -> 408. Default 10s.
+    pub header: Duration,
+    /// Total time to receive a request body -> 408. Default 60s.
+    pub body: Duration,
+    /// Keep-alive idle time between requests. Default 60s.
+    pub idle: Duration,
+    /// A stalled write to the client is abandoned after this. Default 60s.
+    pub write: Duration,
+    /// Upstream connect -> 504. Default 5s.
+    pub upstream_connect: Duration,
+    /// Time to the upstream response head (and between upstream body reads) -> 504. Default 60s.
+    pub upstream_response: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may finish. Default 10s.
+    pub drain: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Default 16384 -> 431.
+    pub max_header_bytes: usize,
+    /// Default 100 -> 431.
+    pub max_headers: usize,
+    /// Default 8192 -> 414.
+    pub max_uri_bytes: usize,
+    /// Declared or streamed request body above it -> 413. Default 1048576; 0 = unlimited.
+    pub max_body_bytes: u64,
+    /// Per process (split evenly across workers); above it new connections are closed at
+    /// once. Default 10000.
+    pub max_connections: usize,
+    /// Requests being proxied per process (split evenly across workers); above it, an
+    /// immediate 503. Default 4096.
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique name routes refer to.
+    pub name: String,
+    /// "ip:port" or "host:port" (resolved once at start-up). Round-robin.
+    pub servers: Vec<String>,
+    /// Max idle keep-alive connections per server per worker; 0 disables pooling. Default 32.
+    #[serde(default = "default_keepalive")]
+    pub keepalive: usize,
+    /// An idle pooled connection is closed after this. Default 60s.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Optional name used in logs.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Exact host ("api.example.com") or wildcard ("*.example.com"); absent = any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Byte-prefix match on the normalised path. Exactly one of path_prefix / path.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Exact match on the normalised path.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Methods this route matches (case-sensitive tokens); absent = all.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Header predicates; all must hold.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatchConfig>,
+    /// Remove the matched path_prefix before forwarding (result always starts with '/').
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Replace the matched path_prefix (or exact path) with this before forwarding.
+    #[serde(default)]
+    pub rewrite_prefix: Option<String>,
+    /// Upstream name. Exactly one of upstream / respond.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Answer directly without contacting an upstream.
+    #[serde(default)]
+    pub respond: Option<RespondConfig>,
+    #[serde(default)]
+    pub request_headers: HeaderEditsConfig,
+    #[serde(default)]
+    pub response_headers: HeaderEditsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchConfig {
+    /// Field name (case-insensitive).
+    pub name: String,
+    /// Exact value required; absent = the field must be present with any value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// When true the field must be absent (value must then be unset). Default false.
+    #[serde(default)]
+    pub absent: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RespondConfig {
+    /// 200..=599.
+    pub status: u16,
+    /// Body; default "{status} {reason}\n".
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Default "text/plain; charset=utf-8".
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEditsConfig {
+    /// Replace (or add) these fields.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Append these fields (keeping existing ones).
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Remove these fields (case-insensitive names).
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_backlog() -> u32 {
+    1024
+}
+fn default_via() -> String {
+    "ringway".into()
+}
+fn default_request_id_header() -> String {
+    "X-Request-Id".into()
+}
+fn default_keepalive() -> usize {
+    32
+}
+fn default_keepalive_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
+
+fn secs(n: u64) -> Duration {
+    Duration(std::time::Duration::from_secs(n))
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            header: secs(10),
+            body: secs(60),
+            idle: secs(60),
+            write: secs(60),
+            upstream_connect: secs(5),
+            upstream_response: secs(60),
+            drain: secs(10),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_header_bytes: 16384,
+            max_headers: 100,
+            max_uri_bytes: 8192,
+            max_body_bytes: 1048576,
+            max_connections: 10000,
+            max_in_flight: 4096,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Semantic checks serde cannot express. Collects every error, never stops at the first.
