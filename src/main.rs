@@ -1,1 +1,91 @@
-fn main(){}
+//! The `ringway` command line: `run` and `check`. anyhow lives here and nowhere else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ringway::compiled::Compiled;
+use ringway::config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringway",
+    version,
+    about = "Thread-per-core HTTP/1.1 API gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve until SIGTERM/SIGINT, then drain in-flight requests and exit.
+    Run {
+        /// Config file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate and compile the config; print a summary or every error.
+    Check {
+        /// Config file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => {
+            ringway::logger::init();
+            match run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let file = path.display().to_string();
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match Compiled::build(&cfg, &file) {
+        Ok(c) => {
+            let servers: usize = c.upstreams.iter().map(|u| u.servers.len()).sum();
+            println!(
+                "{file}: ok: {} listener(s), {} worker(s), {} upstream(s) with {servers} server(s), {} route(s)",
+                c.listen.len(),
+                c.workers,
+                c.upstreams.len(),
+                c.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let file = path.display().to_string();
+    let cfg = config::load(path)?;
+    ringway::runtime::run(&cfg, &file)?;
+    Ok(())
+}

@@ -91,7 +91,11 @@ pub struct Route {
 pub enum Action {
     /// Index into `Compiled::upstreams`.
     Proxy { upstream: usize },
-    Respond { status: u16, body: Option<Bytes>, content_type: Option<Bytes> },
+    Respond {
+        status: u16,
+        body: Option<Bytes>,
+        content_type: Option<Bytes>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +103,10 @@ pub enum PathRewrite {
     None,
     /// Replace the first `prefix_len` bytes of the normalised path with `with`
     /// (strip_prefix is `with = "/"` plus merging a doubled slash).
-    Replace { prefix_len: usize, with: Bytes },
+    Replace {
+        prefix_len: usize,
+        with: Bytes,
+    },
 }
 
 impl PathRewrite {

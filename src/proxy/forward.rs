@@ -1,0 +1,240 @@
+//! Forwarding rules: how a request head is re-serialised for the upstream and how a response
+//! head is re-serialised for the client. Hop-by-hop fields are dropped, framing fields are
+//! re-derived from the parsed framing, X-Forwarded-*, Via and the request id are set from
+//! what ringway saw. Never copies raw head bytes: every line is rebuilt from parsed parts.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, BytesMut};
+
+use crate::compiled::{Compiled, HeaderEdits};
+use crate::http::{canned, RequestHead, ResponseHead, Version};
+
+/// How ringway frames a body it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutFraming {
+    /// No body and no framing field.
+    None,
+    Length(u64),
+    Chunked,
+    /// Body until close (HTTP/1.0 clients only).
+    Close,
+    /// No body, but keep the upstream's framing fields (responses to HEAD, 304).
+    HeadersOnly,
+}
+
+fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+fn put_u64(out: &mut BytesMut, n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.put_slice(&tmp[i..]);
+}
+
+fn put_edits(out: &mut BytesMut, edits: &HeaderEdits) {
+    for (name, _, value) in &edits.set {
+        put_field(out, name, value);
+    }
+    for (name, value) in &edits.add {
+        put_field(out, name, value);
+    }
+}
+
+fn eq(a: &[u8], lower: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(lower)
+}
+
+/// Received-protocol + pseudonym for Via: "1.1 ringway" becomes "1.0 ringway" for 1.0 peers.
+fn put_via_entry(out: &mut BytesMut, via: &[u8], version: Version) {
+    let pseudonym = via.strip_prefix(b"1.1 ").unwrap_or(via);
+    out.put_slice(if version == Version::Http10 {
+        b"1.0 "
+    } else {
+        b"1.1 "
+    });
+    out.put_slice(pseudonym);
+}
+
+/// What the request head builder needs besides the parsed head.
+pub struct RequestCtx<'a> {
+    pub cfg: &'a Compiled,
+    pub edits: &'a HeaderEdits,
+    /// Path to forward (normalised, rewritten by the route).
+    pub path: &'a [u8],
+    pub peer: IpAddr,
+    pub framing: OutFraming,
+    /// The upstream server, used as Host when an HTTP/1.0 client sent none.
+    pub upstream_addr: SocketAddr,
+    /// Generates a request id when the client sent none.
+    pub request_id: u64,
+}
+
+/// Appends the upstream request head for `req` to `out`.
+pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>) {
+    out.put_slice(req.method());
+    out.put_u8(b' ');
+    out.put_slice(ctx.path);
+    out.put_slice(req.query());
+    out.put_slice(b" HTTP/1.1\r\n");
+
+    let trusted = ctx.cfg.is_trusted_proxy(ctx.peer);
+    let rid = ctx.cfg.request_id_header.as_deref();
+    let mut have_rid = false;
+    let mut have_host = false;
+    let mut host_value: &[u8] = b"";
+    for i in 0..req.headers.len() {
+        let (name, value) = req.header_at(i);
+        if eq(name, b"host") {
+            have_host = true;
+            host_value = value;
+        } else if req.is_hop_by_hop(name)
+            || eq(name, b"content-length")
+            || eq(name, b"expect")
+            || eq(name, b"x-forwarded-for")
+            || eq(name, b"x-forwarded-proto")
+            || eq(name, b"x-forwarded-host")
+            || eq(name, b"via")
+        {
+            continue;
+        }
+        if ctx.edits.drops(name) {
+            continue;
+        }
+        if rid.is_some_and(|r| name.eq_ignore_ascii_case(r)) {
+            have_rid = true;
+        }
+        put_field(out, name, value);
+    }
+    if !have_host {
+        let _ = write!(out, "Host: {}\r\n", ctx.upstream_addr);
+    }
+    match ctx.framing {
+        OutFraming::Length(n) => {
+            out.put_slice(b"Content-Length: ");
+            put_u64(out, n);
+            out.put_slice(b"\r\n");
+        }
+        OutFraming::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        OutFraming::None | OutFraming::Close | OutFraming::HeadersOnly => {}
+    }
+    put_edits(out, ctx.edits);
+
+    out.put_slice(b"X-Forwarded-For: ");
+    if trusted {
+        for i in 0..req.headers.len() {
+            let (name, value) = req.header_at(i);
+            if eq(name, b"x-forwarded-for") && !value.is_empty() {
+                out.put_slice(value);
+                out.put_slice(b", ");
+            }
+        }
+    }
+    let _ = write!(out, "{}", ctx.peer);
+    out.put_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    if have_host {
+        put_field(out, b"X-Forwarded-Host", host_value);
+    }
+    if let Some(via) = &ctx.cfg.via {
+        out.put_slice(b"Via: ");
+        for i in 0..req.headers.len() {
+            let (name, value) = req.header_at(i);
+            if eq(name, b"via") && !value.is_empty() {
+                out.put_slice(value);
+                out.put_slice(b", ");
+            }
+        }
+        put_via_entry(out, via, req.version);
+        out.put_slice(b"\r\n");
+    }
+    if let (Some(name), false) = (rid, have_rid) {
+        out.put_slice(name);
+        out.put_slice(b": ");
+        let _ = write!(out, "{:016x}", ctx.request_id);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// What the response head builder needs besides the parsed head.
+pub struct ResponseCtx<'a> {
+    pub cfg: &'a Compiled,
+    pub edits: &'a HeaderEdits,
+    pub framing: OutFraming,
+    /// The client connection closes after this response.
+    pub close: bool,
+    pub client_version: Version,
+}
+
+/// Appends the client response head for upstream response `resp` to `out`.
+pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<'_>) {
+    out.put_slice(b"HTTP/1.1 ");
+    put_u64(out, u64::from(resp.status));
+    out.put_u8(b' ');
+    let reason = resp.reason();
+    if reason.is_empty() {
+        out.put_slice(canned::reason(resp.status).as_bytes());
+    } else {
+        out.put_slice(reason);
+    }
+    out.put_slice(b"\r\n");
+    let keep_framing_fields = ctx.framing == OutFraming::HeadersOnly;
+    for i in 0..resp.headers.len() {
+        let (name, value) = resp.header_at(i);
+        let is_te = eq(name, b"transfer-encoding");
+        if keep_framing_fields && is_te && ctx.client_version == Version::Http11 {
+            put_field(out, name, value);
+            continue;
+        }
+        if (resp.is_hop_by_hop(name) || is_te)
+            || (eq(name, b"content-length") && !keep_framing_fields)
+            || eq(name, b"via")
+            || ctx.edits.drops(name)
+        {
+            continue;
+        }
+        put_field(out, name, value);
+    }
+    match ctx.framing {
+        OutFraming::Length(n) => {
+            out.put_slice(b"Content-Length: ");
+            put_u64(out, n);
+            out.put_slice(b"\r\n");
+        }
+        OutFraming::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        OutFraming::None | OutFraming::Close | OutFraming::HeadersOnly => {}
+    }
+    put_edits(out, ctx.edits);
+    if let Some(via) = &ctx.cfg.via {
+        out.put_slice(b"Via: ");
+        for i in 0..resp.headers.len() {
+            let (name, value) = resp.header_at(i);
+            if eq(name, b"via") && !value.is_empty() {
+                out.put_slice(value);
+                out.put_slice(b", ");
+            }
+        }
+        put_via_entry(out, via, resp.version);
+        out.put_slice(b"\r\n");
+    }
+    if ctx.close {
+        out.put_slice(b"Connection: close\r\n");
+    } else if ctx.client_version == Version::Http10 {
+        out.put_slice(b"Connection: keep-alive\r\n");
+    }
+    out.put_slice(b"\r\n");
+}

@@ -1,0 +1,107 @@
+//! I/O seams of the proxy: how it reads into growable buffers under deadlines, and the
+//! traits that let the connection state machine run over real sockets or in-memory streams
+//! (the mutation harness uses the latter).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// Why a deadline-bound read or write did not complete.
+#[derive(Debug)]
+pub enum IoFail {
+    /// The deadline passed. The buffer was lost with the cancelled operation.
+    Timeout,
+    /// The peer closed before the bytes we needed arrived.
+    Eof,
+    Io(io::Error),
+}
+
+/// An upstream connection: a byte stream the pool can also health-check while idle.
+pub trait UpstreamIo: AsyncReadRent + AsyncWriteRent + 'static {
+    /// True if an idle connection was closed or reset by its peer (or sent stray bytes).
+    fn unusable_when_idle(&self) -> bool;
+}
+
+impl UpstreamIo for TcpStream {
+    fn unusable_when_idle(&self) -> bool {
+        crate::sys::idle_socket_unusable(self.as_raw_fd())
+    }
+}
+
+/// Opens upstream connections. One per worker; no Send bound: monoio is thread-per-core.
+#[allow(async_fn_in_trait)]
+pub trait Connector: 'static {
+    type Conn: UpstreamIo;
+    async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Conn>;
+}
+
+/// Plain TCP upstreams with TCP_NODELAY.
+pub struct TcpConnector;
+
+impl Connector for TcpConnector {
+    type Conn = TcpStream;
+    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let s = TcpStream::connect_addr(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+}
+
+/// Reads once, appending to `buf` (growing it to at least `min_spare` free bytes first).
+/// Returns the new buffer and the number of bytes read (0 = EOF).
+pub async fn read_some<S: AsyncReadRent>(
+    s: &mut S,
+    mut buf: BytesMut,
+    min_spare: usize,
+) -> (io::Result<usize>, BytesMut) {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(min_spare);
+    }
+    let start = buf.len();
+    let (res, slice) = s.read(buf.slice_mut(start..)).await;
+    (res, slice.into_inner())
+}
+
+/// `read_some` bounded by an absolute deadline. On timeout the buffer is gone.
+pub async fn read_some_until<S: AsyncReadRent>(
+    s: &mut S,
+    buf: BytesMut,
+    min_spare: usize,
+    deadline: Instant,
+) -> Result<(usize, BytesMut), IoFail> {
+    let fut = read_some(s, buf, min_spare);
+    match monoio::time::timeout_at(deadline.into(), fut).await {
+        Err(_) => Err(IoFail::Timeout),
+        Ok((Ok(n), buf)) => Ok((n, buf)),
+        Ok((Err(e), _)) => Err(IoFail::Io(e)),
+    }
+}
+
+/// Writes all of `buf` within `timeout`, returning it cleared for reuse.
+pub async fn write_all_within<S: AsyncWriteRent, B>(
+    s: &mut S,
+    buf: B,
+    timeout: std::time::Duration,
+) -> Result<B, IoFail>
+where
+    B: monoio::buf::IoBuf + 'static,
+{
+    match monoio::time::timeout(timeout, s.write_all(buf)).await {
+        Err(_) => Err(IoFail::Timeout),
+        Ok((Ok(_), buf)) => Ok(buf),
+        Ok((Err(e), _)) => Err(IoFail::Io(e)),
+    }
+}
+
+/// Grows `buf` so a read can land in it; keeps small buffers small.
+pub fn ensure_spare(buf: &mut BytesMut, n: usize) {
+    if buf.bytes_total() - buf.len() < n {
+        buf.reserve(n);
+    }
+}

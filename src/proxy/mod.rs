@@ -1,0 +1,332 @@
+//! The per-request pipeline. A client connection runs `read head -> route -> admit ->
+//! connect -> send request -> read response head -> relay response -> keep-alive`, each a
+//! small method that either goes on or answers now. All state is per core (`Shared` lives
+//! in one worker); nothing here locks or touches atomics.
+//!
+//! Invariants: a request is answered exactly once; once response bytes reached the client,
+//! a failure aborts the connection instead of answering again; an upstream connection goes
+//! back to the pool only after a complete, correctly framed response with no stray bytes;
+//! a request with a body is never retried.
+
+pub mod forward;
+pub mod io;
+pub mod pool;
+mod relay;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::compiled::{Action, Compiled};
+use crate::http::{canned, parse_request, BodyFraming, RequestHead, ResponseHead};
+use crate::notify::LocalNotify;
+
+use self::io::{read_some_until, write_all_within, Connector, IoFail};
+use self::pool::Pool;
+
+/// Spare room kept for each client read.
+const CLIENT_READ: usize = 16 * 1024;
+/// Spare room kept for each upstream read while relaying bodies.
+const UPSTREAM_READ: usize = 64 * 1024;
+/// Interim (1xx) responses tolerated before the final one.
+const MAX_INTERIM: usize = 8;
+
+/// Per-worker state shared by all of its connections.
+pub struct Shared<C: Connector> {
+    config: RefCell<Rc<Compiled>>,
+    pub connector: C,
+    pub pool: Pool<C::Conn>,
+    in_flight: Cell<usize>,
+    max_in_flight: usize,
+    draining: Cell<bool>,
+    drain: LocalNotify,
+    rr: RefCell<Vec<usize>>,
+    next_id: Cell<u64>,
+    id_salt: u64,
+}
+
+impl<C: Connector> Shared<C> {
+    /// `max_in_flight` is this worker's share of the process limit.
+    pub fn new(config: Rc<Compiled>, connector: C, max_in_flight: usize, id_salt: u64) -> Self {
+        Shared {
+            config: RefCell::new(config),
+            connector,
+            pool: Pool::default(),
+            in_flight: Cell::new(0),
+            max_in_flight: max_in_flight.max(1),
+            draining: Cell::new(false),
+            drain: LocalNotify::default(),
+            rr: RefCell::new(Vec::new()),
+            next_id: Cell::new(0),
+            id_salt,
+        }
+    }
+
+    pub fn config(&self) -> Rc<Compiled> {
+        self.config.borrow().clone()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Stop keeping connections alive; wakes idle connections so they close now.
+    pub fn start_drain(&self) {
+        self.draining.set(true);
+        self.pool.clear();
+        self.drain.notify_all();
+    }
+
+    /// Resolves at the next `start_drain`.
+    pub fn drain_notified(&self) -> crate::notify::Notified<'_> {
+        self.drain.notified()
+    }
+
+    fn next_server(&self, upstream: usize, n: usize) -> usize {
+        let mut rr = self.rr.borrow_mut();
+        if rr.len() <= upstream {
+            rr.resize(upstream + 1, 0);
+        }
+        let i = rr[upstream] % n.max(1);
+        rr[upstream] = i + 1;
+        i
+    }
+
+    fn request_id(&self) -> u64 {
+        let n = self.next_id.get().wrapping_add(1);
+        self.next_id.set(n);
+        // A bijective mix so ids look unrelated while staying unique per worker.
+        (n ^ self.id_salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.id_salt.rotate_left(32)
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<C: Connector>(Rc<Shared<C>>);
+
+impl<C: Connector> Drop for InFlight<C> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .set(self.0.in_flight.get().saturating_sub(1));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+enum HeadRead {
+    Ok,
+    Closed,
+    Reject(u16),
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve<S, C>(shared: Rc<Shared<C>>, client: S, peer: SocketAddr, accepted: Instant)
+where
+    S: AsyncReadRent + AsyncWriteRent,
+    C: Connector,
+{
+    let mut conn = ClientConn {
+        shared,
+        client,
+        peer,
+        rbuf: BytesMut::with_capacity(CLIENT_READ),
+        wbuf: BytesMut::with_capacity(4096),
+        ubuf: BytesMut::new(),
+        obuf: BytesMut::with_capacity(4096),
+        head: RequestHead::default(),
+        resp: ResponseHead::default(),
+        path: Vec::new(),
+    };
+    conn.run(accepted).await;
+}
+
+struct ClientConn<S, C: Connector> {
+    shared: Rc<Shared<C>>,
+    client: S,
+    peer: SocketAddr,
+    /// Client bytes received and not yet consumed (may hold pipelined requests).
+    rbuf: BytesMut,
+    /// Bytes being prepared for the client.
+    wbuf: BytesMut,
+    /// Upstream bytes received and not yet consumed.
+    ubuf: BytesMut,
+    /// Bytes being prepared for the upstream.
+    obuf: BytesMut,
+    head: RequestHead,
+    resp: ResponseHead,
+    /// The path to forward (normalised, rewritten).
+    path: Vec<u8>,
+}
+
+impl<S, C> ClientConn<S, C>
+where
+    S: AsyncReadRent + AsyncWriteRent,
+    C: Connector,
+{
+    async fn run(&mut self, accepted: Instant) {
+        let mut first = true;
+        loop {
+            let cfg = self.shared.config();
+            let deadline = if first {
+                accepted + cfg.timeouts.header
+            } else {
+                if self.rbuf.is_empty() && !self.wait_for_bytes(cfg.timeouts.idle).await {
+                    return;
+                }
+                Instant::now() + cfg.timeouts.header
+            };
+            first = false;
+            match self.read_head(&cfg, deadline).await {
+                HeadRead::Ok => {}
+                HeadRead::Closed => return,
+                HeadRead::Reject(status) => {
+                    self.reply(&cfg, status, true).await;
+                    return;
+                }
+            }
+            if self.handle(&cfg).await == Next::Close {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the next request's first bytes; false on idle timeout, EOF or drain.
+    async fn wait_for_bytes(&mut self, idle: Duration) -> bool {
+        if self.shared.is_draining() {
+            return false;
+        }
+        let shared = self.shared.clone();
+        let buf = std::mem::take(&mut self.rbuf);
+        let deadline = Instant::now() + idle;
+        monoio::select! {
+            r = read_some_until(&mut self.client, buf, CLIENT_READ, deadline) => match r {
+                Ok((n, buf)) => {
+                    self.rbuf = buf;
+                    n > 0
+                }
+                Err(_) => false,
+            },
+            _ = shared.drain.notified() => false,
+        }
+    }
+
+    async fn read_head(&mut self, cfg: &Compiled, deadline: Instant) -> HeadRead {
+        loop {
+            match parse_request(&mut self.rbuf, &cfg.limits, &mut self.head) {
+                Ok(true) => return HeadRead::Ok,
+                Ok(false) => {}
+                Err(e) => {
+                    log::debug!("client {}: {e}", self.peer);
+                    return HeadRead::Reject(e.status());
+                }
+            }
+            let had_bytes = !self.rbuf.is_empty();
+            let buf = std::mem::take(&mut self.rbuf);
+            match read_some_until(&mut self.client, buf, CLIENT_READ, deadline).await {
+                Ok((0, buf)) => {
+                    self.rbuf = buf;
+                    return HeadRead::Closed;
+                }
+                Ok((_, buf)) => self.rbuf = buf,
+                Err(IoFail::Timeout) if had_bytes => return HeadRead::Reject(408),
+                Err(_) => return HeadRead::Closed,
+            }
+        }
+    }
+
+    /// Writes ringway's own short response. `close` forces `Connection: close`.
+    async fn reply(&mut self, cfg: &Compiled, status: u16, close: bool) -> Next {
+        self.reply_with(cfg, status, None, None, close).await
+    }
+
+    async fn reply_with(
+        &mut self,
+        cfg: &Compiled,
+        status: u16,
+        body: Option<&[u8]>,
+        content_type: Option<&[u8]>,
+        close: bool,
+    ) -> Next {
+        let close = close || !self.head.keep_alive || self.shared.is_draining();
+        let keep_alive_10 = !close && self.head.version == crate::http::Version::Http10;
+        let extra: &[(&[u8], &[u8])] = if keep_alive_10 {
+            &[(b"Connection", b"keep-alive")]
+        } else {
+            &[]
+        };
+        self.wbuf.clear();
+        let head_only = self.head.is_head();
+        canned::write_response(
+            status,
+            body,
+            content_type,
+            extra,
+            close,
+            head_only,
+            &mut self.wbuf,
+        );
+        let buf = std::mem::take(&mut self.wbuf);
+        match write_all_within(&mut self.client, buf, cfg.timeouts.write).await {
+            Ok(buf) => {
+                self.wbuf = buf;
+                if close {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                }
+            }
+            Err(_) => Next::Close,
+        }
+    }
+
+    async fn handle(&mut self, cfg: &Rc<Compiled>) -> Next {
+        let has_body = self.head.framing != BodyFraming::None;
+        let Some(route) = cfg.route(&self.head) else {
+            return self.reply(cfg, 404, has_body).await;
+        };
+        let upstream = match &route.action {
+            Action::Respond {
+                status,
+                body,
+                content_type,
+            } => {
+                return self
+                    .reply_with(
+                        cfg,
+                        *status,
+                        body.as_deref(),
+                        content_type.as_deref(),
+                        has_body,
+                    )
+                    .await;
+            }
+            Action::Proxy { upstream } => *upstream,
+        };
+        let Some(up) = cfg.upstreams.get(upstream) else {
+            return self.reply(cfg, 500, true).await;
+        };
+        if let BodyFraming::Length(n) = self.head.framing {
+            if cfg.max_body_bytes > 0 && n > cfg.max_body_bytes {
+                return self.reply(cfg, 413, true).await;
+            }
+        }
+        if self.shared.in_flight.get() >= self.shared.max_in_flight {
+            return self.reply(cfg, 503, has_body).await;
+        }
+        self.shared.in_flight.set(self.shared.in_flight.get() + 1);
+        let _guard = InFlight(self.shared.clone());
+        self.proxy(cfg, route, upstream, up).await
+    }
+}

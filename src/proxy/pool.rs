@@ -1,0 +1,79 @@
+//! Per-core upstream keep-alive pool, keyed by server address. A connection enters the pool
+//! only after a response was fully read and correctly framed; it leaves it on reuse, when it
+//! is older than the upstream's `keepalive_timeout`, or when a peek shows its peer closed it.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+
+use super::io::UpstreamIo;
+
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+}
+
+pub struct Pool<C> {
+    idle: RefCell<AHashMap<SocketAddr, Vec<Idle<C>>>>,
+}
+
+impl<C: UpstreamIo> Default for Pool<C> {
+    fn default() -> Self {
+        Pool {
+            idle: RefCell::new(AHashMap::new()),
+        }
+    }
+}
+
+impl<C: UpstreamIo> Pool<C> {
+    /// The most recently used healthy idle connection to `addr`, if any.
+    pub fn take(&self, addr: SocketAddr, max_idle_time: Duration) -> Option<C> {
+        let mut map = self.idle.borrow_mut();
+        let list = map.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some(idle) = list.pop() {
+            if now.duration_since(idle.since) < max_idle_time && !idle.conn.unusable_when_idle() {
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection for reuse; the oldest idle one is closed when `max_idle` is reached.
+    pub fn put(&self, addr: SocketAddr, conn: C, max_idle: usize) {
+        if max_idle == 0 {
+            return;
+        }
+        let mut map = self.idle.borrow_mut();
+        let list = map.entry(addr).or_default();
+        if list.len() >= max_idle {
+            list.remove(0);
+        }
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes connections idle for longer than `max_idle_time`.
+    pub fn sweep(&self, max_idle_time: impl Fn(SocketAddr) -> Duration) {
+        let now = Instant::now();
+        let mut map = self.idle.borrow_mut();
+        for (addr, list) in map.iter_mut() {
+            let limit = max_idle_time(*addr);
+            list.retain(|i| now.duration_since(i.since) < limit);
+        }
+        map.retain(|_, l| !l.is_empty());
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+
+    /// Drops every idle connection (used when the worker drains).
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+}

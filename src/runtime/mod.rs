@@ -1,0 +1,143 @@
+//! Worker threads: one per configured core, pinned, each running its own monoio runtime
+//! (io_uring with DEFER_TASKRUN + SINGLE_ISSUER; the legacy epoll driver when io_uring is
+//! unavailable or chosen), its own SO_REUSEPORT listeners, its own `Compiled` and its own
+//! upstream pool. The main thread binds sockets, starts workers, and turns SIGTERM/SIGINT
+//! into a drain. Nothing here is on the request path.
+
+mod bind;
+mod panic_guard;
+mod worker;
+
+use std::sync::mpsc;
+use std::thread;
+
+use thiserror::Error;
+
+use crate::compiled::Compiled;
+use crate::config::{GatewayConfig, IoDriver};
+use crate::notify::Shutdown;
+
+pub use worker::DriverKind;
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("RINGWAY_IO_DRIVER={0:?} is not one of auto, io_uring, legacy")]
+    BadDriverEnv(String),
+    #[error("worker {id} failed to start: {reason}")]
+    Worker { id: usize, reason: String },
+    #[error("signal handling: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The I/O driver to use: the `RINGWAY_IO_DRIVER` env var overrides the config.
+pub fn driver_choice(configured: IoDriver) -> Result<IoDriver, RunError> {
+    match std::env::var("RINGWAY_IO_DRIVER") {
+        Err(_) => Ok(configured),
+        Ok(v) => match v.as_str() {
+            "" | "auto" => Ok(IoDriver::Auto),
+            "io_uring" | "iouring" | "uring" => Ok(IoDriver::IoUring),
+            "legacy" | "epoll" => Ok(IoDriver::Legacy),
+            _ => Err(RunError::BadDriverEnv(v)),
+        },
+    }
+}
+
+/// Serves `cfg` until SIGTERM/SIGINT, then drains and returns.
+pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
+    let first = Compiled::build(cfg, file)?;
+    let workers = first.workers.max(1);
+    let driver = driver_choice(first.io_driver)?;
+    let listeners = bind::bind_all(&first.listen, workers, first.backlog)?;
+    let addrs: Vec<_> = listeners
+        .first()
+        .map(|ls| ls.iter().filter_map(|l| l.local_addr().ok()).collect())
+        .unwrap_or_default();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut shutdowns = Vec::new();
+    let mut handles = Vec::new();
+    let mut compiled = Some(first);
+    for (id, socks) in listeners.into_iter().enumerate() {
+        let own = match compiled.take() {
+            Some(c) => c,
+            None => Compiled::build(cfg, file)?,
+        };
+        let share = worker::Share::of(id, workers, own.max_connections, own.max_in_flight);
+        let core = if own.pin_workers && !cores.is_empty() {
+            Some(cores[id % cores.len()])
+        } else {
+            None
+        };
+        let shutdown = Shutdown::default();
+        shutdowns.push(shutdown.clone());
+        let ready = ready_tx.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("ringway-w{id}"))
+            .spawn(move || worker::run(id, own, socks, share, driver, core, shutdown, ready));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shutdowns.iter().for_each(Shutdown::fire);
+                return Err(RunError::Worker {
+                    id,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..handles.len() {
+        match ready_rx.recv() {
+            Ok(Ok(msg)) => log::info!("{msg}"),
+            Ok(Err((id, reason))) => {
+                shutdowns.iter().for_each(Shutdown::fire);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(RunError::Worker { id, reason });
+            }
+            Err(_) => break,
+        }
+    }
+    for a in &addrs {
+        log::info!("listening on {a} ({workers} workers, driver {driver:?})");
+    }
+    watch_signals(shutdowns)?;
+    for h in handles {
+        let _ = h.join();
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT starts the drain in every worker; a second one exits at once.
+fn watch_signals(shutdowns: Vec<Shutdown>) -> Result<(), RunError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
+    thread::Builder::new()
+        .name("ringway-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    log::info!("signal {sig}: draining (again to exit now)");
+                    shutdowns.iter().for_each(Shutdown::fire);
+                } else {
+                    log::warn!("signal {sig}: exiting without waiting for the drain");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .map_err(RunError::Signals)?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! One worker: a pinned thread running a monoio runtime, its accept loops, connection
+//! tasks, pool sweeper, and drain. Sends one line to the main thread once it is serving.
+
+use std::cell::Cell;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+
+use super::panic_guard::CatchPanic;
+use crate::compiled::Compiled;
+use crate::config::IoDriver;
+use crate::notify::{LocalNotify, Shutdown};
+use crate::proxy::io::TcpConnector;
+use crate::proxy::{serve, Shared};
+
+/// Which monoio driver a worker ended up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverKind {
+    IoUring,
+    Legacy,
+}
+
+/// This worker's share of the per-process limits (split evenly, at least 1 each).
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+}
+
+impl Share {
+    pub fn of(id: usize, workers: usize, max_connections: usize, max_in_flight: usize) -> Share {
+        let split = |total: usize| (total / workers + usize::from(id < total % workers)).max(1);
+        Share {
+            max_connections: split(max_connections),
+            max_in_flight: split(max_in_flight),
+        }
+    }
+}
+
+type Ready = Sender<Result<String, (usize, String)>>;
+
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    id: usize,
+    compiled: Compiled,
+    socks: Vec<StdListener>,
+    share: Share,
+    driver: IoDriver,
+    core: Option<core_affinity::CoreId>,
+    shutdown: Shutdown,
+    ready: Ready,
+) {
+    let pinned = core.map(|c| (c.id, core_affinity::set_for_current(c)));
+    let cpu = match pinned {
+        Some((c, true)) => format!("pinned to cpu {c}"),
+        Some((c, false)) => format!("not pinned (cpu {c} refused)"),
+        None => "not pinned".to_string(),
+    };
+    let compiled = Rc::new(compiled);
+    let uring = match driver {
+        IoDriver::Legacy => None,
+        IoDriver::IoUring | IoDriver::Auto => Some(build_uring()),
+    };
+    match uring {
+        Some(Ok(mut rt)) => {
+            let msg = format!("worker {id}: io_uring driver, {cpu}");
+            rt.block_on(worker_main(
+                id, compiled, socks, share, shutdown, ready, msg,
+            ));
+        }
+        Some(Err(e)) if driver == IoDriver::IoUring => {
+            let _ = ready.send(Err((id, format!("io_uring unavailable: {e}"))));
+        }
+        other => {
+            let why = match other {
+                Some(Err(e)) => format!(" (io_uring unavailable: {e})"),
+                _ => String::new(),
+            };
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => {
+                    let msg = format!("worker {id}: legacy driver{why}, {cpu}");
+                    rt.block_on(worker_main(
+                        id, compiled, socks, share, shutdown, ready, msg,
+                    ));
+                }
+                Err(e) => {
+                    let _ = ready.send(Err((id, format!("legacy driver: {e}"))));
+                }
+            }
+        }
+    }
+}
+
+type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+
+/// io_uring with DEFER_TASKRUN + SINGLE_ISSUER (measured faster here; see BENCH.md), or
+/// plain io_uring on kernels that refuse those flags.
+fn build_uring() -> std::io::Result<UringRuntime> {
+    if !monoio::utils::detect_uring() {
+        return Err(std::io::Error::other("the kernel refuses io_uring"));
+    }
+    let mut urb = io_uring::IoUring::builder();
+    urb.setup_single_issuer().setup_defer_taskrun();
+    let tuned = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(1024)
+        .uring_builder(urb)
+        .enable_timer()
+        .build();
+    match tuned {
+        Ok(rt) => Ok(rt),
+        Err(_) => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(1024)
+            .enable_timer()
+            .build(),
+    }
+}
+
+/// Connection bookkeeping for drain and max_connections.
+struct Conns {
+    open: Cell<usize>,
+    closed: LocalNotify,
+}
+
+async fn worker_main(
+    id: usize,
+    compiled: Rc<Compiled>,
+    socks: Vec<StdListener>,
+    share: Share,
+    shutdown: Shutdown,
+    ready: Ready,
+    started: String,
+) {
+    let drain_timeout = compiled.timeouts.drain;
+    let salt = id_salt(id);
+    let shared = Rc::new(Shared::new(
+        compiled,
+        TcpConnector,
+        share.max_in_flight,
+        salt,
+    ));
+    let conns = Rc::new(Conns {
+        open: Cell::new(0),
+        closed: LocalNotify::default(),
+    });
+    for sock in socks {
+        match TcpListener::from_std(sock) {
+            Ok(l) => {
+                monoio::spawn(accept_loop(
+                    l,
+                    shared.clone(),
+                    conns.clone(),
+                    share.max_connections,
+                ));
+            }
+            Err(e) => {
+                let _ = ready.send(Err((id, format!("listener: {e}"))));
+                return;
+            }
+        }
+    }
+    monoio::spawn(sweep_pool(shared.clone()));
+    let _ = ready.send(Ok(started));
+    shutdown.await;
+    shared.start_drain();
+    let deadline = Instant::now() + drain_timeout;
+    while conns.open.get() > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::warn!(
+                "worker {id}: drain timeout, closing {} connections",
+                conns.open.get()
+            );
+            break;
+        }
+        let _ = monoio::time::timeout(left, conns.closed.notified()).await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Rc<Shared<TcpConnector>>,
+    conns: Rc<Conns>,
+    max_connections: usize,
+) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = shared.drain_notified() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+                log::warn!("accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if conns.open.get() >= max_connections {
+            // Over the limit: close at once rather than leave it accepted but silent.
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        conns.open.set(conns.open.get() + 1);
+        let shared = shared.clone();
+        let conns = conns.clone();
+        monoio::spawn(async move {
+            let served = CatchPanic::new(serve(shared, stream, peer, Instant::now())).await;
+            if served.is_err() {
+                log::error!("connection from {peer}: task panicked; connection dropped");
+            }
+            conns.open.set(conns.open.get().saturating_sub(1));
+            conns.closed.notify_all();
+        });
+    }
+}
+
+/// Closes idle pooled upstream connections past their keep-alive timeout.
+async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
+    loop {
+        let every = Duration::from_secs(1);
+        monoio::select! {
+            _ = monoio::time::sleep(every) => {},
+            _ = shared.drain_notified() => return,
+        }
+        if shared.pool.idle_count() == 0 {
+            continue;
+        }
+        let cfg = shared.config();
+        shared.pool.sweep(|addr| {
+            cfg.upstreams
+                .iter()
+                .find(|u| u.servers.contains(&addr))
+                .map(|u| u.keepalive_timeout)
+                .unwrap_or(Duration::ZERO)
+        });
+    }
+}
+
+fn id_salt(id: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ ((id as u64) << 56)
+}
