@@ -192,6 +192,10 @@ where
                 HeadRead::Ok => {}
                 HeadRead::Closed => return,
                 HeadRead::Reject(status) => {
+                    // The head did not parse: `self.head` may hold the previous request, so
+                    // nothing of it is consulted.
+                    self.head.keep_alive = false;
+                    self.head.method = Default::default();
                     self.reply(&cfg, status, true).await;
                     return;
                 }
