@@ -11,6 +11,4 @@ harness=${HARNESS:-$root/../shared/bench/peers.sh}
 [[ -x "$harness" || -f "$harness" ]] || { echo "no harness at $harness" >&2; exit 2; }
 cargo build --release --bin ringway
 export RINGWAY_BIN="$root/target/release/ringway"
-# The harness exports LISTEN_ADDR, ORIGIN_ADDR and PEER_DIR to the gateway command.
-GATEWAY_CMD='printf "[server]\nlisten = [\"%s\"]\nworkers = 1\n[limits]\nmax_body_bytes = 0\n[[upstreams]]\nname = \"origin\"\nservers = [\"%s\"]\n[[routes]]\npath_prefix = \"/\"\nupstream = \"origin\"\n" "$LISTEN_ADDR" "$ORIGIN_ADDR" > "$PEER_DIR/bench.toml" && RINGWAY_LOG=warn exec "$RINGWAY_BIN" run -c "$PEER_DIR/bench.toml"' \
-  exec bash "$harness"
+GATEWAY_CMD="$root/tools/bench-gateway.sh" exec bash "$harness"
