@@ -72,9 +72,25 @@ const RESPONSES: &[&[u8]] = &[
 ];
 
 const TOKENS: &[&[u8]] = &[
-    b"\r\n", b"\n", b"\r", b"\0", b" ", b":", b"chunked", b"Content-Length: 3\r\n",
-    b"Transfer-Encoding: chunked\r\n", b"0\r\n\r\n", b"ffffffffffffffffff", b"%2F", b"/../",
-    b"\t", b"HTTP/1.1", b"Host: b\r\n", b";", b"\xff", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\0",
+    b" ",
+    b":",
+    b"chunked",
+    b"Content-Length: 3\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"0\r\n\r\n",
+    b"ffffffffffffffffff",
+    b"%2F",
+    b"/../",
+    b"\t",
+    b"HTTP/1.1",
+    b"Host: b\r\n",
+    b";",
+    b"\xff",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 ];
 
 /// xorshift64*: tiny, seeded, reproducible.
@@ -211,10 +227,7 @@ impl AsyncReadRent for Pipe {
     async fn read<T: monoio::buf::IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         self.0.read(buf).await
     }
-    async fn readv<T: monoio::buf::IoVecBufMut>(
-        &mut self,
-        buf: T,
-    ) -> monoio::BufResult<usize, T> {
+    async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         self.0.readv(buf).await
     }
 }
@@ -288,7 +301,11 @@ fn valid_prefix(bytes: &[u8]) -> usize {
 }
 
 /// Runs one case; Err describes the violated property.
-async fn run_case(cfg: &Rc<Compiled>, client_bytes: Vec<u8>, response: Vec<u8>) -> Result<(), String> {
+async fn run_case(
+    cfg: &Rc<Compiled>,
+    client_bytes: Vec<u8>,
+    response: Vec<u8>,
+) -> Result<(), String> {
     let logs = Rc::new(RefCell::new(Vec::new()));
     let connector = ScriptedConnector {
         response: Rc::new(response),
@@ -315,11 +332,17 @@ async fn run_case(cfg: &Rc<Compiled>, client_bytes: Vec<u8>, response: Vec<u8>) 
     let mut forwarded = 0;
     for (i, log) in logs.borrow().iter().enumerate() {
         let bytes = log.borrow();
-        forwarded += strict_messages(&bytes)
-            .map_err(|e| format!("upstream conn {i}: {e}: {:?}", String::from_utf8_lossy(&bytes)))?;
+        forwarded += strict_messages(&bytes).map_err(|e| {
+            format!(
+                "upstream conn {i}: {e}: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })?;
     }
     if forwarded > sent_valid {
-        return Err(format!("{forwarded} requests forwarded for {sent_valid} valid client requests"));
+        return Err(format!(
+            "{forwarded} requests forwarded for {sent_valid} valid client requests"
+        ));
     }
     Ok(())
 }

@@ -9,12 +9,15 @@ mod route_table;
 pub use cidr::Cidr;
 pub use route_table::{HeaderPredicate, HostMatch, PathMatch, RouteMatch, RouteTable};
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::{ConfigErrors, GatewayConfig, IoDriver};
+use crate::config::{
+    ConfigError, ConfigErrors, GatewayConfig, HeaderEditsConfig, IoDriver, RouteConfig,
+    UpstreamConfig,
+};
 use crate::http::{Limits, RequestHead};
 
 /// What routing needs from a request. Implemented by `RequestHead`; tests can mock it.
@@ -113,7 +116,24 @@ impl PathRewrite {
     /// Appends the path to forward for `path` (normalised) to `out`. Always starts with '/'
     /// and never contains "//" produced by the rewrite itself.
     pub fn apply(&self, path: &[u8], out: &mut Vec<u8>) {
-        todo!()
+        match self {
+            PathRewrite::None => out.extend_from_slice(path),
+            PathRewrite::Replace { prefix_len, with } => {
+                let rest = path.get(*prefix_len..).unwrap_or_default();
+                out.extend_from_slice(with);
+                match (out.last() == Some(&b'/'), rest.first() == Some(&b'/')) {
+                    (true, true) => out.extend_from_slice(&rest[1..]),
+                    (false, false) if !rest.is_empty() && out.is_empty() => {
+                        out.push(b'/');
+                        out.extend_from_slice(rest);
+                    }
+                    _ => out.extend_from_slice(rest),
+                }
+                if out.first() != Some(&b'/') {
+                    out.insert(0, b'/');
+                }
+            }
+        }
     }
 }
 
@@ -129,7 +149,11 @@ pub struct HeaderEdits {
 impl HeaderEdits {
     /// True when a field with this name must be dropped before `set`/`add` are appended.
     pub fn drops(&self, name: &[u8]) -> bool {
-        todo!()
+        self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+            || self
+                .set
+                .iter()
+                .any(|(_, lower, _)| lower.eq_ignore_ascii_case(name))
     }
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
@@ -148,7 +172,93 @@ impl Compiled {
     /// Builds the runtime form. `file` is used in error messages. Resolves upstream host
     /// names once (the only I/O). Also applies the default worker count.
     pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Compiled, ConfigErrors> {
-        todo!()
+        let mut errors = Vec::new();
+        let listen = cfg
+            .server
+            .listen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errors.push(ConfigError::new(
+                        format!("server.listen[{i}]"),
+                        format!("{l:?} is not an ip:port address"),
+                    ));
+                    None
+                }
+            })
+            .collect();
+        let upstreams = cfg
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| build_upstream(i, u, &mut errors))
+            .collect::<Vec<_>>();
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in cfg.server.trusted_proxies.iter().enumerate() {
+            match Cidr::parse(p) {
+                Ok(c) => trusted_proxies.push(c),
+                Err(why) => errors.push(ConfigError::new(
+                    format!("server.trusted_proxies[{i}]"),
+                    why,
+                )),
+            }
+        }
+        let mut routes = Vec::new();
+        let mut matches = Vec::new();
+        for (i, r) in cfg.routes.iter().enumerate() {
+            match build_route(i, r, &upstreams) {
+                Ok((route, m)) => {
+                    routes.push(route);
+                    matches.push(m);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors {
+                file: file.to_string(),
+                errors,
+            });
+        }
+        let t = &cfg.timeouts;
+        let l = &cfg.limits;
+        Ok(Compiled {
+            listen,
+            workers: cfg
+                .server
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            pin_workers: cfg.server.pin_workers,
+            io_driver: cfg.server.io_driver,
+            backlog: cfg.server.backlog,
+            limits: Limits {
+                max_header_bytes: l.max_header_bytes,
+                max_headers: l.max_headers,
+                max_uri_bytes: l.max_uri_bytes,
+            },
+            max_body_bytes: l.max_body_bytes,
+            max_connections: l.max_connections,
+            max_in_flight: l.max_in_flight,
+            timeouts: Timeouts {
+                header: t.header.0,
+                body: t.body.0,
+                idle: t.idle.0,
+                write: t.write.0,
+                upstream_connect: t.upstream_connect.0,
+                upstream_response: t.upstream_response.0,
+                drain: t.drain.0,
+            },
+            trusted_proxies,
+            via: (!cfg.server.via.is_empty())
+                .then(|| Bytes::from(format!("1.1 {}", cfg.server.via))),
+            request_id_header: (!cfg.server.request_id_header.is_empty())
+                .then(|| Bytes::from(cfg.server.request_id_header.clone())),
+            routes,
+            upstreams: upstreams.into_iter().map(|(u, _)| u).collect(),
+            table: RouteTable::build(&matches),
+        })
     }
 
     /// The route for a request, or None (-> 404). Priority: exact host, then wildcard host
@@ -162,4 +272,150 @@ impl Compiled {
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
         self.trusted_proxies.iter().any(|c| c.contains(ip))
     }
+}
+
+fn build_upstream(
+    i: usize,
+    u: &UpstreamConfig,
+    errors: &mut Vec<ConfigError>,
+) -> (Upstream, String) {
+    let mut servers = Vec::new();
+    for (j, s) in u.servers.iter().enumerate() {
+        match s.to_socket_addrs() {
+            Ok(addrs) => {
+                // One address per configured server: the first the resolver gives.
+                match addrs.into_iter().next() {
+                    Some(a) => servers.push(a),
+                    None => errors.push(ConfigError::new(
+                        format!("upstreams[{i}].servers[{j}]"),
+                        format!("{s:?} resolves to no address"),
+                    )),
+                }
+            }
+            Err(e) => errors.push(ConfigError::new(
+                format!("upstreams[{i}].servers[{j}]"),
+                format!("cannot resolve {s:?}: {e}"),
+            )),
+        }
+    }
+    if servers.is_empty() && !u.servers.is_empty() && errors.is_empty() {
+        errors.push(ConfigError::new(
+            format!("upstreams[{i}].servers"),
+            "no usable server",
+        ));
+    }
+    (
+        Upstream {
+            name: u.name.clone(),
+            servers,
+            keepalive: u.keepalive,
+            keepalive_timeout: u.keepalive_timeout.0,
+        },
+        u.name.clone(),
+    )
+}
+
+fn build_edits(h: &HeaderEditsConfig) -> HeaderEdits {
+    let b = |s: &String| Bytes::from(s.clone());
+    HeaderEdits {
+        set: h
+            .set
+            .iter()
+            .map(|(n, v)| (b(n), Bytes::from(n.to_ascii_lowercase()), b(v)))
+            .collect(),
+        add: h.add.iter().map(|(n, v)| (b(n), b(v))).collect(),
+        remove: h
+            .remove
+            .iter()
+            .map(|n| Bytes::from(n.to_ascii_lowercase()))
+            .collect(),
+    }
+}
+
+fn build_route(
+    i: usize,
+    r: &RouteConfig,
+    upstreams: &[(Upstream, String)],
+) -> Result<(Route, RouteMatch), ConfigError> {
+    let p = format!("routes[{i}]");
+    let (path, prefix) = match (&r.path_prefix, &r.path) {
+        (Some(x), None) => (PathMatch::Prefix(x.as_bytes().to_vec()), x),
+        (None, Some(x)) => (PathMatch::Exact(x.as_bytes().to_vec()), x),
+        _ => {
+            return Err(ConfigError::new(
+                p,
+                "set exactly one of path_prefix and path",
+            ))
+        }
+    };
+    let host = match r.host.as_deref().map(str::to_ascii_lowercase) {
+        None => HostMatch::Any,
+        Some(h) => match h.strip_prefix('*') {
+            Some(suffix) => HostMatch::Wildcard(suffix.to_string()),
+            None => HostMatch::Exact(h),
+        },
+    };
+    let action = match (&r.upstream, &r.respond) {
+        (Some(name), None) => match upstreams.iter().position(|(_, n)| n == name) {
+            Some(upstream) => Action::Proxy { upstream },
+            None => {
+                return Err(ConfigError::new(
+                    format!("{p}.upstream"),
+                    format!("no upstream named {name:?}"),
+                ))
+            }
+        },
+        (None, Some(resp)) => Action::Respond {
+            status: resp.status,
+            body: resp.body.as_ref().map(|b| Bytes::from(b.clone())),
+            content_type: resp.content_type.as_ref().map(|c| Bytes::from(c.clone())),
+        },
+        _ => {
+            return Err(ConfigError::new(
+                p,
+                "set exactly one of upstream and respond",
+            ))
+        }
+    };
+    let rewrite = if r.strip_prefix {
+        PathRewrite::Replace {
+            prefix_len: prefix.len(),
+            with: Bytes::from_static(b"/"),
+        }
+    } else if let Some(w) = &r.rewrite_prefix {
+        PathRewrite::Replace {
+            prefix_len: prefix.len(),
+            with: Bytes::from(w.clone()),
+        }
+    } else {
+        PathRewrite::None
+    };
+    let m = RouteMatch {
+        host,
+        path,
+        methods: r
+            .methods
+            .as_ref()
+            .map(|ms| ms.iter().map(|m| m.as_bytes().to_vec()).collect()),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| {
+                let pred = match (&h.value, h.absent) {
+                    (_, true) => HeaderPredicate::Absent,
+                    (Some(v), false) => HeaderPredicate::Equals(v.as_bytes().to_vec()),
+                    (None, false) => HeaderPredicate::Present,
+                };
+                (h.name.to_ascii_lowercase().into_bytes(), pred)
+            })
+            .collect(),
+    };
+    let route = Route {
+        name: r.name.clone().unwrap_or(p),
+        action,
+        rewrite,
+        request_edits: build_edits(&r.request_headers),
+        response_edits: build_edits(&r.response_headers),
+    };
+    Ok((route, m))
 }

@@ -6,7 +6,23 @@ pub struct Duration(pub std::time::Duration);
 
 impl Duration {
     pub fn parse(s: &str) -> Result<Duration, String> {
-        todo!()
+        let expected = || {
+            format!("{s:?} is not a duration: write an integer and a unit (ms, s, m, h), like \"500ms\" or \"5s\"")
+        };
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(expected)?;
+        let (num, unit) = s.split_at(split);
+        if num.is_empty() {
+            return Err(expected());
+        }
+        let n: u64 = num.parse().map_err(|_| expected())?;
+        let d = match unit {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+            "h" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(expected()),
+        };
+        Ok(Duration(d))
     }
 }
 
@@ -14,5 +30,37 @@ impl<'de> serde::Deserialize<'de> for Duration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Duration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Duration;
+    use std::time::Duration as D;
+
+    #[test]
+    fn durations_parse_with_each_unit() {
+        assert_eq!(Duration::parse("250ms"), Ok(Duration(D::from_millis(250))));
+        assert_eq!(Duration::parse("5s"), Ok(Duration(D::from_secs(5))));
+        assert_eq!(Duration::parse("2m"), Ok(Duration(D::from_secs(120))));
+        assert_eq!(Duration::parse("1h"), Ok(Duration(D::from_secs(3600))));
+        assert_eq!(Duration::parse("0s"), Ok(Duration(D::ZERO)));
+    }
+
+    #[test]
+    fn malformed_durations_are_rejected() {
+        for s in [
+            "",
+            "5",
+            "s",
+            "5 s",
+            "-5s",
+            "1.5s",
+            "5sec",
+            "5S",
+            "99999999999999999999s",
+        ] {
+            assert!(Duration::parse(s).is_err(), "{s:?}");
+        }
     }
 }

@@ -19,8 +19,36 @@ pub struct ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if e.path.is_empty() {
+                write!(f, "{}: {}", self.file, e.reason)?;
+            } else {
+                write!(f, "{}: {}: {}", self.file, e.path, e.reason)?;
+            }
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for ConfigErrors {}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl ConfigErrors {
+    pub fn one(file: &str, path: impl Into<String>, reason: impl Into<String>) -> ConfigErrors {
+        ConfigErrors {
+            file: file.to_string(),
+            errors: vec![ConfigError::new(path, reason)],
+        }
+    }
+}

@@ -16,10 +16,44 @@ use std::path::Path;
 
 /// Reads, parses and validates `path`. Errors carry the file name.
 pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
-    todo!()
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one(&file, "", format!("cannot read: {e}")))?;
+    from_str(&text, &file)
 }
 
 /// Parses and validates TOML text; `file` is only used in error messages.
 pub fn from_str(text: &str, file: &str) -> Result<GatewayConfig, ConfigErrors> {
-    todo!()
+    let de = toml::Deserializer::new(text);
+    let cfg: GatewayConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        syntax_error(text, file, if path == "." { "" } else { &path }, e.inner())
+    })?;
+    let errors = validate::validate(&cfg);
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors {
+            file: file.to_string(),
+            errors,
+        })
+    }
+}
+
+/// A TOML or schema error: "line L, column C: message", with the key path when known.
+fn syntax_error(text: &str, file: &str, path: &str, e: &toml::de::Error) -> ConfigErrors {
+    let message = e.message().trim().to_string();
+    let reason = match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rfind('\n')
+                .map_or(before.len(), |p| before.len() - p - 1)
+                + 1;
+            format!("line {line}, column {col}: {message}")
+        }
+        None => message,
+    };
+    ConfigErrors::one(file, path, reason)
 }

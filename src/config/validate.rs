@@ -1,1 +1,396 @@
 //! Semantic checks serde cannot express. Collects every error, never stops at the first.
+//! Each error names the field path and says what is wrong and, where it helps, the fix.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::{ConfigError, GatewayConfig, HeaderEditsConfig, RouteConfig};
+use crate::compiled::Cidr;
+use crate::http::head::{is_field_value, is_token};
+
+/// Fields a header edit may never touch: they carry framing or belong to one hop.
+const RESERVED_FIELDS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(ConfigError::new(path, reason));
+    }
+}
+
+pub fn validate(cfg: &GatewayConfig) -> Vec<ConfigError> {
+    let mut e = Errors(Vec::new());
+    server(cfg, &mut e);
+    timeouts(cfg, &mut e);
+    limits(cfg, &mut e);
+    upstreams(cfg, &mut e);
+    for (i, r) in cfg.routes.iter().enumerate() {
+        route(cfg, i, r, &mut e);
+    }
+    e.0
+}
+
+fn server(cfg: &GatewayConfig, e: &mut Errors) {
+    let s = &cfg.server;
+    if s.listen.is_empty() {
+        e.push(
+            "server.listen",
+            "at least one address is required, like \"127.0.0.1:8080\"",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in s.listen.iter().enumerate() {
+        match l.parse::<SocketAddr>() {
+            Ok(a) if !seen.insert(a) => e.push(
+                format!("server.listen[{i}]"),
+                format!("{l:?} is listed twice"),
+            ),
+            Ok(_) => {}
+            Err(_) => e.push(
+                format!("server.listen[{i}]"),
+                format!("{l:?} is not an ip:port address (IPv6 as \"[::1]:8080\")"),
+            ),
+        }
+    }
+    if let Some(w) = s.workers {
+        if w == 0 || w > 1024 {
+            e.push("server.workers", format!("{w} is out of range: 1 to 1024"));
+        }
+    }
+    if s.backlog == 0 {
+        e.push("server.backlog", "must be at least 1");
+    }
+    for (i, p) in s.trusted_proxies.iter().enumerate() {
+        if let Err(why) = Cidr::parse(p) {
+            e.push(format!("server.trusted_proxies[{i}]"), why);
+        }
+    }
+    if !s.via.is_empty() && !is_token(s.via.as_bytes()) {
+        e.push(
+            "server.via",
+            format!(
+                "{:?} must be a token (letters, digits, -._~!#$%&'*+^`|)",
+                s.via
+            ),
+        );
+    }
+    if !s.request_id_header.is_empty() && !is_token(s.request_id_header.as_bytes()) {
+        e.push(
+            "server.request_id_header",
+            format!("{:?} is not a valid field name", s.request_id_header),
+        );
+    }
+}
+
+fn timeouts(cfg: &GatewayConfig, e: &mut Errors) {
+    let t = &cfg.timeouts;
+    let all = [
+        ("header", t.header),
+        ("body", t.body),
+        ("idle", t.idle),
+        ("write", t.write),
+        ("upstream_connect", t.upstream_connect),
+        ("upstream_response", t.upstream_response),
+    ];
+    for (name, d) in all {
+        if d.0.is_zero() {
+            e.push(format!("timeouts.{name}"), "must be greater than zero");
+        }
+    }
+}
+
+fn limits(cfg: &GatewayConfig, e: &mut Errors) {
+    let l = &cfg.limits;
+    if !(1024..=1024 * 1024).contains(&l.max_header_bytes) {
+        e.push(
+            "limits.max_header_bytes",
+            format!("{} is out of range: 1024 to 1048576", l.max_header_bytes),
+        );
+    }
+    if !(1..=256).contains(&l.max_headers) {
+        e.push(
+            "limits.max_headers",
+            format!("{} is out of range: 1 to 256", l.max_headers),
+        );
+    }
+    if l.max_uri_bytes == 0 || l.max_uri_bytes > l.max_header_bytes {
+        e.push(
+            "limits.max_uri_bytes",
+            format!(
+                "{} is out of range: 1 to max_header_bytes ({})",
+                l.max_uri_bytes, l.max_header_bytes
+            ),
+        );
+    }
+    if l.max_connections == 0 {
+        e.push("limits.max_connections", "must be at least 1");
+    }
+    if l.max_in_flight == 0 {
+        e.push("limits.max_in_flight", "must be at least 1");
+    }
+}
+
+fn upstreams(cfg: &GatewayConfig, e: &mut Errors) {
+    let mut names = HashSet::new();
+    for (i, u) in cfg.upstreams.iter().enumerate() {
+        let p = format!("upstreams[{i}]");
+        let valid = !u.name.is_empty()
+            && u.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !valid {
+            e.push(
+                format!("{p}.name"),
+                format!("{:?} must be letters, digits, '_', '.' or '-'", u.name),
+            );
+        } else if !names.insert(u.name.as_str()) {
+            e.push(
+                format!("{p}.name"),
+                format!("{:?} is defined twice", u.name),
+            );
+        }
+        if u.servers.is_empty() {
+            e.push(
+                format!("{p}.servers"),
+                "at least one \"host:port\" is required",
+            );
+        }
+        for (j, s) in u.servers.iter().enumerate() {
+            if let Err(why) = check_server(s) {
+                e.push(format!("{p}.servers[{j}]"), why);
+            }
+        }
+        if u.keepalive > 10_000 {
+            e.push(
+                format!("{p}.keepalive"),
+                format!("{} is out of range: 0 to 10000", u.keepalive),
+            );
+        }
+    }
+}
+
+/// "host:port" with a port 1..=65535; DNS is not consulted here.
+fn check_server(s: &str) -> Result<(), String> {
+    if s.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
+        return Ok(());
+    }
+    let bad = || format!("{s:?} is not \"host:port\" with a port from 1 to 65535");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if port == 0 || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// A normalised path: starts with '/', no empty, "." or ".." segments, only uppercase
+/// escapes of characters that normalisation keeps escaped, no query or fragment.
+fn check_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{p:?} must start with '/'"));
+    }
+    let mut out = Vec::new();
+    match crate::http::path::normalize(p.as_bytes(), &mut out) {
+        Ok(parts) if parts.query.is_some() => Err(format!("{p:?} must not contain '?'")),
+        Ok(_) if out != p.as_bytes() => Err(format!(
+            "{p:?} is not a normalised path; requests are matched on \"{}\"",
+            String::from_utf8_lossy(&out)
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{p:?} is not a valid path: {e}")),
+    }
+}
+
+/// Lowercase host or "*." + host; no port.
+fn check_host(h: &str) -> Result<(), String> {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    let ok = !name.is_empty()
+        && !name.contains('*')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{h:?} must be a host name like \"api.example.com\" or \"*.example.com\" (no port)"
+        ))
+    }
+}
+
+fn route(cfg: &GatewayConfig, i: usize, r: &RouteConfig, e: &mut Errors) {
+    let p = format!("routes[{i}]");
+    match (&r.path_prefix, &r.path) {
+        (None, None) => e.push(&p, "set path_prefix (e.g. \"/\") or path"),
+        (Some(_), Some(_)) => e.push(&p, "set only one of path_prefix and path"),
+        (Some(x), None) => {
+            if let Err(why) = check_path(x) {
+                e.push(format!("{p}.path_prefix"), why);
+            }
+        }
+        (None, Some(x)) => {
+            if let Err(why) = check_path(x) {
+                e.push(format!("{p}.path"), why);
+            }
+        }
+    }
+    if let Some(h) = &r.host {
+        if let Err(why) = check_host(h) {
+            e.push(format!("{p}.host"), why);
+        }
+    }
+    if let Some(methods) = &r.methods {
+        if methods.is_empty() {
+            e.push(
+                format!("{p}.methods"),
+                "an empty list matches nothing: remove it to match all",
+            );
+        }
+        for (j, m) in methods.iter().enumerate() {
+            if !is_token(m.as_bytes()) {
+                e.push(
+                    format!("{p}.methods[{j}]"),
+                    format!("{m:?} is not a method token"),
+                );
+            }
+        }
+    }
+    for (j, h) in r.headers.iter().enumerate() {
+        if !is_token(h.name.as_bytes()) {
+            e.push(
+                format!("{p}.headers[{j}].name"),
+                format!("{:?} is not a valid field name", h.name),
+            );
+        }
+        if h.absent && h.value.is_some() {
+            e.push(
+                format!("{p}.headers[{j}]"),
+                "absent = true cannot be combined with value",
+            );
+        }
+        if let Some(v) = &h.value {
+            if !is_field_value(v.as_bytes()) {
+                e.push(
+                    format!("{p}.headers[{j}].value"),
+                    "contains a control character",
+                );
+            }
+        }
+    }
+    if r.strip_prefix && r.path_prefix.is_none() {
+        e.push(format!("{p}.strip_prefix"), "needs path_prefix");
+    }
+    if r.strip_prefix && r.rewrite_prefix.is_some() {
+        e.push(
+            format!("{p}.rewrite_prefix"),
+            "set only one of strip_prefix and rewrite_prefix",
+        );
+    }
+    if let Some(rw) = &r.rewrite_prefix {
+        if let Err(why) = check_path(rw) {
+            e.push(format!("{p}.rewrite_prefix"), why);
+        }
+    }
+    match (&r.upstream, &r.respond) {
+        (None, None) => e.push(&p, "set upstream (a name from [[upstreams]]) or respond"),
+        (Some(_), Some(_)) => e.push(&p, "set only one of upstream and respond"),
+        (Some(u), None) => {
+            if !cfg.upstreams.iter().any(|x| &x.name == u) {
+                let defined: Vec<&str> = cfg.upstreams.iter().map(|x| x.name.as_str()).collect();
+                e.push(
+                    format!("{p}.upstream"),
+                    format!(
+                        "no upstream named {u:?} (defined: {})",
+                        list_or_none(&defined)
+                    ),
+                );
+            }
+        }
+        (None, Some(resp)) => {
+            if !(200..=599).contains(&resp.status) {
+                e.push(
+                    format!("{p}.respond.status"),
+                    format!("{} is out of range: 200 to 599", resp.status),
+                );
+            }
+            if let Some(ct) = &resp.content_type {
+                if !is_field_value(ct.as_bytes()) || ct.is_empty() {
+                    e.push(
+                        format!("{p}.respond.content_type"),
+                        "must be a non-empty field value",
+                    );
+                }
+            }
+            if r.strip_prefix || r.rewrite_prefix.is_some() || !is_empty(&r.request_headers) {
+                e.push(
+                    &p,
+                    "a respond route does not forward: remove strip_prefix, rewrite_prefix and request_headers",
+                );
+            }
+        }
+    }
+    edits(&format!("{p}.request_headers"), &r.request_headers, true, e);
+    edits(
+        &format!("{p}.response_headers"),
+        &r.response_headers,
+        false,
+        e,
+    );
+}
+
+fn is_empty(h: &HeaderEditsConfig) -> bool {
+    h.set.is_empty() && h.add.is_empty() && h.remove.is_empty()
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn edits(p: &str, h: &HeaderEditsConfig, request: bool, e: &mut Errors) {
+    let check_name = |e: &mut Errors, path: String, name: &str| {
+        let lower = name.to_ascii_lowercase();
+        if !is_token(name.as_bytes()) {
+            e.push(path, format!("{name:?} is not a valid field name"));
+        } else if RESERVED_FIELDS.contains(&lower.as_str()) || (request && lower == "host") {
+            e.push(
+                path,
+                format!("{name} is managed by ringway and cannot be edited"),
+            );
+        }
+    };
+    for (kind, map) in [("set", &h.set), ("add", &h.add)] {
+        for (name, value) in map {
+            check_name(e, format!("{p}.{kind}.{name}"), name);
+            if !is_field_value(value.as_bytes()) {
+                e.push(
+                    format!("{p}.{kind}.{name}"),
+                    "value contains a control character",
+                );
+            }
+        }
+    }
+    for (j, name) in h.remove.iter().enumerate() {
+        check_name(e, format!("{p}.remove[{j}]"), name);
+    }
+}

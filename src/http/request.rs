@@ -2,7 +2,17 @@
 
 use bytes::{Bytes, BytesMut};
 
+use bytes::Buf;
+
+use super::head::{
+    collect_headers, find_head_end, find_header, framing_fields, is_hop_by_hop_in, leading_crlf,
+    list_items, map_httparse, offset_in,
+};
+use super::path::normalize;
 use super::{HeaderIdx, Limits, ParseError, Span, Version};
+
+/// httparse needs a header array; this caps `max_headers` (the config allows at most 256).
+pub const MAX_HEADERS_CAP: usize = 256;
 
 /// How the request body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,12 +90,12 @@ impl RequestHead {
     }
     /// First value of the named field (case-insensitive name).
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        todo!()
+        find_header(&self.buf, &self.headers, name)
     }
     /// True if this field must not be forwarded: hop-by-hop by definition, or named in
     /// this request's Connection field.
     pub fn is_hop_by_hop(&self, name: &[u8]) -> bool {
-        todo!()
+        is_hop_by_hop_in(&self.buf, &self.headers, name)
     }
 }
 
@@ -103,5 +113,228 @@ pub fn parse_request(
     limits: &Limits,
     out: &mut RequestHead,
 ) -> Result<bool, ParseError> {
-    todo!()
+    let skip = leading_crlf(buf);
+    if skip > 0 {
+        buf.advance(skip);
+    }
+    let end = match find_head_end(buf)? {
+        Some(end) => end,
+        None => {
+            check_incomplete(buf, limits)?;
+            return Ok(false);
+        }
+    };
+    if end > limits.max_header_bytes {
+        return Err(ParseError::HeadTooLarge);
+    }
+    let head = &buf[..end];
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+    let n = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
+    let mut req = httparse::Request::new(&mut storage[..n]);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(len)) if len == end => {}
+        Ok(_) => return Err(ParseError::Bad("malformed head")),
+        Err(e) => return Err(map_httparse(e)),
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(ParseError::Bad("malformed request line"));
+    };
+    if target.len() > limits.max_uri_bytes {
+        return Err(ParseError::UriTooLong);
+    }
+    check_request_line(head, method.len(), target.len())?;
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let ms = offset_in(head, method.as_bytes());
+    let ts = offset_in(head, target.as_bytes());
+    collect_headers(head, req.headers, &mut out.headers)?;
+    out.method = Span::new(ms, ms + method.len());
+    out.target = Span::new(ts, ts + target.len());
+    out.version = version;
+    let parts = normalize(target.as_bytes(), &mut out.path)?;
+    out.query = parts.query.map(|(a, b)| Span::new(ts + a, ts + b));
+    fill_semantics(head, &parts, ts, out)?;
+    out.buf = buf.split_to(end).freeze();
+    Ok(true)
+}
+
+/// While a head is incomplete: bound what a client can make us hold.
+fn check_incomplete(buf: &[u8], limits: &Limits) -> Result<(), ParseError> {
+    if buf.len() > limits.max_header_bytes {
+        return Err(ParseError::HeadTooLarge);
+    }
+    // The request line alone (method SP target ...) already longer than any allowed target.
+    let line_end = buf.iter().position(|&b| b == b'\r').unwrap_or(buf.len());
+    let first_sp = buf[..line_end].iter().position(|&b| b == b' ');
+    if let Some(sp) = first_sp {
+        let target_so_far = buf[sp + 1..line_end]
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(line_end - sp - 1);
+        if target_so_far > limits.max_uri_bytes {
+            return Err(ParseError::UriTooLong);
+        }
+    }
+    Ok(())
+}
+
+/// Exactly `method SP target SP HTTP/1.x CRLF`: httparse tolerates some of this away.
+fn check_request_line(head: &[u8], method_len: usize, target_len: usize) -> Result<(), ParseError> {
+    let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
+    if line_end != method_len + 1 + target_len + 1 + 8 {
+        return Err(ParseError::Bad("malformed request line"));
+    }
+    let version = &head[line_end - 8..line_end];
+    if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
+        return Err(ParseError::Bad("unsupported HTTP version"));
+    }
+    Ok(())
+}
+
+/// Host, framing, keep-alive and Expect rules once the syntax is known good.
+fn fill_semantics(
+    head: &[u8],
+    parts: &super::path::TargetParts,
+    target_start: usize,
+    out: &mut RequestHead,
+) -> Result<(), ParseError> {
+    let mut host: Option<&[u8]> = None;
+    let mut expect_continue = false;
+    for h in &out.headers {
+        let name = h.name.get(head);
+        if name.eq_ignore_ascii_case(b"host") {
+            if host.is_some() {
+                return Err(ParseError::Bad("more than one Host"));
+            }
+            host = Some(h.value.get(head));
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            for item in list_items(h.value.get(head)) {
+                if item.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else {
+                    return Err(ParseError::Bad("unsupported expectation"));
+                }
+            }
+        }
+    }
+    out.host_lower.clear();
+    match host {
+        Some(h) => {
+            let (name, port) = split_host(h)?;
+            if let Some((a, b)) = parts.authority {
+                let target = &head[target_start..];
+                let scheme_https = target.len() > 5 && target[..5].eq_ignore_ascii_case(b"https");
+                let (aname, aport) = split_host(&target[a..b])?;
+                let default = if scheme_https { 443 } else { 80 };
+                if !aname.eq_ignore_ascii_case(name)
+                    || aport.unwrap_or(default) != port.unwrap_or(default)
+                {
+                    return Err(ParseError::Bad(
+                        "absolute-form authority disagrees with Host",
+                    ));
+                }
+            }
+            out.host_lower
+                .extend(name.iter().map(u8::to_ascii_lowercase));
+        }
+        None if out.version == Version::Http11 => return Err(ParseError::Bad("missing Host")),
+        None => {
+            if let Some((a, b)) = parts.authority {
+                let (name, _) = split_host(&head[target_start + a..target_start + b])?;
+                out.host_lower
+                    .extend(name.iter().map(u8::to_ascii_lowercase));
+            }
+        }
+    }
+    let f = framing_fields(head, &out.headers)?;
+    if f.has_te && out.version == Version::Http10 {
+        return Err(ParseError::Bad("Transfer-Encoding in HTTP/1.0"));
+    }
+    if f.has_te && f.content_length.is_some() {
+        return Err(ParseError::Bad("Content-Length with Transfer-Encoding"));
+    }
+    out.framing = if f.chunked {
+        BodyFraming::Chunked
+    } else {
+        match f.content_length {
+            None | Some(0) => BodyFraming::None,
+            Some(n) => BodyFraming::Length(n),
+        }
+    };
+    out.keep_alive = match out.version {
+        Version::Http11 => !f.connection_close,
+        Version::Http10 => f.connection_keep_alive && !f.connection_close,
+    };
+    out.expect_continue = expect_continue;
+    Ok(())
+}
+
+/// Splits `host[:port]` (IPv6 in brackets), validating both parts.
+pub fn split_host(h: &[u8]) -> Result<(&[u8], Option<u16>), ParseError> {
+    let bad = ParseError::Bad("invalid Host");
+    if h.is_empty() {
+        return Err(bad);
+    }
+    let (name, port) = if h[0] == b'[' {
+        let close = h.iter().position(|&b| b == b']').ok_or(bad)?;
+        let name = &h[..=close];
+        let inner = &name[1..name.len() - 1];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err(bad);
+        }
+        match &h[close + 1..] {
+            [] => (name, None),
+            [b':', port @ ..] => (name, Some(port)),
+            _ => return Err(bad),
+        }
+    } else {
+        match h.iter().position(|&b| b == b':') {
+            Some(c) => (&h[..c], Some(&h[c + 1..])),
+            None => (h, None),
+        }
+    };
+    if h[0] != b'[' {
+        let ok = name.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b'%'
+                )
+        });
+        if name.is_empty() || !ok {
+            return Err(bad);
+        }
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit) => {
+            let v = p
+                .iter()
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+            Some(u16::try_from(v).map_err(|_| bad)?)
+        }
+        Some(_) => return Err(bad),
+    };
+    Ok((name, port))
 }

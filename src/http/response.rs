@@ -3,6 +3,11 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::head::{
+    collect_headers, find_head_end, find_header, framing_fields, is_hop_by_hop_in, map_httparse,
+    offset_in,
+};
+use super::request::MAX_HEADERS_CAP;
 use super::{HeaderIdx, Limits, ParseError, Span, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,14 +53,14 @@ impl ResponseHead {
         (h.name.get(&self.buf), h.value.get(&self.buf))
     }
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        todo!()
+        find_header(&self.buf, &self.headers, name)
     }
     pub fn reason(&self) -> &[u8] {
         self.reason.get(&self.buf)
     }
     /// True if this field must not be forwarded (hop-by-hop or named in Connection).
     pub fn is_hop_by_hop(&self, name: &[u8]) -> bool {
-        todo!()
+        is_hop_by_hop_in(&self.buf, &self.headers, name)
     }
     pub fn is_informational(&self) -> bool {
         (100..200).contains(&self.status)
@@ -72,5 +77,86 @@ pub fn parse_response(
     request_was_head: bool,
     out: &mut ResponseHead,
 ) -> Result<bool, ParseError> {
-    todo!()
+    let end = match find_head_end(buf)? {
+        Some(end) => end,
+        None if buf.len() > limits.max_header_bytes => return Err(ParseError::HeadTooLarge),
+        None => return Ok(false),
+    };
+    if end > limits.max_header_bytes {
+        return Err(ParseError::HeadTooLarge);
+    }
+    let head = &buf[..end];
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+    let n = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
+    let mut resp = httparse::Response::new(&mut storage[..n]);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(len)) if len == end => {}
+        Ok(_) => return Err(ParseError::Bad("malformed response head")),
+        Err(e) => return Err(map_httparse(e)),
+    }
+    let (Some(minor), Some(status)) = (resp.version, resp.code) else {
+        return Err(ParseError::Bad("malformed status line"));
+    };
+    let reason = resp.reason.unwrap_or("").as_bytes();
+    check_status_line(head, reason)?;
+    if !(100..=599).contains(&status) {
+        return Err(ParseError::Bad("status out of range"));
+    }
+    collect_headers(head, resp.headers, &mut out.headers)?;
+    let rs = if reason.is_empty() {
+        0
+    } else {
+        offset_in(head, reason)
+    };
+    out.reason = Span::new(rs, rs + reason.len());
+    out.status = status;
+    out.version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let f = framing_fields(head, &out.headers)?;
+    if f.has_te && f.content_length.is_some() {
+        return Err(ParseError::Bad("Content-Length with Transfer-Encoding"));
+    }
+    if f.has_te && out.version == Version::Http10 {
+        return Err(ParseError::Bad("Transfer-Encoding in HTTP/1.0"));
+    }
+    let bodiless = request_was_head || status < 200 || status == 204 || status == 304;
+    out.framing = if bodiless {
+        ResponseFraming::None
+    } else if f.chunked {
+        ResponseFraming::Chunked
+    } else {
+        match f.content_length {
+            Some(0) => ResponseFraming::None,
+            Some(n) => ResponseFraming::Length(n),
+            None => ResponseFraming::CloseDelimited,
+        }
+    };
+    out.keep_alive = out.framing != ResponseFraming::CloseDelimited
+        && match out.version {
+            Version::Http11 => !f.connection_close,
+            Version::Http10 => f.connection_keep_alive && !f.connection_close,
+        };
+    out.buf = buf.split_to(end).freeze();
+    Ok(true)
+}
+
+/// `HTTP/1.x SP 3DIGIT SP reason CRLF` with a reason of HTAB / SP / VCHAR / obs-text.
+fn check_status_line(head: &[u8], reason: &[u8]) -> Result<(), ParseError> {
+    let version = head.get(..8).unwrap_or_default();
+    if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
+        return Err(ParseError::Bad("unsupported HTTP version"));
+    }
+    if head.get(8) != Some(&b' ') || head.get(12) != Some(&b' ') && head.get(12) != Some(&b'\r') {
+        return Err(ParseError::Bad("malformed status line"));
+    }
+    if !reason
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    {
+        return Err(ParseError::Bad("invalid byte in reason phrase"));
+    }
+    Ok(())
 }
