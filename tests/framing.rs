@@ -1,0 +1,136 @@
+//! Request framing and syntax rejections: each gets its status, `Connection: close`, the
+//! connection closes, and the origin receives nothing.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn assert_rejected(driver: Driver, request: &[u8], status: u16) {
+    let origin = Origin::ok("backend");
+    let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), driver);
+    let mut c = Reader::new(connect(gw.addr()));
+    c.send(request);
+    let r = c
+        .response()
+        .unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(request)));
+    assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(request));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.body_text(), format!("{} {}\n", r.status, r.reason));
+    assert!(c.closes_within(Duration::from_secs(2)), "connection must close");
+    assert!(
+        origin.all_bytes().is_empty(),
+        "origin must receive nothing, got {:?}",
+        String::from_utf8_lossy(&origin.all_bytes())
+    );
+}
+
+both_drivers! {
+    fn cl_and_te_together_is_rejected_and_closed(d) {
+        assert_rejected(d, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+    }
+    fn two_content_length_fields_are_rejected(d) {
+        assert_rejected(d, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400);
+    }
+    fn a_content_length_list_is_rejected(d) {
+        assert_rejected(d, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello", 400);
+    }
+    fn non_digit_content_lengths_are_rejected(d) {
+        for cl in ["+5", "0x5", "-1", "5a", "", "99999999999999999999999"] {
+            assert_rejected(d, format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {cl}\r\n\r\nhello").as_bytes(), 400);
+        }
+    }
+    fn an_unknown_transfer_coding_is_501(d) {
+        assert_rejected(d, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501);
+    }
+    fn chunked_not_final_is_rejected(d) {
+        assert_rejected(d, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400);
+    }
+    fn chunked_twice_is_rejected(d) {
+        assert_rejected(d, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+    }
+    fn transfer_encoding_in_http10_is_rejected(d) {
+        assert_rejected(d, b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+    }
+    fn bare_lf_line_ending_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\nHost: a\r\n\r\n", 400);
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 400);
+    }
+    fn bare_cr_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 400);
+    }
+    fn obs_fold_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n", 400);
+    }
+    fn whitespace_before_colon_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nX-A : one\r\n\r\n", 400);
+    }
+    fn nul_in_a_value_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: o\0ne\r\n\r\n", 400);
+    }
+    fn control_character_in_a_value_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: o\x01ne\r\n\r\n", 400);
+    }
+    fn invalid_field_name_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nFo@o: x\r\n\r\n", 400);
+    }
+    fn missing_host_in_http11_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nX: y\r\n\r\n", 400);
+    }
+    fn two_host_fields_are_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+    }
+    fn other_http_versions_are_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 400);
+        assert_rejected(d, b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400);
+        assert_rejected(d, b"GET / http/1.1\r\nHost: a\r\n\r\n", 400);
+    }
+    fn a_fragment_in_the_target_is_rejected(d) {
+        assert_rejected(d, b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    }
+    fn non_ascii_target_bytes_are_rejected(d) {
+        assert_rejected(d, b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    }
+    fn absolute_form_disagreeing_with_host_is_rejected(d) {
+        assert_rejected(d, b"GET http://evil.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n", 400);
+    }
+    fn double_space_in_request_line_is_rejected(d) {
+        assert_rejected(d, b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    }
+    fn unsupported_expectation_is_rejected(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 400);
+    }
+    fn connect_and_asterisk_form_are_rejected(d) {
+        assert_rejected(d, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 400);
+        assert_rejected(d, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    }
+
+    fn bad_chunk_size_is_400_and_the_origin_never_sees_a_complete_body(d) {
+        let origin = Origin::ok("backend");
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        for body in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"5\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n", b"\r\nhello\r\n0\r\n\r\n"] {
+            let mut c = Reader::new(connect(gw.addr()));
+            c.send(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+            c.send(body);
+            if let Some(r) = c.response() {
+                assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(body));
+            }
+            assert!(c.closes_within(Duration::from_secs(2)));
+        }
+        // Whatever reached the origin never forms a complete chunked message.
+        assert!(origin.requests().is_empty(), "origin got a complete request");
+    }
+
+    fn a_rejected_request_after_a_good_one_still_answers_the_first(d) {
+        let origin = Origin::ok("first");
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        let first = c.response().expect("first response");
+        assert_eq!(first.status, 200);
+        assert_eq!(first.body_text(), "first");
+        let second = c.response().expect("second response");
+        assert_eq!(second.status, 400);
+        assert!(c.closes_within(Duration::from_secs(2)));
+        assert_eq!(origin.requests().len(), 1);
+    }
+}
