@@ -16,7 +16,10 @@ fn assert_rejected(driver: Driver, request: &[u8], status: u16) {
     assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(request));
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(r.body_text(), format!("{} {}\n", r.status, r.reason));
-    assert!(c.closes_within(Duration::from_secs(2)), "connection must close");
+    assert!(
+        c.closes_within(Duration::from_secs(2)),
+        "connection must close"
+    );
     assert!(
         origin.all_bytes().is_empty(),
         "origin must receive nothing, got {:?}",

@@ -123,14 +123,9 @@ fn limits(cfg: &GatewayConfig, e: &mut Errors) {
             format!("{} is out of range: 1 to 256", l.max_headers),
         );
     }
-    if l.max_uri_bytes == 0 || l.max_uri_bytes > l.max_header_bytes {
-        e.push(
-            "limits.max_uri_bytes",
-            format!(
-                "{} is out of range: 1 to max_header_bytes ({})",
-                l.max_uri_bytes, l.max_header_bytes
-            ),
-        );
+    // A target longer than max_header_bytes is stopped by that limit first (431).
+    if l.max_uri_bytes == 0 {
+        e.push("limits.max_uri_bytes", "must be at least 1");
     }
     if l.max_connections == 0 {
         e.push("limits.max_connections", "must be at least 1");
