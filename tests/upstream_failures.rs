@@ -1,0 +1,133 @@
+//! Upstream failures: refused -> 502, silent -> 504, every invalid response -> 502 with the
+//! upstream connection closed and never reused, and a mid-body death aborts the client.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Asserts that `bad` from the origin gives the client a 502 and that ringway closes that
+/// origin connection; a following request then arrives on a new origin connection.
+fn assert_invalid_response_is_502(d: Driver, bad: &'static [u8]) {
+    let origin = Origin::start(move |req| {
+        if req.target == "/bad" {
+            Reply::raw(bad)
+        } else {
+            Reply::ok("good")
+        }
+    });
+    let cfg = Config::proxy_all(origin.addr()).section("[timeouts]\nupstream_response = \"1s\"");
+    let gw = Gateway::start(&cfg.render(), d);
+    let r = get(gw.addr(), "/bad");
+    assert_eq!(r.status, 502, "for {:?}", String::from_utf8_lossy(bad));
+    assert_eq!(r.body_text(), "502 Bad Gateway\n");
+    assert!(
+        origin.wait_closed_by_peer(0),
+        "ringway must close the broken upstream connection"
+    );
+    let r = get(gw.addr(), "/next");
+    assert_eq!(r.status, 200);
+    let reqs = origin.wait_requests(2);
+    assert_eq!(
+        reqs[1].conn, 1,
+        "the next request must use a new upstream connection"
+    );
+}
+
+both_drivers! {
+    fn upstream_refused_is_502(d) {
+        let gw = Gateway::start(&Config::proxy_all(dead_addr()).render(), d);
+        let r = get(gw.addr(), "/");
+        assert_eq!(r.status, 502);
+        assert_eq!(r.body_text(), "502 Bad Gateway\n");
+    }
+
+    fn a_silent_upstream_is_504_after_upstream_response(d) {
+        let origin = Origin::start(|_| Reply::Never);
+        let cfg = Config::proxy_all(origin.addr()).section("[timeouts]\nupstream_response = \"1s\"");
+        let gw = Gateway::start(&cfg.render(), d);
+        let started = Instant::now();
+        let r = get(gw.addr(), "/");
+        assert_eq!(r.status, 504);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(2500), "{took:?}");
+    }
+
+    fn an_upstream_that_closes_without_answering_is_502(d) {
+        let origin = Origin::start(|_| Reply::Close);
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        assert_eq!(get(gw.addr(), "/").status, 502);
+    }
+
+    fn garbage_status_line_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 OK\r\nContent-Length: 0\r\n\r\n");
+        assert_invalid_response_is_502(d, b"SSH-2.0-OpenSSH\r\n\r\n");
+    }
+    fn conflicting_content_lengths_are_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok");
+    }
+    fn cl_with_te_in_a_response_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+    }
+    fn unknown_response_transfer_coding_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx");
+    }
+    fn invalid_content_length_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok");
+    }
+    fn control_bytes_in_a_response_header_are_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nok");
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok");
+    }
+    fn bare_lf_in_a_response_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok");
+    }
+    fn more_bytes_than_content_length_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA");
+    }
+    fn switching_protocols_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    }
+    fn a_1xx_storm_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+    fn a_truncated_head_is_502(d) {
+        let origin = Origin::start(|_| Reply::raw_then_close(b"HTTP/1.1 200 OK\r\nContent-Len"));
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        assert_eq!(get(gw.addr(), "/").status, 502);
+    }
+
+    fn bad_chunking_mid_body_aborts_the_client(d) {
+        let origin = Origin::start(|_| Reply::raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nZZ\r\n"));
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        // The head and the first chunk may have been relayed; the message never completes.
+        assert!(c.response().is_none(), "the client must not get a complete response");
+        assert!(origin.wait_closed_by_peer(0));
+    }
+
+    fn upstream_death_mid_body_aborts_the_client_connection(d) {
+        let origin = Origin::start(|_| {
+            Reply::raw_then_close(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
+        });
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let rest = c.read_to_close();
+        let text = String::from_utf8_lossy(&rest).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("only-part"), "fewer bytes than declared, then EOF: {text}");
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "never a second response: {text}");
+    }
+
+    fn a_stale_pooled_connection_is_not_used_for_the_next_request(d) {
+        // The origin answers once per connection, then closes it.
+        let origin = Origin::start(|_| Reply::raw_then_close(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        assert_eq!(get(gw.addr(), "/a").status, 200);
+        // The closed connection must not be reused: the POST (never retried) must succeed.
+        let r = roundtrip(gw.addr(), b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx").expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(origin.wait_requests(2)[1].conn, 1);
+    }
+}
