@@ -1,0 +1,92 @@
+//! Keep-alive on both sides, pipelining, and HTTP/1.0 connection handling.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+both_drivers! {
+    fn a_hundred_sequential_requests_use_one_upstream_connection(d) {
+        let origin = Origin::start(|req| Reply::ok(&req.target));
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        for i in 0..100 {
+            c.send(format!("GET /r{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            let r = c.response().expect("response");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body_text(), format!("/r{i}"));
+        }
+        assert_eq!(origin.connections(), 1);
+        assert_eq!(origin.requests().len(), 100);
+    }
+
+    fn pipelined_requests_are_answered_in_order(d) {
+        let origin = Origin::start(|req| Reply::ok(&req.target));
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        let mut batch = Vec::new();
+        for i in 0..20 {
+            batch.extend_from_slice(format!("GET /p{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        }
+        batch.extend_from_slice(b"POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /last HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.send(&batch);
+        for i in 0..20 {
+            assert_eq!(c.response().expect("response").body_text(), format!("/p{i}"));
+        }
+        assert_eq!(c.response().expect("response").body_text(), "/body");
+        assert_eq!(c.response().expect("response").body_text(), "/last");
+        let reqs = origin.requests();
+        assert_eq!(reqs[20].body, b"abc");
+    }
+
+    fn http10_client_is_closed_after_the_response_by_default(d) {
+        let origin = Origin::ok("ten");
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"GET / HTTP/1.0\r\n\r\n");
+        let r = c.response().expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.closes_within(Duration::from_secs(2)));
+        // Upstream still gets HTTP/1.1 with a Host.
+        let req = &origin.wait_requests(1)[0];
+        assert!(req.head_text().starts_with("GET / HTTP/1.1\r\n"));
+        assert!(req.header("host").is_some());
+    }
+
+    fn http10_client_with_keep_alive_stays_open(d) {
+        let origin = Origin::ok("ten");
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        for _ in 0..3 {
+            c.send(b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n");
+            let r = c.response().expect("response");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("connection"), Some("keep-alive"));
+        }
+    }
+
+    fn connection_close_from_the_client_is_honoured(d) {
+        let origin = Origin::ok("x");
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let r = c.response().expect("response");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.closes_within(Duration::from_secs(2)));
+        // The upstream connection is still pooled: close was hop-by-hop.
+        assert_eq!(origin.requests()[0].header("connection"), None);
+    }
+
+    fn upstream_connection_close_is_not_reused_but_the_client_stays(d) {
+        let origin = Origin::start(|_| Reply::raw_then_close(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"));
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        for _ in 0..3 {
+            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+            let r = c.response().expect("response");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("connection"), None);
+        }
+        assert_eq!(origin.connections(), 3);
+    }
+}
