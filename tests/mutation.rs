@@ -254,10 +254,13 @@ impl UpstreamIo for Pipe {
     }
 }
 
+/// Bytes one scripted origin connection received.
+type ConnLog = Rc<RefCell<Vec<u8>>>;
+
 /// Hands out socket pairs whose far end runs `scripted_origin`.
 struct ScriptedConnector {
     response: Rc<Vec<u8>>,
-    logs: Rc<RefCell<Vec<Rc<RefCell<Vec<u8>>>>>>,
+    logs: Rc<RefCell<Vec<ConnLog>>>,
 }
 
 impl Connector for ScriptedConnector {

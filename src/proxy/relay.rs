@@ -169,14 +169,14 @@ where
     /// Writes `self.obuf` (the head) plus the request body, streamed from the client.
     async fn send_request(&mut self, cfg: &Compiled, conn: &mut C::Conn) -> Result<(), SendFail> {
         match self.head.framing {
-            BodyFraming::None => self.to_upstream(cfg, conn, true).await,
+            BodyFraming::None => self.flush_upstream(cfg, conn, true).await,
             BodyFraming::Length(n) => self.send_length_body(cfg, conn, n).await,
             BodyFraming::Chunked => self.send_chunked_body(cfg, conn).await,
         }
     }
 
     /// Flushes `self.obuf` to the upstream.
-    async fn to_upstream(
+    async fn flush_upstream(
         &mut self,
         cfg: &Compiled,
         conn: &mut C::Conn,
@@ -222,7 +222,7 @@ where
         self.obuf.put_slice(&self.rbuf[..take]);
         self.rbuf.advance(take);
         remaining -= take as u64;
-        self.to_upstream(cfg, conn, take == 0).await?;
+        self.flush_upstream(cfg, conn, take == 0).await?;
         while remaining > 0 {
             self.body_read(deadline).await?;
             let take = remaining.min(self.rbuf.len() as u64) as usize;
@@ -275,11 +275,11 @@ where
                     Ok(ChunkEvent::Done { consumed }) => {
                         self.rbuf.advance(consumed);
                         self.obuf.put_slice(LAST_CHUNK);
-                        return self.to_upstream(cfg, conn, first_flush).await;
+                        return self.flush_upstream(cfg, conn, first_flush).await;
                     }
                 }
                 if self.obuf.len() >= FLUSH_AT {
-                    self.to_upstream(cfg, conn, first_flush).await?;
+                    self.flush_upstream(cfg, conn, first_flush).await?;
                     first_flush = false;
                 }
             }
@@ -287,7 +287,7 @@ where
                 // The head goes out before the body arrives, so the upstream sees the request
                 // early; body bytes only count once they were part of a flush.
                 let replayable = first_flush && total == 0;
-                self.to_upstream(cfg, conn, replayable).await?;
+                self.flush_upstream(cfg, conn, replayable).await?;
                 first_flush = false;
             }
             self.body_read(deadline).await?;

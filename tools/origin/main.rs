@@ -6,6 +6,7 @@
 //! - `/chunked/N[?chunk=SIZE]` N bytes, chunked
 //! - `/echo` the request body back (chunked if the request was), plus `X-Echo-*` fields
 //! - `/echo/headers` the raw request head as the body
+//! - `/sink` reads the whole body, then answers `bytes=N pattern=ok|bad` (pattern: `a..z`)
 //! - `/delay/MS[/...]` answer after MS milliseconds
 //! - `/status/CODE` that status
 //! - `/close` answer, then close
@@ -368,6 +369,9 @@ impl Conn {
         if path == "/echo" {
             return self.echo(req).await;
         }
+        if path == "/sink" {
+            return self.sink(req).await;
+        }
         self.read_body(req.body, |_, _| {}).await?;
         let target = req.target.clone();
         let close = [("Connection", "close")];
@@ -478,6 +482,28 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    async fn sink(&mut self, req: &Request) -> Res<bool> {
+        let mut n: u64 = 0;
+        let mut ok = true;
+        self.read_body(req.body, |d, _| {
+            for &b in d {
+                ok &= b == PATTERN[(n % 26) as usize];
+                n += 1;
+            }
+        })
+        .await?;
+        let body = format!("bytes={n} pattern={}\n", if ok { "ok" } else { "bad" });
+        let len = body.len().to_string();
+        let mut extra = vec![("Content-Length", len.as_str())];
+        if !req.keep_alive {
+            extra.push(("Connection", "close"));
+        }
+        self.head(200, &extra, &req.target);
+        self.wbuf.put_slice(body.as_bytes());
+        self.flush().await?;
+        Ok(true)
     }
 
     async fn echo(&mut self, req: &Request) -> Res<bool> {

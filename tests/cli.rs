@@ -1,0 +1,140 @@
+//! The command line: `check` on good and bad configs, `--version`, and `run` draining
+//! in-flight requests on SIGTERM.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+fn check(config: &str) -> (i32, String, String) {
+    let path = std::env::temp_dir().join(format!(
+        "ringway-cli-{}-{}.toml",
+        std::process::id(),
+        config.len()
+    ));
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run ringway check");
+    let _ = std::fs::remove_file(&path);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE"),
+    )
+}
+
+#[test]
+fn the_example_config_passes_check() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ringway.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "-c", path])
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .contains("ok: 1 listener(s), 2 worker(s), 1 upstream(s) with 2 server(s), 3 route(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .arg("--version")
+        .output()
+        .expect("run --version");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ringway {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_missing_file_names_the_file() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "-c", "/nonexistent/ringway.toml"])
+        .output()
+        .expect("run check");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("/nonexistent/ringway.toml: cannot read:")
+    );
+}
+
+#[test]
+fn bad_configs_report_file_field_and_reason() {
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n";
+    let cases: &[(&str, &str)] = &[
+        ("[server]\nlisten = [\"127.0.0.1:0\"]\nlisen = 1\n", "FILE: server.lisen: line 3, column 1: unknown field `lisen`"),
+        ("[server]\nlisten = [\"nope\"]\n", "FILE: server.listen[0]: \"nope\" is not an ip:port address"),
+        ("[server]\nlisten = []\n", "FILE: server.listen: at least one address is required"),
+        (&format!("{base}[timeouts]\nheader = \"5\"\n"), "FILE: timeouts.header: line 4, column 10: \"5\" is not a duration"),
+        (&format!("{base}[timeouts]\nheader = \"0s\"\n"), "FILE: timeouts.header: must be greater than zero"),
+        (&format!("{base}[limits]\nmax_headers = 1000\n"), "FILE: limits.max_headers: 1000 is out of range: 1 to 256"),
+        (&format!("{base}[[routes]]\npath_prefix = \"/\"\nupstream = \"ap\"\n"), "FILE: routes[0].upstream: no upstream named \"ap\" (defined: none)"),
+        (&format!("{base}[[routes]]\npath_prefix = \"x\"\nrespond = {{ status = 200 }}\n"), "FILE: routes[0].path_prefix: \"x\" must start with '/'"),
+        (&format!("{base}[[routes]]\npath_prefix = \"/a/../b\"\nrespond = {{ status = 200 }}\n"), "FILE: routes[0].path_prefix: \"/a/../b\" is not a normalised path"),
+        (&format!("{base}[[routes]]\npath_prefix = \"/\"\n"), "FILE: routes[0]: set upstream"),
+        (&format!("{base}[[routes]]\npath_prefix = \"/\"\nrespond = {{ status = 99 }}\n"), "FILE: routes[0].respond.status: 99 is out of range"),
+        (&format!("{base}[[routes]]\nhost = \"a.*.com\"\npath_prefix = \"/\"\nrespond = {{ status = 200 }}\n"), "FILE: routes[0].host:"),
+        (&format!("{base}[[routes]]\npath_prefix = \"/\"\nrespond = {{ status = 200 }}\nresponse_headers = {{ set = {{ \"Content-Length\" = \"1\" }} }}\n"), "FILE: routes[0].response_headers.set.Content-Length: Content-Length is managed by ringway"),
+        (&format!("{base}[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1\"]\n"), "FILE: upstreams[0].servers[0]: \"127.0.0.1\" is not \"host:port\""),
+        (&format!("{base}[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1:2\"]\n"), "FILE: upstreams[1].name: \"a\" is defined twice"),
+        (&format!("{base}trusted_proxies = [\"10.0.0.0/33\"]\n"), "FILE: server.trusted_proxies[0]:"),
+    ];
+    for (config, want) in cases {
+        let (code, stdout, stderr) = check(config);
+        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{config}\nwant: {want}\ngot: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn every_error_in_a_file_is_reported() {
+    let (code, _, stderr) = check("[server]\nlisten = [\"x\"]\nworkers = 0\n[[routes]]\npath_prefix = \"a\"\nupstream = \"b\"\n");
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(lines.iter().all(|l| l.starts_with("FILE: ")), "{stderr}");
+}
+
+both_drivers! {
+    fn sigterm_lets_an_in_flight_request_finish_then_exits_zero(d) {
+        let origin = Origin::start(|_| Reply::Delay(Duration::from_millis(700), Box::new(Reply::ok("done"))));
+        let mut gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let addr = gw.addr();
+        let client = thread::spawn(move || get(addr, "/slow"));
+        origin.wait_requests(1);
+        let status = gw.stop().expect("ringway exited");
+        assert!(status.success(), "exit status {status:?}");
+        let r = client.join().expect("client");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body_text(), "done");
+        assert_eq!(r.header("connection"), Some("close"), "a draining gateway closes after the response");
+    }
+
+    fn startup_logs_the_driver_and_listen_address(d) {
+        let origin = Origin::ok("x");
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let log = gw.stderr_text();
+        let want = match d {
+            Driver::IoUring => "worker 0: io_uring driver",
+            Driver::Legacy => "worker 0: legacy driver",
+        };
+        assert!(log.contains(want), "{log}");
+        assert!(log.contains(&format!("listening on {}", gw.addr())), "{log}");
+    }
+}
