@@ -15,6 +15,7 @@ max_body_bytes = 0
 [[upstreams]]
 name = "origin"
 servers = ["$ORIGIN_ADDR"]
+keepalive = 256             # same idle-pool size as the nginx peer
 
 [[routes]]
 path_prefix = "/"

@@ -103,7 +103,7 @@ pub struct UpstreamConfig {
     pub name: String,
     /// "ip:port" or "host:port" (resolved once at start-up). Round-robin.
     pub servers: Vec<String>,
-    /// Max idle keep-alive connections per server per worker; 0 disables pooling. Default 32.
+    /// Max idle keep-alive connections per server per worker; 0 disables pooling. Default 128.
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
     /// An idle pooled connection is closed after this. Default 60s.
@@ -203,7 +203,7 @@ fn default_request_id_header() -> String {
     "X-Request-Id".into()
 }
 fn default_keepalive() -> usize {
-    32
+    128
 }
 fn default_keepalive_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(60))
