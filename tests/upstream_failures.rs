@@ -131,3 +131,39 @@ both_drivers! {
         assert_eq!(origin.wait_requests(2)[1].conn, 1);
     }
 }
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
+/// hangs until the connector gives up.
+fn saturated_listener() -> (
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    l.bind(&any.into()).expect("bind");
+    l.listen(0).expect("listen");
+    let addr = l.local_addr().expect("addr").as_socket().expect("inet");
+    let mut held = Vec::new();
+    // Fill the queue; later connects time out instead of completing.
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    (l, held, addr)
+}
+
+both_drivers! {
+    fn an_upstream_connect_timeout_is_504(d) {
+        let (_listener, _held, addr) = saturated_listener();
+        let cfg = Config::proxy_all(addr).section("[timeouts]\nupstream_connect = \"500ms\"");
+        let gw = Gateway::start(&cfg.render(), d);
+        let started = Instant::now();
+        let r = get(gw.addr(), "/");
+        assert_eq!(r.status, 504);
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+}
