@@ -49,7 +49,8 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-fn put_u64(out: &mut BytesMut, n: u64) {
+/// Appends `n` in decimal without allocating.
+pub fn put_u64(out: &mut BytesMut, n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     let mut v = n;

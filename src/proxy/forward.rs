@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::{BufMut, BytesMut};
 
 use crate::compiled::{Compiled, HeaderEdits};
-use crate::http::{canned, RequestHead, ResponseHead, Version};
+use crate::http::canned::{self, put_u64};
+use crate::http::{RequestHead, ResponseHead, Version};
 
 /// How ringway frames a body it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,21 +32,6 @@ fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-fn put_u64(out: &mut BytesMut, n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.put_slice(&tmp[i..]);
-}
-
 fn put_edits(out: &mut BytesMut, edits: &HeaderEdits) {
     for (name, _, value) in &edits.set {
         put_field(out, name, value);
@@ -59,8 +45,21 @@ fn eq(a: &[u8], lower: &[u8]) -> bool {
     a.eq_ignore_ascii_case(lower)
 }
 
-/// Received-protocol + pseudonym for Via: "1.1 ringway" becomes "1.0 ringway" for 1.0 peers.
-fn put_via_entry(out: &mut BytesMut, via: &[u8], version: Version) {
+/// Writes one Via field: the message's own Via values, then ringway's entry, whose
+/// received-protocol is the version the message came with ("1.0 ringway" for 1.0 peers).
+fn put_via<'a>(
+    out: &mut BytesMut,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    via: &[u8],
+    version: Version,
+) {
+    out.put_slice(b"Via: ");
+    for (name, value) in fields {
+        if eq(name, b"via") && !value.is_empty() {
+            out.put_slice(value);
+            out.put_slice(b", ");
+        }
+    }
     let pseudonym = via.strip_prefix(b"1.1 ").unwrap_or(via);
     out.put_slice(if version == Version::Http10 {
         b"1.0 "
@@ -68,6 +67,20 @@ fn put_via_entry(out: &mut BytesMut, via: &[u8], version: Version) {
         b"1.1 "
     });
     out.put_slice(pseudonym);
+    out.put_slice(b"\r\n");
+}
+
+/// Writes the framing field for `framing` (none for bodiless or close-delimited bodies).
+fn put_framing(out: &mut BytesMut, framing: OutFraming) {
+    match framing {
+        OutFraming::Length(n) => {
+            out.put_slice(b"Content-Length: ");
+            put_u64(out, n);
+            out.put_slice(b"\r\n");
+        }
+        OutFraming::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        OutFraming::None | OutFraming::Close | OutFraming::HeadersOnly => {}
+    }
 }
 
 /// What the request head builder needs besides the parsed head.
@@ -80,7 +93,7 @@ pub struct RequestCtx<'a> {
     pub framing: OutFraming,
     /// The upstream server, used as Host when an HTTP/1.0 client sent none.
     pub upstream_addr: SocketAddr,
-    /// Generates a request id when the client sent none.
+    /// Written as 16 hex digits when the client sent no request id.
     pub request_id: u64,
 }
 
@@ -123,15 +136,7 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
     if !have_host {
         let _ = write!(out, "Host: {}\r\n", ctx.upstream_addr);
     }
-    match ctx.framing {
-        OutFraming::Length(n) => {
-            out.put_slice(b"Content-Length: ");
-            put_u64(out, n);
-            out.put_slice(b"\r\n");
-        }
-        OutFraming::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
-        OutFraming::None | OutFraming::Close | OutFraming::HeadersOnly => {}
-    }
+    put_framing(out, ctx.framing);
     put_edits(out, ctx.edits);
 
     out.put_slice(b"X-Forwarded-For: ");
@@ -150,16 +155,12 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
         put_field(out, b"X-Forwarded-Host", host_value);
     }
     if let Some(via) = &ctx.cfg.via {
-        out.put_slice(b"Via: ");
-        for i in 0..req.headers.len() {
-            let (name, value) = req.header_at(i);
-            if eq(name, b"via") && !value.is_empty() {
-                out.put_slice(value);
-                out.put_slice(b", ");
-            }
-        }
-        put_via_entry(out, via, req.version);
-        out.put_slice(b"\r\n");
+        put_via(
+            out,
+            (0..req.headers.len()).map(|i| req.header_at(i)),
+            via,
+            req.version,
+        );
     }
     if let (Some(name), false) = (rid, have_rid) {
         out.put_slice(name);
@@ -209,27 +210,15 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
         }
         put_field(out, name, value);
     }
-    match ctx.framing {
-        OutFraming::Length(n) => {
-            out.put_slice(b"Content-Length: ");
-            put_u64(out, n);
-            out.put_slice(b"\r\n");
-        }
-        OutFraming::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
-        OutFraming::None | OutFraming::Close | OutFraming::HeadersOnly => {}
-    }
+    put_framing(out, ctx.framing);
     put_edits(out, ctx.edits);
     if let Some(via) = &ctx.cfg.via {
-        out.put_slice(b"Via: ");
-        for i in 0..resp.headers.len() {
-            let (name, value) = resp.header_at(i);
-            if eq(name, b"via") && !value.is_empty() {
-                out.put_slice(value);
-                out.put_slice(b", ");
-            }
-        }
-        put_via_entry(out, via, resp.version);
-        out.put_slice(b"\r\n");
+        put_via(
+            out,
+            (0..resp.headers.len()).map(|i| resp.header_at(i)),
+            via,
+            resp.version,
+        );
     }
     if ctx.close {
         out.put_slice(b"Connection: close\r\n");
