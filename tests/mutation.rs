@@ -314,7 +314,7 @@ async fn run_case(
         response: Rc::new(response),
         logs: logs.clone(),
     };
-    let shared = Rc::new(Shared::new(cfg.clone(), connector, 64, 7));
+    let shared = Rc::new(Shared::new(cfg.clone(), connector, 64, 0, 7));
     let (near, mut far) = UnixStream::pair().map_err(|e| e.to_string())?;
     let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|_| "addr")?;
     let sent_valid = valid_prefix(&client_bytes);

@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 cargo build --release --bins
 target/release/ringway-origin --listen 127.0.0.1:9001 --listen 127.0.0.1:9002 --quiet >/dev/null &
 origin=$!
-trap 'kill "$origin" 2>/dev/null || true' EXIT
+stop_origin() { kill "$origin" 2>/dev/null || true; }
+trap stop_origin EXIT
+trap 'stop_origin; exit 130' INT TERM
 cat <<'MSG'
 
 ringway is starting on http://127.0.0.1:8080 in front of the bundled origin. Try:

@@ -45,13 +45,21 @@ pub struct Shared<C: Connector> {
     draining: Cell<bool>,
     drain: LocalNotify,
     rr: RefCell<Vec<usize>>,
+    /// Where this worker's round-robin starts, so workers do not all begin on server 0.
+    rr_start: usize,
     next_id: Cell<u64>,
     id_salt: u64,
 }
 
 impl<C: Connector> Shared<C> {
-    /// `max_in_flight` is this worker's share of the process limit.
-    pub fn new(config: Rc<Compiled>, connector: C, max_in_flight: usize, id_salt: u64) -> Self {
+    /// `max_in_flight` is this worker's share of the process limit; `worker` is its index.
+    pub fn new(
+        config: Rc<Compiled>,
+        connector: C,
+        max_in_flight: usize,
+        worker: usize,
+        id_salt: u64,
+    ) -> Self {
         Shared {
             config: RefCell::new(config),
             connector,
@@ -61,6 +69,7 @@ impl<C: Connector> Shared<C> {
             draining: Cell::new(false),
             drain: LocalNotify::default(),
             rr: RefCell::new(Vec::new()),
+            rr_start: worker,
             next_id: Cell::new(0),
             id_salt,
         }
@@ -93,7 +102,7 @@ impl<C: Connector> Shared<C> {
     fn next_server(&self, upstream: usize, n: usize) -> usize {
         let mut rr = self.rr.borrow_mut();
         if rr.len() <= upstream {
-            rr.resize(upstream + 1, 0);
+            rr.resize(upstream + 1, self.rr_start);
         }
         let i = rr[upstream] % n.max(1);
         rr[upstream] = i + 1;

@@ -142,6 +142,7 @@ async fn worker_main(
         compiled,
         TcpConnector,
         share.max_in_flight,
+        id,
         salt,
     ));
     let conns = Rc::new(Conns {
