@@ -19,7 +19,7 @@ use monoio::net::UnixStream;
 use ringway::compiled::Compiled;
 use ringway::http::chunked::{ChunkEvent, ChunkedDecoder};
 use ringway::http::{parse_request, BodyFraming, Limits, RequestHead};
-use ringway::proxy::io::{Connector, UpstreamIo};
+use ringway::proxy::io::Connector;
 use ringway::proxy::{serve, Shared};
 
 const CONFIG: &str = r#"
@@ -221,39 +221,6 @@ async fn scripted_origin(mut s: UnixStream, response: Rc<Vec<u8>>, log: Rc<RefCe
     }
 }
 
-struct Pipe(UnixStream);
-
-impl AsyncReadRent for Pipe {
-    async fn read<T: monoio::buf::IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        self.0.read(buf).await
-    }
-    async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        self.0.readv(buf).await
-    }
-}
-
-impl AsyncWriteRent for Pipe {
-    async fn write<T: monoio::buf::IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        self.0.write(buf).await
-    }
-    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        self.0.writev(buf).await
-    }
-    async fn flush(&mut self) -> io::Result<()> {
-        self.0.flush().await
-    }
-    async fn shutdown(&mut self) -> io::Result<()> {
-        self.0.shutdown().await
-    }
-}
-
-impl UpstreamIo for Pipe {
-    fn unusable_when_idle(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        ringway::sys::idle_socket_unusable(self.0.as_raw_fd())
-    }
-}
-
 /// Bytes one scripted origin connection received.
 type ConnLog = Rc<RefCell<Vec<u8>>>;
 
@@ -264,13 +231,13 @@ struct ScriptedConnector {
 }
 
 impl Connector for ScriptedConnector {
-    type Conn = Pipe;
-    async fn connect(&self, _addr: SocketAddr) -> io::Result<Pipe> {
+    type Conn = UnixStream;
+    async fn connect(&self, _addr: SocketAddr) -> io::Result<UnixStream> {
         let (near, far) = UnixStream::pair()?;
         let log = Rc::new(RefCell::new(Vec::new()));
         self.logs.borrow_mut().push(log.clone());
         monoio::spawn(scripted_origin(far, self.response.clone(), log));
-        Ok(Pipe(near))
+        Ok(near)
     }
 }
 
@@ -318,7 +285,7 @@ async fn run_case(
     let (near, mut far) = UnixStream::pair().map_err(|e| e.to_string())?;
     let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|_| "addr")?;
     let sent_valid = valid_prefix(&client_bytes);
-    let server = monoio::spawn(serve(shared.clone(), Pipe(near), peer, Instant::now()));
+    let server = monoio::spawn(serve(shared.clone(), near, peer, Instant::now()));
     let (_, _) = far.write_all(client_bytes).await;
     let _ = far.shutdown().await;
     // Drain the client side so the server never blocks on a full socket.

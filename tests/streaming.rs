@@ -161,8 +161,13 @@ fn check_body(s: &mut impl Read, head: &str, mut pending: Vec<u8>) -> u64 {
 }
 
 /// Sends `SIZE` pattern bytes as the body, CL or chunked, from a separate thread.
-fn upload(
+fn upload(w: std::net::TcpStream, chunked: bool, sent: Arc<AtomicU64>) -> thread::JoinHandle<()> {
+    upload_to(w, "/sink", chunked, sent)
+}
+
+fn upload_to(
     mut w: std::net::TcpStream,
+    path: &'static str,
     chunked: bool,
     sent: Arc<AtomicU64>,
 ) -> thread::JoinHandle<()> {
@@ -172,7 +177,7 @@ fn upload(
         } else {
             format!("Content-Length: {SIZE}")
         };
-        w.write_all(format!("POST /sink HTTP/1.1\r\nHost: a\r\n{te}\r\n\r\n").as_bytes())
+        w.write_all(format!("POST {path} HTTP/1.1\r\nHost: a\r\n{te}\r\n\r\n").as_bytes())
             .expect("head");
         let block: Vec<u8> = (0..(26 * 10_000u64)).map(pattern_byte).collect();
         let mut off = 0u64;
@@ -237,7 +242,39 @@ fn upload_sink(d: Driver, chunked: bool) {
     assert!(peak < RSS_LIMIT_KIB, "gateway RSS peaked at {peak} KiB");
 }
 
+/// Uploads 64 MiB to `/echo`, which answers while it is still reading: ringway must relay
+/// both directions at once or the two would wait on each other.
+fn upload_echo(d: Driver, chunked: bool) {
+    let origin = BundledOrigin::start();
+    let gw = Gateway::start(&config(origin.addr), d);
+    let done = Arc::new(AtomicBool::new(false));
+    let rss = watch_rss(gw.pid(), done.clone());
+    let s = connect(gw.addr());
+    let sent = Arc::new(AtomicU64::new(0));
+    let writer = upload_to(
+        s.try_clone().expect("clone"),
+        "/echo",
+        chunked,
+        sent.clone(),
+    );
+    let mut r = s;
+    let (head, rest) = read_head(&mut r);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(check_body(&mut r, &head, rest), SIZE);
+    writer.join().expect("writer");
+    assert_eq!(sent.load(Ordering::SeqCst), SIZE);
+    done.store(true, Ordering::SeqCst);
+    let peak = rss.join().expect("rss watcher");
+    assert!(peak < RSS_LIMIT_KIB, "gateway RSS peaked at {peak} KiB");
+}
+
 both_drivers! {
+    fn a_64_mib_echo_streams_both_directions_at_once(d) {
+        upload_echo(d, false);
+    }
+    fn a_64_mib_chunked_echo_streams_both_directions_at_once(d) {
+        upload_echo(d, true);
+    }
     fn a_64_mib_content_length_response_streams_with_bounded_memory(d) {
         download(d, &format!("/bytes/{SIZE}"));
     }

@@ -167,3 +167,48 @@ both_drivers! {
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     }
 }
+
+/// An origin that answers `reply` as soon as it has a request head, then reads and discards
+/// whatever body follows until the peer closes.
+fn early_answer_origin(reply: &'static [u8]) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut tmp = [0u8; 65536];
+                let mut answered = false;
+                while let Ok(n) = s.read(&mut tmp) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&tmp[..n.min(4096)]);
+                    if !answered && find(&seen, b"\r\n\r\n").is_some() {
+                        answered = true;
+                        let _ = s.write_all(reply);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+both_drivers! {
+    fn an_early_upstream_answer_reaches_the_client_while_it_still_sends(d) {
+        let origin = early_answer_origin(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig\n");
+        let cfg = Config::proxy_all(origin).section("[limits]\nmax_body_bytes = 0");
+        let gw = Gateway::start(&cfg.render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n");
+        c.send(&vec![b'x'; 256 * 1024]);
+        let r = c.response().expect("the upstream's answer");
+        assert_eq!(r.status, 413);
+        assert_eq!(r.body_text(), "big\n");
+        assert_eq!(r.header("connection"), Some("close"), "the unread body forces a close");
+        assert!(c.closes_within(Duration::from_secs(5)));
+    }
+}

@@ -4,12 +4,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split,
+    Splitable,
+};
 use monoio::net::TcpStream;
 
 /// Why a deadline-bound read or write did not complete.
@@ -22,22 +25,37 @@ pub enum IoFail {
     Io(io::Error),
 }
 
-/// An upstream connection: a byte stream the pool can also health-check while idle.
-pub trait UpstreamIo: AsyncReadRent + AsyncWriteRent + 'static {
-    /// True if an idle connection was closed or reset by its peer (or sent stray bytes).
-    fn unusable_when_idle(&self) -> bool;
+/// A byte stream ringway can proxy over: read and written concurrently through split
+/// halves (request body and response relay run at the same time), with a file descriptor
+/// the pool can health-check while idle.
+pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + AsRawFd + 'static {}
+
+impl<T: AsyncReadRent + AsyncWriteRent + Split + AsRawFd + 'static> Stream for T {}
+
+/// An upstream connection, split once when it is opened so that reuse costs nothing.
+pub struct UpConn<C: Stream> {
+    pub r: OwnedReadHalf<C>,
+    pub w: OwnedWriteHalf<C>,
+    fd: RawFd,
 }
 
-impl UpstreamIo for TcpStream {
-    fn unusable_when_idle(&self) -> bool {
-        crate::sys::idle_socket_unusable(self.as_raw_fd())
+impl<C: Stream> UpConn<C> {
+    pub fn new(conn: C) -> UpConn<C> {
+        let fd = conn.as_raw_fd();
+        let (r, w) = conn.into_split();
+        UpConn { r, w, fd }
+    }
+
+    /// True if an idle connection was closed or reset by its peer (or sent stray bytes).
+    pub fn unusable_when_idle(&self) -> bool {
+        crate::sys::idle_socket_unusable(self.fd)
     }
 }
 
 /// Opens upstream connections. One per worker; no Send bound: monoio is thread-per-core.
 #[allow(async_fn_in_trait)]
 pub trait Connector: 'static {
-    type Conn: UpstreamIo;
+    type Conn: Stream;
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Conn>;
 }
 

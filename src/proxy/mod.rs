@@ -19,13 +19,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 
 use crate::compiled::{Action, Compiled};
 use crate::http::{canned, parse_request, BodyFraming, RequestHead, ResponseHead};
 use crate::notify::LocalNotify;
 
-use self::io::{read_some_until, write_all_within, Connector, IoFail};
+use self::io::{read_some_until, write_all_within, Connector, IoFail, Stream};
 use self::pool::Pool;
 
 /// Spare room kept for each client read.
@@ -143,15 +143,21 @@ enum HeadRead {
 /// Serves one client connection until it closes.
 pub async fn serve<S, C>(shared: Rc<Shared<C>>, client: S, peer: SocketAddr, accepted: Instant)
 where
-    S: AsyncReadRent + AsyncWriteRent,
+    S: Stream,
     C: Connector,
 {
+    let (r, w) = client.into_split();
     let mut conn = ClientConn {
         shared,
-        client,
+        cin: ClientIn {
+            r,
+            buf: BytesMut::with_capacity(CLIENT_READ),
+        },
+        cout: ClientOut {
+            w,
+            buf: BytesMut::with_capacity(4096),
+        },
         peer,
-        rbuf: BytesMut::with_capacity(CLIENT_READ),
-        wbuf: BytesMut::with_capacity(4096),
         ubuf: BytesMut::new(),
         obuf: BytesMut::with_capacity(4096),
         head: RequestHead::default(),
@@ -161,14 +167,35 @@ where
     conn.run(accepted).await;
 }
 
-struct ClientConn<S, C: Connector> {
+/// The client's read half and the bytes received from it but not yet consumed (which may
+/// hold pipelined requests).
+struct ClientIn<S: Stream> {
+    r: OwnedReadHalf<S>,
+    buf: BytesMut,
+}
+
+/// The client's write half and the bytes being prepared for it.
+struct ClientOut<S: Stream> {
+    w: OwnedWriteHalf<S>,
+    buf: BytesMut,
+}
+
+impl<S: Stream> ClientOut<S> {
+    /// Writes `self.buf` to the client within `timeout`, leaving it empty.
+    async fn flush(&mut self, timeout: Duration) -> Result<(), IoFail> {
+        let buf = std::mem::take(&mut self.buf);
+        let mut b = write_all_within(&mut self.w, buf, timeout).await?;
+        b.clear();
+        self.buf = b;
+        Ok(())
+    }
+}
+
+struct ClientConn<S: Stream, C: Connector> {
     shared: Rc<Shared<C>>,
-    client: S,
+    cin: ClientIn<S>,
+    cout: ClientOut<S>,
     peer: SocketAddr,
-    /// Client bytes received and not yet consumed (may hold pipelined requests).
-    rbuf: BytesMut,
-    /// Bytes being prepared for the client.
-    wbuf: BytesMut,
     /// Upstream bytes received and not yet consumed.
     ubuf: BytesMut,
     /// Bytes being prepared for the upstream.
@@ -181,7 +208,7 @@ struct ClientConn<S, C: Connector> {
 
 impl<S, C> ClientConn<S, C>
 where
-    S: AsyncReadRent + AsyncWriteRent,
+    S: Stream,
     C: Connector,
 {
     async fn run(&mut self, accepted: Instant) {
@@ -191,7 +218,7 @@ where
             let deadline = if first {
                 accepted + cfg.timeouts.header
             } else {
-                if self.rbuf.is_empty() && !self.wait_for_bytes(cfg.timeouts.idle).await {
+                if self.cin.buf.is_empty() && !self.wait_for_bytes(cfg.timeouts.idle).await {
                     return;
                 }
                 Instant::now() + cfg.timeouts.header
@@ -221,12 +248,12 @@ where
             return false;
         }
         let shared = self.shared.clone();
-        let buf = std::mem::take(&mut self.rbuf);
+        let buf = std::mem::take(&mut self.cin.buf);
         let deadline = Instant::now() + idle;
         monoio::select! {
-            r = read_some_until(&mut self.client, buf, CLIENT_READ, deadline) => match r {
+            r = read_some_until(&mut self.cin.r, buf, CLIENT_READ, deadline) => match r {
                 Ok((n, buf)) => {
-                    self.rbuf = buf;
+                    self.cin.buf = buf;
                     n > 0
                 }
                 Err(_) => false,
@@ -237,7 +264,7 @@ where
 
     async fn read_head(&mut self, cfg: &Compiled, deadline: Instant) -> HeadRead {
         loop {
-            match parse_request(&mut self.rbuf, &cfg.limits, &mut self.head) {
+            match parse_request(&mut self.cin.buf, &cfg.limits, &mut self.head) {
                 Ok(true) => return HeadRead::Ok,
                 Ok(false) => {}
                 Err(e) => {
@@ -245,14 +272,14 @@ where
                     return HeadRead::Reject(e.status());
                 }
             }
-            let had_bytes = !self.rbuf.is_empty();
-            let buf = std::mem::take(&mut self.rbuf);
-            match read_some_until(&mut self.client, buf, CLIENT_READ, deadline).await {
+            let had_bytes = !self.cin.buf.is_empty();
+            let buf = std::mem::take(&mut self.cin.buf);
+            match read_some_until(&mut self.cin.r, buf, CLIENT_READ, deadline).await {
                 Ok((0, buf)) => {
-                    self.rbuf = buf;
+                    self.cin.buf = buf;
                     return HeadRead::Closed;
                 }
-                Ok((_, buf)) => self.rbuf = buf,
+                Ok((_, buf)) => self.cin.buf = buf,
                 Err(IoFail::Timeout) if had_bytes => return HeadRead::Reject(408),
                 Err(_) => return HeadRead::Closed,
             }
@@ -279,7 +306,7 @@ where
         } else {
             &[]
         };
-        self.wbuf.clear();
+        self.cout.buf.clear();
         let head_only = self.head.is_head();
         canned::write_response(
             status,
@@ -288,19 +315,11 @@ where
             extra,
             close,
             head_only,
-            &mut self.wbuf,
+            &mut self.cout.buf,
         );
-        let buf = std::mem::take(&mut self.wbuf);
-        match write_all_within(&mut self.client, buf, cfg.timeouts.write).await {
-            Ok(buf) => {
-                self.wbuf = buf;
-                if close {
-                    Next::Close
-                } else {
-                    Next::KeepAlive
-                }
-            }
-            Err(_) => Next::Close,
+        match self.cout.flush(cfg.timeouts.write).await {
+            Ok(()) if !close => Next::KeepAlive,
+            _ => Next::Close,
         }
     }
 

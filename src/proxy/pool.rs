@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
-use super::io::UpstreamIo;
+use super::io::{Stream, UpConn};
 
-struct Idle<C> {
-    conn: C,
+struct Idle<C: Stream> {
+    conn: UpConn<C>,
     since: Instant,
 }
 
-pub struct Pool<C> {
+pub struct Pool<C: Stream> {
     idle: RefCell<AHashMap<SocketAddr, Vec<Idle<C>>>>,
 }
 
-impl<C: UpstreamIo> Default for Pool<C> {
+impl<C: Stream> Default for Pool<C> {
     fn default() -> Self {
         Pool {
             idle: RefCell::new(AHashMap::new()),
@@ -27,9 +27,9 @@ impl<C: UpstreamIo> Default for Pool<C> {
     }
 }
 
-impl<C: UpstreamIo> Pool<C> {
+impl<C: Stream> Pool<C> {
     /// The most recently used healthy idle connection to `addr`, if any.
-    pub fn take(&self, addr: SocketAddr, max_idle_time: Duration) -> Option<C> {
+    pub fn take(&self, addr: SocketAddr, max_idle_time: Duration) -> Option<UpConn<C>> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
         let now = Instant::now();
@@ -42,7 +42,7 @@ impl<C: UpstreamIo> Pool<C> {
     }
 
     /// Returns a connection for reuse; the oldest idle one is closed when `max_idle` is reached.
-    pub fn put(&self, addr: SocketAddr, conn: C, max_idle: usize) {
+    pub fn put(&self, addr: SocketAddr, conn: UpConn<C>, max_idle: usize) {
         if max_idle == 0 {
             return;
         }
