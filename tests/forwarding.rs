@@ -183,3 +183,26 @@ both_drivers! {
         assert_eq!(c.response().expect("response").body, b"0123456789");
     }
 }
+
+both_drivers! {
+    fn a_large_chunked_body_sent_in_one_write_is_forwarded_whole(d) {
+        // More than the 64 KiB staging window, all in the client's first write: every byte
+        // must be decoded and forwarded although the client then waits silently.
+        let origin = Origin::start(Reply::echo);
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).section("[limits]\nmax_body_bytes = 0").render(), d);
+        let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut want = Vec::new();
+        for i in 0..40u8 {
+            let chunk = vec![b'a' + i % 26; 4000];
+            req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            req.extend_from_slice(&chunk);
+            req.extend_from_slice(b"\r\n");
+            want.extend_from_slice(&chunk);
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        let r = roundtrip(gw.addr(), &req).expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), want.len());
+        assert!(r.body == want);
+    }
+}

@@ -191,6 +191,15 @@ async fn pump_body<S: Stream, C: Stream>(
         if state.is_done() {
             return Ok(());
         }
+        // Decode what is already buffered (staging stops at FLUSH_AT) before asking the
+        // client for more: it may have sent the whole rest of the body already.
+        let buffered = cin.buf.len();
+        if buffered > 0 {
+            state.stage(&mut cin.buf, obuf, cfg.max_body_bytes)?;
+            if !obuf.is_empty() || state.is_done() || cin.buf.len() != buffered {
+                continue;
+            }
+        }
         cin.read_body(deadline).await?;
         match state {
             // The whole buffer is body: send it as it is, no copy.
