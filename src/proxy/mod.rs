@@ -12,6 +12,8 @@ pub mod forward;
 pub mod io;
 pub mod pool;
 mod relay;
+mod request_body;
+mod response;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

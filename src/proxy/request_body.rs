@@ -1,0 +1,178 @@
+//! The request body on its way upstream: strict decoding of what the client sends
+//! (Content-Length or chunked, re-chunked for the upstream), the body deadline and size
+//! limit, and the pump that streams the rest of a body while the response is relayed.
+
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, BytesMut};
+use monoio::io::OwnedWriteHalf;
+
+use super::io::{read_some_until, write_all_within, IoFail, Stream};
+use super::{ClientIn, CLIENT_READ};
+use crate::compiled::Compiled;
+use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
+use crate::http::BodyFraming;
+
+/// Longest chunk-size line (with extensions) accepted in either direction.
+pub(super) const MAX_CHUNK_LINE: usize = 4096;
+/// Flush re-chunked output once this much is queued.
+pub(super) const FLUSH_AT: usize = 64 * 1024;
+
+/// Why sending the request did not complete.
+pub(super) enum SendFail {
+    /// Writing to the upstream failed.
+    Upstream,
+    /// The client went away or broke the body rules: answer `status` (0 = none) and close.
+    Client(u16),
+}
+
+/// Where the request body stands.
+pub(super) enum BodyState {
+    Length { remaining: u64 },
+    Chunked { dec: ChunkedDecoder, total: u64 },
+    Done,
+}
+
+impl BodyState {
+    pub(super) fn new(framing: BodyFraming, max_trailer: usize) -> BodyState {
+        match framing {
+            BodyFraming::None | BodyFraming::Length(0) => BodyState::Done,
+            BodyFraming::Length(n) => BodyState::Length { remaining: n },
+            BodyFraming::Chunked => BodyState::Chunked {
+                dec: ChunkedDecoder::new(MAX_CHUNK_LINE, max_trailer),
+                total: 0,
+            },
+        }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self, BodyState::Done)
+    }
+
+    /// Moves body bytes from the client buffer into `out` (re-chunking a chunked body)
+    /// until the buffer runs dry, the body ends, or `out` holds `FLUSH_AT` bytes.
+    pub(super) fn stage(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+        max_body: u64,
+    ) -> Result<(), SendFail> {
+        match self {
+            BodyState::Done => Ok(()),
+            BodyState::Length { remaining } => {
+                let take = (*remaining).min(input.len() as u64) as usize;
+                out.put_slice(&input[..take]);
+                input.advance(take);
+                *remaining -= take as u64;
+                if *remaining == 0 {
+                    *self = BodyState::Done;
+                }
+                Ok(())
+            }
+            BodyState::Chunked { dec, total } => {
+                while out.len() < FLUSH_AT {
+                    match dec.step(input) {
+                        Err(_) => return Err(SendFail::Client(400)),
+                        Ok(ChunkEvent::Data { start, end }) => {
+                            *total += (end - start) as u64;
+                            if max_body > 0 && *total > max_body {
+                                return Err(SendFail::Client(413));
+                            }
+                            put_chunk_header(end - start, out);
+                            out.put_slice(&input[start..end]);
+                            out.put_slice(CHUNK_END);
+                            input.advance(end);
+                        }
+                        Ok(ChunkEvent::NeedMore { consumed }) => {
+                            input.advance(consumed);
+                            return Ok(());
+                        }
+                        Ok(ChunkEvent::Done { consumed }) => {
+                            input.advance(consumed);
+                            out.put_slice(LAST_CHUNK);
+                            *self = BodyState::Done;
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes `buf` to the upstream within `timeout`, leaving it empty.
+pub(super) async fn flush_upstream<C: Stream>(
+    w: &mut OwnedWriteHalf<C>,
+    buf: &mut BytesMut,
+    cfg: &Compiled,
+) -> Result<(), SendFail> {
+    let out = std::mem::take(buf);
+    match write_all_within(w, out, cfg.timeouts.write).await {
+        Ok(mut b) => {
+            b.clear();
+            *buf = b;
+            Ok(())
+        }
+        Err(_) => Err(SendFail::Upstream),
+    }
+}
+
+impl<S: Stream> ClientIn<S> {
+    /// Reads more request body before the body deadline.
+    async fn read_body(&mut self, deadline: Instant) -> Result<(), SendFail> {
+        let buf = std::mem::take(&mut self.buf);
+        match read_some_until(&mut self.r, buf, CLIENT_READ, deadline).await {
+            Ok((0, buf)) => {
+                self.buf = buf;
+                Err(SendFail::Client(0))
+            }
+            Ok((_, buf)) => {
+                self.buf = buf;
+                Ok(())
+            }
+            Err(IoFail::Timeout) => Err(SendFail::Client(408)),
+            Err(_) => Err(SendFail::Client(0)),
+        }
+    }
+}
+
+/// Streams the rest of the request body from the client to the upstream.
+pub(super) async fn pump_body<S: Stream, C: Stream>(
+    cin: &mut ClientIn<S>,
+    obuf: &mut BytesMut,
+    w: &mut OwnedWriteHalf<C>,
+    state: &mut BodyState,
+    cfg: &Compiled,
+    deadline: Instant,
+) -> Result<(), SendFail> {
+    loop {
+        if !obuf.is_empty() {
+            flush_upstream(w, obuf, cfg).await?;
+        }
+        if state.is_done() {
+            return Ok(());
+        }
+        // Decode what is already buffered (staging stops at FLUSH_AT) before asking the
+        // client for more: it may have sent the whole rest of the body already.
+        let buffered = cin.buf.len();
+        if buffered > 0 {
+            state.stage(&mut cin.buf, obuf, cfg.max_body_bytes)?;
+            if !obuf.is_empty() || state.is_done() || cin.buf.len() != buffered {
+                continue;
+            }
+        }
+        cin.read_body(deadline).await?;
+        match state {
+            // The whole buffer is body: send it as it is, no copy.
+            BodyState::Length { remaining } if cin.buf.len() as u64 <= *remaining => {
+                *remaining -= cin.buf.len() as u64;
+                if *remaining == 0 {
+                    *state = BodyState::Done;
+                }
+                std::mem::swap(obuf, &mut cin.buf);
+            }
+            _ => state.stage(&mut cin.buf, obuf, cfg.max_body_bytes)?,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The response on its way to the client: the strictly parsed head (1xx skipped, 101 and
+//! stray bytes refused), the re-serialised head, and the body relay with the framing the
+//! client needs. Decides whether the upstream connection may be pooled afterwards.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, BytesMut};
+use monoio::io::OwnedReadHalf;
+
+use super::forward::{self, OutFraming, ResponseCtx};
+use super::io::{read_some_until, write_all_within, IoFail, Stream};
+use super::request_body::MAX_CHUNK_LINE;
+use super::{ClientOut, MAX_INTERIM, UPSTREAM_READ};
+use crate::compiled::{Compiled, Route};
+use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
+use crate::http::{parse_response, Limits, RequestHead, ResponseFraming, ResponseHead, Version};
+
+/// How the response exchange ended.
+pub(super) enum RespOutcome {
+    /// The whole response reached the client; `reusable` if the upstream may be pooled.
+    Done { reusable: bool, close: bool },
+    /// Nothing reached the client yet: answer this status.
+    Failed(u16),
+    /// The upstream closed or reset before sending a byte (a stale keep-alive).
+    EmptyClose,
+    /// Response bytes reached the client and then something failed: abort the client.
+    Aborted,
+}
+
+pub(super) fn upstream_limits(cfg: &Compiled) -> Limits {
+    Limits {
+        max_header_bytes: cfg.limits.max_header_bytes.max(64 * 1024),
+        max_headers: cfg.limits.max_headers.max(128),
+        max_uri_bytes: cfg.limits.max_uri_bytes,
+    }
+}
+
+/// What the response side needs to know about the request.
+pub(super) struct Exchange<'a> {
+    pub(super) cfg: &'a Compiled,
+    pub(super) route: &'a Route,
+    pub(super) head: &'a RequestHead,
+    /// The client connection closes after this response whatever it says.
+    pub(super) close: bool,
+    /// The worker is draining: checked when the response head is written.
+    pub(super) draining: &'a Cell<bool>,
+    /// Set once any response byte was handed to the client.
+    pub(super) started: &'a Cell<bool>,
+    /// Deadline for the response head.
+    pub(super) head_deadline: Instant,
+}
+
+/// Reads the final response head into `resp`, skipping 1xx interim responses.
+pub(super) async fn read_response_head<C: Stream>(
+    r: &mut OwnedReadHalf<C>,
+    ubuf: &mut BytesMut,
+    resp: &mut ResponseHead,
+    ex: &Exchange<'_>,
+) -> Result<(), RespOutcome> {
+    let limits = upstream_limits(ex.cfg);
+    let is_head = ex.head.is_head();
+    let mut interim = 0;
+    let mut got_any = false;
+    ubuf.clear();
+    loop {
+        match parse_response(ubuf, &limits, is_head, resp) {
+            Ok(true) if resp.status == 101 => return Err(RespOutcome::Failed(502)),
+            Ok(true) if resp.is_informational() => {
+                interim += 1;
+                if interim > MAX_INTERIM {
+                    return Err(RespOutcome::Failed(502));
+                }
+                continue;
+            }
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                log::warn!("upstream sent an invalid response head: {e}");
+                return Err(RespOutcome::Failed(502));
+            }
+        }
+        let buf = std::mem::take(ubuf);
+        match read_some_until(r, buf, 8192, ex.head_deadline).await {
+            Ok((0, buf)) => {
+                *ubuf = buf;
+                return Err(if got_any {
+                    RespOutcome::Failed(502)
+                } else {
+                    RespOutcome::EmptyClose
+                });
+            }
+            Ok((_, buf)) => {
+                got_any = true;
+                *ubuf = buf;
+            }
+            Err(IoFail::Timeout) => {
+                log::warn!("upstream response head timed out");
+                return Err(RespOutcome::Failed(504));
+            }
+            Err(_) if !got_any => return Err(RespOutcome::EmptyClose),
+            Err(_) => return Err(RespOutcome::Failed(502)),
+        }
+    }
+}
+
+/// Reads the response and relays it to the client.
+pub(super) async fn respond<S: Stream, C: Stream>(
+    r: &mut OwnedReadHalf<C>,
+    ubuf: &mut BytesMut,
+    resp: &mut ResponseHead,
+    cout: &mut ClientOut<S>,
+    ex: &Exchange<'_>,
+) -> RespOutcome {
+    if let Err(outcome) = read_response_head(r, ubuf, resp, ex).await {
+        return outcome;
+    }
+    let client_v = ex.head.version;
+    let mut close = ex.close || ex.draining.get();
+    let status = resp.status;
+    let framing = resp.framing;
+    let out = match framing {
+        ResponseFraming::None if ex.head.is_head() || status == 304 => OutFraming::HeadersOnly,
+        ResponseFraming::None if status == 204 => OutFraming::None,
+        ResponseFraming::None => OutFraming::Length(0),
+        ResponseFraming::Length(n) => OutFraming::Length(n),
+        ResponseFraming::Chunked | ResponseFraming::CloseDelimited => {
+            if client_v == Version::Http11 {
+                OutFraming::Chunked
+            } else {
+                close = true;
+                OutFraming::Close
+            }
+        }
+    };
+    // Bytes beyond a declared body that arrived with the head: the upstream is confused.
+    let declared = match framing {
+        ResponseFraming::None => Some(0),
+        ResponseFraming::Length(n) => Some(n),
+        _ => None,
+    };
+    if declared.is_some_and(|n| ubuf.len() as u64 > n) {
+        log::warn!("upstream sent more bytes than its response declared");
+        return RespOutcome::Failed(502);
+    }
+    cout.buf.clear();
+    let ctx = ResponseCtx {
+        cfg: ex.cfg,
+        edits: &ex.route.response_edits,
+        framing: out,
+        close,
+        client_version: client_v,
+    };
+    forward::response_head(&mut cout.buf, resp, &ctx);
+    ex.started.set(true);
+    let mut relay = Relay {
+        r,
+        ubuf,
+        cout,
+        cfg: ex.cfg,
+        out,
+        stray: false,
+    };
+    let clean = match framing {
+        ResponseFraming::None => relay.cout.flush(ex.cfg.timeouts.write).await.is_ok(),
+        ResponseFraming::Length(n) => relay.length(n).await,
+        ResponseFraming::Chunked => relay.chunked().await,
+        ResponseFraming::CloseDelimited => {
+            // Never pooled: the upstream ends this body by closing.
+            return if relay.until_close().await {
+                RespOutcome::Done {
+                    reusable: false,
+                    close,
+                }
+            } else {
+                RespOutcome::Aborted
+            };
+        }
+    };
+    if !clean {
+        return RespOutcome::Aborted;
+    }
+    RespOutcome::Done {
+        reusable: resp.keep_alive && relay.ubuf.is_empty() && !relay.stray,
+        close,
+    }
+}
+
+/// The response body relay: upstream read half -> client write half.
+pub(super) struct Relay<'a, S: Stream, C: Stream> {
+    r: &'a mut OwnedReadHalf<C>,
+    ubuf: &'a mut BytesMut,
+    cout: &'a mut ClientOut<S>,
+    cfg: &'a Compiled,
+    out: OutFraming,
+    /// The upstream sent bytes past the declared body: never reuse it.
+    stray: bool,
+}
+
+impl<S: Stream, C: Stream> Relay<'_, S, C> {
+    /// Reads more of the response body: Ok(0) at EOF, Err on timeout or error.
+    async fn read(&mut self) -> Result<usize, ()> {
+        let deadline = Instant::now() + self.cfg.timeouts.upstream_response;
+        let buf = std::mem::take(self.ubuf);
+        match read_some_until(self.r, buf, UPSTREAM_READ, deadline).await {
+            Ok((n, buf)) => {
+                *self.ubuf = buf;
+                Ok(n)
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Content-Length body: the head and what is buffered go out in one write.
+    async fn length(&mut self, len: u64) -> bool {
+        let mut remaining = len.saturating_sub(self.ubuf.len() as u64);
+        self.cout.buf.put_slice(self.ubuf);
+        self.ubuf.clear();
+        if self.cout.flush(self.cfg.timeouts.write).await.is_err() {
+            return false;
+        }
+        while remaining > 0 {
+            match self.read().await {
+                Ok(0) | Err(()) => {
+                    log::warn!("upstream closed mid-body; aborting client");
+                    return false;
+                }
+                Ok(_) => {}
+            }
+            if self.ubuf.len() as u64 > remaining {
+                // Stray bytes after the body: send what was declared, never reuse.
+                self.ubuf.truncate(remaining as usize);
+                self.stray = true;
+            }
+            remaining -= self.ubuf.len() as u64;
+            let buf = std::mem::take(self.ubuf);
+            match write_all_within(&mut self.cout.w, buf, self.cfg.timeouts.write).await {
+                Ok(mut b) => {
+                    b.clear();
+                    *self.ubuf = b;
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Chunked upstream body, decoded strictly and re-framed for the client.
+    async fn chunked(&mut self) -> bool {
+        let mut dec = ChunkedDecoder::new(MAX_CHUNK_LINE, 64 * 1024);
+        loop {
+            loop {
+                match dec.step(self.ubuf) {
+                    Err(_) => {
+                        log::warn!("upstream sent bad chunked framing; aborting client");
+                        return false;
+                    }
+                    Ok(ChunkEvent::Data { start, end }) => {
+                        if self.out == OutFraming::Chunked {
+                            put_chunk_header(end - start, &mut self.cout.buf);
+                            self.cout.buf.put_slice(&self.ubuf[start..end]);
+                            self.cout.buf.put_slice(CHUNK_END);
+                        } else {
+                            self.cout.buf.put_slice(&self.ubuf[start..end]);
+                        }
+                        self.ubuf.advance(end);
+                    }
+                    Ok(ChunkEvent::NeedMore { consumed }) => {
+                        self.ubuf.advance(consumed);
+                        break;
+                    }
+                    Ok(ChunkEvent::Done { consumed }) => {
+                        self.ubuf.advance(consumed);
+                        if self.out == OutFraming::Chunked {
+                            self.cout.buf.put_slice(LAST_CHUNK);
+                        }
+                        return self.cout.flush(self.cfg.timeouts.write).await.is_ok();
+                    }
+                }
+            }
+            if !self.cout.buf.is_empty() && self.cout.flush(self.cfg.timeouts.write).await.is_err()
+            {
+                return false;
+            }
+            match self.read().await {
+                Ok(0) | Err(()) => {
+                    log::warn!("upstream closed mid-body; aborting client");
+                    return false;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Close-delimited upstream body: chunked to 1.1 clients, raw (then close) to 1.0 ones.
+    async fn until_close(&mut self) -> bool {
+        loop {
+            if !self.ubuf.is_empty() {
+                if self.out == OutFraming::Chunked {
+                    put_chunk_header(self.ubuf.len(), &mut self.cout.buf);
+                    self.cout.buf.put_slice(self.ubuf);
+                    self.cout.buf.put_slice(CHUNK_END);
+                } else {
+                    self.cout.buf.put_slice(self.ubuf);
+                }
+                self.ubuf.clear();
+            }
+            if !self.cout.buf.is_empty() && self.cout.flush(self.cfg.timeouts.write).await.is_err()
+            {
+                return false;
+            }
+            match self.read().await {
+                Ok(0) => {
+                    if self.out == OutFraming::Chunked {
+                        self.cout.buf.put_slice(LAST_CHUNK);
+                        return self.cout.flush(self.cfg.timeouts.write).await.is_ok();
+                    }
+                    return true;
+                }
+                Ok(_) => {}
+                Err(()) => return false,
+            }
+        }
+    }
+}
