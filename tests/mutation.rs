@@ -147,8 +147,54 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
     }
 }
 
-/// Splits `bytes` into strictly parsed requests; returns (complete messages, error?).
-/// A final message whose body is cut short counts as complete-so-far, not invalid.
+/// How a message body at the front of a buffer ended.
+enum Body {
+    /// Complete: consumed from the buffer.
+    Complete,
+    /// The buffer ended inside the body.
+    Truncated,
+    Invalid(String),
+}
+
+/// Skips the body the head announced, strictly decoding a chunked one.
+fn skip_body(buf: &mut BytesMut, framing: BodyFraming) -> Body {
+    match framing {
+        BodyFraming::None => Body::Complete,
+        BodyFraming::Length(n) => {
+            let have = buf.len();
+            buf.advance((n as usize).min(have));
+            if (have as u64) < n {
+                Body::Truncated
+            } else {
+                Body::Complete
+            }
+        }
+        BodyFraming::Chunked => {
+            let mut dec = ChunkedDecoder::new(4096, 64 * 1024);
+            loop {
+                match dec.step(buf) {
+                    Ok(ChunkEvent::Data { end, .. }) => buf.advance(end),
+                    Ok(ChunkEvent::Done { consumed }) => {
+                        buf.advance(consumed);
+                        return Body::Complete;
+                    }
+                    Ok(ChunkEvent::NeedMore { consumed }) => {
+                        buf.advance(consumed);
+                        return if buf.is_empty() {
+                            Body::Truncated
+                        } else {
+                            Body::Invalid("stuck chunked body".into())
+                        };
+                    }
+                    Err(e) => return Body::Invalid(format!("bad chunked body: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Counts the strictly valid requests that make up `bytes`. A final message whose body is
+/// cut short (the client aborted) counts; anything invalid is an error.
 fn strict_messages(bytes: &[u8]) -> Result<usize, String> {
     let limits = Limits {
         max_header_bytes: 64 * 1024,
@@ -158,43 +204,19 @@ fn strict_messages(bytes: &[u8]) -> Result<usize, String> {
     let mut buf = BytesMut::from(bytes);
     let mut head = RequestHead::default();
     let mut count = 0;
-    loop {
-        if buf.is_empty() {
-            return Ok(count);
-        }
+    while !buf.is_empty() {
         match parse_request(&mut buf, &limits, &mut head) {
             Ok(true) => count += 1,
             Ok(false) => return Err(format!("truncated head after {count} messages")),
             Err(e) => return Err(format!("message {count} invalid: {e}")),
         }
-        match head.framing {
-            BodyFraming::None => {}
-            BodyFraming::Length(n) => {
-                let n = (n as usize).min(buf.len());
-                buf.advance(n);
-            }
-            BodyFraming::Chunked => {
-                let mut dec = ChunkedDecoder::new(4096, 64 * 1024);
-                loop {
-                    match dec.step(&buf) {
-                        Ok(ChunkEvent::Data { end, .. }) => buf.advance(end),
-                        Ok(ChunkEvent::Done { consumed }) => {
-                            buf.advance(consumed);
-                            break;
-                        }
-                        Ok(ChunkEvent::NeedMore { consumed }) => {
-                            buf.advance(consumed);
-                            if buf.is_empty() {
-                                return Ok(count);
-                            }
-                            return Err(format!("message {count}: stuck chunked body"));
-                        }
-                        Err(e) => return Err(format!("message {count}: bad chunked body: {e}")),
-                    }
-                }
-            }
+        match skip_body(&mut buf, head.framing) {
+            Body::Complete => {}
+            Body::Truncated => return Ok(count),
+            Body::Invalid(e) => return Err(format!("message {count}: {e}")),
         }
     }
+    Ok(count)
 }
 
 /// Origin side of one upstream connection: answers each received head with `response`
@@ -249,22 +271,8 @@ fn valid_prefix(bytes: &[u8]) -> usize {
     let mut n = 0;
     while let Ok(true) = parse_request(&mut buf, &limits, &mut head) {
         n += 1;
-        match head.framing {
-            BodyFraming::None => {}
-            BodyFraming::Length(len) => buf.advance((len as usize).min(buf.len())),
-            BodyFraming::Chunked => {
-                let mut dec = ChunkedDecoder::new(4096, 64 * 1024);
-                loop {
-                    match dec.step(&buf) {
-                        Ok(ChunkEvent::Data { end, .. }) => buf.advance(end),
-                        Ok(ChunkEvent::Done { consumed }) => {
-                            buf.advance(consumed);
-                            break;
-                        }
-                        Ok(ChunkEvent::NeedMore { .. }) | Err(_) => return n,
-                    }
-                }
-            }
+        if !matches!(skip_body(&mut buf, head.framing), Body::Complete) {
+            break;
         }
     }
     n

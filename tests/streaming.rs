@@ -161,10 +161,6 @@ fn check_body(s: &mut impl Read, head: &str, mut pending: Vec<u8>) -> u64 {
 }
 
 /// Sends `SIZE` pattern bytes as the body, CL or chunked, from a separate thread.
-fn upload(w: std::net::TcpStream, chunked: bool, sent: Arc<AtomicU64>) -> thread::JoinHandle<()> {
-    upload_to(w, "/sink", chunked, sent)
-}
-
 fn upload_to(
     mut w: std::net::TcpStream,
     path: &'static str,
@@ -206,66 +202,67 @@ fn config(origin: SocketAddr) -> String {
         .render()
 }
 
-fn download(d: Driver, path: &str) {
+/// Runs `transfer` against a gateway in front of the bundled origin and checks that the
+/// gateway's RSS stayed under the limit meanwhile.
+fn with_bounded_memory(d: Driver, transfer: impl FnOnce(std::net::SocketAddr)) {
     let origin = BundledOrigin::start();
     let gw = Gateway::start(&config(origin.addr), d);
     let done = Arc::new(AtomicBool::new(false));
     let rss = watch_rss(gw.pid(), done.clone());
-    let mut s = connect(gw.addr());
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
-        .expect("request");
-    let (head, rest) = read_head(&mut s);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(check_body(&mut s, &head, rest), SIZE);
+    transfer(gw.addr());
     done.store(true, Ordering::SeqCst);
     let peak = rss.join().expect("rss watcher");
     assert!(peak < RSS_LIMIT_KIB, "gateway RSS peaked at {peak} KiB");
 }
 
+fn download(d: Driver, path: &str) {
+    with_bounded_memory(d, |addr| {
+        let mut s = connect(addr);
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .expect("request");
+        let (head, rest) = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(check_body(&mut s, &head, rest), SIZE);
+    });
+}
+
 /// Uploads 64 MiB to the origin's `/sink`, which counts and checks every byte it received.
 fn upload_sink(d: Driver, chunked: bool) {
-    let origin = BundledOrigin::start();
-    let gw = Gateway::start(&config(origin.addr), d);
-    let done = Arc::new(AtomicBool::new(false));
-    let rss = watch_rss(gw.pid(), done.clone());
-    let s = connect(gw.addr());
-    let sent = Arc::new(AtomicU64::new(0));
-    let writer = upload(s.try_clone().expect("clone"), chunked, sent.clone());
-    writer.join().expect("writer");
-    assert_eq!(sent.load(Ordering::SeqCst), SIZE);
-    let mut r = Reader::new(s);
-    let resp = r.response().expect("response");
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.body_text(), format!("bytes={SIZE} pattern=ok\n"));
-    done.store(true, Ordering::SeqCst);
-    let peak = rss.join().expect("rss watcher");
-    assert!(peak < RSS_LIMIT_KIB, "gateway RSS peaked at {peak} KiB");
+    with_bounded_memory(d, |addr| {
+        let s = connect(addr);
+        let sent = Arc::new(AtomicU64::new(0));
+        let writer = upload_to(
+            s.try_clone().expect("clone"),
+            "/sink",
+            chunked,
+            sent.clone(),
+        );
+        writer.join().expect("writer");
+        assert_eq!(sent.load(Ordering::SeqCst), SIZE);
+        let resp = Reader::new(s).response().expect("response");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body_text(), format!("bytes={SIZE} pattern=ok\n"));
+    });
 }
 
 /// Uploads 64 MiB to `/echo`, which answers while it is still reading: ringway must relay
 /// both directions at once or the two would wait on each other.
 fn upload_echo(d: Driver, chunked: bool) {
-    let origin = BundledOrigin::start();
-    let gw = Gateway::start(&config(origin.addr), d);
-    let done = Arc::new(AtomicBool::new(false));
-    let rss = watch_rss(gw.pid(), done.clone());
-    let s = connect(gw.addr());
-    let sent = Arc::new(AtomicU64::new(0));
-    let writer = upload_to(
-        s.try_clone().expect("clone"),
-        "/echo",
-        chunked,
-        sent.clone(),
-    );
-    let mut r = s;
-    let (head, rest) = read_head(&mut r);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(check_body(&mut r, &head, rest), SIZE);
-    writer.join().expect("writer");
-    assert_eq!(sent.load(Ordering::SeqCst), SIZE);
-    done.store(true, Ordering::SeqCst);
-    let peak = rss.join().expect("rss watcher");
-    assert!(peak < RSS_LIMIT_KIB, "gateway RSS peaked at {peak} KiB");
+    with_bounded_memory(d, |addr| {
+        let mut s = connect(addr);
+        let sent = Arc::new(AtomicU64::new(0));
+        let writer = upload_to(
+            s.try_clone().expect("clone"),
+            "/echo",
+            chunked,
+            sent.clone(),
+        );
+        let (head, rest) = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(check_body(&mut s, &head, rest), SIZE);
+        writer.join().expect("writer");
+        assert_eq!(sent.load(Ordering::SeqCst), SIZE);
+    });
 }
 
 both_drivers! {

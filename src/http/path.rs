@@ -17,29 +17,22 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// RFC 3986 sub-delims.
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// A reg-name byte (RFC 3986 §3.2.2): unreserved, sub-delims, or part of a pct-encoding.
+pub fn is_reg_name_byte(b: u8) -> bool {
+    is_unreserved(b) || is_sub_delim(b) || b == b'%'
+}
+
 /// RFC 3986 characters allowed in a request target (fragment excluded by the caller).
 fn is_target_byte(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b':' | b'/'
-                | b'?'
-                | b'['
-                | b']'
-                | b'@'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b'%'
-        )
+    is_reg_name_byte(b) || matches!(b, b':' | b'/' | b'?' | b'[' | b']' | b'@')
 }
 
 fn hex_val(b: u8) -> Option<u8> {

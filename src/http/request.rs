@@ -301,27 +301,7 @@ pub fn split_host(h: &[u8]) -> Result<(&[u8], Option<u16>), ParseError> {
         }
     };
     if h[0] != b'[' {
-        let ok = name.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b'%'
-                )
-        });
+        let ok = name.iter().all(|&b| super::path::is_reg_name_byte(b));
         if name.is_empty() || !ok {
             return Err(bad);
         }
