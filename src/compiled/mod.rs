@@ -120,18 +120,13 @@ impl PathRewrite {
             PathRewrite::None => out.extend_from_slice(path),
             PathRewrite::Replace { prefix_len, with } => {
                 let rest = path.get(*prefix_len..).unwrap_or_default();
+                // `with` starts with '/' (validated): "/" + "/users" must not become "//users".
                 out.extend_from_slice(with);
-                match (out.last() == Some(&b'/'), rest.first() == Some(&b'/')) {
-                    (true, true) => out.extend_from_slice(&rest[1..]),
-                    (false, false) if !rest.is_empty() && out.is_empty() => {
-                        out.push(b'/');
-                        out.extend_from_slice(rest);
-                    }
-                    _ => out.extend_from_slice(rest),
-                }
-                if out.first() != Some(&b'/') {
-                    out.insert(0, b'/');
-                }
+                let rest = match out.last() {
+                    Some(b'/') => rest.strip_prefix(b"/").unwrap_or(rest),
+                    _ => rest,
+                };
+                out.extend_from_slice(rest);
             }
         }
     }
@@ -298,12 +293,6 @@ fn build_upstream(
             )),
         }
     }
-    if servers.is_empty() && !u.servers.is_empty() && errors.is_empty() {
-        errors.push(ConfigError::new(
-            format!("upstreams[{i}].servers"),
-            "no usable server",
-        ));
-    }
     (
         Upstream {
             name: u.name.clone(),
@@ -418,4 +407,34 @@ fn build_route(
         response_edits: build_edits(&r.response_headers),
     };
     Ok((route, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathRewrite;
+    use bytes::Bytes;
+
+    fn rewrite(prefix: &str, with: &'static str, path: &str) -> String {
+        let r = PathRewrite::Replace {
+            prefix_len: prefix.len(),
+            with: Bytes::from_static(with.as_bytes()),
+        };
+        let mut out = Vec::new();
+        r.apply(path.as_bytes(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn strip_and_rewrite_never_double_a_slash() {
+        assert_eq!(rewrite("/v1/", "/", "/v1/users"), "/users");
+        assert_eq!(rewrite("/v1/", "/", "/v1/"), "/");
+        assert_eq!(rewrite("/api", "/", "/api/x"), "/x");
+        assert_eq!(rewrite("/api", "/", "/api"), "/");
+        assert_eq!(rewrite("/api", "/", "/apix"), "/x");
+        assert_eq!(rewrite("/api/", "/internal/", "/api/x/y"), "/internal/x/y");
+        assert_eq!(rewrite("/api", "/internal", "/api/x"), "/internal/x");
+        let mut out = Vec::new();
+        PathRewrite::None.apply(b"/same", &mut out);
+        assert_eq!(out, b"/same");
+    }
 }
