@@ -138,3 +138,20 @@ both_drivers! {
         assert!(log.contains(&format!("listening on {}", gw.addr())), "{log}");
     }
 }
+
+both_drivers! {
+    fn sigterm_closes_idle_keep_alive_connections_at_once(d) {
+        let origin = Origin::ok("x");
+        let cfg = Config::proxy_all(origin.addr()).section("[timeouts]\ndrain = \"5s\"\nidle = \"60s\"");
+        let mut gw = Gateway::start(&cfg.render(), d);
+        let mut idle = Reader::new(connect(gw.addr()));
+        idle.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(idle.response().map(|r| r.status), Some(200));
+        let started = std::time::Instant::now();
+        let status = gw.stop().expect("ringway exited");
+        assert!(status.success());
+        // Nothing was in flight: the drain does not wait for the idle connection.
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(idle.closes_within(Duration::from_secs(1)));
+    }
+}

@@ -185,3 +185,23 @@ both_drivers! {
         }
     }
 }
+
+both_drivers! {
+    fn a_client_that_stops_reading_is_dropped_after_the_write_timeout(d) {
+        // 64 MiB is far more than the socket buffers between ringway and a client that
+        // never reads, so ringway's write stalls until `write` gives up.
+        let body = vec![b'z'; 64 * 1024 * 1024];
+        let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        reply.extend_from_slice(&body);
+        let origin = Origin::start(move |_| Reply::Raw(reply.clone()));
+        let gw = gateway_with(&origin, "[limits]\nmax_body_bytes = 0\n[timeouts]\nwrite = \"1s\"", d);
+        let mut c = connect(gw.addr());
+        c.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").expect("request");
+        origin.wait_requests(1);
+        let started = Instant::now();
+        // ringway abandons the stalled client and drops the upstream connection mid-body.
+        assert!(origin.wait_closed_by_peer(0), "ringway must give up on the stalled client");
+        assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+        drop(c);
+    }
+}

@@ -425,6 +425,10 @@ fn origin_conn(mut s: TcpStream, conn: usize, st: Arc<OriginState>, handler: Arc
                 st.changed.notify_all();
             }
             if !send_reply(&mut s, reply) {
+                // Our write failed or we closed: either way the connection is over.
+                if let Some(c) = st.closed_by_peer.lock().expect("lock").get_mut(conn) {
+                    *c = true;
+                }
                 return;
             }
         }
