@@ -85,11 +85,16 @@ impl Gateway {
         let lines = stderr.clone();
         thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                let addr = line
+                    .split("listening on ")
+                    .nth(1)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
+                // Record the line before announcing readiness, so a test that reads the log
+                // right after `start` returns sees it.
+                lines.lock().expect("stderr lock").push(line);
+                if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
-                lines.lock().expect("stderr lock").push(line);
             }
         });
         let addr = match rx.recv_timeout(TIMEOUT) {
