@@ -154,7 +154,7 @@ both_drivers! {
         let started = Instant::now();
         let r = get(addr, "/fast");
         assert_eq!(r.status, 503);
-        assert!(started.elapsed() < Duration::from_millis(500));
+        assert!(started.elapsed() < Duration::from_secs(1), "503 must be immediate");
         assert_eq!(slow.join().expect("slow request").status, 200);
         // Capacity is back once the slow request finished.
         assert_eq!(get(addr, "/fast").status, 200);
