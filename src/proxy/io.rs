@@ -116,10 +116,3 @@ where
         Ok((Err(e), _)) => Err(IoFail::Io(e)),
     }
 }
-
-/// Grows `buf` so a read can land in it; keeps small buffers small.
-pub fn ensure_spare(buf: &mut BytesMut, n: usize) {
-    if buf.bytes_total() - buf.len() < n {
-        buf.reserve(n);
-    }
-}

@@ -81,10 +81,6 @@ impl<C: Connector> Shared<C> {
         self.config.borrow().clone()
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.get()
-    }
-
     pub fn is_draining(&self) -> bool {
         self.draining.get()
     }
