@@ -1,0 +1,395 @@
+//! `ringway-loadgen`: the bundled HTTP/1.1 load generator, built on monoio.
+//!
+//! - Closed loop (default, like wrk): each connection sends its next request when the
+//!   previous response is in.
+//! - Open loop (`--rate R`): R requests per second in total, on a fixed schedule per
+//!   connection; latency is measured from the *intended* send time, which corrects
+//!   coordinated omission.
+//!
+//! N connections over M threads (one monoio runtime each), keep-alive, any method, path,
+//! headers and body. Reports HDR-histogram percentiles (p50 … p99.99, max), errors by kind
+//! and the achieved rate, as text or `--json`; `--plot FILE.svg` draws the latency
+//! percentile curve and can overlay earlier `--json` results (`--overlay a.json,b.json`).
+//! A progress line goes to stderr every second. Only for load-testing servers you run.
+//!
+//! monoio's timers tick in milliseconds, so in open loop a request may leave up to ~1 ms
+//! after its intended time; that lateness is part of the reported latency (by design of the
+//! correction) and is reported separately as "send lag" so it can be told apart.
+
+mod client;
+mod plot;
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+use client::{ErrorKind, Plan, Stats};
+
+#[derive(Parser)]
+#[command(
+    name = "ringway-loadgen",
+    version,
+    about = "HTTP/1.1 load generator (closed or open loop)"
+)]
+struct Args {
+    /// Target, e.g. http://127.0.0.1:8080/small
+    url: String,
+    /// Connections in total.
+    #[arg(short = 'c', long, default_value_t = 64)]
+    connections: usize,
+    /// Threads (one monoio runtime each).
+    #[arg(short = 't', long, default_value_t = 1)]
+    threads: usize,
+    /// Duration, e.g. 10s, 500ms, 1m.
+    #[arg(short = 'd', long, default_value = "10s")]
+    duration: String,
+    /// Open loop: total requests per second (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Request method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    method: String,
+    /// Extra request header, "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Request body.
+    #[arg(long)]
+    body: Option<String>,
+    /// Request body from a file.
+    #[arg(long)]
+    body_file: Option<std::path::PathBuf>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+    /// Print the result as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write a latency-percentile plot (SVG) to this file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// Earlier --json results to draw in the same plot, comma-separated.
+    #[arg(long)]
+    overlay: Option<String>,
+    /// Name of this run in plots and JSON.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+static PROGRESS: AtomicU64 = AtomicU64::new(0);
+
+fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 10s"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => bail!("{s:?}: unit must be ms, s or m"),
+    })
+}
+
+/// (address, host header, path) of an http:// URL.
+fn parse_url(url: &str) -> anyhow::Result<(SocketAddr, String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let with_port = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to nothing"))?;
+    Ok((addr, authority.to_string(), path.to_string()))
+}
+
+fn build_request(args: &Args, host: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let body = match (&args.body, &args.body_file) {
+        (Some(b), None) => b.clone().into_bytes(),
+        (None, Some(f)) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+        (None, None) => Vec::new(),
+        (Some(_), Some(_)) => bail!("use --body or --body-file, not both"),
+    };
+    let mut req = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", args.method);
+    for h in &args.headers {
+        let (n, v) = h
+            .split_once(':')
+            .with_context(|| format!("header {h:?} is not \"Name: value\""))?;
+        req.push_str(&format!("{}: {}\r\n", n.trim(), v.trim()));
+    }
+    if !body.is_empty() || matches!(args.method.as_str(), "POST" | "PUT" | "PATCH") {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+struct Summary {
+    latency_us: Histogram<u64>,
+    send_lag_us: Histogram<u64>,
+    requests: u64,
+    bytes: u64,
+    errors: [u64; 6],
+    elapsed: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let duration = parse_duration(&args.duration)?;
+    let timeout = parse_duration(&args.timeout)?;
+    let (addr, host, path) = parse_url(&args.url)?;
+    let request = build_request(&args, &host, &path)?;
+    let threads = args.threads.clamp(1, 256);
+    let connections = args.connections.max(threads);
+    if let Some(r) = args.rate {
+        if !r.is_finite() || r <= 0.0 {
+            bail!("--rate must be positive");
+        }
+    }
+    let started = Instant::now();
+    let end = started + duration;
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let conns = connections / threads + usize::from(t < connections % threads);
+        let tx = tx.clone();
+        // Each connection gets rate / connections; schedules are staggered over one interval.
+        let interval = args
+            .rate
+            .map(|r| Duration::from_secs_f64(connections as f64 / r));
+        let plan = Plan {
+            addr,
+            request: request.clone(),
+            head_request: args.method == "HEAD",
+            end,
+            interval,
+            timeout,
+        };
+        handles.push(std::thread::spawn(move || {
+            run_thread(plan, conns, t, threads, tx)
+        }));
+    }
+    drop(tx);
+    if !args.quiet {
+        progress(started, end);
+    }
+    let mut summary = Summary {
+        latency_us: Histogram::new_with_bounds(1, 100_000_000, 3)?,
+        send_lag_us: Histogram::new_with_bounds(1, 100_000_000, 3)?,
+        requests: 0,
+        bytes: 0,
+        errors: [0; 6],
+        elapsed: Duration::ZERO,
+    };
+    for stats in rx {
+        summary.latency_us.add(&stats.latency_us)?;
+        summary.send_lag_us.add(&stats.send_lag_us)?;
+        summary.requests += stats.requests;
+        summary.bytes += stats.bytes;
+        for (a, b) in summary.errors.iter_mut().zip(stats.errors) {
+            *a += b;
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    summary.elapsed = started.elapsed().min(duration + timeout);
+    let result = to_json(&args, &summary);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print_text(&args, &summary);
+    }
+    if let Some(out) = &args.plot {
+        let mut runs = vec![result];
+        if let Some(list) = &args.overlay {
+            for f in list.split(',').filter(|f| !f.is_empty()) {
+                let text = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
+                runs.push(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{f} is not a --json result"))?,
+                );
+            }
+        }
+        std::fs::write(out, plot::svg(&runs))
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Sender<Stats>) {
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build();
+    let Ok(mut rt) = runtime else {
+        eprintln!("thread {t}: cannot build a runtime");
+        return;
+    };
+    let stats = rt.block_on(async move {
+        let plan = Rc::new(plan);
+        let stats = Rc::new(RefCell::new(Stats::new()));
+        let mut tasks = Vec::new();
+        for i in 0..conns {
+            let offset = plan.interval.map_or(Duration::ZERO, |every| {
+                let global = i * threads + t;
+                every.mul_f64(global as f64 / (conns * threads).max(1) as f64)
+            });
+            tasks.push(monoio::spawn(client::run(
+                plan.clone(),
+                stats.clone(),
+                &PROGRESS,
+                offset,
+            )));
+        }
+        for task in tasks {
+            task.await;
+        }
+        Rc::try_unwrap(stats)
+            .map(RefCell::into_inner)
+            .unwrap_or_else(|_| Stats::new())
+    });
+    let _ = tx.send(stats);
+}
+
+/// Prints "elapsed, requests, rate" to stderr once a second until `end`.
+fn progress(started: Instant, end: Instant) {
+    let mut last = 0;
+    while Instant::now() < end {
+        std::thread::sleep(
+            Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())),
+        );
+        let now = PROGRESS.load(Ordering::Relaxed);
+        eprint!(
+            "\r{:>5.1}s  {:>10} requests  {:>9} req/s   ",
+            started.elapsed().as_secs_f64(),
+            now,
+            now - last
+        );
+        last = now;
+    }
+    eprintln!();
+}
+
+const PERCENTILES: [f64; 8] = [50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0];
+
+fn to_json(args: &Args, s: &Summary) -> serde_json::Value {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let pct: serde_json::Map<String, serde_json::Value> = PERCENTILES
+        .iter()
+        .map(|p| (format!("p{p}"), s.latency_us.value_at_percentile(*p).into()))
+        .collect();
+    // The curve for plots: percentile -> latency, denser towards the tail.
+    let curve: Vec<serde_json::Value> = (0..=60)
+        .map(|i| {
+            let p = 100.0 * (1.0 - 10f64.powf(-(i as f64) / 10.0));
+            serde_json::json!([p, s.latency_us.value_at_percentile(p)])
+        })
+        .collect();
+    let errors: serde_json::Map<String, serde_json::Value> = ErrorKind::ALL
+        .iter()
+        .zip(s.errors)
+        .map(|(k, n)| (k.name().to_string(), n.into()))
+        .collect();
+    serde_json::json!({
+        "label": args.label,
+        "url": args.url,
+        "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "target_rate": args.rate,
+        "connections": args.connections,
+        "threads": args.threads,
+        "duration_s": secs,
+        "requests": s.requests,
+        "rate": s.requests as f64 / secs,
+        "bytes": s.bytes,
+        "latency_us": pct,
+        "mean_us": s.latency_us.mean(),
+        "send_lag_us": {
+            "p50": s.send_lag_us.value_at_percentile(50.0),
+            "p99": s.send_lag_us.value_at_percentile(99.0),
+            "max": s.send_lag_us.max(),
+        },
+        "curve": curve,
+        "errors": errors,
+    })
+}
+
+fn print_text(args: &Args, s: &Summary) {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let mode = match args.rate {
+        Some(r) => format!("open loop at {r} req/s (latency from intended send time)"),
+        None => "closed loop".to_string(),
+    };
+    println!(
+        "{} {}: {} connections, {} threads, {:.1}s, {mode}",
+        args.method, args.url, args.connections, args.threads, secs
+    );
+    println!(
+        "  requests {}  achieved {:.0} req/s  {:.1} MiB/s",
+        s.requests,
+        s.requests as f64 / secs,
+        s.bytes as f64 / secs / 1_048_576.0
+    );
+    print!("  latency ");
+    for p in PERCENTILES {
+        let v = s.latency_us.value_at_percentile(p);
+        let name = if p == 100.0 {
+            "max".to_string()
+        } else {
+            format!("p{p}")
+        };
+        print!(" {name}={}", fmt_us(v));
+    }
+    println!();
+    if args.rate.is_some() {
+        println!(
+            "  send lag p50={} p99={} max={} (generator timer lateness, included in latency)",
+            fmt_us(s.send_lag_us.value_at_percentile(50.0)),
+            fmt_us(s.send_lag_us.value_at_percentile(99.0)),
+            fmt_us(s.send_lag_us.max())
+        );
+    }
+    let errs: Vec<String> = ErrorKind::ALL
+        .iter()
+        .zip(s.errors)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{}={n}", k.name()))
+        .collect();
+    println!(
+        "  errors   {}",
+        if errs.is_empty() {
+            "none".to_string()
+        } else {
+            errs.join(" ")
+        }
+    );
+}
+
+fn fmt_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    } else {
+        format!("{us}us")
+    }
+}
