@@ -90,3 +90,20 @@ both_drivers! {
         assert_eq!(origin.connections(), 3);
     }
 }
+
+both_drivers! {
+    fn a_connection_idle_past_the_shrink_point_still_serves_large_requests(d) {
+        let origin = Origin::start(|req| Reply::ok(&format!("{}:{}", req.target, req.body.len())));
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.response().expect("first").body_text(), "/first:0");
+        // The behaviour under test is time-based: after 1 s idle ringway swaps in a small
+        // read buffer. The next request is bigger than that buffer and carries a body.
+        std::thread::sleep(Duration::from_millis(1500));
+        let big = "v".repeat(6000);
+        c.send(format!("POST /second HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\nContent-Length: 3000\r\n\r\n{}", "b".repeat(3000)).as_bytes());
+        assert_eq!(c.response().expect("second").body_text(), "/second:3000");
+        assert_eq!(origin.requests()[1].header("x-big").map(str::len), Some(6000));
+    }
+}

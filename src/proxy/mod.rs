@@ -34,6 +34,10 @@ use self::pool::Pool;
 const CLIENT_READ: usize = 16 * 1024;
 /// Spare room kept for each upstream read while relaying bodies.
 const UPSTREAM_READ: usize = 64 * 1024;
+/// A keep-alive connection idle this long gives its large buffers back.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+/// Read buffer of a connection that has been idle past `SHRINK_AFTER`.
+const IDLE_READ: usize = 1024;
 /// Interim (1xx) responses tolerated before the final one.
 const MAX_INTERIM: usize = 8;
 
@@ -130,6 +134,12 @@ impl<C: Connector> Drop for InFlight<C> {
 enum Next {
     KeepAlive,
     Close,
+}
+
+enum Wait {
+    Data,
+    Timeout,
+    Closed,
 }
 
 enum HeadRead {
@@ -241,23 +251,50 @@ where
     }
 
     /// Waits for the next request's first bytes; false on idle timeout, EOF or drain.
+    /// A connection still idle after `SHRINK_AFTER` gives its large buffers back first, so
+    /// many idle keep-alive connections cost little memory while busy ones never reallocate.
     async fn wait_for_bytes(&mut self, idle: Duration) -> bool {
         if self.shared.is_draining() {
             return false;
         }
+        let deadline = Instant::now() + idle;
+        let first = (Instant::now() + SHRINK_AFTER).min(deadline);
+        match self.wait_read(first, CLIENT_READ).await {
+            Wait::Data => return true,
+            Wait::Closed => return false,
+            Wait::Timeout if first >= deadline => return false,
+            Wait::Timeout => {}
+        }
+        self.shrink();
+        matches!(self.wait_read(deadline, IDLE_READ).await, Wait::Data)
+    }
+
+    async fn wait_read(&mut self, deadline: Instant, spare: usize) -> Wait {
         let shared = self.shared.clone();
         let buf = std::mem::take(&mut self.cin.buf);
-        let deadline = Instant::now() + idle;
         monoio::select! {
-            r = read_some_until(&mut self.cin.r, buf, CLIENT_READ, deadline) => match r {
+            r = read_some_until(&mut self.cin.r, buf, spare, deadline) => match r {
                 Ok((n, buf)) => {
                     self.cin.buf = buf;
-                    n > 0
+                    if n > 0 { Wait::Data } else { Wait::Closed }
                 }
-                Err(_) => false,
+                Err(IoFail::Timeout) => Wait::Timeout,
+                Err(_) => Wait::Closed,
             },
-            _ = shared.drain.notified() => false,
+            _ = shared.drain.notified() => Wait::Closed,
         }
+    }
+
+    /// Drops every per-request buffer (the read buffer was empty: the connection is idle).
+    /// The last request head is dropped too: it shares the old read buffer's allocation.
+    fn shrink(&mut self) {
+        self.cin.buf = BytesMut::with_capacity(IDLE_READ);
+        self.cout.buf = BytesMut::new();
+        self.obuf = BytesMut::new();
+        self.ubuf = BytesMut::new();
+        self.head = RequestHead::default();
+        self.resp = ResponseHead::default();
+        self.path = Vec::new();
     }
 
     async fn read_head(&mut self, cfg: &Compiled, deadline: Instant) -> HeadRead {
