@@ -187,7 +187,9 @@ where
                 &mut self.cout,
                 &ex,
             );
-            duplex(pump, response, &started).await
+            // Boxed: the two concurrent state machines would otherwise make every connection's
+            // future (idle ones included) as large as both; this path already streams a body.
+            Box::pin(duplex(pump, response, &started)).await
         } else {
             let o = respond(
                 &mut conn.r,
