@@ -46,6 +46,10 @@ impl RequestView for RequestHead {
     }
 }
 
+/// Default of `server.splice_threshold`: below it a body is copied through user space
+/// (measured crossover; see README, Performance).
+pub const DEFAULT_SPLICE_THRESHOLD: u64 = 256 * 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub header: Duration,
@@ -69,6 +73,8 @@ pub struct Compiled {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub max_in_flight: usize,
+    /// Bodies with at least this many bytes left after the first read are spliced; 0 = never.
+    pub splice_threshold: u64,
     pub timeouts: Timeouts,
     pub trusted_proxies: Vec<Cidr>,
     /// Full Via value to append, e.g. b"1.1 ringway"; None when disabled.
@@ -236,6 +242,7 @@ impl Compiled {
             max_body_bytes: l.max_body_bytes,
             max_connections: l.max_connections,
             max_in_flight: l.max_in_flight,
+            splice_threshold: cfg.server.splice_threshold,
             timeouts: Timeouts {
                 header: t.header.0,
                 body: t.body.0,

@@ -56,6 +56,11 @@ pub struct ServerConfig {
     /// Request-id field set when absent; "" disables. Default "X-Request-Id".
     #[serde(default = "default_request_id_header")]
     pub request_id_header: String,
+    /// A body (either direction) with at least this many bytes still to relay after the
+    /// first read is spliced through a kernel pipe instead of copied; 0 disables splicing.
+    /// Default 262144 (see README, Performance).
+    #[serde(default = "default_splice_threshold")]
+    pub splice_threshold: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -202,6 +207,10 @@ fn default_via() -> String {
 fn default_request_id_header() -> String {
     "X-Request-Id".into()
 }
+fn default_splice_threshold() -> u64 {
+    crate::compiled::DEFAULT_SPLICE_THRESHOLD
+}
+
 fn default_keepalive() -> usize {
     128
 }

@@ -151,6 +151,24 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Payload bytes of the current chunk still to come, when the decoder stands inside a
+    /// chunk's data; 0 anywhere else.
+    pub fn pending_data(&self) -> u64 {
+        if self.state == State::Data {
+            self.remaining
+        } else {
+            0
+        }
+    }
+
+    /// Counts `n` payload bytes (at most `pending_data()`) as relayed without passing
+    /// through the decoder (spliced); the chunk's CRLF is still expected from the input.
+    pub fn skip_data(&mut self, n: u64) {
+        if self.state == State::Data {
+            self.remaining -= n.min(self.remaining);
+        }
+    }
+
     fn framing_byte(&mut self, b: u8) -> Result<(), ParseError> {
         use State::*;
         let in_size_line = matches!(

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
+use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split,
     Splitable,
 };
-use monoio::net::TcpStream;
+use monoio::net::{Pipe, TcpStream, UnixStream};
 
 /// Why a deadline-bound read or write did not complete.
 #[derive(Debug)]
@@ -28,9 +29,49 @@ pub enum IoFail {
 /// A byte stream ringway can proxy over: read and written concurrently through split
 /// halves (request body and response relay run at the same time), with a file descriptor
 /// the pool can health-check while idle.
-pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + AsRawFd + 'static {}
+///
+/// A stream whose bytes are the socket's own (plain TCP or Unix, not TLS) says so with
+/// `SPLICE` and moves them to and from a kernel pipe, so large bodies skip user space.
+#[allow(async_fn_in_trait)]
+pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + AsRawFd + Sized + 'static {
+    const SPLICE: bool = false;
 
-impl<T: AsyncReadRent + AsyncWriteRent + Split + AsRawFd + 'static> Stream for T {}
+    /// Moves up to `len` received bytes into `pipe` (0 = EOF).
+    async fn splice_in(
+        _r: &mut OwnedReadHalf<Self>,
+        _pipe: &mut Pipe,
+        _len: u32,
+    ) -> io::Result<u32> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Sends up to `len` bytes out of `pipe`.
+    async fn splice_out(
+        _w: &mut OwnedWriteHalf<Self>,
+        _pipe: &mut Pipe,
+        _len: u32,
+    ) -> io::Result<u32> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+macro_rules! plain_socket {
+    ($($t:ty),*) => {$(
+        impl Stream for $t {
+            const SPLICE: bool = true;
+
+            async fn splice_in(r: &mut OwnedReadHalf<Self>, pipe: &mut Pipe, len: u32) -> io::Result<u32> {
+                r.splice_to_pipe(pipe, len).await
+            }
+
+            async fn splice_out(w: &mut OwnedWriteHalf<Self>, pipe: &mut Pipe, len: u32) -> io::Result<u32> {
+                w.splice_from_pipe(pipe, len).await
+            }
+        }
+    )*};
+}
+
+plain_socket!(TcpStream, UnixStream);
 
 /// An upstream connection, split once when it is opened so that reuse costs nothing.
 pub struct UpConn<C: Stream> {

@@ -14,6 +14,7 @@ pub mod pool;
 mod relay;
 mod request_body;
 mod response;
+pub mod splice;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ pub struct Shared<C: Connector> {
     config: RefCell<Rc<Compiled>>,
     pub connector: C,
     pub pool: Pool<C::Conn>,
+    /// Empty pipes for spliced bodies.
+    pub pipes: splice::Pipes,
     in_flight: Cell<usize>,
     max_in_flight: usize,
     draining: Cell<bool>,
@@ -70,6 +73,7 @@ impl<C: Connector> Shared<C> {
             config: RefCell::new(config),
             connector,
             pool: Pool::default(),
+            pipes: splice::Pipes::default(),
             in_flight: Cell::new(0),
             max_in_flight: max_in_flight.max(1),
             draining: Cell::new(false),

@@ -157,12 +157,15 @@ where
         }
         let started = Cell::new(false);
         let body_pending = !body.is_done();
+        let body_done = Cell::new(!body_pending);
         let ex = Exchange {
             cfg,
             route,
             head: &self.head,
-            close: !self.head.keep_alive || body_pending,
+            close: !self.head.keep_alive,
+            body_done: &body_done,
             draining: &self.shared.draining,
+            pipes: &self.shared.pipes,
             started: &started,
             // While the body still streams, the head may legitimately wait for all of it.
             head_deadline: if body_pending {
@@ -172,14 +175,20 @@ where
             },
         };
         let (outcome, body_end) = if body_pending {
-            let pump = pump_body(
-                &mut self.cin,
-                &mut self.obuf,
-                &mut conn.w,
-                &mut body,
-                cfg,
-                body_deadline,
-            );
+            let pump = async {
+                let sent = pump_body(
+                    &mut self.cin,
+                    &mut self.obuf,
+                    &mut conn.w,
+                    &mut body,
+                    cfg,
+                    body_deadline,
+                    &self.shared.pipes,
+                )
+                .await;
+                body_done.set(sent.is_ok());
+                sent
+            };
             let response = respond(
                 &mut conn.r,
                 &mut self.ubuf,

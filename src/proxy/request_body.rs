@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use monoio::io::OwnedWriteHalf;
 
 use super::io::{read_some_until, write_all_within, IoFail, Stream};
+use super::splice::{self, Pipes, ReadLimit, SpliceFail};
 use super::{ClientIn, CLIENT_READ};
 use crate::compiled::Compiled;
 use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
@@ -47,6 +48,45 @@ impl BodyState {
 
     pub(super) fn is_done(&self) -> bool {
         matches!(self, BodyState::Done)
+    }
+
+    /// Body bytes that can be relayed next without decoding: the rest of a Content-Length
+    /// body, or the rest of the current chunk's payload.
+    fn raw_run(&self) -> u64 {
+        match self {
+            BodyState::Length { remaining } => *remaining,
+            BodyState::Chunked { dec, .. } => dec.pending_data(),
+            BodyState::Done => 0,
+        }
+    }
+
+    /// Counts `n` bytes of `raw_run()` as relayed; for chunked bodies, checks the size
+    /// limit first and frames the run as one chunk in `out` around the relay.
+    fn begin_raw(&mut self, n: u64, out: &mut BytesMut, max_body: u64) -> Result<(), SendFail> {
+        if let BodyState::Chunked { total, .. } = self {
+            *total += n;
+            if max_body > 0 && *total > max_body {
+                return Err(SendFail::Client(413));
+            }
+            put_chunk_header(n as usize, out);
+        }
+        Ok(())
+    }
+
+    fn end_raw(&mut self, n: u64, out: &mut BytesMut) {
+        match self {
+            BodyState::Length { remaining } => {
+                *remaining -= n.min(*remaining);
+                if *remaining == 0 {
+                    *self = BodyState::Done;
+                }
+            }
+            BodyState::Chunked { dec, .. } => {
+                dec.skip_data(n);
+                out.put_slice(CHUNK_END);
+            }
+            BodyState::Done => {}
+        }
     }
 
     /// Moves body bytes from the client buffer into `out` (re-chunking a chunked body)
@@ -137,7 +177,8 @@ impl<S: Stream> ClientIn<S> {
     }
 }
 
-/// Streams the rest of the request body from the client to the upstream.
+/// Streams the rest of the request body from the client to the upstream; a large run of
+/// raw body bytes (Content-Length, or one chunk's payload) is spliced.
 pub(super) async fn pump_body<S: Stream, C: Stream>(
     cin: &mut ClientIn<S>,
     obuf: &mut BytesMut,
@@ -145,12 +186,17 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
     state: &mut BodyState,
     cfg: &Compiled,
     deadline: Instant,
+    pipes: &Pipes,
 ) -> Result<(), SendFail> {
     loop {
-        if !obuf.is_empty() {
+        // A lone chunk terminator waits for the next write instead of costing its own.
+        if !obuf.is_empty() && (state.is_done() || obuf[..] != *CHUNK_END) {
             flush_upstream(w, obuf, cfg).await?;
         }
         if state.is_done() {
+            if !obuf.is_empty() {
+                flush_upstream(w, obuf, cfg).await?;
+            }
             return Ok(());
         }
         // Decode what is already buffered (staging stops at FLUSH_AT) before asking the
@@ -161,6 +207,27 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
             if !obuf.is_empty() || state.is_done() || cin.buf.len() != buffered {
                 continue;
             }
+        }
+        let run = state.raw_run();
+        let pipe = if cin.buf.is_empty() && splice::worth_it::<S, C>(run, cfg.splice_threshold) {
+            pipes.take()
+        } else {
+            None
+        };
+        if let Some(pipe) = pipe {
+            state.begin_raw(run, obuf, cfg.max_body_bytes)?;
+            if !obuf.is_empty() {
+                flush_upstream(w, obuf, cfg).await?;
+            }
+            let write = cfg.timeouts.write;
+            let read = ReadLimit::By(deadline);
+            match splice::relay(pipes, pipe, &mut cin.r, w, run, read, write).await {
+                Ok(()) => state.end_raw(run, obuf),
+                Err(SpliceFail::Destination) => return Err(SendFail::Upstream),
+                Err(SpliceFail::SourceTimeout) => return Err(SendFail::Client(408)),
+                Err(_) => return Err(SendFail::Client(0)),
+            }
+            continue;
         }
         cin.read_body(deadline).await?;
         match state {

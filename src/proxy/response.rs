@@ -11,6 +11,7 @@ use monoio::io::OwnedReadHalf;
 use super::forward::{self, OutFraming, ResponseCtx};
 use super::io::{read_some_until, write_all_within, IoFail, Stream};
 use super::request_body::MAX_CHUNK_LINE;
+use super::splice::{self, PipePair, Pipes, ReadLimit, SpliceFail};
 use super::{ClientOut, MAX_INTERIM, UPSTREAM_READ};
 use crate::compiled::{Compiled, Route};
 use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
@@ -43,12 +44,18 @@ pub(super) struct Exchange<'a> {
     pub(super) head: &'a RequestHead,
     /// The client connection closes after this response whatever it says.
     pub(super) close: bool,
+    /// The whole request body has gone upstream. If it has not when the response head is
+    /// written, the client connection closes after the response: the rest of its body
+    /// will never be read.
+    pub(super) body_done: &'a Cell<bool>,
     /// The worker is draining: checked when the response head is written.
     pub(super) draining: &'a Cell<bool>,
     /// Set once any response byte was handed to the client.
     pub(super) started: &'a Cell<bool>,
     /// Deadline for the response head.
     pub(super) head_deadline: Instant,
+    /// This worker's pipes, for spliced bodies.
+    pub(super) pipes: &'a Pipes,
 }
 
 /// Reads the final response head into `resp`, skipping 1xx interim responses.
@@ -81,7 +88,8 @@ pub(super) async fn read_response_head<C: Stream>(
             }
         }
         let buf = std::mem::take(ubuf);
-        match read_some_until(r, buf, 8192, ex.head_deadline).await {
+        // Room for a whole mid-sized body too: head and body then go out in one write.
+        match read_some_until(r, buf, UPSTREAM_READ, ex.head_deadline).await {
             Ok((0, buf)) => {
                 *ubuf = buf;
                 return Err(if got_any {
@@ -116,7 +124,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         return outcome;
     }
     let client_v = ex.head.version;
-    let mut close = ex.close || ex.draining.get();
+    let mut close = ex.close || ex.draining.get() || !ex.body_done.get();
     let status = resp.status;
     let framing = resp.framing;
     let out = match framing {
@@ -158,6 +166,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         ubuf,
         cout,
         cfg: ex.cfg,
+        pipes: ex.pipes,
         out,
         stray: false,
     };
@@ -192,6 +201,7 @@ pub(super) struct Relay<'a, S: Stream, C: Stream> {
     ubuf: &'a mut BytesMut,
     cout: &'a mut ClientOut<S>,
     cfg: &'a Compiled,
+    pipes: &'a Pipes,
     out: OutFraming,
     /// The upstream sent bytes past the declared body: never reuse it.
     stray: bool,
@@ -211,13 +221,40 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
         }
     }
 
-    /// Content-Length body: the head and what is buffered go out in one write.
+    /// Splices the next `len` body bytes to the client; false if they did not all arrive.
+    async fn splice(&mut self, pipe: PipePair, len: u64) -> bool {
+        let read = ReadLimit::Each(self.cfg.timeouts.upstream_response);
+        let write = self.cfg.timeouts.write;
+        match splice::relay(self.pipes, pipe, self.r, &mut self.cout.w, len, read, write).await {
+            Ok(()) => true,
+            Err(SpliceFail::Destination) => false,
+            Err(e) => {
+                log::warn!("upstream body ended early ({e:?}); aborting client");
+                false
+            }
+        }
+    }
+
+    /// A pipe when `remaining` body bytes are worth splicing and one can be had.
+    fn splice_pipe(&self, remaining: u64) -> Option<PipePair> {
+        if splice::worth_it::<C, S>(remaining, self.cfg.splice_threshold) {
+            self.pipes.take()
+        } else {
+            None
+        }
+    }
+
+    /// Content-Length body: the head and what is buffered go out in one write; a large
+    /// rest is spliced.
     async fn length(&mut self, len: u64) -> bool {
         let mut remaining = len.saturating_sub(self.ubuf.len() as u64);
         self.cout.buf.put_slice(self.ubuf);
         self.ubuf.clear();
         if self.cout.flush(self.cfg.timeouts.write).await.is_err() {
             return false;
+        }
+        if let Some(pipe) = self.splice_pipe(remaining) {
+            return self.splice(pipe, remaining).await;
         }
         while remaining > 0 {
             match self.read().await {
@@ -278,7 +315,28 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                     }
                 }
             }
-            if !self.cout.buf.is_empty() && self.cout.flush(self.cfg.timeouts.write).await.is_err()
+            let pending = dec.pending_data();
+            if let Some(pipe) = self.splice_pipe(pending) {
+                // One chunk for the whole rest of this payload, spliced between our lines.
+                if self.out == OutFraming::Chunked {
+                    put_chunk_header(pending as usize, &mut self.cout.buf);
+                }
+                if self.cout.flush(self.cfg.timeouts.write).await.is_err()
+                    || !self.splice(pipe, pending).await
+                {
+                    return false;
+                }
+                dec.skip_data(pending);
+                if self.out == OutFraming::Chunked {
+                    self.cout.buf.put_slice(CHUNK_END);
+                }
+                continue;
+            }
+            // A lone chunk terminator waits for the next write instead of costing its own.
+            let only_crlf = self.cout.buf[..] == *CHUNK_END;
+            if !self.cout.buf.is_empty()
+                && !only_crlf
+                && self.cout.flush(self.cfg.timeouts.write).await.is_err()
             {
                 return false;
             }

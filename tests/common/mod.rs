@@ -273,6 +273,7 @@ impl OriginRequest {
 }
 
 /// How the origin answers one request.
+#[derive(Clone)]
 pub enum Reply {
     /// Send these bytes; keep the connection.
     Raw(Vec<u8>),
