@@ -1,6 +1,12 @@
 //! Per-core upstream keep-alive pool, keyed by server address. A connection enters the pool
 //! only after a response was fully read and correctly framed; it leaves it on reuse, when it
 //! is older than the upstream's `keepalive_timeout`, or when a peek shows its peer closed it.
+//!
+//! The peek is a syscall, so the hot path skips it when a stale connection costs nothing:
+//! a connection idle for less than `PEEK_AFTER` is handed out unchecked to a request that
+//! can be replayed (idempotent, no body), which is retried on a fresh connection if the
+//! upstream turns out to have closed it. Requests that cannot be replayed always get a
+//! checked connection.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -9,6 +15,9 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 
 use super::io::{Stream, UpConn};
+
+/// Idle time after which a pooled connection is always checked before reuse.
+const PEEK_AFTER: Duration = Duration::from_secs(1);
 
 struct Idle<C: Stream> {
     conn: UpConn<C>,
@@ -28,13 +37,25 @@ impl<C: Stream> Default for Pool<C> {
 }
 
 impl<C: Stream> Pool<C> {
-    /// The most recently used healthy idle connection to `addr`, if any.
-    pub fn take(&self, addr: SocketAddr, max_idle_time: Duration) -> Option<UpConn<C>> {
+    /// The most recently used idle connection to `addr` that is within `max_idle_time` and
+    /// not seen closed, if any. `replayable`: the request can be retried elsewhere, so a
+    /// recently used connection needs no check (see the module docs).
+    pub fn take(
+        &self,
+        addr: SocketAddr,
+        max_idle_time: Duration,
+        replayable: bool,
+    ) -> Option<UpConn<C>> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
-            if now.duration_since(idle.since) < max_idle_time && !idle.conn.unusable_when_idle() {
+            let idle_for = now.duration_since(idle.since);
+            if idle_for >= max_idle_time {
+                continue;
+            }
+            let check = !replayable || idle_for >= PEEK_AFTER;
+            if !check || !idle.conn.unusable_when_idle() {
                 return Some(idle.conn);
             }
         }

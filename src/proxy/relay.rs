@@ -67,7 +67,7 @@ where
             let pooled = if fresh_retry {
                 None
             } else {
-                self.shared.pool.take(addr, up.keepalive_timeout)
+                self.shared.pool.take(addr, up.keepalive_timeout, replay_ok)
             };
             let reused = pooled.is_some();
             let mut conn = match pooled {
