@@ -140,7 +140,8 @@ fn origin_conn(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
     // Bounded: the gateway keeps this connection pooled until its worker ends.
     let _ = s.set_read_timeout(Some(CASE_TIMEOUT));
-    let mut response = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY_LEN}\r\n\r\n").into_bytes();
+    let mut response =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY_LEN}\r\n\r\n").into_bytes();
     response.extend(std::iter::repeat(b'o').take(BODY_LEN));
     let mut buf = vec![0u8; 64 * 1024];
     let mut have = 0;
@@ -224,7 +225,9 @@ async fn gateway_main(compiled: Compiled, listening: mpsc::Sender<SocketAddr>) {
     let listener = monoio::net::TcpListener::bind("127.0.0.1:0").expect("gateway bind");
     let addr = listener.local_addr().expect("gateway addr");
     let shared = Rc::new(Shared::new(Rc::new(compiled), TcpConnector, 64, 0, 0x5a17));
-    listening.send(addr).expect("test thread waits for the address");
+    listening
+        .send(addr)
+        .expect("test thread waits for the address");
     let (stream, peer) = listener.accept().await.expect("accept");
     stream.set_nodelay(true).expect("nodelay");
     monoio::spawn(serve(shared.clone(), stream, peer, Instant::now())).await;
@@ -278,7 +281,8 @@ impl Client {
         let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to gateway");
         s.set_nodelay(true).expect("nodelay");
         s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-        s.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
         Client {
             s,
             request,
