@@ -1,8 +1,6 @@
 //! Request head parsing with every strict rule of DESIGN.md §3.
 
-use bytes::{Bytes, BytesMut};
-
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 
 use super::head::{
     collect_headers, find_head_end, find_header, framing_fields, is_hop_by_hop_in, leading_crlf,
@@ -29,8 +27,10 @@ pub enum BodyFraming {
 /// and refills it, so its Vecs keep their capacity.
 #[derive(Debug)]
 pub struct RequestHead {
-    /// The exact head bytes, request line through the final empty line.
-    pub buf: Bytes,
+    /// The exact head bytes, request line through the final empty line. A copy owned by
+    /// the head (not a view of the read buffer), so the read buffer stays uniquely owned
+    /// and is reused for the next read without allocating.
+    pub buf: Vec<u8>,
     pub method: Span,
     /// The raw request-target as sent.
     pub target: Span,
@@ -55,7 +55,7 @@ pub struct RequestHead {
 impl Default for RequestHead {
     fn default() -> Self {
         RequestHead {
-            buf: Bytes::new(),
+            buf: Vec::new(),
             method: Span::default(),
             target: Span::default(),
             version: Version::Http11,
@@ -103,9 +103,10 @@ impl RequestHead {
 ///
 /// Returns `Ok(false)` when more bytes are needed (nothing consumed; the caller must return
 /// 431 itself if `buf.len()` already exceeds `limits.max_header_bytes` — this function does
-/// that check too and returns `HeadTooLarge`). On `Ok(true)` the head bytes have been split
-/// off the front of `buf` into `out.buf` and `out` is fully filled; the body (if any) starts
-/// at the new front of `buf`. On `Err` the connection must be closed after the error reply.
+/// that check too and returns `HeadTooLarge`). On `Ok(true)` the head bytes have been moved
+/// from the front of `buf` into `out.buf` (copied into its reused capacity: no allocation
+/// once warm, and `buf` never becomes shared) and `out` is fully filled; the body (if any)
+/// starts at the new front of `buf`. On `Err` the connection must be closed after the error reply.
 ///
 /// Leading empty lines (CRLF) before a request line are skipped, as RFC 9112 §2.2 allows.
 pub fn parse_request(
@@ -157,7 +158,9 @@ pub fn parse_request(
     let parts = normalize(target.as_bytes(), &mut out.path)?;
     out.query = parts.query.map(|(a, b)| Span::new(ts + a, ts + b));
     fill_semantics(head, &parts, ts, out)?;
-    out.buf = buf.split_to(end).freeze();
+    out.buf.clear();
+    out.buf.extend_from_slice(head);
+    buf.advance(end);
     Ok(true)
 }
 

@@ -1,7 +1,7 @@
 //! Upstream response head parsing: the same strictness as requests. Any error here means the
 //! client gets 502 and the upstream connection is closed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::head::{
     collect_headers, find_head_end, find_header, framing_fields, is_hop_by_hop_in, map_httparse,
@@ -22,7 +22,8 @@ pub enum ResponseFraming {
 
 #[derive(Debug)]
 pub struct ResponseHead {
-    pub buf: Bytes,
+    /// The exact head bytes, copied out of the read buffer (see `RequestHead::buf`).
+    pub buf: Vec<u8>,
     pub version: Version,
     pub status: u16,
     pub reason: Span,
@@ -36,7 +37,7 @@ pub struct ResponseHead {
 impl Default for ResponseHead {
     fn default() -> Self {
         ResponseHead {
-            buf: Bytes::new(),
+            buf: Vec::new(),
             version: Version::Http11,
             status: 0,
             reason: Span::default(),
@@ -139,7 +140,9 @@ pub fn parse_response(
             Version::Http11 => !f.connection_close,
             Version::Http10 => f.connection_keep_alive && !f.connection_close,
         };
-    out.buf = buf.split_to(end).freeze();
+    out.buf.clear();
+    out.buf.extend_from_slice(head);
+    buf.advance(end);
     Ok(true)
 }
 

@@ -289,8 +289,8 @@ where
         }
     }
 
-    /// Drops every per-request buffer (the read buffer was empty: the connection is idle).
-    /// The last request head is dropped too: it shares the old read buffer's allocation.
+    /// Drops every per-request buffer (the read buffer was empty: the connection is idle),
+    /// including the copies of the last request and response heads.
     fn shrink(&mut self) {
         self.cin.buf = BytesMut::with_capacity(IDLE_READ);
         self.cout.buf = BytesMut::new();
