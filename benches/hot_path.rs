@@ -5,8 +5,8 @@
 //! one benchmark. Routing tables and chunked bodies have their own files (`routing.rs`,
 //! `chunked.rs`). All inputs and buffers are built before the timed loops; each iteration
 //! releases the previous head's bytes first so the input buffer is reused, not reallocated.
-//! Figures are for comparing revisions on one machine; end-to-end numbers come from the
-//! load generator (tools/loadgen).
+//! Figures are for comparing revisions on one machine; end-to-end numbers come from
+//! ../shared/bench and tools/loadgen.
 
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
