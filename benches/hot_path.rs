@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use ringway::compiled::Compiled;
@@ -127,7 +127,6 @@ fn parse(c: &mut Criterion) {
     for (name, raw) in [("small", REQUEST), ("30_headers", big.as_slice())] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                head.buf = Bytes::new();
                 buf.clear();
                 buf.extend_from_slice(raw);
                 let done = parse_request(&mut buf, &limits, &mut head);
@@ -140,7 +139,6 @@ fn parse(c: &mut Criterion) {
     let mut resp = ResponseHead::default();
     c.bench_function("parse_response_head", |b| {
         b.iter(|| {
-            resp.buf = Bytes::new();
             buf.clear();
             buf.extend_from_slice(RESPONSE);
             let done = parse_response(&mut buf, &limits, false, &mut resp);
@@ -234,7 +232,6 @@ impl Pipeline {
     /// Returns the bytes written to both sides, 0 if any step refused the input.
     fn run(&mut self, request: &[u8], response: &[u8]) -> usize {
         let limits = self.cfg.limits;
-        self.head.buf = Bytes::new();
         self.cin.clear();
         self.cin.extend_from_slice(request);
         if !matches!(
@@ -259,7 +256,6 @@ impl Pipeline {
             request_id: 42,
         };
         forward::request_head(&mut self.up_out, &self.head, &req_ctx);
-        self.resp.buf = Bytes::new();
         self.ubuf.clear();
         self.ubuf.extend_from_slice(response);
         let was_head = self.head.is_head();
