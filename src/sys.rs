@@ -1,5 +1,6 @@
 //! The few raw syscalls ringway needs that no safe wrapper offers. Each `unsafe` block is
-//! one syscall on a file descriptor the caller owns; nothing else lives here.
+//! one syscall on a file descriptor the caller owns, or the one allocator call that hands
+//! free pages back to the OS (madvise underneath); nothing else lives here.
 
 use std::os::fd::RawFd;
 
@@ -25,4 +26,13 @@ pub fn idle_socket_unusable(fd: RawFd) -> bool {
         // 0 = orderly close; >0 = bytes nobody asked for.
         true
     }
+}
+
+/// Returns the calling thread's free allocator pages to the OS now, instead of when the
+/// allocator next runs (which, on an idle worker, may be never). A no-op when the binary's
+/// global allocator is not mimalloc: this thread's mimalloc heap is then empty.
+pub fn release_free_memory() {
+    // SAFETY: mi_collect takes no pointers and has no preconditions; it only walks and
+    // purges the calling thread's own mimalloc heap.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }

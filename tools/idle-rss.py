@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--conns", type=int, default=10000)
     ap.add_argument("--settle", type=float, default=3.0, help="seconds idle before measuring")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    ap.add_argument("--limit-mib", type=float, default=64.0,
+                    help="exit 1 if the RSS with all connections idle is above this")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.conns + 1000
@@ -104,9 +106,19 @@ upstream = "origin"
         print(f"ringway RSS: {base} KiB at start, {loaded} KiB with {args.conns} idle "
               f"keep-alive connections ({(loaded - base) / args.conns:.2f} KiB each; "
               f"{args.conns} connections opened in {opened:.1f}s)")
+        # The idle connections still work: every 100th one asks again.
+        woken = socks[::100]
+        for s in woken:
+            s.sendall(b"GET /bytes/2 HTTP/1.1\r\nHost: bench\r\n\r\n")
+            read_response(s)
+        print(f"{len(woken)} of the idle connections answered a second request")
         for s in socks:
             s.close()
         os.unlink(cfg.name)
+        if loaded > args.limit_mib * 1024:
+            print(f"FAIL: {loaded / 1024:.1f} MiB is above {args.limit_mib} MiB")
+            sys.exit(1)
+        print(f"ok: {loaded / 1024:.1f} MiB <= {args.limit_mib} MiB")
     finally:
         for p in reversed(procs):
             p.terminate()

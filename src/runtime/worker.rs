@@ -223,13 +223,18 @@ async fn accept_loop(
     }
 }
 
-/// Closes idle pooled upstream connections past their keep-alive timeout.
+/// Once a second: closes idle pooled upstream connections past their keep-alive timeout,
+/// and hands memory back to the OS after connections went idle and freed their buffers
+/// (the allocator would otherwise keep those pages resident while the worker sleeps).
 async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
     loop {
         let every = Duration::from_secs(1);
         monoio::select! {
             _ = monoio::time::sleep(every) => {},
             _ = shared.drain_notified() => return,
+        }
+        if shared.take_shrunk() > 0 {
+            crate::sys::release_free_memory();
         }
         if shared.pool.idle_count() == 0 {
             continue;
