@@ -12,9 +12,11 @@
 //! percentile curve and can overlay earlier `--json` results (`--overlay a.json,b.json`).
 //! A progress line goes to stderr every second. Only for load-testing servers you run.
 //!
-//! monoio's timers tick in milliseconds, so in open loop a request may leave up to ~1 ms
-//! after its intended time; that lateness is part of the reported latency (by design of the
-//! correction) and is reported separately as "send lag" so it can be told apart.
+//! In open loop a request may leave a little after its intended time; that lateness is part
+//! of the reported latency (by design of the correction) and is reported separately as "send
+//! lag" so it can be told apart. Under io_uring each connection paces itself with a timerfd
+//! (lag of tens of µs); on the legacy driver monoio's millisecond timer wheel paces it (lag
+//! up to ~1 ms).
 
 mod client;
 mod plot;
@@ -241,7 +243,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Sender<Stats>) {
-    let work = move || async move {
+    let work = move |precise_timer: bool| async move {
         let plan = Rc::new(plan);
         let stats = Rc::new(RefCell::new(Stats::new()));
         let mut tasks = Vec::new();
@@ -255,6 +257,7 @@ fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Send
                 stats.clone(),
                 &PROGRESS,
                 offset,
+                precise_timer,
             )));
         }
         for task in tasks {
@@ -265,12 +268,13 @@ fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Send
             .unwrap_or_else(|_| Stats::new())
     };
     let stats = match tuned_uring() {
-        Some(mut rt) => rt.block_on(work()),
+        Some(mut rt) => rt.block_on(work(true)),
         None => match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .enable_timer()
             .build()
         {
-            Ok(mut rt) => rt.block_on(work()),
+            // FusionDriver may be the legacy driver, where a timerfd read would block.
+            Ok(mut rt) => rt.block_on(work(false)),
             Err(e) => {
                 eprintln!("thread {t}: cannot build a runtime: {e}");
                 return;
