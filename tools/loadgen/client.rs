@@ -80,17 +80,14 @@ impl Stats {
 /// What every connection sends and how.
 pub struct Plan {
     pub addr: SocketAddr,
-    /// The complete request bytes (head + body).
-    pub request: Vec<u8>,
+    /// The complete request bytes (head + body), shared by every request without a copy.
+    pub request: &'static [u8],
     pub head_request: bool,
     pub end: Instant,
     /// Open loop: the interval between this connection's requests.
     pub interval: Option<Duration>,
+    /// Per request, from the moment it is sent until its response is complete.
     pub timeout: Duration,
-}
-
-enum Fail {
-    Kind(ErrorKind),
 }
 
 /// Runs one connection until `plan.end`, reconnecting after errors.
@@ -100,7 +97,9 @@ pub async fn run(
     stats: Rc<RefCell<Stats>>,
     progress: &'static std::sync::atomic::AtomicU64,
     offset: Duration,
+    precise_timer: bool,
 ) {
+    let mut pacer = Pacer::new(precise_timer && plan.interval.is_some());
     let mut next_due = Instant::now() + offset;
     while Instant::now() < plan.end {
         let mut conn =
@@ -117,33 +116,43 @@ pub async fn run(
                 }
             };
         let _ = conn.set_nodelay(true);
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(BUF_SIZE);
         loop {
-            if Instant::now() >= plan.end {
-                return;
-            }
-            let intended = match plan.interval {
+            // Clock reads are a visible share of the generator's own CPU: two per request
+            // (send time, completion time), the first also serving the end check and deadline.
+            let (intended, sent) = match plan.interval {
                 Some(every) => {
                     let due = next_due;
                     next_due += every;
-                    let now = Instant::now();
-                    if due > now {
-                        monoio::time::sleep(due - now).await;
+                    if due >= plan.end {
+                        return;
                     }
-                    let lag = due.elapsed().as_micros().max(1) as u64;
-                    let _ = stats.borrow_mut().send_lag_us.record(lag.min(100_000_000));
-                    due
+                    let mut now = Instant::now();
+                    if due > now {
+                        pacer.wait(due - now).await;
+                        now = Instant::now();
+                    }
+                    let lag = now.saturating_duration_since(due).as_micros().max(1) as u64;
+                    let _ = stats.borrow_mut().send_lag_us.record(lag.min(MAX_US));
+                    (due, now)
                 }
-                None => Instant::now(),
+                None => {
+                    let now = Instant::now();
+                    if now >= plan.end {
+                        return;
+                    }
+                    (now, now)
+                }
             };
-            if intended >= plan.end {
-                return;
-            }
-            match exchange(&mut conn, &mut buf, &plan).await {
+            let deadline = monoio::time::Instant::from_std(sent + plan.timeout);
+            let outcome = monoio::time::timeout_at(deadline, exchange(&mut conn, &mut buf, &plan))
+                .await
+                .unwrap_or(Err(ErrorKind::Timeout));
+            match outcome {
                 Ok((keep, n)) => {
                     let us = intended.elapsed().as_micros().max(1) as u64;
                     let mut s = stats.borrow_mut();
-                    let _ = s.latency_us.record(us.min(100_000_000));
+                    let _ = s.latency_us.record(us.min(MAX_US));
                     s.requests += 1;
                     s.bytes += n as u64;
                     progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -151,7 +160,7 @@ pub async fn run(
                         break;
                     }
                 }
-                Err(Fail::Kind(k)) => {
+                Err(k) => {
                     stats.borrow_mut().error(k);
                     break;
                 }
@@ -160,54 +169,114 @@ pub async fn run(
     }
 }
 
+/// Open-loop waits. monoio's timers tick in milliseconds, which makes a request leave about
+/// 1 ms after its intended time on average; that lateness lands in every open-loop latency
+/// and would hide the differences between servers. Under io_uring a timerfd per connection,
+/// read through the ring, wakes the runtime to the microsecond instead; the timer wheel is
+/// the fallback (legacy driver, where a timerfd read would block the thread, or any error).
+struct Pacer {
+    timerfd: Option<monoio::fs::File>,
+    buf: Vec<u8>,
+}
+
+impl Pacer {
+    fn new(precise: bool) -> Pacer {
+        Pacer {
+            timerfd: if precise { timerfd() } else { None },
+            buf: Vec::with_capacity(8),
+        }
+    }
+
+    async fn wait(&mut self, wait: Duration) {
+        if let Some(fd) = &self.timerfd {
+            if arm(fd, wait) {
+                let buf = std::mem::take(&mut self.buf);
+                let (res, buf) = fd.read_at(buf, 0).await;
+                self.buf = buf;
+                self.buf.clear();
+                if res.is_ok() {
+                    return;
+                }
+            }
+            self.timerfd = None;
+        }
+        monoio::time::sleep(wait).await;
+    }
+}
+
+/// A blocking-read CLOCK_MONOTONIC timerfd (its reads go through io_uring, never block the
+/// thread).
+fn timerfd() -> Option<monoio::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain syscall; the returned fd is owned by the File below.
+    let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    monoio::fs::File::from_std(file).ok()
+}
+
+/// Arms the timerfd to expire once, `wait` from now (at least 1 ns: zero would disarm it).
+fn arm(fd: &monoio::fs::File, wait: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let value = libc::timespec {
+        tv_sec: wait.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(wait.subsec_nanos().max(u32::from(wait.as_secs() == 0))),
+    };
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: value,
+    };
+    // SAFETY: `spec` is a valid itimerspec; a null old-value pointer is allowed.
+    unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) == 0 }
+}
+
+/// Histogram ceiling: 100 s in µs.
+const MAX_US: u64 = 100_000_000;
+/// Read buffer per connection; refilled in place, grown only for a head larger than this.
+const BUF_SIZE: usize = 64 * 1024;
+
 /// Sends the request and reads one response; Ok((keep_alive, response bytes)).
 async fn exchange(
     conn: &mut TcpStream,
     buf: &mut BytesMut,
     plan: &Plan,
-) -> Result<(bool, usize), Fail> {
-    let req = plan.request.clone();
-    match monoio::time::timeout(plan.timeout, conn.write_all(req)).await {
-        Ok((Ok(_), _)) => {}
-        Ok((Err(_), _)) => return Err(Fail::Kind(ErrorKind::Write)),
-        Err(_) => return Err(Fail::Kind(ErrorKind::Timeout)),
+) -> Result<(bool, usize), ErrorKind> {
+    if conn.write_all(plan.request).await.0.is_err() {
+        return Err(ErrorKind::Write);
     }
-    let deadline = Instant::now() + plan.timeout;
-    let (status, keep, framing, head_len) = loop {
-        if let Some(parsed) = parse_head(buf)? {
-            break parsed;
+    let head = loop {
+        if let Some(head) = parse_head(buf)? {
+            break head;
         }
-        fill(conn, buf, deadline).await?;
+        fill(conn, buf).await?;
     };
-    buf.advance(head_len);
-    let mut total = head_len;
-    let bodiless = plan.head_request || status == 204 || status == 304 || status < 200;
+    buf.advance(head.len);
+    let mut total = head.len;
+    let bodiless =
+        plan.head_request || head.status == 204 || head.status == 304 || head.status < 200;
     let keep = if bodiless {
-        keep
+        head.keep
     } else {
-        match framing {
+        match head.framing {
             Framing::Length(n) => {
-                let mut left = n;
-                while left > 0 {
-                    if buf.is_empty() {
-                        fill(conn, buf, deadline).await?;
-                    }
-                    let take = left.min(buf.len());
-                    buf.advance(take);
-                    left -= take;
-                    total += take;
-                }
-                keep
+                total += skip(conn, buf, n).await?;
+                head.keep
             }
             Framing::Chunked => {
-                total += skip_chunked(conn, buf, deadline).await?;
-                keep
+                total += skip_chunked(conn, buf).await?;
+                head.keep
             }
             Framing::Close => {
                 loop {
                     total += buf.len();
                     buf.clear();
-                    if !fill_or_eof(conn, buf, deadline).await? {
+                    if !fill_or_eof(conn, buf).await? {
                         break;
                     }
                 }
@@ -215,8 +284,8 @@ async fn exchange(
             }
         }
     };
-    if !(200..400).contains(&status) {
-        return Err(Fail::Kind(ErrorKind::Status));
+    if !(200..400).contains(&head.status) {
+        return Err(ErrorKind::Status);
     }
     Ok((keep, total))
 }
@@ -227,95 +296,154 @@ enum Framing {
     Close,
 }
 
-fn parse_head(buf: &[u8]) -> Result<Option<(u16, bool, Framing, usize)>, Fail> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+struct Head {
+    status: u16,
+    keep: bool,
+    framing: Framing,
+    len: usize,
+}
+
+/// Parses a response head from the front of `buf`; Ok(None) if it is incomplete. Only the
+/// three fields that decide framing and keep-alive are looked at, on raw bytes.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(Fail::Kind(ErrorKind::Parse)),
+        Err(httparse::Error::TooManyHeaders) => return parse_head_slow(buf),
+        Err(_) => return Err(ErrorKind::Parse),
     };
-    let status = resp.code.unwrap_or(0);
-    let mut keep = resp.version == Some(1);
-    let mut framing = Framing::Close;
+    let mut head = Head {
+        status: resp.code.unwrap_or(0),
+        keep: resp.version == Some(1),
+        framing: Framing::Close,
+        len,
+    };
     for h in resp.headers.iter() {
-        let v = std::str::from_utf8(h.value).unwrap_or("").trim();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            framing = Framing::Length(v.parse().map_err(|_| Fail::Kind(ErrorKind::Parse))?);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
-            && v.eq_ignore_ascii_case("chunked")
-        {
-            framing = Framing::Chunked;
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            if v.eq_ignore_ascii_case("close") {
-                keep = false;
-            } else if v.eq_ignore_ascii_case("keep-alive") {
-                keep = true;
-            }
-        }
+        apply_field(&mut head, h.name.as_bytes(), h.value)?;
     }
-    Ok(Some((status, keep, framing, len)))
+    Ok(Some(head))
 }
 
-async fn fill(conn: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> Result<(), Fail> {
-    if fill_or_eof(conn, buf, deadline).await? {
+/// The same for a head with more than 32 fields (rare; allocates).
+#[cold]
+fn parse_head_slow(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
+    let mut headers = vec![httparse::EMPTY_HEADER; 1024];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ErrorKind::Parse),
+    };
+    let mut head = Head {
+        status: resp.code.unwrap_or(0),
+        keep: resp.version == Some(1),
+        framing: Framing::Close,
+        len,
+    };
+    for h in resp.headers.iter() {
+        apply_field(&mut head, h.name.as_bytes(), h.value)?;
+    }
+    Ok(Some(head))
+}
+
+fn apply_field(head: &mut Head, name: &[u8], value: &[u8]) -> Result<(), ErrorKind> {
+    let value = value.trim_ascii();
+    match name.len() {
+        14 if name.eq_ignore_ascii_case(b"content-length") => {
+            head.framing = Framing::Length(parse_decimal(value).ok_or(ErrorKind::Parse)?);
+        }
+        17 if name.eq_ignore_ascii_case(b"transfer-encoding")
+            && value.eq_ignore_ascii_case(b"chunked") =>
+        {
+            head.framing = Framing::Chunked;
+        }
+        10 if name.eq_ignore_ascii_case(b"connection") => {
+            if value.eq_ignore_ascii_case(b"close") {
+                head.keep = false;
+            } else if value.eq_ignore_ascii_case(b"keep-alive") {
+                head.keep = true;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + usize::from(d - b'0'))
+    })
+}
+
+/// Consumes `n` body bytes, reading as needed; returns `n`.
+async fn skip(conn: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Result<usize, ErrorKind> {
+    let mut left = n;
+    loop {
+        let take = left.min(buf.len());
+        buf.advance(take);
+        left -= take;
+        if left == 0 {
+            return Ok(n);
+        }
+        fill(conn, buf).await?;
+    }
+}
+
+async fn fill(conn: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ErrorKind> {
+    if fill_or_eof(conn, buf).await? {
         Ok(())
     } else {
-        Err(Fail::Kind(ErrorKind::Read))
+        Err(ErrorKind::Read)
     }
 }
 
 /// Reads more; Ok(false) at EOF.
-async fn fill_or_eof(
-    conn: &mut TcpStream,
-    buf: &mut BytesMut,
-    deadline: Instant,
-) -> Result<bool, Fail> {
+async fn fill_or_eof(conn: &mut TcpStream, buf: &mut BytesMut) -> Result<bool, ErrorKind> {
     if buf.capacity() - buf.len() < 16 * 1024 {
-        buf.reserve(64 * 1024);
+        // An empty buffer is rewound in place; a partial head is moved to the front.
+        buf.reserve(BUF_SIZE);
     }
     let owned = std::mem::take(buf);
     let start = owned.len();
-    let left = deadline.saturating_duration_since(Instant::now());
-    match monoio::time::timeout(left, conn.read(owned.slice_mut(start..))).await {
-        Ok((Ok(n), slice)) => {
-            *buf = slice.into_inner();
-            Ok(n > 0)
+    let (res, slice) = conn.read(owned.slice_mut(start..)).await;
+    *buf = slice.into_inner();
+    match res {
+        Ok(n) => Ok(n > 0),
+        Err(_) => Err(ErrorKind::Read),
+    }
+}
+
+/// The position of the first CRLF, reading until there is one.
+async fn line(conn: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, ErrorKind> {
+    loop {
+        if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+            return Ok(p);
         }
-        Ok((Err(_), _)) => Err(Fail::Kind(ErrorKind::Read)),
-        Err(_) => Err(Fail::Kind(ErrorKind::Timeout)),
+        fill(conn, buf).await?;
     }
 }
 
 /// Skips a chunked body; returns the bytes it spanned.
-async fn skip_chunked(
-    conn: &mut TcpStream,
-    buf: &mut BytesMut,
-    deadline: Instant,
-) -> Result<usize, Fail> {
+async fn skip_chunked(conn: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, ErrorKind> {
     let mut total = 0;
     loop {
-        let line_end = loop {
-            if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-                break p;
-            }
-            fill(conn, buf, deadline).await?;
-        };
-        let size_text =
-            std::str::from_utf8(&buf[..line_end]).map_err(|_| Fail::Kind(ErrorKind::Parse))?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| Fail::Kind(ErrorKind::Parse))?;
+        let line_end = line(conn, buf).await?;
+        let size_text = buf[..line_end].split(|&b| b == b';').next().unwrap_or(b"");
+        let size = std::str::from_utf8(size_text.trim_ascii())
+            .ok()
+            .and_then(|t| usize::from_str_radix(t, 16).ok())
+            .ok_or(ErrorKind::Parse)?;
         buf.advance(line_end + 2);
         total += line_end + 2;
         if size == 0 {
             // Trailers until an empty line.
             loop {
-                let end = loop {
-                    if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-                        break p;
-                    }
-                    fill(conn, buf, deadline).await?;
-                };
+                let end = line(conn, buf).await?;
                 buf.advance(end + 2);
                 total += end + 2;
                 if end == 0 {
@@ -323,15 +451,6 @@ async fn skip_chunked(
                 }
             }
         }
-        let mut left = size + 2;
-        while left > 0 {
-            if buf.is_empty() {
-                fill(conn, buf, deadline).await?;
-            }
-            let take = left.min(buf.len());
-            buf.advance(take);
-            left -= take;
-            total += take;
-        }
+        total += skip(conn, buf, size + 2).await?;
     }
 }

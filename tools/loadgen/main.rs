@@ -12,9 +12,11 @@
 //! percentile curve and can overlay earlier `--json` results (`--overlay a.json,b.json`).
 //! A progress line goes to stderr every second. Only for load-testing servers you run.
 //!
-//! monoio's timers tick in milliseconds, so in open loop a request may leave up to ~1 ms
-//! after its intended time; that lateness is part of the reported latency (by design of the
-//! correction) and is reported separately as "send lag" so it can be told apart.
+//! In open loop a request may leave a little after its intended time; that lateness is part
+//! of the reported latency (by design of the correction) and is reported separately as "send
+//! lag" so it can be told apart. Under io_uring each connection paces itself with a timerfd
+//! (lag of tens of µs); on the legacy driver monoio's millisecond timer wheel paces it (lag
+//! up to ~1 ms).
 
 mod client;
 mod plot;
@@ -160,7 +162,8 @@ fn main() -> anyhow::Result<()> {
     let duration = parse_duration(&args.duration)?;
     let timeout = parse_duration(&args.timeout)?;
     let (addr, host, path) = parse_url(&args.url)?;
-    let request = build_request(&args, &host, &path)?;
+    // Leaked once: every request of every connection writes these same bytes, uncopied.
+    let request: &'static [u8] = build_request(&args, &host, &path)?.leak();
     let threads = args.threads.clamp(1, 256);
     let connections = args.connections.max(threads);
     if let Some(r) = args.rate {
@@ -181,7 +184,7 @@ fn main() -> anyhow::Result<()> {
             .map(|r| Duration::from_secs_f64(connections as f64 / r));
         let plan = Plan {
             addr,
-            request: request.clone(),
+            request,
             head_request: args.method == "HEAD",
             end,
             interval,
@@ -240,14 +243,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Sender<Stats>) {
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build();
-    let Ok(mut rt) = runtime else {
-        eprintln!("thread {t}: cannot build a runtime");
-        return;
-    };
-    let stats = rt.block_on(async move {
+    let work = move |precise_timer: bool| async move {
         let plan = Rc::new(plan);
         let stats = Rc::new(RefCell::new(Stats::new()));
         let mut tasks = Vec::new();
@@ -261,6 +257,7 @@ fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Send
                 stats.clone(),
                 &PROGRESS,
                 offset,
+                precise_timer,
             )));
         }
         for task in tasks {
@@ -269,8 +266,39 @@ fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Send
         Rc::try_unwrap(stats)
             .map(RefCell::into_inner)
             .unwrap_or_else(|_| Stats::new())
-    });
+    };
+    let stats = match tuned_uring() {
+        Some(mut rt) => rt.block_on(work(true)),
+        None => match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            // FusionDriver may be the legacy driver, where a timerfd read would block.
+            Ok(mut rt) => rt.block_on(work(false)),
+            Err(e) => {
+                eprintln!("thread {t}: cannot build a runtime: {e}");
+                return;
+            }
+        },
+    };
     let _ = tx.send(stats);
+}
+
+/// io_uring with SINGLE_ISSUER + DEFER_TASKRUN, as the gateway's workers use (measured
+/// cheaper here, see BENCH.md: completions are run when this thread asks for them instead of
+/// interrupting it); None where the kernel refuses io_uring or those flags.
+fn tuned_uring() -> Option<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+    if !monoio::utils::detect_uring() {
+        return None;
+    }
+    let mut urb = io_uring::IoUring::builder();
+    urb.setup_single_issuer().setup_defer_taskrun();
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(1024)
+        .uring_builder(urb)
+        .enable_timer()
+        .build()
+        .ok()
 }
 
 /// Prints "elapsed, requests, rate" to stderr once a second until `end`.
