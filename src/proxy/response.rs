@@ -89,7 +89,7 @@ pub(super) async fn read_response_head<C: Stream>(
         }
         let buf = std::mem::take(ubuf);
         // Room for a whole mid-sized body too: head and body then go out in one write.
-        match read_some_until(r, buf, UPSTREAM_READ, ex.head_deadline).await {
+        match read_some_until(r, buf, HEAD_READ, ex.head_deadline).await {
             Ok((0, buf)) => {
                 *ubuf = buf;
                 return Err(if got_any {
@@ -172,7 +172,15 @@ pub(super) async fn respond<S: Stream, C: Stream>(
     };
     let clean = match framing {
         ResponseFraming::None => relay.cout.flush(ex.cfg.timeouts.write).await.is_ok(),
-        ResponseFraming::Length(n) => relay.length(n).await,
+        ResponseFraming::Length(n) => match relay.length(n).await {
+            Ok(clean) => clean,
+            // The head was still held back: nothing reached the client, so it gets an
+            // answer of ringway's own instead of a cut connection.
+            Err(status) => {
+                ex.started.set(false);
+                return RespOutcome::Failed(status);
+            }
+        },
         ResponseFraming::Chunked => relay.chunked().await,
         ResponseFraming::CloseDelimited => {
             // Never pooled: the upstream ends this body by closing.
@@ -195,6 +203,28 @@ pub(super) async fn respond<S: Stream, C: Stream>(
     }
 }
 
+/// Appends more of the response body to `buf`: Ok(0) at EOF; on timeout or error, the
+/// status a client that has seen nothing yet would get (504 or 502).
+async fn read_more<C: Stream>(
+    r: &mut OwnedReadHalf<C>,
+    buf: &mut BytesMut,
+    cfg: &Compiled,
+) -> Result<usize, u16> {
+    let deadline = Instant::now() + cfg.timeouts.upstream_response;
+    let b = std::mem::take(buf);
+    match read_some_until(r, b, UPSTREAM_READ, deadline).await {
+        Ok((n, b)) => {
+            *buf = b;
+            Ok(n)
+        }
+        Err(IoFail::Timeout) => Err(504),
+        Err(_) => Err(502),
+    }
+}
+
+/// Spare room for the read that brings a response head.
+const HEAD_READ: usize = 4 * 1024;
+
 /// The response body relay: upstream read half -> client write half.
 pub(super) struct Relay<'a, S: Stream, C: Stream> {
     r: &'a mut OwnedReadHalf<C>,
@@ -209,16 +239,8 @@ pub(super) struct Relay<'a, S: Stream, C: Stream> {
 
 impl<S: Stream, C: Stream> Relay<'_, S, C> {
     /// Reads more of the response body: Ok(0) at EOF, Err on timeout or error.
-    async fn read(&mut self) -> Result<usize, ()> {
-        let deadline = Instant::now() + self.cfg.timeouts.upstream_response;
-        let buf = std::mem::take(self.ubuf);
-        match read_some_until(self.r, buf, UPSTREAM_READ, deadline).await {
-            Ok((n, buf)) => {
-                *self.ubuf = buf;
-                Ok(n)
-            }
-            Err(_) => Err(()),
-        }
+    async fn read(&mut self) -> Result<usize, u16> {
+        read_more(self.r, self.ubuf, self.cfg).await
     }
 
     /// Splices the next `len` body bytes to the client; false if they did not all arrive.
@@ -246,40 +268,72 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
 
     /// Content-Length body: the head and what is buffered go out in one write; a large
     /// rest is spliced.
-    async fn length(&mut self, len: u64) -> bool {
+    ///
+    /// When no body byte came with the head, the head waits for the first ones, which are
+    /// read straight behind it in the client buffer: head and body then leave in one write
+    /// instead of two (the second a tiny one), with no copy of the body. Ok(false): the
+    /// relay broke after bytes reached the client; Err(status): it broke before any did.
+    async fn length(&mut self, len: u64) -> Result<bool, u16> {
         let mut remaining = len.saturating_sub(self.ubuf.len() as u64);
         self.cout.buf.put_slice(self.ubuf);
         self.ubuf.clear();
-        if self.cout.flush(self.cfg.timeouts.write).await.is_err() {
-            return false;
+        let pipe = self.splice_pipe(remaining);
+        if remaining == 0 || pipe.is_some() {
+            if self.cout.flush(self.cfg.timeouts.write).await.is_err() {
+                return Ok(false);
+            }
+            return Ok(match pipe {
+                Some(pipe) => self.splice(pipe, remaining).await,
+                None => true,
+            });
         }
-        if let Some(pipe) = self.splice_pipe(remaining) {
-            return self.splice(pipe, remaining).await;
-        }
+        let mut head_pending = true;
         while remaining > 0 {
-            match self.read().await {
-                Ok(0) | Err(()) => {
+            let (buf, base) = if head_pending {
+                let base = self.cout.buf.len();
+                (&mut self.cout.buf, base)
+            } else {
+                (&mut *self.ubuf, 0)
+            };
+            match read_more(self.r, buf, self.cfg).await {
+                Ok(0) if head_pending => {
+                    log::warn!("upstream closed before its body; nothing relayed yet");
+                    return Err(502);
+                }
+                Err(status) if head_pending => {
+                    log::warn!("upstream body did not come; nothing relayed yet");
+                    return Err(status);
+                }
+                Ok(0) | Err(_) => {
                     log::warn!("upstream closed mid-body; aborting client");
-                    return false;
+                    return Ok(false);
                 }
                 Ok(_) => {}
             }
-            if self.ubuf.len() as u64 > remaining {
+            if (buf.len() - base) as u64 > remaining {
                 // Stray bytes after the body: send what was declared, never reuse.
-                self.ubuf.truncate(remaining as usize);
+                buf.truncate(base + remaining as usize);
                 self.stray = true;
             }
-            remaining -= self.ubuf.len() as u64;
+            remaining -= (buf.len() - base) as u64;
+            let write = self.cfg.timeouts.write;
+            if head_pending {
+                head_pending = false;
+                if self.cout.flush(write).await.is_err() {
+                    return Ok(false);
+                }
+                continue;
+            }
             let buf = std::mem::take(self.ubuf);
-            match write_all_within(&mut self.cout.w, buf, self.cfg.timeouts.write).await {
+            match write_all_within(&mut self.cout.w, buf, write).await {
                 Ok(mut b) => {
                     b.clear();
                     *self.ubuf = b;
                 }
-                Err(_) => return false,
+                Err(_) => return Ok(false),
             }
         }
-        true
+        Ok(true)
     }
 
     /// Chunked upstream body, decoded strictly and re-framed for the client.
@@ -341,7 +395,7 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 return false;
             }
             match self.read().await {
-                Ok(0) | Err(()) => {
+                Ok(0) | Err(_) => {
                     log::warn!("upstream closed mid-body; aborting client");
                     return false;
                 }
@@ -376,7 +430,7 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                     return true;
                 }
                 Ok(_) => {}
-                Err(()) => return false,
+                Err(_) => return false,
             }
         }
     }
