@@ -8,6 +8,7 @@
 //! back to the pool only after a complete, correctly framed response with no stray bytes;
 //! a request with a body is never retried.
 
+mod bufs;
 pub mod forward;
 pub mod io;
 pub mod pool;
@@ -51,6 +52,8 @@ pub struct Shared<C: Connector> {
     pub pool: Pool<C::Conn>,
     /// Empty pipes for spliced bodies.
     pub pipes: splice::Pipes,
+    /// Large body buffers, shared by the connections in turn.
+    bufs: bufs::BodyBufs,
     in_flight: Cell<usize>,
     max_in_flight: usize,
     draining: Cell<bool>,
@@ -78,6 +81,7 @@ impl<C: Connector> Shared<C> {
             connector,
             pool: Pool::default(),
             pipes: splice::Pipes::default(),
+            bufs: bufs::BodyBufs::default(),
             in_flight: Cell::new(0),
             max_in_flight: max_in_flight.max(1),
             draining: Cell::new(false),
@@ -97,7 +101,12 @@ impl<C: Connector> Shared<C> {
     /// How many connections gave their buffers back since the last call (the worker then
     /// returns the freed memory to the OS, off the request path).
     pub fn take_shrunk(&self) -> usize {
-        self.shrunk.replace(0)
+        let n = self.shrunk.replace(0);
+        if n > 0 {
+            // Connections are going idle: the pooled body buffers can go too.
+            self.bufs.clear();
+        }
+        n
     }
 
     pub fn is_draining(&self) -> bool {

@@ -166,6 +166,7 @@ where
             body_done: &body_done,
             draining: &self.shared.draining,
             pipes: &self.shared.pipes,
+            bufs: &self.shared.bufs,
             started: &started,
             // While the body still streams, the head may legitimately wait for all of it.
             head_deadline: if body_pending {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::{Buf, BufMut, BytesMut};
 use monoio::io::OwnedReadHalf;
 
+use super::bufs::BodyBufs;
 use super::forward::{self, OutFraming, ResponseCtx};
 use super::io::{read_some_until, write_all_within, IoFail, Stream};
 use super::request_body::MAX_CHUNK_LINE;
@@ -56,6 +57,8 @@ pub(super) struct Exchange<'a> {
     pub(super) head_deadline: Instant,
     /// This worker's pipes, for spliced bodies.
     pub(super) pipes: &'a Pipes,
+    /// This worker's large body buffers.
+    pub(super) bufs: &'a BodyBufs,
 }
 
 /// Reads the final response head into `resp`, skipping 1xx interim responses.
@@ -167,6 +170,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         cout,
         cfg: ex.cfg,
         pipes: ex.pipes,
+        bufs: ex.bufs,
         out,
         stray: false,
     };
@@ -208,11 +212,12 @@ pub(super) async fn respond<S: Stream, C: Stream>(
 async fn read_more<C: Stream>(
     r: &mut OwnedReadHalf<C>,
     buf: &mut BytesMut,
+    spare: usize,
     cfg: &Compiled,
 ) -> Result<usize, u16> {
     let deadline = Instant::now() + cfg.timeouts.upstream_response;
     let b = std::mem::take(buf);
-    match read_some_until(r, b, UPSTREAM_READ, deadline).await {
+    match read_some_until(r, b, spare, deadline).await {
         Ok((n, b)) => {
             *buf = b;
             Ok(n)
@@ -221,6 +226,9 @@ async fn read_more<C: Stream>(
         Err(_) => Err(502),
     }
 }
+
+/// Least room for a body read into a pooled buffer (which normally has far more).
+const MIN_BODY_READ: usize = 16 * 1024;
 
 /// Spare room for the read that brings a response head.
 const HEAD_READ: usize = 4 * 1024;
@@ -232,6 +240,7 @@ pub(super) struct Relay<'a, S: Stream, C: Stream> {
     cout: &'a mut ClientOut<S>,
     cfg: &'a Compiled,
     pipes: &'a Pipes,
+    bufs: &'a BodyBufs,
     out: OutFraming,
     /// The upstream sent bytes past the declared body: never reuse it.
     stray: bool,
@@ -240,7 +249,7 @@ pub(super) struct Relay<'a, S: Stream, C: Stream> {
 impl<S: Stream, C: Stream> Relay<'_, S, C> {
     /// Reads more of the response body: Ok(0) at EOF, Err on timeout or error.
     async fn read(&mut self) -> Result<usize, u16> {
-        read_more(self.r, self.ubuf, self.cfg).await
+        read_more(self.r, self.ubuf, UPSTREAM_READ, self.cfg).await
     }
 
     /// Splices the next `len` body bytes to the client; false if they did not all arrive.
@@ -270,9 +279,10 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
     /// rest is spliced.
     ///
     /// When no body byte came with the head, the head waits for the first ones, which are
-    /// read straight behind it in the client buffer: head and body then leave in one write
-    /// instead of two (the second a tiny one), with no copy of the body. Ok(false): the
-    /// relay broke after bytes reached the client; Err(status): it broke before any did.
+    /// read straight behind it: head and body then leave in one write instead of two (the
+    /// second a tiny one). Body reads go into a pooled buffer that returns to the pool right
+    /// after its write (see `bufs`), so the copies run through cache-hot memory. Ok(false):
+    /// the relay broke after bytes reached the client; Err(status): before any did.
     async fn length(&mut self, len: u64) -> Result<bool, u16> {
         let mut remaining = len.saturating_sub(self.ubuf.len() as u64);
         self.cout.buf.put_slice(self.ubuf);
@@ -287,15 +297,15 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 None => true,
             });
         }
+        let mut buf = self.bufs.take();
+        buf.put_slice(&self.cout.buf);
+        self.cout.buf.clear();
         let mut head_pending = true;
+        let write = self.cfg.timeouts.write;
         while remaining > 0 {
-            let (buf, base) = if head_pending {
-                let base = self.cout.buf.len();
-                (&mut self.cout.buf, base)
-            } else {
-                (&mut *self.ubuf, 0)
-            };
-            match read_more(self.r, buf, self.cfg).await {
+            let base = buf.len();
+            let spare = (buf.capacity() - base).max(MIN_BODY_READ);
+            match read_more(self.r, &mut buf, spare, self.cfg).await {
                 Ok(0) if head_pending => {
                     log::warn!("upstream closed before its body; nothing relayed yet");
                     return Err(502);
@@ -316,23 +326,16 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 self.stray = true;
             }
             remaining -= (buf.len() - base) as u64;
-            let write = self.cfg.timeouts.write;
-            if head_pending {
-                head_pending = false;
-                if self.cout.flush(write).await.is_err() {
-                    return Ok(false);
-                }
-                continue;
-            }
-            let buf = std::mem::take(self.ubuf);
+            head_pending = false;
             match write_all_within(&mut self.cout.w, buf, write).await {
                 Ok(mut b) => {
                     b.clear();
-                    *self.ubuf = b;
+                    buf = b;
                 }
                 Err(_) => return Ok(false),
             }
         }
+        self.bufs.give(buf);
         Ok(true)
     }
 
