@@ -203,30 +203,6 @@ fn config(origin: SocketAddr) -> String {
     )
 }
 
-/// Builds io_uring the way `runtime::worker::build_uring` does: 1024 entries,
-/// SINGLE_ISSUER + DEFER_TASKRUN, falling back to plain io_uring.
-fn uring_runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>> {
-    assert!(
-        monoio::utils::detect_uring(),
-        "io_uring is not available on this kernel"
-    );
-    let mut urb = io_uring::IoUring::builder();
-    urb.setup_single_issuer().setup_defer_taskrun();
-    let tuned = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(1024)
-        .uring_builder(urb)
-        .enable_timer()
-        .build();
-    match tuned {
-        Ok(rt) => rt,
-        Err(_) => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(1024)
-            .enable_timer()
-            .build()
-            .expect("io_uring runtime"),
-    }
-}
-
 /// Accepts one client connection and serves it to the end, like `worker::accept_loop`.
 async fn gateway_main(compiled: Compiled, listening: mpsc::Sender<SocketAddr>) {
     let listener = monoio::net::TcpListener::bind("127.0.0.1:0").expect("gateway bind");
@@ -257,7 +233,9 @@ fn start_gateway(
         .spawn(move || {
             SLOT.with(|s| s.set(slot));
             match driver {
-                Driver::IoUring => uring_runtime().block_on(gateway_main(compiled, addr_tx)),
+                Driver::IoUring => ringway::runtime::build_uring()
+                    .expect("io_uring runtime")
+                    .block_on(gateway_main(compiled, addr_tx)),
                 Driver::Legacy => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                     .enable_timer()
                     .build()

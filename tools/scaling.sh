@@ -7,34 +7,18 @@
 #   RUNS=3 DURATION=8 CONNS=64 URL_PATH=/small ORIGIN_THREADS=1 tools/scaling.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/lib.sh
+source tools/lib.sh
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-8}
 CONNS=${CONNS:-64}
 URL_PATH=${URL_PATH:-/small}
 ORIGIN_THREADS=${ORIGIN_THREADS:-1}
 WRK_THREADS=${WRK_THREADS:-1}
-for t in wrk python3; do
-  command -v "$t" >/dev/null || { echo "missing tool: $t (apt-get install -y wrk)" >&2; exit 2; }
-done
-[[ -x target/release/ringway && -x target/release/ringway-origin ]] || cargo build --release --bins
+need wrk python3
+release_bins
 
-dir=$(mktemp -d /tmp/ringway-scaling.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
+scratch scaling
 
 oport=$(free_port)
 target/release/ringway-origin --listen "127.0.0.1:$oport" --threads "$ORIGIN_THREADS" --quiet >"$dir/origin.log" 2>&1 &

@@ -11,6 +11,8 @@
 #   SIZES="65536 262144 1048576" CONNS=8 DURATION=5 RUNS=3 ORIGIN=bundled tools/splice-crossover.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/lib.sh
+source tools/lib.sh
 SIZES=${SIZES:-"65536 131072 262144 524288 1048576"}
 CONNS=${CONNS:-8}
 DURATION=${DURATION:-5}
@@ -18,19 +20,10 @@ RUNS=${RUNS:-2}
 CPU_PROXY=${CPU_PROXY:-0}
 CPU_LOAD=${CPU_LOAD:-1}
 ORIGIN=${ORIGIN:-nginx}
-for t in wrk taskset python3; do
-  command -v "$t" >/dev/null || { echo "missing tool: $t (apt-get install -y wrk)" >&2; exit 2; }
-done
-[[ -x target/release/ringway && -x target/release/ringway-origin ]] || cargo build --release --bins
+need wrk taskset python3
+release_bins
 
-dir=$(mktemp -d /tmp/ringway-crossover.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+scratch crossover
 
 # Prints the first line matching "listening on ADDR" of a log file, waiting up to 10 s.
 addr_from() {

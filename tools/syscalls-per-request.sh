@@ -7,34 +7,18 @@
 #   CONNS="64 1" DURATION=4 URL_PATH=/small tools/syscalls-per-request.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tools/lib.sh
+source tools/lib.sh
 CONNS=${CONNS:-"64 1"}
 DURATION=${DURATION:-4}
 URL_PATH=${URL_PATH:-/small}
 CPU_PROXY=${CPU_PROXY:-0}
 CPU_LOAD=${CPU_LOAD:-1}
-for t in wrk nginx strace taskset python3; do
-  command -v "$t" >/dev/null || { echo "missing tool: $t (apt-get install -y wrk nginx-light strace)" >&2; exit 2; }
-done
-[[ -x target/release/ringway && -x target/release/ringway-origin ]] || cargo build --release --bins
+need wrk nginx strace taskset python3
+release_bins
 
-dir=$(mktemp -d /tmp/ringway-syscalls.XXXXXX)
+scratch syscalls
 chmod 755 "$dir"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
 
 oport=$(free_port)
 taskset -c "$CPU_LOAD" target/release/ringway-origin --listen "127.0.0.1:$oport" --quiet >"$dir/origin.log" 2>&1 &

@@ -17,7 +17,7 @@ use crate::compiled::Compiled;
 use crate::config::{GatewayConfig, IoDriver};
 use crate::notify::Shutdown;
 
-pub use worker::DriverKind;
+pub use worker::{build_uring, DriverKind, UringRuntime};
 
 #[derive(Debug, Error)]
 pub enum RunError {

@@ -97,11 +97,11 @@ pub fn run(
     }
 }
 
-type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+pub type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
 
 /// io_uring with DEFER_TASKRUN + SINGLE_ISSUER (measured faster here; see BENCH.md), or
 /// plain io_uring on kernels that refuse those flags.
-fn build_uring() -> std::io::Result<UringRuntime> {
+pub fn build_uring() -> std::io::Result<UringRuntime> {
     if !monoio::utils::detect_uring() {
         return Err(std::io::Error::other("the kernel refuses io_uring"));
     }
