@@ -38,3 +38,21 @@ wait_port() {
   done
   echo "nothing listens on port $1" >&2; return 1
 }
+
+# one_route_config FILE LISTEN ORIGIN [WORKERS] [EXTRA]: a ringway config proxying every
+# path to ORIGIN with upstream keep-alive; EXTRA is more [server] lines.
+one_route_config() {
+  cat >"$1" <<CONF
+[server]
+listen = ["$2"]
+workers = ${4:-1}
+${5:-}
+[[upstreams]]
+name = "origin"
+servers = ["$3"]
+keepalive = 256
+[[routes]]
+path_prefix = "/"
+upstream = "origin"
+CONF
+}

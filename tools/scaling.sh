@@ -28,18 +28,7 @@ wait_port "$oport"
 declare -A PORT=()
 for w in 1 2; do
   PORT[$w]=$(free_port)
-  cat >"$dir/w$w.toml" <<CONF
-[server]
-listen = ["127.0.0.1:${PORT[$w]}"]
-workers = $w
-[[upstreams]]
-name = "origin"
-servers = ["127.0.0.1:$oport"]
-keepalive = 256
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
-CONF
+  one_route_config "$dir/w$w.toml" "127.0.0.1:${PORT[$w]}" "127.0.0.1:$oport" "$w"
   RINGWAY_LOG=warn target/release/ringway run -c "$dir/w$w.toml" 2>"$dir/w$w.log" &
   pids+=($!)
   wait_port "${PORT[$w]}"

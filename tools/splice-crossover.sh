@@ -81,19 +81,7 @@ fi
 declare -A GW=()
 for mode in copy splice; do
   threshold=0; [[ $mode == splice ]] && threshold=1
-  cat >"$dir/$mode.toml" <<CONF
-[server]
-listen = ["127.0.0.1:0"]
-workers = 1
-splice_threshold = $threshold
-[[upstreams]]
-name = "origin"
-servers = ["$origin"]
-keepalive = 256
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
-CONF
+  one_route_config "$dir/$mode.toml" 127.0.0.1:0 "$origin" 1 "splice_threshold = $threshold"
   RINGWAY_LOG=info taskset -c "$CPU_PROXY" target/release/ringway run -c "$dir/$mode.toml" 2>"$dir/$mode.log" &
   pids+=($!)
   GW[$mode]="$!:$(addr_from "$dir/$mode.log")"

@@ -26,18 +26,7 @@ pids+=($!)
 wait_port "$oport"
 
 rport=$(free_port)
-cat >"$dir/ringway.toml" <<CONF
-[server]
-listen = ["127.0.0.1:$rport"]
-workers = 1
-[[upstreams]]
-name = "origin"
-servers = ["127.0.0.1:$oport"]
-keepalive = 256
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
-CONF
+one_route_config "$dir/ringway.toml" "127.0.0.1:$rport" "127.0.0.1:$oport"
 RINGWAY_LOG=warn taskset -c "$CPU_PROXY" target/release/ringway run -c "$dir/ringway.toml" 2>"$dir/ringway.log" &
 pids+=($!)
 ringway_pid=$!
