@@ -306,35 +306,31 @@ struct Head {
 /// Parses a response head from the front of `buf`; Ok(None) if it is incomplete. Only the
 /// three fields that decide framing and keep-alive are looked at, on raw bytes.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return parse_head_slow(buf),
-        Err(_) => return Err(ErrorKind::Parse),
-    };
-    let mut head = Head {
-        status: resp.code.unwrap_or(0),
-        keep: resp.version == Some(1),
-        framing: Framing::Close,
-        len,
-    };
-    for h in resp.headers.iter() {
-        apply_field(&mut head, h.name.as_bytes(), h.value)?;
+    match parse_into(buf, &mut [httparse::EMPTY_HEADER; 32]) {
+        Err(None) => parse_head_slow(buf),
+        r => r.map_err(|e| e.unwrap_or(ErrorKind::Parse)),
     }
-    Ok(Some(head))
 }
 
 /// The same for a head with more than 32 fields (rare; allocates).
 #[cold]
 fn parse_head_slow(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
-    let mut headers = vec![httparse::EMPTY_HEADER; 1024];
-    let mut resp = httparse::Response::new(&mut headers);
+    parse_into(buf, &mut vec![httparse::EMPTY_HEADER; 1024])
+        .map_err(|e| e.unwrap_or(ErrorKind::Parse))
+}
+
+/// `parse_head` with `fields` as httparse's field array; Err(None): the head has more
+/// fields than that.
+fn parse_into<'b>(
+    buf: &'b [u8],
+    fields: &mut [httparse::Header<'b>],
+) -> Result<Option<Head>, Option<ErrorKind>> {
+    let mut resp = httparse::Response::new(fields);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(ErrorKind::Parse),
+        Err(httparse::Error::TooManyHeaders) => return Err(None),
+        Err(_) => return Err(Some(ErrorKind::Parse)),
     };
     let mut head = Head {
         status: resp.code.unwrap_or(0),
@@ -343,7 +339,7 @@ fn parse_head_slow(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
         len,
     };
     for h in resp.headers.iter() {
-        apply_field(&mut head, h.name.as_bytes(), h.value)?;
+        apply_field(&mut head, h.name.as_bytes(), h.value).map_err(Some)?;
     }
     Ok(Some(head))
 }
