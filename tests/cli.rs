@@ -91,6 +91,7 @@ fn bad_configs_report_file_field_and_reason() {
         (&format!("{base}[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1\"]\n"), "FILE: upstreams[0].servers[0]: \"127.0.0.1\" is not \"host:port\""),
         (&format!("{base}[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1:2\"]\n"), "FILE: upstreams[1].name: \"a\" is defined twice"),
         (&format!("{base}trusted_proxies = [\"10.0.0.0/33\"]\n"), "FILE: server.trusted_proxies[0]:"),
+        (&format!("{base}splice_threshold = -1\n"), "FILE: server.splice_threshold: line 3, column 20: invalid value: integer `-1`, expected u64"),
     ];
     for (config, want) in cases {
         let (code, stdout, stderr) = check(config);
