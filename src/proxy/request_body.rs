@@ -60,8 +60,8 @@ impl BodyState {
         }
     }
 
-    /// Counts `n` bytes of `raw_run()` as relayed; for chunked bodies, checks the size
-    /// limit first and frames the run as one chunk in `out` around the relay.
+    /// Before relaying `n` bytes of `raw_run()` untouched: for a chunked body, checks the
+    /// size limit and puts the chunk-size line for the run into `out`.
     fn begin_raw(&mut self, n: u64, out: &mut BytesMut, max_body: u64) -> Result<(), SendFail> {
         if let BodyState::Chunked { total, .. } = self {
             *total += n;
@@ -73,6 +73,7 @@ impl BodyState {
         Ok(())
     }
 
+    /// After the run: counts it as relayed; for a chunked body, ends its chunk in `out`.
     fn end_raw(&mut self, n: u64, out: &mut BytesMut) {
         match self {
             BodyState::Length { remaining } => {
@@ -194,9 +195,6 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
             flush_upstream(w, obuf, cfg).await?;
         }
         if state.is_done() {
-            if !obuf.is_empty() {
-                flush_upstream(w, obuf, cfg).await?;
-            }
             return Ok(());
         }
         // Decode what is already buffered (staging stops at FLUSH_AT) before asking the
