@@ -91,7 +91,7 @@ pub(super) async fn read_response_head<C: Stream>(
             }
         }
         let buf = std::mem::take(ubuf);
-        // Room for a whole mid-sized body too: head and body then go out in one write.
+        // Room for a head: a body is read behind it into a pooled buffer (see `length`).
         match read_some_until(r, buf, HEAD_READ, ex.head_deadline).await {
             Ok((0, buf)) => {
                 *ubuf = buf;
