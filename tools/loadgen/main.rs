@@ -284,21 +284,10 @@ fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Send
     let _ = tx.send(stats);
 }
 
-/// io_uring with SINGLE_ISSUER + DEFER_TASKRUN, as the gateway's workers use (measured
-/// cheaper here, see BENCH.md: completions are run when this thread asks for them instead of
-/// interrupting it); None where the kernel refuses io_uring or those flags.
-fn tuned_uring() -> Option<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
-    if !monoio::utils::detect_uring() {
-        return None;
-    }
-    let mut urb = io_uring::IoUring::builder();
-    urb.setup_single_issuer().setup_defer_taskrun();
-    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(1024)
-        .uring_builder(urb)
-        .enable_timer()
-        .build()
-        .ok()
+/// io_uring built as the gateway's workers build it (SINGLE_ISSUER + DEFER_TASKRUN,
+/// measured cheaper here, see BENCH.md); None where the kernel refuses io_uring.
+fn tuned_uring() -> Option<ringway::runtime::UringRuntime> {
+    ringway::runtime::build_uring().ok()
 }
 
 /// Prints "elapsed, requests, rate" to stderr once a second until `end`.
