@@ -80,10 +80,27 @@ pub fn parse_response(
     request_was_head: bool,
     out: &mut ResponseHead,
 ) -> Result<bool, ParseError> {
+    match parse_response_at(buf, limits, request_was_head, out)? {
+        Some(end) => {
+            buf.advance(end);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// `parse_response` without consuming: Ok(Some(n)) when the first `n` bytes of `buf` are a
+/// complete head (copied into `out`), Ok(None) when more bytes are needed.
+pub fn parse_response_at(
+    buf: &[u8],
+    limits: &Limits,
+    request_was_head: bool,
+    out: &mut ResponseHead,
+) -> Result<Option<usize>, ParseError> {
     let end = match find_head_end(buf)? {
         Some(end) => end,
         None if buf.len() > limits.max_header_bytes => return Err(ParseError::HeadTooLarge),
-        None => return Ok(false),
+        None => return Ok(None),
     };
     if end > limits.max_header_bytes {
         return Err(ParseError::HeadTooLarge);
@@ -149,8 +166,7 @@ pub fn parse_response(
         };
     out.buf.clear();
     out.buf.extend_from_slice(head);
-    buf.advance(end);
-    Ok(true)
+    Ok(Some(end))
 }
 
 /// `HTTP/1.x SP 3DIGIT SP reason CRLF` with a reason of HTAB / SP / VCHAR / obs-text.

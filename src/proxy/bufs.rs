@@ -33,6 +33,8 @@ impl BodyBufs {
     /// Returns a buffer. One that grew or shrank out of shape is dropped.
     pub fn give(&self, mut buf: BytesMut) {
         buf.clear();
+        // Takes back the room in front that `advance` gave up (no allocation).
+        let _ = buf.try_reclaim(BODY_BUF);
         let mut free = self.free.borrow_mut();
         if free.len() < KEEP && buf.capacity() >= BODY_BUF && buf.capacity() <= 2 * BODY_BUF {
             free.push(buf);

@@ -16,7 +16,8 @@ use super::splice::{self, PipePair, Pipes, ReadLimit, SpliceFail};
 use super::{ClientOut, MAX_INTERIM, UPSTREAM_READ};
 use crate::compiled::{Compiled, Route};
 use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
-use crate::http::{parse_response, Limits, RequestHead, ResponseFraming, ResponseHead, Version};
+use crate::http::response::parse_response_at;
+use crate::http::{Limits, RequestHead, ResponseFraming, ResponseHead, Version};
 
 /// How the response exchange ended.
 pub(super) enum RespOutcome {
@@ -61,38 +62,48 @@ pub(super) struct Exchange<'a> {
     pub(super) bufs: &'a BodyBufs,
 }
 
-/// Reads the final response head into `resp`, skipping 1xx interim responses.
+/// Reads the final response head into `resp`, skipping 1xx interim responses, and returns
+/// where the body starts in `ubuf`.
+///
+/// `ubuf` becomes a pooled body buffer (see `bufs`) whose first `HEADROOM` bytes are left
+/// free: the head and, usually, the whole body of a response up to 64 KiB arrive in one
+/// read, and ringway's own head is later written into the room just in front of the body,
+/// so head and body leave in one write with no copy of the body.
 pub(super) async fn read_response_head<C: Stream>(
     r: &mut OwnedReadHalf<C>,
     ubuf: &mut BytesMut,
     resp: &mut ResponseHead,
     ex: &Exchange<'_>,
-) -> Result<(), RespOutcome> {
+) -> Result<usize, RespOutcome> {
     let limits = upstream_limits(ex.cfg);
     let is_head = ex.head.is_head();
     let mut interim = 0;
     let mut got_any = false;
-    ubuf.clear();
+    let previous = std::mem::replace(ubuf, ex.bufs.take());
+    ex.bufs.give(previous);
+    ubuf.put_bytes(0, HEADROOM);
+    let mut pos = HEADROOM;
     loop {
-        match parse_response(ubuf, &limits, is_head, resp) {
-            Ok(true) if resp.status == 101 => return Err(RespOutcome::Failed(502)),
-            Ok(true) if resp.is_informational() => {
+        match parse_response_at(&ubuf[pos..], &limits, is_head, resp) {
+            Ok(Some(_)) if resp.status == 101 => return Err(RespOutcome::Failed(502)),
+            Ok(Some(n)) if resp.is_informational() => {
                 interim += 1;
                 if interim > MAX_INTERIM {
                     return Err(RespOutcome::Failed(502));
                 }
+                pos += n;
                 continue;
             }
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
+            Ok(Some(n)) => return Ok(pos + n),
+            Ok(None) => {}
             Err(e) => {
                 log::warn!("upstream sent an invalid response head: {e}");
                 return Err(RespOutcome::Failed(502));
             }
         }
         let buf = std::mem::take(ubuf);
-        // Room for a head: a body is read behind it into a pooled buffer (see `length`).
-        match read_some_until(r, buf, HEAD_READ, ex.head_deadline).await {
+        let spare = (buf.capacity() - buf.len()).max(MIN_BODY_READ);
+        match read_some_until(r, buf, spare, ex.head_deadline).await {
             Ok((0, buf)) => {
                 *ubuf = buf;
                 return Err(if got_any {
@@ -123,9 +134,10 @@ pub(super) async fn respond<S: Stream, C: Stream>(
     cout: &mut ClientOut<S>,
     ex: &Exchange<'_>,
 ) -> RespOutcome {
-    if let Err(outcome) = read_response_head(r, ubuf, resp, ex).await {
-        return outcome;
-    }
+    let body_start = match read_response_head(r, ubuf, resp, ex).await {
+        Ok(at) => at,
+        Err(outcome) => return outcome,
+    };
     let client_v = ex.head.version;
     let mut close = ex.close || ex.draining.get() || !ex.body_done.get();
     let status = resp.status;
@@ -150,7 +162,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         ResponseFraming::Length(n) => Some(n),
         _ => None,
     };
-    if declared.is_some_and(|n| ubuf.len() as u64 > n) {
+    if declared.is_some_and(|n| (ubuf.len() - body_start) as u64 > n) {
         log::warn!("upstream sent more bytes than its response declared");
         return RespOutcome::Failed(502);
     }
@@ -164,46 +176,74 @@ pub(super) async fn respond<S: Stream, C: Stream>(
     };
     forward::response_head(&mut cout.buf, resp, &ctx);
     ex.started.set(true);
+    // A Content-Length body is relayed from `ubuf` with ringway's head in front of it
+    // (written into the room before the body, or, if it does not fit, with the body bytes
+    // copied behind it); other framings decode the body from where it starts.
+    let mut head_len = 0;
+    if let ResponseFraming::Length(_) = framing {
+        head_len = cout.buf.len();
+        if head_len <= body_start {
+            let at = body_start - head_len;
+            ubuf[at..body_start].copy_from_slice(&cout.buf);
+            ubuf.advance(at);
+        } else {
+            cout.buf.put_slice(&ubuf[body_start..]);
+            ubuf.clear();
+            ubuf.put_slice(&cout.buf);
+        }
+        cout.buf.clear();
+    } else {
+        ubuf.advance(body_start);
+    }
     let mut relay = Relay {
         r,
         ubuf,
         cout,
         cfg: ex.cfg,
         pipes: ex.pipes,
-        bufs: ex.bufs,
         out,
         stray: false,
     };
-    let clean = match framing {
-        ResponseFraming::None => relay.cout.flush(ex.cfg.timeouts.write).await.is_ok(),
-        ResponseFraming::Length(n) => match relay.length(n).await {
-            Ok(clean) => clean,
+    let outcome = match framing {
+        ResponseFraming::None => finished(relay.cout.flush(ex.cfg.timeouts.write).await.is_ok()),
+        ResponseFraming::Length(n) => match relay.length(n, head_len).await {
+            Ok(clean) => finished(clean),
             // The head was still held back: nothing reached the client, so it gets an
             // answer of ringway's own instead of a cut connection.
             Err(status) => {
                 ex.started.set(false);
-                return RespOutcome::Failed(status);
+                RespOutcome::Failed(status)
             }
         },
-        ResponseFraming::Chunked => relay.chunked().await,
-        ResponseFraming::CloseDelimited => {
-            // Never pooled: the upstream ends this body by closing.
-            return if relay.until_close().await {
-                RespOutcome::Done {
-                    reusable: false,
-                    close,
-                }
-            } else {
-                RespOutcome::Aborted
-            };
-        }
+        ResponseFraming::Chunked => finished(relay.chunked().await),
+        // Never pooled: the upstream ends this body by closing.
+        ResponseFraming::CloseDelimited if relay.until_close().await => RespOutcome::Done {
+            reusable: false,
+            close,
+        },
+        ResponseFraming::CloseDelimited => RespOutcome::Aborted,
     };
-    if !clean {
-        return RespOutcome::Aborted;
-    }
-    RespOutcome::Done {
-        reusable: resp.keep_alive && relay.ubuf.is_empty() && !relay.stray,
-        close,
+    let outcome = match outcome {
+        RespOutcome::Done { reusable, .. } => RespOutcome::Done {
+            reusable: reusable && resp.keep_alive && relay.ubuf.is_empty() && !relay.stray,
+            close,
+        },
+        other => other,
+    };
+    ex.bufs.give(std::mem::take(ubuf));
+    outcome
+}
+
+/// The outcome of a relay that ran to its end (`clean`) or broke after the head went out;
+/// `respond` then fills in whether the upstream may be pooled and the client closed.
+fn finished(clean: bool) -> RespOutcome {
+    if clean {
+        RespOutcome::Done {
+            reusable: true,
+            close: false,
+        }
+    } else {
+        RespOutcome::Aborted
     }
 }
 
@@ -230,8 +270,10 @@ async fn read_more<C: Stream>(
 /// Least room for a body read into a pooled buffer (which normally has far more).
 const MIN_BODY_READ: usize = 16 * 1024;
 
-/// Spare room for the read that brings a response head.
-const HEAD_READ: usize = 4 * 1024;
+/// Room left in front of a response read for ringway's own head (see
+/// `read_response_head`); a re-serialised head that is longer than the upstream's by more
+/// than this is joined to the body by a copy instead.
+const HEADROOM: usize = 512;
 
 /// The response body relay: upstream read half -> client write half.
 pub(super) struct Relay<'a, S: Stream, C: Stream> {
@@ -240,7 +282,6 @@ pub(super) struct Relay<'a, S: Stream, C: Stream> {
     cout: &'a mut ClientOut<S>,
     cfg: &'a Compiled,
     pipes: &'a Pipes,
-    bufs: &'a BodyBufs,
     out: OutFraming,
     /// The upstream sent bytes past the declared body: never reuse it.
     stray: bool,
@@ -275,21 +316,19 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
         }
     }
 
-    /// Content-Length body: the head and what is buffered go out in one write; a large
-    /// rest is spliced.
+    /// Content-Length body. `ubuf` holds ringway's head (`head_len` bytes) followed by the
+    /// body bytes that came with the upstream's head: they go out in one write, then the
+    /// rest is read into the same buffer and written from it, or spliced when large.
     ///
-    /// When no body byte came with the head, the head waits for the first ones, which are
-    /// read straight behind it: head and body then leave in one write instead of two (the
-    /// second a tiny one). Body reads go into a pooled buffer that returns to the pool right
-    /// after its write (see `bufs`), so the copies run through cache-hot memory. Ok(false):
-    /// the relay broke after bytes reached the client; Err(status): before any did.
-    async fn length(&mut self, len: u64) -> Result<bool, u16> {
-        let mut remaining = len.saturating_sub(self.ubuf.len() as u64);
-        self.cout.buf.put_slice(self.ubuf);
-        self.ubuf.clear();
+    /// Unless the whole body came with it, the head waits for the next body bytes, so
+    /// that they leave together (nginx's `postpone_output` does the same). Ok(false): the
+    /// relay broke after bytes reached the client; Err(status): it broke before any did.
+    async fn length(&mut self, len: u64, head_len: usize) -> Result<bool, u16> {
+        let mut remaining = len.saturating_sub((self.ubuf.len() - head_len) as u64);
+        let write = self.cfg.timeouts.write;
         let pipe = self.splice_pipe(remaining);
         if remaining == 0 || pipe.is_some() {
-            if self.cout.flush(self.cfg.timeouts.write).await.is_err() {
+            if self.write_ubuf(write).await.is_err() {
                 return Ok(false);
             }
             return Ok(match pipe {
@@ -297,15 +336,11 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 None => true,
             });
         }
-        let mut buf = self.bufs.take();
-        buf.put_slice(&self.cout.buf);
-        self.cout.buf.clear();
         let mut head_pending = true;
-        let write = self.cfg.timeouts.write;
         while remaining > 0 {
-            let base = buf.len();
-            let spare = (buf.capacity() - base).max(MIN_BODY_READ);
-            match read_more(self.r, &mut buf, spare, self.cfg).await {
+            let base = self.ubuf.len();
+            let spare = (self.ubuf.capacity() - base).max(MIN_BODY_READ);
+            match read_more(self.r, self.ubuf, spare, self.cfg).await {
                 Ok(0) if head_pending => {
                     log::warn!("upstream closed before its body; nothing relayed yet");
                     return Err(502);
@@ -320,23 +355,31 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 }
                 Ok(_) => {}
             }
-            if (buf.len() - base) as u64 > remaining {
+            if (self.ubuf.len() - base) as u64 > remaining {
                 // Stray bytes after the body: send what was declared, never reuse.
-                buf.truncate(base + remaining as usize);
+                self.ubuf.truncate(base + remaining as usize);
                 self.stray = true;
             }
-            remaining -= (buf.len() - base) as u64;
+            remaining -= (self.ubuf.len() - base) as u64;
             head_pending = false;
-            match write_all_within(&mut self.cout.w, buf, write).await {
-                Ok(mut b) => {
-                    b.clear();
-                    buf = b;
-                }
-                Err(_) => return Ok(false),
+            if self.write_ubuf(write).await.is_err() {
+                return Ok(false);
             }
         }
-        self.bufs.give(buf);
         Ok(true)
+    }
+
+    /// Writes all of `ubuf` to the client and empties it.
+    async fn write_ubuf(&mut self, write: std::time::Duration) -> Result<(), ()> {
+        let buf = std::mem::take(self.ubuf);
+        match write_all_within(&mut self.cout.w, buf, write).await {
+            Ok(mut b) => {
+                b.clear();
+                *self.ubuf = b;
+                Ok(())
+            }
+            Err(_) => Err(()),
+        }
     }
 
     /// Chunked upstream body, decoded strictly and re-framed for the client.
