@@ -3,36 +3,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bundled_origin() -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway-origin"))
-        .args(["--listen", "127.0.0.1:0", "--quiet"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn origin");
-    let mut line = String::new();
-    let out = child.stdout.take().expect("stdout");
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("ready line");
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on ")
-        .parse()
-        .expect("addr");
-    (Child(child), addr)
-}
 
 fn loadgen(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_ringway-loadgen"))
@@ -50,7 +21,8 @@ fn loadgen(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn closed_and_open_loop_runs_report_requests_latency_and_no_errors() {
-    let (_origin, origin_addr) = bundled_origin();
+    let origin = BundledOrigin::start();
+    let origin_addr = origin.addr;
     let gw = Gateway::start(&Config::proxy_all(origin_addr).render(), Driver::IoUring);
     let url = format!("http://{}/small", gw.addr());
     let closed = loadgen(&[&url, "-c", "8", "-d", "1s", "--label", "closed"]);
@@ -82,7 +54,8 @@ fn closed_and_open_loop_runs_report_requests_latency_and_no_errors() {
 
 #[test]
 fn non_success_statuses_and_refused_connections_are_counted_as_errors() {
-    let (_origin, origin_addr) = bundled_origin();
+    let origin = BundledOrigin::start();
+    let origin_addr = origin.addr;
     let gw = Gateway::start(&Config::proxy_all(origin_addr).render(), Driver::Legacy);
     let r = loadgen(&[
         &format!("http://{}/status/500", gw.addr()),
@@ -108,7 +81,8 @@ fn non_success_statuses_and_refused_connections_are_counted_as_errors() {
 
 #[test]
 fn the_plot_overlays_earlier_json_results() {
-    let (_origin, origin_addr) = bundled_origin();
+    let origin = BundledOrigin::start();
+    let origin_addr = origin.addr;
     let gw = Gateway::start(&Config::proxy_all(origin_addr).render(), Driver::IoUring);
     let url = format!("http://{}/small", gw.addr());
     let dir = std::env::temp_dir();

@@ -3,9 +3,8 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -13,40 +12,6 @@ use std::thread;
 const SIZE: u64 = 64 * 1024 * 1024;
 /// RSS ceiling for the gateway while it relays 64 MiB (it holds one buffer per direction).
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
-
-struct BundledOrigin {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl BundledOrigin {
-    fn start() -> BundledOrigin {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway-origin"))
-            .args(["--listen", "127.0.0.1:0", "--quiet"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ringway-origin");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        BufReader::new(out)
-            .read_line(&mut line)
-            .expect("origin ready line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .expect("origin address");
-        BundledOrigin { child, addr }
-    }
-}
-
-impl Drop for BundledOrigin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn pattern_byte(i: u64) -> u8 {
     b'a' + (i % 26) as u8

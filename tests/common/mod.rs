@@ -769,3 +769,40 @@ pub fn dead_addr() -> SocketAddr {
     drop(l);
     a
 }
+
+// ------------------------------------------------------------------ bundled origin
+
+/// The bundled `ringway-origin` on 127.0.0.1:0, killed on drop.
+pub struct BundledOrigin {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl BundledOrigin {
+    pub fn start() -> BundledOrigin {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway-origin"))
+            .args(["--listen", "127.0.0.1:0", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ringway-origin");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        BufReader::new(out)
+            .read_line(&mut line)
+            .expect("origin ready line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .expect("origin address");
+        BundledOrigin { child, addr }
+    }
+}
+
+impl Drop for BundledOrigin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
