@@ -247,6 +247,28 @@ impl Conn {
     }
 
     /// Reads the request body; calls `sink` with each piece.
+    /// Passes the next `n` body bytes to `sink`, flushing what it writes as it grows.
+    async fn body_bytes(
+        &mut self,
+        mut n: u64,
+        sink: &mut impl FnMut(&[u8], &mut BytesMut),
+        cut_short: &'static str,
+    ) -> Res<()> {
+        while n > 0 {
+            if self.rbuf.is_empty() && !self.fill().await? {
+                return Err(cut_short.into());
+            }
+            let take = (n as usize).min(self.rbuf.len());
+            sink(&self.rbuf[..take], &mut self.wbuf);
+            self.rbuf.advance(take);
+            n -= take as u64;
+            if self.wbuf.len() >= STREAM_CHUNK {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn read_body(
         &mut self,
         body: Body,
@@ -254,21 +276,7 @@ impl Conn {
     ) -> Res<()> {
         match body {
             Body::None => Ok(()),
-            Body::Length(mut n) => {
-                while n > 0 {
-                    if self.rbuf.is_empty() && !self.fill().await? {
-                        return Err("body cut short".into());
-                    }
-                    let take = (n as usize).min(self.rbuf.len());
-                    sink(&self.rbuf[..take], &mut self.wbuf);
-                    self.rbuf.advance(take);
-                    n -= take as u64;
-                    if self.wbuf.len() >= STREAM_CHUNK {
-                        self.flush().await?;
-                    }
-                }
-                Ok(())
-            }
+            Body::Length(n) => self.body_bytes(n, &mut sink, "body cut short").await,
             Body::Chunked => loop {
                 let line = loop {
                     if let Some(p) = find(&self.rbuf, b"\r\n") {
@@ -301,19 +309,7 @@ impl Conn {
                         }
                     }
                 }
-                let mut n = size;
-                while n > 0 {
-                    if self.rbuf.is_empty() && !self.fill().await? {
-                        return Err("chunk cut short".into());
-                    }
-                    let take = (n as usize).min(self.rbuf.len());
-                    sink(&self.rbuf[..take], &mut self.wbuf);
-                    self.rbuf.advance(take);
-                    n -= take as u64;
-                    if self.wbuf.len() >= STREAM_CHUNK {
-                        self.flush().await?;
-                    }
-                }
+                self.body_bytes(size, &mut sink, "chunk cut short").await?;
                 while self.rbuf.len() < 2 {
                     if !self.fill().await? {
                         return Err("chunk end cut short".into());
