@@ -63,7 +63,7 @@ pub struct Shared<C: Connector> {
     rr_start: usize,
     next_id: Cell<u64>,
     id_salt: u64,
-    /// Connections that gave their buffers back since `take_shrunk` last looked.
+    /// Connections that gave their buffers back since `release_idle_memory` last looked.
     shrunk: Cell<usize>,
 }
 
@@ -98,15 +98,14 @@ impl<C: Connector> Shared<C> {
         self.config.borrow().clone()
     }
 
-    /// How many connections gave their buffers back since the last call (the worker then
-    /// returns the freed memory to the OS, off the request path).
-    pub fn take_shrunk(&self) -> usize {
-        let n = self.shrunk.replace(0);
-        if n > 0 {
-            // Connections are going idle: the pooled body buffers can go too.
+    /// Off the request path, once a second: if connections went idle and gave their
+    /// buffers back since the last call, drops the pooled body buffers too and hands the
+    /// freed pages to the OS (an idle worker's allocator would otherwise keep them).
+    pub fn release_idle_memory(&self) {
+        if self.shrunk.replace(0) > 0 {
             self.bufs.clear();
+            crate::sys::release_free_memory();
         }
-        n
     }
 
     pub fn is_draining(&self) -> bool {

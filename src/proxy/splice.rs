@@ -58,10 +58,6 @@ impl Pipes {
             idle.push(pipe);
         }
     }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().len()
-    }
 }
 
 /// How long the source may take to deliver.

@@ -233,9 +233,7 @@ async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
             _ = monoio::time::sleep(every) => {},
             _ = shared.drain_notified() => return,
         }
-        if shared.take_shrunk() > 0 {
-            crate::sys::release_free_memory();
-        }
+        shared.release_idle_memory();
         if shared.pool.idle_count() == 0 {
             continue;
         }
