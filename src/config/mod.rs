@@ -5,11 +5,13 @@
 
 mod duration;
 mod error;
+mod policy;
 mod types;
 mod validate;
 
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
+pub use policy::*;
 pub use types::*;
 
 use std::path::Path;

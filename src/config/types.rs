@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, RulesConfig};
 use super::Duration;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -18,6 +19,16 @@ pub struct GatewayConfig {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// How identities are proven (API keys, JWT, Basic).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub consumers: Vec<ConsumerConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Blocking rules for every request.
+    #[serde(default)]
+    pub rules: RulesConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -153,6 +164,12 @@ pub struct RouteConfig {
     pub request_headers: HeaderEditsConfig,
     #[serde(default)]
     pub response_headers: HeaderEditsConfig,
+    /// Who may call this route; absent = public.
+    #[serde(default)]
+    pub access: Option<AccessConfig>,
+    /// Blocking rules for this route (after the global `[rules]`).
+    #[serde(default)]
+    pub rules: RulesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
