@@ -200,6 +200,7 @@ fn strict_messages(bytes: &[u8]) -> Result<usize, String> {
         max_header_bytes: 64 * 1024,
         max_headers: 256,
         max_uri_bytes: 16 * 1024,
+        ..Limits::default()
     };
     let mut buf = BytesMut::from(bytes);
     let mut head = RequestHead::default();

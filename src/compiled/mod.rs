@@ -18,6 +18,7 @@ use crate::config::{
     ConfigError, ConfigErrors, GatewayConfig, HeaderEditsConfig, IoDriver, RouteConfig,
     UpstreamConfig,
 };
+use crate::http::path::EscapedSlashes;
 use crate::http::{Limits, RequestHead};
 
 /// What routing needs from a request. Implemented by `RequestHead`; tests can mock it.
@@ -238,6 +239,11 @@ impl Compiled {
                 max_header_bytes: l.max_header_bytes,
                 max_headers: l.max_headers,
                 max_uri_bytes: l.max_uri_bytes,
+                escaped_slashes: match cfg.policy.escaped_slashes.as_str() {
+                    "reject" => EscapedSlashes::Reject,
+                    "decode" => EscapedSlashes::Decode,
+                    _ => EscapedSlashes::Keep,
+                },
             },
             max_body_bytes: l.max_body_bytes,
             max_connections: l.max_connections,

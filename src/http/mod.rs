@@ -27,6 +27,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Max bytes of the request target. Above -> 414.
     pub max_uri_bytes: usize,
+    /// What `%2F` / `%5C` in a path means (`policy.escaped_slashes`).
+    pub escaped_slashes: path::EscapedSlashes,
 }
 
 impl Default for Limits {
@@ -35,6 +37,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
+            escaped_slashes: path::EscapedSlashes::Keep,
         }
     }
 }

@@ -46,8 +46,21 @@ fn hex_val(b: u8) -> Option<u8> {
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
+/// What an escaped slash (`%2F`, or `%5C`, a backslash) in a path means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EscapedSlashes {
+    /// Kept as an escape: part of a segment, never a separator (nginx's behaviour).
+    #[default]
+    Keep,
+    /// The request is refused (400).
+    Reject,
+    /// Decoded to '/' before the path is normalised, so routing and rules see the path a
+    /// backend that decodes them would see.
+    Decode,
+}
+
 /// Appends `seg` to `out`, decoding escapes of unreserved characters and uppercasing the rest.
-fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<(), ParseError> {
+fn decode_segment(seg: &[u8], out: &mut Vec<u8>, mode: EscapedSlashes) -> Result<(), ParseError> {
     let mut i = 0;
     while i < seg.len() {
         let b = seg[i];
@@ -58,6 +71,9 @@ fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<(), ParseError> {
                 return Err(ParseError::Bad("bad percent-escape in path"));
             };
             let v = hi << 4 | lo;
+            if mode == EscapedSlashes::Reject && (v == b'/' || v == b'\\') {
+                return Err(ParseError::Bad("escaped slash in path"));
+            }
             if is_unreserved(v) {
                 out.push(v);
             } else {
@@ -85,6 +101,64 @@ fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<(), ParseError> {
 ///   §5.2.4; ".." above the root stays at the root;
 /// - the query is not part of `out`; it is returned as offsets, untouched.
 pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<TargetParts, ParseError> {
+    normalize_with(target, out, EscapedSlashes::Keep)
+}
+
+/// `normalize`, with escaped slashes treated as `mode` says.
+pub fn normalize_with(
+    target: &[u8],
+    out: &mut Vec<u8>,
+    mode: EscapedSlashes,
+) -> Result<TargetParts, ParseError> {
+    if mode == EscapedSlashes::Decode {
+        let end = target
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(target.len());
+        if has_escaped_slash(&target[..end]) {
+            // Rare: decode them in a copy, normalise that, and give the query's offsets
+            // in the original target.
+            let mut copy = Vec::with_capacity(target.len());
+            let mut i = 0;
+            while i < end {
+                if is_escaped_slash(&target[i..end]) {
+                    copy.push(b'/');
+                    i += 3;
+                } else {
+                    copy.push(target[i]);
+                    i += 1;
+                }
+            }
+            if target[end..]
+                .iter()
+                .any(|&b| b == b'#' || !is_target_byte(b))
+            {
+                return Err(ParseError::Bad("invalid byte in request target"));
+            }
+            let mut parts = normalize_inner(&copy, out, EscapedSlashes::Keep)?;
+            parts.query = (end < target.len()).then_some((end, target.len()));
+            return Ok(parts);
+        }
+    }
+    normalize_inner(target, out, mode)
+}
+
+fn is_escaped_slash(s: &[u8]) -> bool {
+    matches!(
+        s,
+        [b'%', b'2', b'f' | b'F', ..] | [b'%', b'5', b'c' | b'C', ..]
+    )
+}
+
+fn has_escaped_slash(s: &[u8]) -> bool {
+    (0..s.len()).any(|i| is_escaped_slash(&s[i..]))
+}
+
+fn normalize_inner(
+    target: &[u8],
+    out: &mut Vec<u8>,
+    mode: EscapedSlashes,
+) -> Result<TargetParts, ParseError> {
     out.clear();
     for &b in target {
         if b == b'#' {
@@ -128,7 +202,7 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<TargetParts, ParseE
         for raw in segments.split(|&b| b == b'/') {
             let mark = out.len();
             out.push(b'/');
-            decode_segment(raw, out)?;
+            decode_segment(raw, out, mode)?;
             let seg = &out[mark + 1..];
             if seg.is_empty() || seg == b"." {
                 out.truncate(mark);
@@ -232,5 +306,27 @@ mod tests {
         let mut out = Vec::new();
         assert!(normalize(b"/\x80", &mut out).is_err());
         assert!(normalize(b"/a\x00", &mut out).is_err());
+    }
+
+    #[test]
+    fn escaped_slashes_keep_reject_or_decode() {
+        let run = |t: &str, mode| {
+            let mut out = Vec::new();
+            normalize_with(t.as_bytes(), &mut out, mode)
+                .map(|p| (String::from_utf8_lossy(&out).into_owned(), p.query))
+        };
+        use EscapedSlashes::*;
+        assert_eq!(run("/a%2fb", Keep).map(|r| r.0).as_deref(), Ok("/a%2Fb"));
+        assert!(run("/a%2Fb", Reject).is_err());
+        assert!(run("/a%5cb", Reject).is_err());
+        assert_eq!(
+            run("/a/b?x=%2F", Reject).map(|r| r.0).as_deref(),
+            Ok("/a/b")
+        );
+        let (path, q) = run("/admin%2F..%2Fx%2Fy?k=1", Decode).unwrap();
+        assert_eq!(path, "/x/y");
+        assert_eq!(q, Some((19, 23)));
+        assert_eq!(run("/x%5C%5Cy", Decode).map(|r| r.0).as_deref(), Ok("/x/y"));
+        assert!(run("/a%2Fb?x#y", Decode).is_err());
     }
 }

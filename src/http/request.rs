@@ -8,7 +8,7 @@ use super::head::{
     collect_headers, find_head_end, find_header, framing_fields, is_hop_by_hop_in, leading_crlf,
     list_items, map_httparse, offset_in,
 };
-use super::path::normalize;
+use super::path::normalize_with;
 use super::{HeaderIdx, Limits, ParseError, Span, Version};
 
 /// httparse needs a header array; this caps `max_headers` (the config allows at most 256).
@@ -158,7 +158,7 @@ pub fn parse_request(
     out.method = Span::new(ms, ms + method.len());
     out.target = Span::new(ts, ts + target.len());
     out.version = version;
-    let parts = normalize(target.as_bytes(), &mut out.path)?;
+    let parts = normalize_with(target.as_bytes(), &mut out.path, limits.escaped_slashes)?;
     out.query = parts.query.map(|(a, b)| Span::new(ts + a, ts + b));
     fill_semantics(head, &parts, ts, out)?;
     out.buf.clear();

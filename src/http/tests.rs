@@ -184,6 +184,7 @@ fn limits_map_to_431_and_414() {
         max_header_bytes: 1024,
         max_headers: 3,
         max_uri_bytes: 64,
+        ..Limits::default()
     };
     let run = |b: &[u8]| {
         let mut buf = BytesMut::from(b);

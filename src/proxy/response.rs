@@ -36,6 +36,7 @@ pub(super) fn upstream_limits(cfg: &Compiled) -> Limits {
         max_header_bytes: cfg.limits.max_header_bytes.max(64 * 1024),
         max_headers: cfg.limits.max_headers.max(128),
         max_uri_bytes: cfg.limits.max_uri_bytes,
+        ..Limits::default()
     }
 }
 
