@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod logger;
 pub mod notify;
+pub mod policy;
 pub mod proxy;
 pub mod runtime;
 pub mod sys;
