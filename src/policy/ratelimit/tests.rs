@@ -46,8 +46,21 @@ fn default_burst_is_the_per_second_rate_rounded_up_at_least_one() {
 #[test]
 fn parse_rejects_bad_rates_and_a_zero_burst() {
     for bad in [
-        "0/s", "10/x", "abc", "", "/s", "10/", "10", "-1/s", "+1/s", " 1/s", "1/s ", "1.5/s",
-        "1/sec", "99999999999/s", "2000000000/s",
+        "0/s",
+        "10/x",
+        "abc",
+        "",
+        "/s",
+        "10/",
+        "10",
+        "-1/s",
+        "+1/s",
+        " 1/s",
+        "1/s ",
+        "1.5/s",
+        "1/sec",
+        "99999999999/s",
+        "2000000000/s",
     ] {
         assert!(Rate::parse(bad, None).is_err(), "{bad:?} was accepted");
     }
