@@ -151,3 +151,22 @@ fn steer_program(n: u32) -> [libc::sock_filter; 21] {
         stmt(BPF_RET | BPF_A, 0),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn steering_a_socket_outside_a_reuseport_group_fails() {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(steer_reuseport_by_source(plain.as_raw_fd(), 2).is_err());
+    }
+
+    #[test]
+    fn steering_over_zero_sockets_is_refused() {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = steer_reuseport_by_source(plain.as_raw_fd(), 0).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+}
