@@ -36,3 +36,137 @@ pub fn release_free_memory() {
     // purges the calling thread's own mimalloc heap.
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
+
+/// `SO_ATTACH_REUSEPORT_CBPF` from asm-generic/socket.h (the libc crate has it for Android
+/// only). Architectures with their own numbering (sparc, parisc) get `Unsupported`.
+#[cfg(any(
+    target_arch = "x86",
+    target_arch = "x86_64",
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+))]
+const SO_ATTACH_REUSEPORT_CBPF: Option<libc::c_int> = Some(51);
+#[cfg(not(any(
+    target_arch = "x86",
+    target_arch = "x86_64",
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)))]
+const SO_ATTACH_REUSEPORT_CBPF: Option<libc::c_int> = None;
+
+/// Attaches a classic BPF program to the SO_REUSEPORT group of `fd` that picks the socket
+/// at index `hash(source IP) % n`, so every connection from one client address lands on the
+/// same socket. The index is the order in which the group's sockets started listening. The
+/// program runs in the kernel once per SYN; accept and the request path are unchanged.
+/// Replaces any program already attached to the group. `n` must be at least 1.
+pub fn steer_reuseport_by_source(fd: RawFd, n: u32) -> std::io::Result<()> {
+    let Some(optname) = SO_ATTACH_REUSEPORT_CBPF else {
+        return Err(std::io::ErrorKind::Unsupported.into());
+    };
+    if n == 0 {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    let mut prog = steer_program(n);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: `fd` is a socket the caller owns for the duration of the call; `fprog` points
+    // to `prog`, a live array of `len` instructions, and the kernel copies both before
+    // returning; the option length is the size of the struct passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            optname,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The steering program. In a reuseport program the packet data starts after the TCP
+/// header (a SYN has none), so addresses are read relative to the IP header (`SKF_NET_OFF`).
+/// IPv4: the source word at +12. IPv6: the XOR of the four source words at +8..+24. The
+/// word is then mixed (Fibonacci multiply, xor-shift) so that addresses differing only in
+/// low bits spread, and reduced `mod n`.
+fn steer_program(n: u32) -> [libc::sock_filter; 21] {
+    use libc::{
+        BPF_A, BPF_ABS, BPF_ALU, BPF_B, BPF_JA, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_MISC, BPF_MOD,
+        BPF_MUL, BPF_RET, BPF_RSH, BPF_TAX, BPF_W, BPF_X, BPF_XOR,
+    };
+    const fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        }
+    }
+    const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        op(code, 0, 0, k)
+    }
+    let net = libc::SKF_NET_OFF as u32;
+    let ld_word = |off: u32| stmt(BPF_LD | BPF_W | BPF_ABS, net.wrapping_add(off));
+    let tax = stmt(BPF_MISC | BPF_TAX, 0);
+    let xor_x = stmt(BPF_ALU | BPF_XOR | BPF_X, 0);
+    [
+        // 0-2: A = IP version; IPv6 goes on to 3, anything else jumps to 14.
+        stmt(BPF_LD | BPF_B | BPF_ABS, net),
+        stmt(BPF_ALU | BPF_RSH | BPF_K, 4),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 11, 6),
+        // 3-13: A = XOR of the four IPv6 source words, then skip the IPv4 load.
+        ld_word(8),
+        tax,
+        ld_word(12),
+        xor_x,
+        tax,
+        ld_word(16),
+        xor_x,
+        tax,
+        ld_word(20),
+        xor_x,
+        stmt(BPF_JMP | BPF_JA, 1),
+        // 14: A = IPv4 source.
+        ld_word(12),
+        // 15-20: A = (A * K) ^ ((A * K) >> 16), reduced to a socket index.
+        stmt(BPF_ALU | BPF_MUL | BPF_K, 0x9E37_79B1),
+        tax,
+        stmt(BPF_ALU | BPF_RSH | BPF_K, 16),
+        xor_x,
+        stmt(BPF_ALU | BPF_MOD | BPF_K, n),
+        stmt(BPF_RET | BPF_A, 0),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn steering_a_socket_outside_a_reuseport_group_fails() {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(steer_reuseport_by_source(plain.as_raw_fd(), 2).is_err());
+    }
+
+    #[test]
+    fn steering_over_zero_sockets_is_refused() {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = steer_reuseport_by_source(plain.as_raw_fd(), 0).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+}

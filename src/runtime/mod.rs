@@ -17,6 +17,7 @@ use crate::compiled::Compiled;
 use crate::config::{GatewayConfig, IoDriver};
 use crate::notify::Shutdown;
 
+pub use bind::bind_all;
 pub use worker::{build_uring, DriverKind, UringRuntime};
 
 #[derive(Debug, Error)]
@@ -25,6 +26,11 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigErrors),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot steer clients to workers on {addr}: {source}")]
+    Steer {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
@@ -54,7 +60,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
     let first = Compiled::build(cfg, file)?;
     let workers = first.workers.max(1);
     let driver = driver_choice(first.io_driver)?;
-    let listeners = bind::bind_all(&first.listen, workers, first.backlog)?;
+    let listeners = bind::bind_all(&first.listen, workers, first.backlog, false)?;
     let addrs: Vec<_> = listeners
         .first()
         .map(|ls| ls.iter().filter_map(|l| l.local_addr().ok()).collect())
