@@ -37,30 +37,14 @@ pub fn release_free_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
-/// `SO_ATTACH_REUSEPORT_CBPF` from asm-generic/socket.h (the libc crate has it for Android
-/// only). Architectures with their own numbering (sparc, parisc) get `Unsupported`.
-#[cfg(any(
-    target_arch = "x86",
-    target_arch = "x86_64",
-    target_arch = "arm",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "loongarch64",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-))]
-const SO_ATTACH_REUSEPORT_CBPF: Option<libc::c_int> = Some(51);
-#[cfg(not(any(
-    target_arch = "x86",
-    target_arch = "x86_64",
-    target_arch = "arm",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "loongarch64",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-)))]
-const SO_ATTACH_REUSEPORT_CBPF: Option<libc::c_int> = None;
+/// `SO_ATTACH_REUSEPORT_CBPF` (51 in asm-generic/socket.h; the libc crate defines it for
+/// Android only). Sparc numbers its socket options differently: there it is `Unsupported`.
+const SO_ATTACH_REUSEPORT_CBPF: Option<libc::c_int> =
+    if cfg!(any(target_arch = "sparc", target_arch = "sparc64")) {
+        None
+    } else {
+        Some(51)
+    };
 
 /// Attaches a classic BPF program to the SO_REUSEPORT group of `fd` that picks the socket
 /// at index `hash(source IP) % n`, so every connection from one client address lands on the

@@ -8,6 +8,13 @@ fn rate(r: &str, burst: Option<u32>) -> Rate {
     Rate::parse(r, burst).unwrap()
 }
 
+fn allow(remaining: u32, reset_secs: u64) -> Verdict {
+    Verdict::Allow {
+        remaining,
+        reset_secs,
+    }
+}
+
 fn passes(l: &mut Limiter, key: u64, r: &Rate, now: u64) -> bool {
     matches!(l.check(key, r, now), Verdict::Allow { .. })
 }
@@ -74,13 +81,7 @@ fn exactly_burst_requests_pass_at_once_then_denied() {
     let r = rate("10/s", Some(5));
     let mut l = Limiter::new(64);
     for i in 0..5u32 {
-        assert_eq!(
-            l.check(7, &r, T0),
-            Verdict::Allow {
-                remaining: 4 - i,
-                reset_secs: 1
-            }
-        );
+        assert_eq!(l.check(7, &r, T0), allow(4 - i, 1));
     }
     assert!(!passes(&mut l, 7, &r, T0));
     assert!(!passes(&mut l, 7, &r, T0));
@@ -133,20 +134,8 @@ fn retry_after_is_exact_and_at_least_one_second() {
 fn allow_reports_remaining_and_reset() {
     let r = rate("1/s", Some(10));
     let mut l = Limiter::new(64);
-    assert_eq!(
-        l.check(3, &r, T0),
-        Verdict::Allow {
-            remaining: 9,
-            reset_secs: 1
-        }
-    );
-    assert_eq!(
-        l.check(3, &r, T0),
-        Verdict::Allow {
-            remaining: 8,
-            reset_secs: 2
-        }
-    );
+    assert_eq!(l.check(3, &r, T0), allow(9, 1));
+    assert_eq!(l.check(3, &r, T0), allow(8, 2));
 }
 
 #[test]
@@ -203,19 +192,35 @@ fn a_million_distinct_keys_never_grow_the_table() {
     assert!(l.live_entries(T0 + 1_000_000) <= 65_536);
 }
 
-#[test]
-fn a_limited_key_keeps_its_state_under_a_moderate_flood() {
+/// A key limited at 1/m, then `count` fresh keys at 100/s arriving `step_ns` apart into a
+/// 65,536-entry table. Returns the table and whether the limited key is still denied.
+fn flood_around_a_limited_key(count: usize, step_ns: u64, seed: u64) -> (Limiter, bool) {
     let slow = rate("1/m", Some(1));
     let flood = rate("100/s", None);
     let mut l = Limiter::new(65_536);
-    let victim_key = 0xDEAD_BEEF_u64;
-    assert!(passes(&mut l, victim_key, &slow, T0));
-    // 20,000 fresh keys (about 2.4 per set) within one millisecond: each stays live, but
-    // no set fills up with live keys, so the limited key is never the one evicted.
-    for (i, k) in keys(42).take(20_000).enumerate() {
-        l.check(k, &flood, T0 + i as u64 * 50);
+    let limited = 0xDEAD_BEEF_u64;
+    assert!(passes(&mut l, limited, &slow, T0));
+    for (i, k) in keys(seed).take(count).enumerate() {
+        l.check(k, &flood, T0 + i as u64 * step_ns);
     }
-    assert!(!passes(&mut l, victim_key, &slow, T0 + SEC));
+    let kept = !passes(&mut l, limited, &slow, T0 + SEC);
+    (l, kept)
+}
+
+#[test]
+fn a_limited_key_keeps_its_state_under_a_moderate_flood() {
+    // 20,000 keys (about 2.4 per set) within 1 ms: no set fills up with live keys.
+    let (_, kept) = flood_around_a_limited_key(20_000, 50, 42);
+    assert!(kept);
+}
+
+#[test]
+fn a_heavy_flood_of_fresh_keys_does_not_evict_a_key_limited_further_ahead() {
+    // 200,000 keys (about 24 per set) within 2 ms: every set overflows with live keys, but
+    // a fresh flood key's TAT (now + 10 ms) is below the limited key's (T0 + 60 s).
+    let (l, kept) = flood_around_a_limited_key(200_000, 10, 7);
+    assert_eq!(l.live_entries(T0 + 2_000_000), 65_536);
+    assert!(kept);
 }
 
 /// Keys that all land in the set of `base`.
@@ -255,21 +260,9 @@ fn a_set_full_of_live_keys_evicts_the_smallest_tat() {
     }
     assert!(passes(&mut l, ks[8], &r, T0));
     assert_eq!(l.live_entries(T0), 8);
-    // ks[0] was evicted: it starts fresh; ks[7] kept its 8 used requests.
-    assert_eq!(
-        l.check(ks[0], &r, T0),
-        Verdict::Allow {
-            remaining: 99,
-            reset_secs: 1
-        }
-    );
-    assert_eq!(
-        l.check(ks[2], &r, T0),
-        Verdict::Allow {
-            remaining: 96,
-            reset_secs: 4
-        }
-    );
+    // ks[0] was evicted and starts fresh; ks[2] kept its 3 used requests.
+    assert_eq!(l.check(ks[0], &r, T0), allow(99, 1));
+    assert_eq!(l.check(ks[2], &r, T0), allow(96, 4));
 }
 
 // ------------------------------------------------------------------ hashing
@@ -280,20 +273,4 @@ fn key_hasher_separates_limits_and_is_stable() {
     assert_eq!(h.hash(1, b"10.0.0.1"), h.hash(1, b"10.0.0.1"));
     assert_ne!(h.hash(1, b"10.0.0.1"), h.hash(2, b"10.0.0.1"));
     assert_ne!(h.hash(1, b"10.0.0.1"), h.hash(1, b"10.0.0.2"));
-}
-
-#[test]
-fn a_heavy_flood_of_fresh_keys_does_not_evict_a_key_limited_further_ahead() {
-    let slow = rate("1/m", Some(1));
-    let flood = rate("100/s", None);
-    let mut l = Limiter::new(65_536);
-    let victim_key = 0xDEAD_BEEF_u64;
-    assert!(passes(&mut l, victim_key, &slow, T0));
-    // 200,000 keys (about 24 per set) within 2 ms: every set overflows with live keys, but a
-    // fresh flood key's TAT (now + 10 ms) is below the limited key's (T0 + 60 s).
-    for (i, k) in keys(7).take(200_000).enumerate() {
-        l.check(k, &flood, T0 + i as u64 * 10);
-    }
-    assert_eq!(l.live_entries(T0 + 2_000_000), 65_536);
-    assert!(!passes(&mut l, victim_key, &slow, T0 + SEC));
 }
