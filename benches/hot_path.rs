@@ -170,6 +170,7 @@ fn encode(c: &mut Criterion) {
                     framing: OutFraming::None,
                     upstream_addr,
                     request_id: 42,
+                    grant: None,
                 };
                 forward::request_head(&mut out, black_box(&head), &ctx);
                 black_box(out.len())
@@ -254,6 +255,7 @@ impl Pipeline {
             framing: OutFraming::None,
             upstream_addr: self.upstream_addr,
             request_id: 42,
+            grant: None,
         };
         forward::request_head(&mut self.up_out, &self.head, &req_ctx);
         self.ubuf.clear();

@@ -225,12 +225,13 @@ fn start_gateway(
 ) -> (SocketAddr, mpsc::Receiver<()>) {
     let text = config(origin);
     let cfg = ringway::config::from_str(&text, "test.toml").expect("test config parses");
-    let compiled = Compiled::build(&cfg, "test.toml").expect("test config builds");
     let (addr_tx, addr_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
     thread::Builder::new()
         .name(format!("gateway-{driver:?}"))
         .spawn(move || {
+            // Built on the worker's own thread, as ringway does (the policy is per core).
+            let compiled = Compiled::build(&cfg, "test.toml").expect("test config builds");
             SLOT.with(|s| s.set(slot));
             match driver {
                 Driver::IoUring => ringway::runtime::build_uring()

@@ -20,6 +20,7 @@ use crate::config::{
 };
 use crate::http::path::EscapedSlashes;
 use crate::http::{Limits, RequestHead};
+use crate::policy::Policy;
 
 /// What routing needs from a request. Implemented by `RequestHead`; tests can mock it.
 pub trait RequestView {
@@ -84,11 +85,15 @@ pub struct Compiled {
     pub request_id_header: Option<Bytes>,
     pub routes: Vec<Route>,
     pub upstreams: Vec<Upstream>,
+    /// Access control and blocking rules.
+    pub policy: Policy,
     table: RouteTable,
 }
 
 #[derive(Debug)]
 pub struct Route {
+    /// Position in the config's `routes` (and in the policy's per-route tables).
+    pub index: usize,
     /// Configured name, or "routes[i]".
     pub name: String,
     pub action: Action,
@@ -218,6 +223,10 @@ impl Compiled {
                 Err(e) => errors.push(e),
             }
         }
+        let base_dir = std::path::Path::new(file)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let policy = Policy::build(cfg, base_dir, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors {
                 file: file.to_string(),
@@ -265,6 +274,7 @@ impl Compiled {
                 .then(|| Bytes::from(cfg.server.request_id_header.clone())),
             routes,
             upstreams: upstreams.into_iter().map(|(u, _)| u).collect(),
+            policy,
             table: RouteTable::build(&matches),
         })
     }
@@ -413,6 +423,7 @@ fn build_route(
             .collect(),
     };
     let route = Route {
+        index: i,
         name: r.name.clone().unwrap_or(p),
         action,
         rewrite,

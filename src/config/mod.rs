@@ -8,6 +8,7 @@ mod error;
 mod policy;
 mod types;
 mod validate;
+mod validate_policy;
 
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};

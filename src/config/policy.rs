@@ -149,7 +149,7 @@ pub struct PolicyConfig {
     /// "x-forwarded-for" (the rightmost untrusted entry) or "forwarded". Default
     /// "x-forwarded-for".
     pub client_ip_from: String,
-    /// Rate-limit entries kept per core (memory is fixed: about 32 bytes each). Default 65536.
+    /// Rate-limit entries kept per core (memory is fixed: 16 bytes each). Default 65536.
     pub rate_limit_keys: usize,
     /// Steer each client address's connections to one worker (SO_REUSEPORT CBPF), which
     /// makes per-client rate limits exact across workers. "auto" (when any rate limit is

@@ -37,6 +37,7 @@ pub fn validate(cfg: &GatewayConfig) -> Vec<ConfigError> {
     for (i, r) in cfg.routes.iter().enumerate() {
         route(cfg, i, r, &mut e);
     }
+    super::validate_policy::validate(cfg, &mut e.0);
     e.0
 }
 

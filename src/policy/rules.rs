@@ -131,8 +131,8 @@ impl CidrSet {
             }
         }
         // Longest prefixes first: more specific blocks are the likelier hits.
-        set.v4.sort_by(|a, b| b.0.cmp(&a.0));
-        set.v6.sort_by(|a, b| b.0.cmp(&a.0));
+        set.v4.sort_by_key(|e| std::cmp::Reverse(e.0));
+        set.v6.sort_by_key(|e| std::cmp::Reverse(e.0));
         set
     }
 

@@ -11,6 +11,7 @@ use bytes::{BufMut, BytesMut};
 use crate::compiled::{Compiled, HeaderEdits};
 use crate::http::canned::{self, put_u64};
 use crate::http::{RequestHead, ResponseHead, Version};
+use crate::policy::Grant;
 
 /// How ringway frames a body it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +123,26 @@ pub struct RequestCtx<'a> {
     pub upstream_addr: SocketAddr,
     /// Written as 16 hex digits when the client sent no request id.
     pub request_id: u64,
+    /// What the policy decided: the identity to announce and whether to drop credentials.
+    pub grant: Option<&'a Grant>,
+}
+
+/// Appends `query` (with its '?', or empty) without the parameter `drop`.
+fn put_query_without(out: &mut BytesMut, query: &[u8], drop: &[u8]) {
+    let mut first = true;
+    for pair in query
+        .strip_prefix(b"?")
+        .unwrap_or(query)
+        .split(|&b| b == b'&')
+    {
+        let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        if pair.is_empty() || name == drop {
+            continue;
+        }
+        out.put_u8(if first { b'?' } else { b'&' });
+        out.put_slice(pair);
+        first = false;
+    }
 }
 
 /// Appends the upstream request head for `req` to `out`.
@@ -129,7 +150,12 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
     out.put_slice(req.method());
     out.put_u8(b' ');
     out.put_slice(ctx.path);
-    out.put_slice(req.query());
+    let policy = &ctx.cfg.policy;
+    let strip = ctx.grant.is_some_and(|g| g.strip_credentials);
+    match policy.credential_query() {
+        Some(param) if strip => put_query_without(out, req.query(), param),
+        _ => out.put_slice(req.query()),
+    }
     out.put_slice(b" HTTP/1.1\r\n");
 
     let trusted = ctx.cfg.is_trusted_proxy(ctx.peer);
@@ -152,7 +178,10 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
         {
             continue;
         }
-        if ctx.edits.drops(name) {
+        if ctx.edits.drops(name)
+            || policy.reserved_fields().iter().any(|r| eq(name, r))
+            || strip && policy.credential_fields().iter().any(|r| eq(name, r))
+        {
             continue;
         }
         if rid.is_some_and(|r| name.eq_ignore_ascii_case(r)) {
@@ -165,6 +194,18 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
     }
     put_framing(out, ctx.framing);
     put_edits(out, ctx.edits);
+    if let Some(id) = ctx.grant.and_then(|g| g.identity.as_deref()) {
+        if let Some(h) = policy.consumer_header() {
+            put_field(out, h, &id.consumer);
+        }
+        match policy.groups_header() {
+            Some(h) if !id.groups_value.is_empty() => put_field(out, h, &id.groups_value),
+            _ => {}
+        }
+        for (name, value) in &id.claims {
+            put_field(out, name, value);
+        }
+    }
 
     out.put_slice(b"X-Forwarded-For: ");
     if trusted {

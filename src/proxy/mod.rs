@@ -22,12 +22,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 
 use crate::compiled::{Action, Compiled};
 use crate::http::{canned, parse_request, BodyFraming, RequestHead, ResponseHead};
 use crate::notify::LocalNotify;
+use crate::policy::{Denial, Grant, PolicyState};
 
 use self::io::{read_some_until, write_all_within, Connector, IoFail, Stream};
 use self::pool::Pool;
@@ -65,6 +66,10 @@ pub struct Shared<C: Connector> {
     id_salt: u64,
     /// Connections that gave their buffers back since `release_idle_memory` last looked.
     shrunk: Cell<usize>,
+    /// The policy's caches and rate limiter.
+    policy: RefCell<PolicyState>,
+    /// Origin of the monotonic clock the rate limiter reads.
+    epoch: Instant,
 }
 
 impl<C: Connector> Shared<C> {
@@ -77,6 +82,8 @@ impl<C: Connector> Shared<C> {
         id_salt: u64,
     ) -> Self {
         Shared {
+            policy: RefCell::new(config.policy.new_state()),
+            epoch: Instant::now(),
             config: RefCell::new(config),
             connector,
             pool: Pool::default(),
@@ -122,6 +129,29 @@ impl<C: Connector> Shared<C> {
     /// Resolves at the next `start_drain`.
     pub fn drain_notified(&self) -> crate::notify::Notified<'_> {
         self.drain.notified()
+    }
+
+    /// Runs the policy for one request (no I/O; the clock reads are vDSO calls).
+    fn check_policy(
+        &self,
+        cfg: &Compiled,
+        head: &RequestHead,
+        route: Option<&crate::compiled::Route>,
+        peer: std::net::IpAddr,
+    ) -> Result<Grant, Denial> {
+        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut st = self.policy.borrow_mut();
+        cfg.policy.check(
+            &mut st,
+            head,
+            route.map(|r| r.index),
+            peer,
+            now_ns,
+            now_unix,
+        )
     }
 
     fn next_server(&self, upstream: usize, n: usize) -> usize {
@@ -194,6 +224,8 @@ where
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         path: Vec::new(),
+        grant: Grant::default(),
+        body_limit: 0,
     };
     conn.run(accepted).await;
 }
@@ -235,6 +267,10 @@ struct ClientConn<S: Stream, C: Connector> {
     resp: ResponseHead,
     /// The path to forward (normalised, rewritten).
     path: Vec<u8>,
+    /// The policy's decision for the current request.
+    grant: Grant,
+    /// The current request's body limit (0 = unlimited).
+    body_limit: u64,
 }
 
 impl<S, C> ClientConn<S, C>
@@ -358,15 +394,41 @@ where
         content_type: Option<&[u8]>,
         close: bool,
     ) -> Next {
+        self.reply_full(cfg, status, body, content_type, &[], close)
+            .await
+    }
+
+    /// ringway's own short response with extra fields (`Allow`, `WWW-Authenticate`...).
+    async fn reply_fields(
+        &mut self,
+        cfg: &Compiled,
+        status: u16,
+        fields: &[(&[u8], &[u8])],
+        close: bool,
+    ) -> Next {
+        self.reply_full(cfg, status, None, None, fields, close)
+            .await
+    }
+
+    async fn reply_full(
+        &mut self,
+        cfg: &Compiled,
+        status: u16,
+        body: Option<&[u8]>,
+        content_type: Option<&[u8]>,
+        fields: &[(&[u8], &[u8])],
+        close: bool,
+    ) -> Next {
         let close = close || !self.head.keep_alive || self.shared.is_draining();
         let keep_alive_10 = !close && self.head.version == crate::http::Version::Http10;
-        let extra: &[(&[u8], &[u8])] = if keep_alive_10 {
-            &[(b"Connection", b"keep-alive")]
-        } else {
-            &[]
-        };
         self.cout.buf.clear();
         let head_only = self.head.is_head();
+        let ka: &[(&[u8], &[u8])] = &[(b"Connection", b"keep-alive")];
+        let extra: &[(&[u8], &[u8])] = match (keep_alive_10, fields.is_empty()) {
+            (false, _) => fields,
+            (true, true) => ka,
+            (true, false) => &[fields, ka].concat(),
+        };
         canned::write_response(
             status,
             body,
@@ -384,7 +446,27 @@ where
 
     async fn handle(&mut self, cfg: &Rc<Compiled>) -> Next {
         let has_body = self.head.framing != BodyFraming::None;
-        let Some(route) = cfg.route(&self.head) else {
+        let route = cfg.route(&self.head);
+        self.grant = Grant::default();
+        self.body_limit = cfg.max_body_bytes;
+        if cfg.policy.is_active() {
+            let verdict = self
+                .shared
+                .check_policy(cfg, &self.head, route, self.peer.ip());
+            match verdict {
+                Ok(grant) => {
+                    if let Some(m) = grant.max_body {
+                        self.body_limit = match self.body_limit {
+                            0 => m,
+                            l => l.min(m),
+                        };
+                    }
+                    self.grant = grant;
+                }
+                Err(denial) => return self.deny(cfg, denial, has_body).await,
+            }
+        }
+        let Some(route) = route else {
             return self.reply(cfg, 404, has_body).await;
         };
         let upstream = match &route.action {
@@ -409,7 +491,7 @@ where
             return self.reply(cfg, 500, true).await;
         };
         if let BodyFraming::Length(n) = self.head.framing {
-            if cfg.max_body_bytes > 0 && n > cfg.max_body_bytes {
+            if self.body_limit > 0 && n > self.body_limit {
                 return self.reply(cfg, 413, true).await;
             }
         }
@@ -419,5 +501,41 @@ where
         self.shared.in_flight.set(self.shared.in_flight.get() + 1);
         let _guard = InFlight(self.shared.clone());
         self.proxy(cfg, route, upstream, up).await
+    }
+
+    /// Answers a request the policy refused, with the fields its status calls for.
+    async fn deny(&mut self, cfg: &Compiled, denial: Denial, has_body: bool) -> Next {
+        let mut fields: Vec<(&[u8], Bytes)> = Vec::new();
+        let status = match denial {
+            Denial::Status(s) => s,
+            Denial::MethodNotAllowed(allow) => {
+                fields.push((b"Allow", allow));
+                405
+            }
+            Denial::Unauthorized(challenges) => {
+                fields.extend(
+                    challenges
+                        .into_iter()
+                        .map(|c| (&b"WWW-Authenticate"[..], c)),
+                );
+                401
+            }
+            Denial::RateLimited {
+                limit,
+                retry_after,
+                reset,
+            } => {
+                let n = |v: u64| Bytes::from(v.to_string());
+                fields.push((b"Retry-After", n(retry_after)));
+                fields.push((b"RateLimit-Limit", n(u64::from(limit))));
+                fields.push((b"RateLimit-Remaining", Bytes::from_static(b"0")));
+                fields.push((b"RateLimit-Reset", n(reset)));
+                429
+            }
+        };
+        let extra: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (*n, &v[..])).collect();
+        // A refused request's body is never read: the connection closes after the answer.
+        self.reply_fields(cfg, status, &extra, has_body || status == 413)
+            .await
     }
 }

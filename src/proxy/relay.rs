@@ -92,6 +92,7 @@ where
                 framing: out_framing,
                 upstream_addr: addr,
                 request_id,
+                grant: Some(&self.grant),
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
             match self.exchange(cfg, route, &mut conn, body_deadline).await {
@@ -136,8 +137,12 @@ where
         body_deadline: Instant,
     ) -> Attempt {
         let has_body = self.head.framing != BodyFraming::None;
-        let mut body = BodyState::new(self.head.framing, cfg.limits.max_header_bytes);
-        if let Err(fail) = body.stage(&mut self.cin.buf, &mut self.obuf, cfg.max_body_bytes) {
+        let mut body = BodyState::new(
+            self.head.framing,
+            cfg.limits.max_header_bytes,
+            self.body_limit,
+        );
+        if let Err(fail) = body.stage(&mut self.cin.buf, &mut self.obuf) {
             let next = match fail {
                 SendFail::Client(status) if status != 0 => self.reply(cfg, status, true).await,
                 _ => Next::Close,

@@ -29,19 +29,29 @@ pub(super) enum SendFail {
 
 /// Where the request body stands.
 pub(super) enum BodyState {
-    Length { remaining: u64 },
-    Chunked { dec: ChunkedDecoder, total: u64 },
+    Length {
+        remaining: u64,
+    },
+    /// `limit`: the most payload bytes accepted (0 = unlimited) -> 413.
+    Chunked {
+        dec: ChunkedDecoder,
+        total: u64,
+        limit: u64,
+    },
     Done,
 }
 
 impl BodyState {
-    pub(super) fn new(framing: BodyFraming, max_trailer: usize) -> BodyState {
+    /// `max_body`: the request's body limit (0 = unlimited); a Content-Length body was
+    /// checked against it before this.
+    pub(super) fn new(framing: BodyFraming, max_trailer: usize, max_body: u64) -> BodyState {
         match framing {
             BodyFraming::None | BodyFraming::Length(0) => BodyState::Done,
             BodyFraming::Length(n) => BodyState::Length { remaining: n },
             BodyFraming::Chunked => BodyState::Chunked {
                 dec: ChunkedDecoder::new(MAX_CHUNK_LINE, max_trailer),
                 total: 0,
+                limit: max_body,
             },
         }
     }
@@ -62,10 +72,10 @@ impl BodyState {
 
     /// Before relaying `n` bytes of `raw_run()` untouched: for a chunked body, checks the
     /// size limit and puts the chunk-size line for the run into `out`.
-    fn begin_raw(&mut self, n: u64, out: &mut BytesMut, max_body: u64) -> Result<(), SendFail> {
-        if let BodyState::Chunked { total, .. } = self {
+    fn begin_raw(&mut self, n: u64, out: &mut BytesMut) -> Result<(), SendFail> {
+        if let BodyState::Chunked { total, limit, .. } = self {
             *total += n;
-            if max_body > 0 && *total > max_body {
+            if *limit > 0 && *total > *limit {
                 return Err(SendFail::Client(413));
             }
             put_chunk_header(n as usize, out);
@@ -96,7 +106,6 @@ impl BodyState {
         &mut self,
         input: &mut BytesMut,
         out: &mut BytesMut,
-        max_body: u64,
     ) -> Result<(), SendFail> {
         match self {
             BodyState::Done => Ok(()),
@@ -110,13 +119,13 @@ impl BodyState {
                 }
                 Ok(())
             }
-            BodyState::Chunked { dec, total } => {
+            BodyState::Chunked { dec, total, limit } => {
                 while out.len() < FLUSH_AT {
                     match dec.step(input) {
                         Err(_) => return Err(SendFail::Client(400)),
                         Ok(ChunkEvent::Data { start, end }) => {
                             *total += (end - start) as u64;
-                            if max_body > 0 && *total > max_body {
+                            if *limit > 0 && *total > *limit {
                                 return Err(SendFail::Client(413));
                             }
                             put_chunk_header(end - start, out);
@@ -201,7 +210,7 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
         // client for more: it may have sent the whole rest of the body already.
         let buffered = cin.buf.len();
         if buffered > 0 {
-            state.stage(&mut cin.buf, obuf, cfg.max_body_bytes)?;
+            state.stage(&mut cin.buf, obuf)?;
             if !obuf.is_empty() || state.is_done() || cin.buf.len() != buffered {
                 continue;
             }
@@ -213,7 +222,7 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
             None
         };
         if let Some(pipe) = pipe {
-            state.begin_raw(run, obuf, cfg.max_body_bytes)?;
+            state.begin_raw(run, obuf)?;
             if !obuf.is_empty() {
                 flush_upstream(w, obuf, cfg).await?;
             }
@@ -237,7 +246,7 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
                 }
                 std::mem::swap(obuf, &mut cin.buf);
             }
-            _ => state.stage(&mut cin.buf, obuf, cfg.max_body_bytes)?,
+            _ => state.stage(&mut cin.buf, obuf)?,
         }
     }
 }

@@ -8,7 +8,7 @@ mod bind;
 mod panic_guard;
 mod worker;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use thiserror::Error;
@@ -60,24 +60,43 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
     let first = Compiled::build(cfg, file)?;
     let workers = first.workers.max(1);
     let driver = driver_choice(first.io_driver)?;
-    let listeners = bind::bind_all(&first.listen, workers, first.backlog, false)?;
+    let steer = workers > 1
+        && match cfg.policy.steer_by_client.as_str() {
+            "on" => true,
+            "auto" => first.policy.has_rate_limits(),
+            _ => false,
+        };
+    let listeners = match bind::bind_all(&first.listen, workers, first.backlog, steer) {
+        Err(e @ RunError::Steer { .. }) => {
+            log::warn!("{e}; per-client rate limits are then per worker");
+            bind::bind_all(&first.listen, workers, first.backlog, false)?
+        }
+        other => other?,
+    };
+    if steer {
+        log::info!("connections are steered to workers by client address");
+    }
     let addrs: Vec<_> = listeners
         .first()
         .map(|ls| ls.iter().filter_map(|l| l.local_addr().ok()).collect())
         .unwrap_or_default();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (pin, max_connections, max_in_flight) = (
+        first.pin_workers,
+        first.max_connections,
+        first.max_in_flight,
+    );
+    // Each worker compiles its own copy on its own thread: the policy's caches and
+    // identities are per core (`Rc`), never shared.
+    drop(first);
+    let shared_cfg = Arc::new(cfg.clone());
 
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut shutdowns = Vec::new();
     let mut handles = Vec::new();
-    let mut compiled = Some(first);
     for (id, socks) in listeners.into_iter().enumerate() {
-        let own = match compiled.take() {
-            Some(c) => c,
-            None => Compiled::build(cfg, file)?,
-        };
-        let share = worker::Share::of(id, workers, own.max_connections, own.max_in_flight);
-        let core = if own.pin_workers && !cores.is_empty() {
+        let share = worker::Share::of(id, workers, max_connections, max_in_flight);
+        let core = if pin && !cores.is_empty() {
             Some(cores[id % cores.len()])
         } else {
             None
@@ -85,9 +104,20 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
         let shutdown = Shutdown::default();
         shutdowns.push(shutdown.clone());
         let ready = ready_tx.clone();
+        let (cfg, file) = (shared_cfg.clone(), file.to_string());
         let spawned = thread::Builder::new()
             .name(format!("ringway-w{id}"))
-            .spawn(move || worker::run(id, own, socks, share, driver, core, shutdown, ready));
+            .spawn(move || {
+                let own = match Compiled::build(&cfg, &file) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready.send(Err((id, e.to_string())));
+                        return;
+                    }
+                };
+                drop(cfg);
+                worker::run(id, own, socks, share, driver, core, shutdown, ready)
+            });
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
