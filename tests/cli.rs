@@ -104,6 +104,32 @@ fn bad_configs_report_file_field_and_reason() {
 }
 
 #[test]
+fn bad_policy_rules_name_the_field() {
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n[auth.api_key]\n[[consumers]]\nname = \"a\"\ngroups = [\"ops\"]\n";
+    let route = "[[routes]]\npath_prefix = \"/\"\nrespond = { status = 200 }\n";
+    let cases: &[(&str, &str)] = &[
+        (&format!("{base}{route}access = {{ consumers = [\"zed\"] }}\n"), "FILE: routes[0].access.consumers[0]: unknown consumer \"zed\""),
+        (&format!("{base}{route}access = {{ groups = [\"devs\"] }}\n"), "FILE: routes[0].access.groups[0]: unknown group \"devs\""),
+        (&format!("{base}{route}access = {{ auth = [\"jwt\"] }}\n"), "FILE: routes[0].access.auth[0]: \"jwt\" is not configured"),
+        (&format!("{base}[rules]\nip_deny = [\"10.0.0.0/40\"]\n"), "FILE: rules.ip_deny[0]: \"10.0.0.0/40\": prefix length 40 is above 32"),
+        (&format!("{base}{route}rules = {{ ip_allow = [\"300.1.1.1\"] }}\n"), "FILE: routes[0].rules.ip_allow[0]:"),
+        (&format!("{base}{route}rules = {{ rate_limits = [{{ rate = \"5/q\" }}] }}\n"), "FILE: routes[0].rules.rate_limits[0].rate:"),
+        (&format!("{base}[auth.jwt]\nkeys = [{{ alg = \"ES256\", pem_file = \"/nonexistent/k.pem\" }}]\n"), "FILE: auth.jwt.keys[0].pem_file: cannot read /nonexistent/k.pem"),
+        (&format!("{base}[auth.jwt]\nkeys = [{{ alg = \"RS256\", secret = \"s\" }}]\n"), "FILE: auth.jwt.keys[0].secret: alg RS256 needs pem_file"),
+        (&format!("{base}[auth.jwt]\nkeys = [{{ alg = \"none\", secret = \"s\" }}]\n"), "FILE: auth.jwt.keys[0].alg:"),
+        ("[server]\nlisten = [\"127.0.0.1:0\"]\n[auth.api_key]\n[[consumers]]\nname = \"a\"\napi_keys = [\"plain-key\"]\n", "FILE: consumers[0].api_keys[0]:"),
+    ];
+    for (config, want) in cases {
+        let (code, stdout, stderr) = check(config);
+        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{config}\nwant: {want}\ngot: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn every_error_in_a_file_is_reported() {
     let (code, _, stderr) = check("[server]\nlisten = [\"x\"]\nworkers = 0\n[[routes]]\npath_prefix = \"a\"\nupstream = \"b\"\n");
     assert_eq!(code, 1);

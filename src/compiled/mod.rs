@@ -48,6 +48,27 @@ impl RequestView for RequestHead {
     }
 }
 
+/// A request seen with another (lowercased) path.
+struct Folded<'a, R> {
+    req: &'a R,
+    path: &'a [u8],
+}
+
+impl<R: RequestView> RequestView for Folded<'_, R> {
+    fn host(&self) -> &[u8] {
+        self.req.host()
+    }
+    fn path(&self) -> &[u8] {
+        self.path
+    }
+    fn method(&self) -> &[u8] {
+        self.req.method()
+    }
+    fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.req.header(name)
+    }
+}
+
 /// Default of `server.splice_threshold`: below it a body is copied through user space
 /// (measured crossover; see README, Performance).
 pub const DEFAULT_SPLICE_THRESHOLD: u64 = 256 * 1024;
@@ -87,6 +108,8 @@ pub struct Compiled {
     pub upstreams: Vec<Upstream>,
     /// Access control and blocking rules.
     pub policy: Policy,
+    /// Route paths are matched in lowercase (their patterns were lowercased at build).
+    fold_case: bool,
     table: RouteTable,
 }
 
@@ -214,9 +237,16 @@ impl Compiled {
         }
         let mut routes = Vec::new();
         let mut matches = Vec::new();
+        let fold_case = cfg.policy.case_insensitive_paths;
         for (i, r) in cfg.routes.iter().enumerate() {
             match build_route(i, r, &upstreams) {
-                Ok((route, m)) => {
+                Ok((route, mut m)) => {
+                    if fold_case {
+                        m.path = match m.path {
+                            PathMatch::Prefix(p) => PathMatch::Prefix(p.to_ascii_lowercase()),
+                            PathMatch::Exact(p) => PathMatch::Exact(p.to_ascii_lowercase()),
+                        };
+                    }
                     routes.push(route);
                     matches.push(m);
                 }
@@ -275,6 +305,7 @@ impl Compiled {
             routes,
             upstreams: upstreams.into_iter().map(|(u, _)| u).collect(),
             policy,
+            fold_case,
             table: RouteTable::build(&matches),
         })
     }
@@ -285,6 +316,21 @@ impl Compiled {
     /// header predicates must hold.
     pub fn route<R: RequestView>(&self, req: &R) -> Option<&Route> {
         self.table.lookup(req).map(|i| &self.routes[i])
+    }
+
+    /// `route`, honouring `policy.case_insensitive_paths`: then the path is matched in
+    /// lowercase (`scratch` holds it; the request keeps its own path).
+    pub fn route_for<'a, R: RequestView>(
+        &'a self,
+        req: &R,
+        scratch: &mut Vec<u8>,
+    ) -> Option<&'a Route> {
+        if !self.fold_case {
+            return self.route(req);
+        }
+        scratch.clear();
+        scratch.extend(req.path().iter().map(u8::to_ascii_lowercase));
+        self.route(&Folded { req, path: scratch })
     }
 
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {

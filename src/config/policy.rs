@@ -158,6 +158,10 @@ pub struct PolicyConfig {
     /// `%2F`/`%5C` in a path: "keep" (forward as is, never a separator), "reject" (400) or
     /// "decode" (treat as '/' for routing and rules). Default "keep".
     pub escaped_slashes: String,
+    /// Route paths match regardless of ASCII case ("/Admin" takes the "/admin" route, and
+    /// its access rules), for backends that treat paths that way. The path is forwarded as
+    /// sent. Default false (case-sensitive, like nginx).
+    pub case_insensitive_paths: bool,
 }
 
 impl Default for PolicyConfig {
@@ -168,6 +172,7 @@ impl Default for PolicyConfig {
             rate_limit_keys: 65536,
             steer_by_client: "auto".into(),
             escaped_slashes: "keep".into(),
+            case_insensitive_paths: false,
         }
     }
 }

@@ -446,7 +446,7 @@ where
 
     async fn handle(&mut self, cfg: &Rc<Compiled>) -> Next {
         let has_body = self.head.framing != BodyFraming::None;
-        let route = cfg.route(&self.head);
+        let route = cfg.route_for(&self.head, &mut self.path);
         self.grant = Grant::default();
         self.body_limit = cfg.max_body_bytes;
         if cfg.policy.is_active() {
