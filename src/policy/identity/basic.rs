@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use super::cache::BoundedCache;
 use super::directory::{check_name, Directory};
 use super::{
-    read_config_file, AuthMethod, AuthOutcome, CacheStats, Identity, MAX_CREDENTIAL_BYTES,
+    read_config_file, scheme_param, AuthMethod, AuthOutcome, CacheStats, Identity,
+    MAX_CREDENTIAL_BYTES,
 };
 use crate::config::{BasicConfig, ConfigError};
 use crate::http::head::is_field_value;
@@ -208,12 +209,7 @@ fn parse_hash(hash: &str) -> Result<PasswordHashKind, String> {
 
 /// The base64 part of `Basic <b64>` (scheme in any case, one or more spaces).
 fn basic_credentials(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(5)?;
-    if !scheme.eq_ignore_ascii_case(b"basic") || rest.first() != Some(&b' ') {
-        return None;
-    }
-    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-    Some(&rest[start..])
+    scheme_param(value, b"basic")
 }
 
 #[cfg(test)]
