@@ -34,6 +34,7 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 /// Decoded `user:password` fits here: base64 of at most `MAX_CREDENTIAL_BYTES`.
 const DECODED_MAX: usize = MAX_CREDENTIAL_BYTES / 4 * 3 + 3;
 
+#[derive(Clone)]
 enum PasswordHashKind {
     Bcrypt(String),
     Argon2(Box<PasswordHash>),
@@ -47,6 +48,9 @@ struct User {
 pub(super) struct Basic {
     pub(super) realm: String,
     users: HashMap<Vec<u8>, User>,
+    /// A configured user's hash, verified (and the result ignored) for an unknown user name,
+    /// so that answering "no such user" takes as long as "wrong password".
+    decoy: Option<PasswordHashKind>,
     pub(super) cache_size: usize,
     ttl_secs: u64,
 }
@@ -67,6 +71,7 @@ impl Basic {
         let mut basic = Basic {
             realm: b.realm.clone(),
             users: HashMap::new(),
+            decoy: None,
             cache_size: b.cache_size,
             ttl_secs: b.cache_ttl.0.as_secs(),
         };
@@ -108,6 +113,9 @@ impl Basic {
         let identity = dir
             .identity(AuthMethod::Basic, user, std::iter::empty(), vec![])
             .ok_or_else(|| format!("user {user:?}: not a valid consumer name"))?;
+        if self.decoy.is_none() {
+            self.decoy = Some(hash.clone());
+        }
         self.users.insert(
             user.as_bytes().to_vec(),
             User {
@@ -141,6 +149,10 @@ impl Basic {
         };
         let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
         let Some(u) = self.users.get(user) else {
+            if let Some(decoy) = &self.decoy {
+                stats.basic_verifications += 1;
+                verify(decoy, password);
+            }
             return invalid;
         };
         let key: [u8; 32] = Sha256::digest(decoded).into();

@@ -107,12 +107,7 @@ impl Jwt {
     }
 
     /// Verifies `token` fully; returns its identity and the last second it is valid.
-    pub(super) fn verify(
-        &self,
-        dir: &Directory,
-        token: &[u8],
-        now: u64,
-    ) -> Result<(Identity, u64), ()> {
+    fn verify(&self, dir: &Directory, token: &[u8], now: u64) -> Result<(Identity, u64), ()> {
         let token = std::str::from_utf8(token).map_err(|_| ())?;
         // Rejects `alg: none` and any alg outside jsonwebtoken's list (it is not an Algorithm).
         let header = jsonwebtoken::decode_header(token).map_err(|_| ())?;

@@ -182,3 +182,17 @@ fn the_basic_challenge_quotes_the_realm() {
     assert_eq!(a.credential_fields(), [&b"authorization"[..]]);
     assert_eq!(a.credential_query_param(), None);
 }
+
+#[test]
+fn an_unknown_user_costs_a_hash_verification_like_a_known_one() {
+    let a = build_ok(&basic_config(&[bcrypt_line("ann", "s3cret")], ""));
+    let mut caches = a.new_caches();
+    let out = a.authenticate(
+        &mut caches,
+        &basic_request(b"nobody:s3cret"),
+        Methods::ALL,
+        NOW,
+    );
+    assert!(is_invalid(&out));
+    assert_eq!(caches.stats().basic_verifications, 1);
+}
