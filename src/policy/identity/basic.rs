@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::cache::BoundedCache;
 use super::directory::{check_name, Directory};
 use super::{
-    read_config_file, scheme_param, AuthMethod, AuthOutcome, CacheStats, Identity,
+    config_lines, read_config_file, scheme_param, AuthMethod, AuthOutcome, CacheStats, Identity,
     MAX_CREDENTIAL_BYTES,
 };
 use crate::config::{BasicConfig, ConfigError};
@@ -83,16 +83,9 @@ impl Basic {
         if let Some(file) = &b.htpasswd_file {
             let path = "auth.basic.htpasswd_file";
             if let Some(text) = read_config_file(base_dir, file, path, errors) {
-                for (n, line) in text.lines().enumerate() {
-                    let line = line.trim();
-                    if line.is_empty() || line.starts_with('#') {
-                        continue;
-                    }
+                for (n, line) in config_lines(&text) {
                     if let Err(reason) = basic.add_line(line, dir) {
-                        errors.push(ConfigError::new(
-                            path,
-                            format!("{file} line {}: {reason}", n + 1),
-                        ));
+                        errors.push(ConfigError::new(path, format!("{file} line {n}: {reason}")));
                     }
                 }
             }

@@ -368,6 +368,15 @@ fn scheme_param<'v>(value: &'v [u8], scheme: &[u8]) -> Option<&'v [u8]> {
     Some(&rest[start..])
 }
 
+/// The meaningful lines of a keys or htpasswd file, trimmed, with their 1-based numbers:
+/// blank lines and `#` comment lines are skipped.
+fn config_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
 /// Reads a file named in the config, `rel` resolved against `base_dir`. An unreadable file
 /// is reported at `path` with the resolved path and the OS error.
 fn read_config_file(

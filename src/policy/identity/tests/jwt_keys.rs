@@ -111,44 +111,28 @@ fn plain_claims() -> serde_json::Value {
     c
 }
 
-#[test]
-fn es256_tokens_verify_with_a_pem_public_key() {
+/// A token signed by a fresh key verifies with its public PEM; one from another key does not.
+fn pem_key_verifies_its_tokens_only(alg: Algorithm, alg_name: &str, make: fn() -> TestKey) {
     let dir = TempDir::new();
-    let key = p256_key();
+    let key = make();
     dir.write("key.pem", &key.public_pem);
-    let a = build_ok_in(dir.path(), &pem_config("ES256"));
-    let token = sign(
-        &Header::new(Algorithm::ES256),
-        &plain_claims(),
-        &key.signing,
-    );
-    expect_ok(check(&a, &token));
-    let other = sign(
-        &Header::new(Algorithm::ES256),
-        &plain_claims(),
-        &p256_key().signing,
-    );
+    let a = build_ok_in(dir.path(), &pem_config(alg_name));
+    expect_ok(check(
+        &a,
+        &sign(&Header::new(alg), &plain_claims(), &key.signing),
+    ));
+    let other = sign(&Header::new(alg), &plain_claims(), &make().signing);
     assert!(is_invalid(&check(&a, &other)));
 }
 
 #[test]
+fn es256_tokens_verify_with_a_pem_public_key() {
+    pem_key_verifies_its_tokens_only(Algorithm::ES256, "ES256", p256_key);
+}
+
+#[test]
 fn eddsa_tokens_verify_with_a_pem_public_key() {
-    let dir = TempDir::new();
-    let key = ed25519_key();
-    dir.write("key.pem", &key.public_pem);
-    let a = build_ok_in(dir.path(), &pem_config("EdDSA"));
-    let token = sign(
-        &Header::new(Algorithm::EdDSA),
-        &plain_claims(),
-        &key.signing,
-    );
-    expect_ok(check(&a, &token));
-    let other = sign(
-        &Header::new(Algorithm::EdDSA),
-        &plain_claims(),
-        &ed25519_key().signing,
-    );
-    assert!(is_invalid(&check(&a, &other)));
+    pem_key_verifies_its_tokens_only(Algorithm::EdDSA, "EdDSA", ed25519_key);
 }
 
 #[test]
