@@ -35,7 +35,8 @@ fn is_target_byte(b: u8) -> bool {
     is_reg_name_byte(b) || matches!(b, b':' | b'/' | b'?' | b'[' | b']' | b'@')
 }
 
-fn hex_val(b: u8) -> Option<u8> {
+/// The value of one hex digit (either case).
+pub fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

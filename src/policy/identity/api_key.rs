@@ -12,9 +12,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::directory::Directory;
-use super::{read_config_file, AuthMethod, AuthOutcome, Identity, MAX_CREDENTIAL_BYTES};
+use super::{
+    config_lines, read_config_file, AuthMethod, AuthOutcome, Identity, MAX_CREDENTIAL_BYTES,
+};
 use crate::config::{ApiKeyConfig, ConfigError, GatewayConfig};
 use crate::http::head::is_token;
+use crate::http::path::hex_val;
 use crate::http::RequestHead;
 
 type Sha256Digest = [u8; 32];
@@ -88,13 +91,8 @@ impl ApiKeys {
         if let Some(file) = &ak.keys_file {
             let path = "auth.api_key.keys_file";
             if let Some(text) = read_config_file(base_dir, file, path, errors) {
-                for (n, line) in text.lines().enumerate() {
-                    let line = line.trim();
-                    if line.is_empty() || line.starts_with('#') {
-                        continue;
-                    }
-                    let at =
-                        |r: String| ConfigError::new(path, format!("{file} line {}: {r}", n + 1));
+                for (n, line) in config_lines(&text) {
+                    let at = |r: String| ConfigError::new(path, format!("{file} line {n}: {r}"));
                     match parse_keys_line(line, dir) {
                         Ok((d, name)) => match identity_of(name) {
                             Some(id) => keys.add(d, id, path, errors),
@@ -192,15 +190,6 @@ fn parse_keys_line<'l>(line: &'l str, dir: &Directory) -> Result<(Sha256Digest, 
         ));
     }
     Ok((d, name))
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The raw value of the first `name=value` pair in `query` ("?a=b&c=d" or empty).

@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use super::cache::BoundedCache;
 use super::directory::{check_name, Directory};
 use super::{
-    read_config_file, AuthMethod, AuthOutcome, CacheStats, Identity, MAX_CREDENTIAL_BYTES,
+    config_lines, read_config_file, scheme_param, AuthMethod, AuthOutcome, CacheStats, Identity,
+    MAX_CREDENTIAL_BYTES,
 };
 use crate::config::{BasicConfig, ConfigError};
 use crate::http::head::is_field_value;
@@ -33,6 +34,7 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 /// Decoded `user:password` fits here: base64 of at most `MAX_CREDENTIAL_BYTES`.
 const DECODED_MAX: usize = MAX_CREDENTIAL_BYTES / 4 * 3 + 3;
 
+#[derive(Clone)]
 enum PasswordHashKind {
     Bcrypt(String),
     Argon2(Box<PasswordHash>),
@@ -46,6 +48,9 @@ struct User {
 pub(super) struct Basic {
     pub(super) realm: String,
     users: HashMap<Vec<u8>, User>,
+    /// A configured user's hash, verified (and the result ignored) for an unknown user name,
+    /// so that answering "no such user" takes as long as "wrong password".
+    decoy: Option<PasswordHashKind>,
     pub(super) cache_size: usize,
     ttl_secs: u64,
 }
@@ -66,6 +71,7 @@ impl Basic {
         let mut basic = Basic {
             realm: b.realm.clone(),
             users: HashMap::new(),
+            decoy: None,
             cache_size: b.cache_size,
             ttl_secs: b.cache_ttl.0.as_secs(),
         };
@@ -77,16 +83,9 @@ impl Basic {
         if let Some(file) = &b.htpasswd_file {
             let path = "auth.basic.htpasswd_file";
             if let Some(text) = read_config_file(base_dir, file, path, errors) {
-                for (n, line) in text.lines().enumerate() {
-                    let line = line.trim();
-                    if line.is_empty() || line.starts_with('#') {
-                        continue;
-                    }
+                for (n, line) in config_lines(&text) {
                     if let Err(reason) = basic.add_line(line, dir) {
-                        errors.push(ConfigError::new(
-                            path,
-                            format!("{file} line {}: {reason}", n + 1),
-                        ));
+                        errors.push(ConfigError::new(path, format!("{file} line {n}: {reason}")));
                     }
                 }
             }
@@ -107,6 +106,9 @@ impl Basic {
         let identity = dir
             .identity(AuthMethod::Basic, user, std::iter::empty(), vec![])
             .ok_or_else(|| format!("user {user:?}: not a valid consumer name"))?;
+        if self.decoy.is_none() {
+            self.decoy = Some(hash.clone());
+        }
         self.users.insert(
             user.as_bytes().to_vec(),
             User {
@@ -140,6 +142,10 @@ impl Basic {
         };
         let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
         let Some(u) = self.users.get(user) else {
+            if let Some(decoy) = &self.decoy {
+                stats.basic_verifications += 1;
+                verify(decoy, password);
+            }
             return invalid;
         };
         let key: [u8; 32] = Sha256::digest(decoded).into();
@@ -208,12 +214,7 @@ fn parse_hash(hash: &str) -> Result<PasswordHashKind, String> {
 
 /// The base64 part of `Basic <b64>` (scheme in any case, one or more spaces).
 fn basic_credentials(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(5)?;
-    if !scheme.eq_ignore_ascii_case(b"basic") || rest.first() != Some(&b' ') {
-        return None;
-    }
-    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-    Some(&rest[start..])
+    scheme_param(value, b"basic")
 }
 
 #[cfg(test)]

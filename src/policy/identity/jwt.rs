@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::cache::BoundedCache;
 use super::directory::Directory;
 use super::jwt_keys::{build_keys, JwtKey};
-use super::{AuthMethod, AuthOutcome, CacheStats, Identity, MAX_CREDENTIAL_BYTES};
+use super::{scheme_param, AuthMethod, AuthOutcome, CacheStats, Identity, MAX_CREDENTIAL_BYTES};
 use crate::config::{ConfigError, JwtConfig};
 use crate::http::head::{is_field_value, is_token};
 use crate::http::RequestHead;
@@ -107,12 +107,7 @@ impl Jwt {
     }
 
     /// Verifies `token` fully; returns its identity and the last second it is valid.
-    pub(super) fn verify(
-        &self,
-        dir: &Directory,
-        token: &[u8],
-        now: u64,
-    ) -> Result<(Identity, u64), ()> {
+    fn verify(&self, dir: &Directory, token: &[u8], now: u64) -> Result<(Identity, u64), ()> {
         let token = std::str::from_utf8(token).map_err(|_| ())?;
         // Rejects `alg: none` and any alg outside jsonwebtoken's list (it is not an Algorithm).
         let header = jsonwebtoken::decode_header(token).map_err(|_| ())?;
@@ -190,17 +185,10 @@ impl Jwt {
 }
 
 /// The token of `Bearer <token>` (scheme in any case, one or more spaces); `None` for
-/// another scheme. An empty token is returned as empty (and fails verification).
+/// another scheme. A bare `Bearer` (field values arrive trimmed) gives an empty token,
+/// which fails verification: it is a credential of this scheme, just a broken one.
 pub(super) fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return None;
-    }
-    if rest.first() != Some(&b' ') {
-        return None;
-    }
-    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-    Some(&rest[start..])
+    scheme_param(value, b"bearer")
 }
 
 /// A NumericDate: a non-negative number of seconds (fractions truncated).
@@ -240,6 +228,7 @@ mod tests {
         assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
         assert_eq!(bearer_token(b"bEaReR   abc"), Some(&b"abc"[..]));
         assert_eq!(bearer_token(b"Bearer "), Some(&b""[..]));
+        assert_eq!(bearer_token(b"bearer"), Some(&b""[..]));
         assert_eq!(bearer_token(b"Bearerabc"), None);
         assert_eq!(bearer_token(b"Basic abc"), None);
         assert_eq!(bearer_token(b"Bear"), None);

@@ -357,6 +357,26 @@ fn quoted_string_body(s: &str) -> String {
     out
 }
 
+/// The part after `<scheme> ` (scheme compared ignoring ASCII case, then one or more
+/// spaces), or empty for the bare scheme; `None` for another scheme.
+fn scheme_param<'v>(value: &'v [u8], scheme: &[u8]) -> Option<&'v [u8]> {
+    let (name, rest) = value.split_at_checked(scheme.len())?;
+    if !name.eq_ignore_ascii_case(scheme) || !matches!(rest.first(), None | Some(b' ')) {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    Some(&rest[start..])
+}
+
+/// The meaningful lines of a keys or htpasswd file, trimmed, with their 1-based numbers:
+/// blank lines and `#` comment lines are skipped.
+fn config_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
 /// Reads a file named in the config, `rel` resolved against `base_dir`. An unreadable file
 /// is reported at `path` with the resolved path and the OS error.
 fn read_config_file(
