@@ -9,7 +9,8 @@
 //! Each case warms up, resets its counter, sends `MEASURED` requests on one keep-alive
 //! connection, and asserts the worker thread allocated nothing. Cases: GET with a 100-byte
 //! response, POST with a 100-byte body (sent with the head), and GET with a 32 KiB
-//! response (relayed over several reads), each under io_uring and the legacy driver.
+//! response (relayed over several reads), and a GET through the policy (API key, group,
+//! IP rule, rate limit), each under io_uring and the legacy driver.
 //!
 //! To find an allocation: `ZERO_ALLOC_TRACE=3 cargo test --test zero_alloc -- --nocapture`
 //! prints the backtraces of the first 3 counted allocations after warm-up.
@@ -31,7 +32,7 @@ use ringway::proxy::{serve, Shared};
 // ------------------------------------------------------------------ counting allocator
 
 /// One counter per test case, so cases running in parallel do not mix their counts.
-const SLOTS: usize = 6;
+const SLOTS: usize = 8;
 const NO_SLOT: usize = usize::MAX;
 
 static COUNTS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
@@ -199,9 +200,17 @@ fn config(origin: SocketAddr) -> String {
     format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
          [[upstreams]]\nname = \"app\"\nservers = [\"{origin}\"]\n\n\
-         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\n\
+         [auth.api_key]\n\n\
+         [[consumers]]\nname = \"alice\"\ngroups = [\"admins\"]\napi_keys = [\"{API_KEY_SHA256}\"]\n\n\
+         [[routes]]\npath_prefix = \"/auth\"\nupstream = \"app\"\naccess = {{ groups = [\"admins\"] }}\n\
+         rules = {{ ip_allow = [\"127.0.0.0/8\"], rate_limits = [{{ key = \"consumer\", rate = \"1000000/s\", burst = 1000000 }}] }}\n"
     )
 }
+
+/// SHA-256 of "alice-key".
+const API_KEY_SHA256: &str =
+    "sha256:72ee9d4355ccb9d3a4c9dbf37382e38e75c1b1a225b5bd1f729ee91bbda30c20";
 
 /// Accepts one client connection and serves it to the end, like `worker::accept_loop`.
 async fn gateway_main(compiled: Compiled, listening: mpsc::Sender<SocketAddr>) {
@@ -370,6 +379,11 @@ fn get_request() -> Vec<u8> {
     b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()
 }
 
+/// A request through the policy: API key (a consumer in a group), IP rule, rate limit.
+fn policy_request() -> Vec<u8> {
+    b"GET /auth/small HTTP/1.1\r\nHost: x\r\nX-Api-Key: alice-key\r\n\r\n".to_vec()
+}
+
 fn post_request() -> Vec<u8> {
     let mut r = format!("POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY_LEN}\r\n\r\n")
         .into_bytes();
@@ -421,4 +435,15 @@ fn get_32k_response_io_uring() {
 #[test]
 fn get_32k_response_legacy() {
     assert_zero(Driver::Legacy, 5, "GET 32 KiB", &get_request(), LARGE_BODY);
+}
+
+/// The policy path: API-key lookup, group check, IP rule and rate limit.
+#[test]
+fn policy_io_uring() {
+    assert_zero(Driver::IoUring, 6, "GET with policy", &policy_request(), BODY_LEN);
+}
+
+#[test]
+fn policy_legacy() {
+    assert_zero(Driver::Legacy, 7, "GET with policy", &policy_request(), BODY_LEN);
 }
