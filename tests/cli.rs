@@ -48,6 +48,20 @@ fn the_example_config_passes_check() {
 }
 
 #[test]
+fn the_policy_example_passes_check() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "-c", path])
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn version_prints_the_crate_version() {
     let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
         .arg("--version")

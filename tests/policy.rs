@@ -447,3 +447,34 @@ both_drivers! {
         assert!(after < before + 2048, "RSS grew from {before} KiB to {after} KiB");
     }
 }
+
+both_drivers! {
+    /// `config/policy.toml` as shipped, on an ephemeral port in front of a test origin.
+    fn the_policy_example_works_as_documented(driver) {
+        let origin = Origin::ok("ok");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.toml"))
+            .expect("example config")
+            .replace("127.0.0.1:8080", "127.0.0.1:0")
+            .replace("127.0.0.1:9001", &origin.addr().to_string())
+            .replace("[server]\n", "[server]\nworkers = 1\n");
+        let gw = Gateway::start(&text, driver);
+        let alice = "X-Api-Key: example-key-alice\r\n";
+        assert_eq!(ask(gw.addr(), "/admin/stats", alice).status, 200);
+        assert_eq!(ask(gw.addr(), "/admin/stats", "X-Api-Key: example-key-ci\r\n").status, 403);
+        assert_eq!(ask(gw.addr(), "/admin/stats", "").status, 401);
+        assert_eq!(ask(gw.addr(), "/orders/7", &basic("carol", "example-password")).status, 200);
+        assert_eq!(ask(gw.addr(), "/orders/7?debug=1", alice).status, 403);
+        assert_eq!(ask(gw.addr(), "/.env", "").status, 403);
+        assert_eq!(ask(gw.addr(), "/x/y.php", "").status, 403);
+        assert_eq!(ask(gw.addr(), "/admin%2Fstats", alice).status, 400);
+        assert_eq!(ask(gw.addr(), "/", "User-Agent: sqlmap/1.8\r\n").status, 403);
+        assert_eq!(ask(gw.addr(), "/", "").status, 200);
+        let r = roundtrip(gw.addr(), b"POST /ingest HTTP/1.1\r\nHost: gw\r\nX-Api-Key: example-key-ci\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        assert_eq!(r.status, 200);
+        let seen = origin.wait_requests(4);
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[0].header("x-consumer"), Some("alice"));
+        assert_eq!(seen[1].header("x-consumer"), Some("carol"));
+        assert_eq!(seen[3].header("x-api-key"), Some("example-key-ci"), "ingest keeps the key");
+    }
+}

@@ -440,10 +440,22 @@ fn get_32k_response_legacy() {
 /// The policy path: API-key lookup, group check, IP rule and rate limit.
 #[test]
 fn policy_io_uring() {
-    assert_zero(Driver::IoUring, 6, "GET with policy", &policy_request(), BODY_LEN);
+    assert_zero(
+        Driver::IoUring,
+        6,
+        "GET with policy",
+        &policy_request(),
+        BODY_LEN,
+    );
 }
 
 #[test]
 fn policy_legacy() {
-    assert_zero(Driver::Legacy, 7, "GET with policy", &policy_request(), BODY_LEN);
+    assert_zero(
+        Driver::Legacy,
+        7,
+        "GET with policy",
+        &policy_request(),
+        BODY_LEN,
+    );
 }

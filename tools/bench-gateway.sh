@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Gateway command for ../shared/bench/peers.sh: writes a one-route config for the harness's
 # LISTEN_ADDR / ORIGIN_ADDR into PEER_DIR and execs ringway with one worker.
+# RINGWAY_BENCH_POLICY=1 adds JWT auth (HS256, secret $RINGWAY_BENCH_JWT_SECRET) and a
+# rate limit per consumer to the route (see tools/policy-cost.sh).
 set -euo pipefail
 : "${LISTEN_ADDR:?}" "${ORIGIN_ADDR:?}" "${PEER_DIR:?}"
 bin=${RINGWAY_BIN:-$(dirname "$0")/../target/release/ringway}
@@ -21,4 +23,13 @@ keepalive = 256             # same idle-pool size as the nginx peer
 path_prefix = "/"
 upstream = "origin"
 CONF
+if [[ "${RINGWAY_BENCH_POLICY:-0}" == 1 ]]; then
+  cat >> "$PEER_DIR/bench.toml" <<CONF
+access = {}
+rules = { rate_limits = [{ key = "consumer", rate = "1000000/s", burst = 1000000 }] }
+
+[auth.jwt]
+keys = [{ alg = "HS256", secret = "${RINGWAY_BENCH_JWT_SECRET:?}" }]
+CONF
+fi
 RINGWAY_LOG=${RINGWAY_LOG:-warn} exec "$bin" run -c "$PEER_DIR/bench.toml"
