@@ -478,3 +478,88 @@ both_drivers! {
         assert_eq!(seen[3].header("x-api-key"), Some("example-key-ci"), "ingest keeps the key");
     }
 }
+
+// ------------------------------------------------------------------ asymmetric keys
+
+const ED25519_SPKI: &[u8] = &[
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn public_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<String> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+both_drivers! {
+    /// ES256 keys from a JWKS file (selected by kid), an EdDSA key from a PEM file (both
+    /// relative to the config file), and an argon2 Basic user.
+    fn asymmetric_tokens_and_argon2_passwords(driver) {
+        use argon2::password_hash::PasswordHasher;
+        use ring::rand::SystemRandom;
+        use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = SystemRandom::new();
+        let ec8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec8.as_ref(), &rng).unwrap();
+        let point = ec.public_key().as_ref().to_vec();
+        let ed8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ed = Ed25519KeyPair::from_pkcs8(ed8.as_ref()).unwrap();
+
+        let tag = format!("{}-{}", std::process::id(), driver.env());
+        let dir = std::env::temp_dir();
+        let jwks_name = format!("ringway-test-jwks-{tag}.json");
+        let pem_name = format!("ringway-test-ed25519-{tag}.pem");
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "ec-1", "use": "sig",
+            "x": b64url(&point[1..33]), "y": b64url(&point[33..])}]});
+        std::fs::write(dir.join(&jwks_name), jwks.to_string()).unwrap();
+        std::fs::write(dir.join(&pem_name), public_pem(&[ED25519_SPKI, ed.public_key().as_ref()].concat())).unwrap();
+
+        let params = argon2::Params::new(8, 1, 1, None).unwrap();
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let hash = argon.hash_password_with_salt(b"erin-pw", b"0123456789abcdef").unwrap();
+
+        let origin = Origin::ok("ok");
+        let cfg = Config::new()
+            .section(&format!(
+                "[auth.jwt]\njwks_file = \"{jwks_name}\"\nkeys = [{{ kid = \"ed-1\", alg = \"EdDSA\", pem_file = \"{pem_name}\" }}]\n\n\
+                 [auth.basic]\nusers = [\"erin:{hash}\"]"
+            ))
+            .upstream("app", &[origin.addr()])
+            .route("path_prefix = \"/\"\nupstream = \"app\"\naccess = {}")
+            .render();
+        let gw = Gateway::start(&cfg, driver);
+        let claims = json!({"sub": "svc", "exp": now() + 60});
+        let signed = |alg: Algorithm, kid: &str, key: &EncodingKey| {
+            let mut h = Header::new(alg);
+            h.kid = Some(kid.to_string());
+            format!("Authorization: Bearer {}\r\n", encode(&h, &claims, key).unwrap())
+        };
+        let es = EncodingKey::from_ec_der(ec8.as_ref());
+        let eddsa = EncodingKey::from_ed_der(ed8.as_ref());
+        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::ES256, "ec-1", &es)).status, 200);
+        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::EdDSA, "ed-1", &eddsa)).status, 200);
+        // The right key, the wrong kid or algorithm: refused.
+        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::ES256, "ed-1", &es)).status, 401);
+        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::ES256, "nope", &es)).status, 401);
+        assert_eq!(ask(gw.addr(), "/", &basic("erin", "erin-pw")).status, 200);
+        assert_eq!(ask(gw.addr(), "/", &basic("erin", "nope")).status, 401);
+        let seen = origin.wait_requests(3);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2].header("x-consumer"), Some("erin"));
+        let _ = std::fs::remove_file(dir.join(&jwks_name));
+        let _ = std::fs::remove_file(dir.join(&pem_name));
+    }
+}
