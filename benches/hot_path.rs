@@ -171,6 +171,8 @@ fn encode(c: &mut Criterion) {
                     upstream_addr,
                     request_id: 42,
                     grant: None,
+                    tls: false,
+                    client_cert: None,
                 };
                 forward::request_head(&mut out, black_box(&head), &ctx);
                 black_box(out.len())
@@ -256,6 +258,8 @@ impl Pipeline {
             upstream_addr: self.upstream_addr,
             request_id: 42,
             grant: None,
+            tls: false,
+            client_cert: None,
         };
         forward::request_head(&mut self.up_out, &self.head, &req_ctx);
         self.ubuf.clear();

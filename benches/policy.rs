@@ -116,7 +116,7 @@ fn time_check(
 ) {
     let now_unix = unix_now();
     let mut st = p.new_state();
-    let got = p.check(&mut st, head, Some(0), client, 0, now_unix);
+    let got = p.check(&mut st, head, Some(0), client, None, 0, now_unix);
     assert_eq!(got.map(|_| ()), want, "{id} decides as expected");
     g.bench_function(id, |b| {
         b.iter(|| {
@@ -125,6 +125,7 @@ fn time_check(
                 black_box(head),
                 Some(0),
                 black_box(client),
+                None,
                 0,
                 now_unix,
             );
@@ -182,13 +183,21 @@ fn rate_limit(g: &mut BenchmarkGroup<'_, WallTime>) {
     let mut now_ns = 0u64;
     for _ in 0..10_000 {
         now_ns += 1_000;
-        let got = p.check(&mut st, &head, Some(0), PEER, now_ns, now_unix);
+        let got = p.check(&mut st, &head, Some(0), PEER, None, now_ns, now_unix);
         assert!(got.is_ok(), "the rate limit allows every check");
     }
     g.bench_function("rate_limit", |b| {
         b.iter(|| {
             now_ns += 1_000;
-            let got = p.check(&mut st, black_box(&head), Some(0), PEER, now_ns, now_unix);
+            let got = p.check(
+                &mut st,
+                black_box(&head),
+                Some(0),
+                PEER,
+                None,
+                now_ns,
+                now_unix,
+            );
             black_box(got.is_ok())
         })
     });

@@ -13,3 +13,4 @@ pub mod policy;
 pub mod proxy;
 pub mod runtime;
 pub mod sys;
+pub mod tls;

@@ -64,7 +64,11 @@ fn check(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match Compiled::build(&cfg, &file) {
+    let built = Compiled::build(&cfg, &file).and_then(|c| {
+        ringway::tls::build(&cfg, &file)?;
+        Ok(c)
+    });
+    match built {
         Ok(c) => {
             let servers: usize = c.upstreams.iter().map(|u| u.servers.len()).sum();
             println!(

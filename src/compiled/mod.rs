@@ -86,6 +86,7 @@ pub struct Timeouts {
 
 #[derive(Debug)]
 pub struct Compiled {
+    /// `server.listen`, then each `[[listeners]]` address (see `tls::build` for their kinds).
     pub listen: Vec<SocketAddr>,
     pub workers: usize,
     pub pin_workers: bool,
@@ -203,16 +204,24 @@ impl Compiled {
     /// names once (the only I/O). Also applies the default worker count.
     pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Compiled, ConfigErrors> {
         let mut errors = Vec::new();
-        let listen = cfg
+        let plain = cfg
             .server
             .listen
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| match l.parse::<SocketAddr>() {
+            .map(|(i, l)| (format!("server.listen[{i}]"), l));
+        let more = cfg
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("listeners[{i}].address"), &l.address));
+        let listen = plain
+            .chain(more)
+            .filter_map(|(path, l)| match l.parse::<SocketAddr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
                     errors.push(ConfigError::new(
-                        format!("server.listen[{i}]"),
+                        path,
                         format!("{l:?} is not an ip:port address"),
                     ));
                     None

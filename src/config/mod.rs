@@ -6,6 +6,7 @@
 mod duration;
 mod error;
 mod policy;
+mod tls;
 mod types;
 mod validate;
 mod validate_policy;
@@ -13,6 +14,7 @@ mod validate_policy;
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::*;
+pub use tls::*;
 pub use types::*;
 
 use std::path::Path;

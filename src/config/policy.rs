@@ -20,6 +20,10 @@ pub struct AuthConfig {
     /// Remove the credentials (Authorization, the API-key field or query parameter) before
     /// forwarding. Default true; `routes[i].access.strip_credentials` overrides it.
     pub strip_credentials: bool,
+    /// Field carrying a verified client certificate's identity (mTLS: subject CN, else
+    /// its first SAN) to the upstream; "" = none. Default "X-Client-Cert-Identity". Always
+    /// removed from the client's request.
+    pub client_cert_header: String,
     pub api_key: Option<ApiKeyConfig>,
     pub jwt: Option<JwtConfig>,
     pub basic: Option<BasicConfig>,
@@ -31,6 +35,7 @@ impl Default for AuthConfig {
             consumer_header: "X-Consumer".into(),
             groups_header: "X-Consumer-Groups".into(),
             strip_credentials: true,
+            client_cert_header: "X-Client-Cert-Identity".into(),
             api_key: None,
             jwt: None,
             basic: None,
@@ -185,7 +190,8 @@ pub struct AccessConfig {
     /// once an `access` table is present.
     #[serde(default)]
     pub public: bool,
-    /// Methods accepted as proof: "api_key", "jwt", "basic". Default: every configured one.
+    /// Methods accepted as proof: "api_key", "jwt", "basic", "mtls" (a client certificate
+    /// verified by a TLS listener's `client_auth`). Default: every configured one.
     #[serde(default)]
     pub auth: Option<Vec<String>>,
     /// Consumers allowed; with `groups`, a consumer in either list is allowed. Both empty =

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, RulesConfig};
+use super::tls::ListenerConfig;
 use super::Duration;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -29,6 +30,9 @@ pub struct GatewayConfig {
     /// Blocking rules for every request.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// Listeners with options (TLS, a redirect to HTTPS), after `server.listen`.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -44,7 +48,9 @@ pub enum IoDriver {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Addresses to listen on ("ip:port"; IPv6 as "[::1]:8080"). Required, at least one.
+    /// Plain-HTTP addresses to listen on ("ip:port"; IPv6 as "[::1]:8080"). At least one
+    /// address is required here or in `[[listeners]]`.
+    #[serde(default)]
     pub listen: Vec<String>,
     /// Worker threads (one runtime each). Default: available cores.
     #[serde(default)]

@@ -43,7 +43,7 @@ pub fn validate(cfg: &GatewayConfig) -> Vec<ConfigError> {
 
 fn server(cfg: &GatewayConfig, e: &mut Errors) {
     let s = &cfg.server;
-    if s.listen.is_empty() {
+    if s.listen.is_empty() && cfg.listeners.is_empty() {
         e.push(
             "server.listen",
             "at least one address is required, like \"127.0.0.1:8080\"",
@@ -61,6 +61,64 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
                 format!("server.listen[{i}]"),
                 format!("{l:?} is not an ip:port address (IPv6 as \"[::1]:8080\")"),
             ),
+        }
+    }
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let p = format!("listeners[{i}]");
+        match l.address.parse::<SocketAddr>() {
+            Ok(a) if !seen.insert(a) => e.push(
+                format!("{p}.address"),
+                format!("{:?} is listed twice", l.address),
+            ),
+            Ok(_) => {}
+            Err(_) => e.push(
+                format!("{p}.address"),
+                format!("{:?} is not an ip:port address", l.address),
+            ),
+        }
+        if l.redirect_https_port == Some(0) {
+            e.push(
+                format!("{p}.redirect_https_port"),
+                "must be a port from 1 to 65535",
+            );
+        }
+        if let Some(t) = &l.tls {
+            if l.redirect_https_port.is_some() {
+                e.push(p.clone(), "a TLS listener cannot also redirect to HTTPS");
+            }
+            let tp = format!("{p}.tls");
+            if !["default", "refuse"].contains(&t.unknown_sni.as_str()) {
+                e.push(
+                    format!("{tp}.unknown_sni"),
+                    format!("{:?} is not one of default, refuse", t.unknown_sni),
+                );
+            }
+            if !["1.2", "1.3"].contains(&t.min_version.as_str()) {
+                e.push(
+                    format!("{tp}.min_version"),
+                    format!("{:?} is not one of 1.2, 1.3", t.min_version),
+                );
+            }
+            if t.alpn.is_empty() || t.alpn.iter().any(|a| a.is_empty() || a.len() > 255) {
+                e.push(
+                    format!("{tp}.alpn"),
+                    "list one or more protocol names like \"http/1.1\"",
+                );
+            }
+            if t.handshake_timeout.0.is_zero() {
+                e.push(
+                    format!("{tp}.handshake_timeout"),
+                    "must be greater than zero",
+                );
+            }
+            if let Some(c) = &t.client_auth {
+                if !["required", "optional"].contains(&c.mode.as_str()) {
+                    e.push(
+                        format!("{tp}.client_auth.mode"),
+                        format!("{:?} is not one of required, optional", c.mode),
+                    );
+                }
+            }
         }
     }
     if let Some(w) = s.workers {

@@ -51,6 +51,7 @@ fn auth(cfg: &GatewayConfig, push: &mut Push<'_>) {
     let a = &cfg.auth;
     field_name("auth.consumer_header", &a.consumer_header, true, push);
     field_name("auth.groups_header", &a.groups_header, true, push);
+    field_name("auth.client_cert_header", &a.client_cert_header, true, push);
     if let Some(k) = &a.api_key {
         field_name("auth.api_key.header", &k.header, true, push);
         match &k.query {
@@ -292,34 +293,46 @@ fn access(
     groups: &HashSet<String>,
     push: &mut Push<'_>,
 ) {
+    let mtls = cfg
+        .listeners
+        .iter()
+        .any(|l| l.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
     let configured = |m: &str| match m {
         "api_key" => cfg.auth.api_key.is_some(),
         "jwt" => cfg.auth.jwt.is_some(),
         "basic" => cfg.auth.basic.is_some(),
+        "mtls" => mtls,
         _ => false,
     };
-    let any = ["api_key", "jwt", "basic"].iter().any(|m| configured(m));
+    let any = ["api_key", "jwt", "basic", "mtls"]
+        .iter()
+        .any(|m| configured(m));
     if let Some(ms) = &a.auth {
         if ms.is_empty() && !a.public {
             push(format!("{p}.auth"), "list at least one method".into());
         }
         for (i, m) in ms.iter().enumerate() {
-            if !["api_key", "jwt", "basic"].contains(&m.as_str()) {
+            if !["api_key", "jwt", "basic", "mtls"].contains(&m.as_str()) {
                 push(
                     format!("{p}.auth[{i}]"),
-                    format!("{m:?} is not one of api_key, jwt, basic"),
+                    format!("{m:?} is not one of api_key, jwt, basic, mtls"),
                 );
             } else if !configured(m) {
+                let how = if m == "mtls" {
+                    "give a TLS listener a client_auth table".to_string()
+                } else {
+                    format!("add an [auth.{m}] table")
+                };
                 push(
                     format!("{p}.auth[{i}]"),
-                    format!("{m:?} is not configured: add an [auth.{m}] table"),
+                    format!("{m:?} is not configured: {how}"),
                 );
             }
         }
     } else if !a.public && !any {
         push(
             p.into(),
-            "no authentication is configured: add [auth.api_key], [auth.jwt] or [auth.basic], or set public = true".into(),
+            "no authentication is configured: add [auth.api_key], [auth.jwt], [auth.basic] or a TLS listener with client_auth, or set public = true".into(),
         );
     }
     for (i, c) in a.consumers.iter().enumerate() {

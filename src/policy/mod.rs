@@ -111,6 +111,7 @@ pub struct Policy {
     reserved: Vec<Bytes>,
     consumer_header: Option<Bytes>,
     groups_header: Option<Bytes>,
+    client_cert_header: Option<Bytes>,
     credential_fields: Vec<Bytes>,
     credential_query: Option<Bytes>,
     rate_limit_keys: usize,
@@ -256,6 +257,10 @@ impl Policy {
         let mut next_id = 0;
         let global = build_rules(&cfg.rules, &mut next_id);
         let strip_default = cfg.auth.strip_credentials;
+        let mtls = cfg
+            .listeners
+            .iter()
+            .any(|l| l.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
         let routes: Vec<RoutePolicy> = cfg
             .routes
             .iter()
@@ -263,14 +268,15 @@ impl Policy {
                 access: r
                     .access
                     .as_ref()
-                    .map(|a| build_access(a, &auth, strip_default)),
+                    .map(|a| build_access(a, &auth, strip_default, mtls)),
                 rules: build_rules(&r.rules, &mut next_id),
             })
             .collect();
         let header = |s: &str| (!s.is_empty()).then(|| Bytes::from(s.to_string()));
         let consumer_header = header(&cfg.auth.consumer_header);
         let groups_header = header(&cfg.auth.groups_header);
-        let mut reserved: Vec<Bytes> = [&consumer_header, &groups_header]
+        let client_cert_header = header(&cfg.auth.client_cert_header);
+        let mut reserved: Vec<Bytes> = [&consumer_header, &groups_header, &client_cert_header]
             .into_iter()
             .flatten()
             .map(|h| Bytes::from(h.to_ascii_lowercase()))
@@ -305,6 +311,7 @@ impl Policy {
             reserved,
             consumer_header,
             groups_header,
+            client_cert_header,
             rate_limit_keys: cfg.policy.rate_limit_keys,
             has_limits,
             active,
@@ -346,6 +353,17 @@ impl Policy {
         self.groups_header.as_ref()
     }
 
+    /// The field that carries a verified client certificate's identity upstream.
+    pub fn client_cert_header(&self) -> Option<&Bytes> {
+        self.client_cert_header.as_ref()
+    }
+
+    /// The identity of a connection's verified client certificate (made once per
+    /// connection).
+    pub fn cert_identity(&self, name: &str) -> Option<Rc<Identity>> {
+        self.auth.cert_identity(name).map(Rc::new)
+    }
+
     /// Lowercase names of the credential fields, removed when a grant says so.
     pub fn credential_fields(&self) -> &[Bytes] {
         &self.credential_fields
@@ -358,12 +376,14 @@ impl Policy {
 
     /// Decides one request. `route` is the matched route's index (None: no route matched,
     /// only the global rules apply). `now_ns` is a monotonic clock, `now_unix` wall time.
+    #[allow(clippy::too_many_arguments)]
     pub fn check(
         &self,
         st: &mut PolicyState,
         req: &RequestHead,
         route: Option<usize>,
         peer: IpAddr,
+        cert: Option<&Rc<Identity>>,
         now_ns: u64,
         now_unix: u64,
     ) -> Result<Grant, Denial> {
@@ -390,7 +410,7 @@ impl Policy {
         }
         if let Some(access) = rp.and_then(|r| r.access.as_ref()) {
             grant.strip_credentials = access.strip;
-            grant.identity = self.authorize(access, st, req, now_unix)?;
+            grant.identity = self.authorize(access, st, req, cert, now_unix)?;
         }
         if self.has_limits {
             let id = grant.identity.as_deref();
@@ -461,11 +481,18 @@ impl Policy {
         access: &Access,
         st: &mut PolicyState,
         req: &RequestHead,
+        cert: Option<&Rc<Identity>>,
         now_unix: u64,
     ) -> Result<Option<Rc<Identity>>, Denial> {
-        let outcome = self
-            .auth
-            .authenticate(&mut st.caches, req, access.methods, now_unix);
+        let outcome = match cert {
+            // A certificate verified in the handshake is the strongest proof offered.
+            Some(id) if access.methods.contains(AuthMethod::ClientCert) => {
+                AuthOutcome::Ok(id.clone())
+            }
+            _ => self
+                .auth
+                .authenticate(&mut st.caches, req, access.methods, now_unix),
+        };
         if access.public {
             // Credentials on a public route only name the caller (for consumer limits).
             return Ok(match outcome {
@@ -476,9 +503,13 @@ impl Policy {
         let id = match outcome {
             AuthOutcome::Ok(id) => id,
             AuthOutcome::Missing => {
-                return Err(Denial::Unauthorized(
-                    self.auth.challenges(access.methods, None),
-                ))
+                let challenges = self.auth.challenges(access.methods, None);
+                // Only a client certificate would do, and there is no way to ask for one
+                // over HTTP: refuse.
+                if challenges.is_empty() {
+                    return Err(Denial::Status(403));
+                }
+                return Err(Denial::Unauthorized(challenges));
             }
             AuthOutcome::Invalid(m) => {
                 return Err(Denial::Unauthorized(
@@ -578,8 +609,16 @@ impl Policy {
     }
 }
 
-fn build_access(a: &AccessConfig, auth: &Authenticators, strip_default: bool) -> Access {
-    let configured = auth.configured();
+fn build_access(
+    a: &AccessConfig,
+    auth: &Authenticators,
+    strip_default: bool,
+    mtls: bool,
+) -> Access {
+    let mut configured = auth.configured();
+    if mtls {
+        configured = configured.with(AuthMethod::ClientCert);
+    }
     let methods = match &a.auth {
         None => configured,
         Some(list) => list

@@ -33,7 +33,7 @@ fn ip(s: &str) -> IpAddr {
 
 fn decide(p: &Policy, raw: &str, peer: &str) -> Result<(), Denial> {
     let mut st = p.new_state();
-    p.check(&mut st, &head(raw), Some(0), ip(peer), 0, 0)
+    p.check(&mut st, &head(raw), Some(0), ip(peer), None, 0, 0)
         .map(|_| ())
 }
 
@@ -128,7 +128,7 @@ fn rate_limits_count_per_key_and_refill() {
     let mut st = p.new_state();
     let h = head("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     let run = |st: &mut super::PolicyState, peer: &str, t: u64| {
-        p.check(st, &h, Some(0), ip(peer), t, 0).map(|_| ())
+        p.check(st, &h, Some(0), ip(peer), None, t, 0).map(|_| ())
     };
     assert_eq!(run(&mut st, "1.1.1.1", 0), Ok(()));
     assert_eq!(run(&mut st, "1.1.1.1", 0), Ok(()));

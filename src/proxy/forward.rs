@@ -125,6 +125,10 @@ pub struct RequestCtx<'a> {
     pub request_id: u64,
     /// What the policy decided: the identity to announce and whether to drop credentials.
     pub grant: Option<&'a Grant>,
+    /// The client connection is TLS.
+    pub tls: bool,
+    /// A verified client certificate's identity, for `auth.client_cert_header`.
+    pub client_cert: Option<&'a [u8]>,
 }
 
 /// Appends `query` (with its '?', or empty) without the parameter `drop`.
@@ -218,7 +222,14 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
         }
     }
     put_ip(out, ctx.peer);
-    out.put_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    out.put_slice(if ctx.tls {
+        &b"\r\nX-Forwarded-Proto: https\r\n"[..]
+    } else {
+        &b"\r\nX-Forwarded-Proto: http\r\n"[..]
+    });
+    if let (Some(name), Some(id)) = (policy.client_cert_header(), ctx.client_cert) {
+        put_field(out, name, id);
+    }
     if have_host {
         put_field(out, b"X-Forwarded-Host", host_value);
     }

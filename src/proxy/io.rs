@@ -33,8 +33,19 @@ pub enum IoFail {
 /// A stream whose bytes are the socket's own (plain TCP or Unix, not TLS) says so with
 /// `SPLICE` and moves them to and from a kernel pipe, so large bodies skip user space.
 #[allow(async_fn_in_trait)]
-pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + AsRawFd + Sized + 'static {
+pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static {
     const SPLICE: bool = false;
+
+    /// A read whose future is dropped (a timeout) leaves the stream usable for the next
+    /// read. False for TLS streams: their reader loses its buffer then, so ringway never
+    /// reads again after a timed-out read on one (an idle TLS connection keeps its buffers
+    /// instead of shrinking them after a second).
+    const READ_CANCEL_SAFE: bool = true;
+
+    /// The socket, for idle health checks (`None`: not checked).
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
 
     /// Moves up to `len` received bytes into `pipe` (0 = EOF).
     async fn splice_in(
@@ -60,6 +71,10 @@ macro_rules! plain_socket {
         impl Stream for $t {
             const SPLICE: bool = true;
 
+            fn raw_fd(&self) -> Option<RawFd> {
+                Some(self.as_raw_fd())
+            }
+
             async fn splice_in(r: &mut OwnedReadHalf<Self>, pipe: &mut Pipe, len: u32) -> io::Result<u32> {
                 r.splice_to_pipe(pipe, len).await
             }
@@ -73,23 +88,29 @@ macro_rules! plain_socket {
 
 plain_socket!(TcpStream, UnixStream);
 
+/// A TLS client connection: no splice (the bytes are ciphertext), and reads must not be
+/// abandoned and retried.
+impl Stream for crate::tls::TlsStream {
+    const READ_CANCEL_SAFE: bool = false;
+}
+
 /// An upstream connection, split once when it is opened so that reuse costs nothing.
 pub struct UpConn<C: Stream> {
     pub r: OwnedReadHalf<C>,
     pub w: OwnedWriteHalf<C>,
-    fd: RawFd,
+    fd: Option<RawFd>,
 }
 
 impl<C: Stream> UpConn<C> {
     pub fn new(conn: C) -> UpConn<C> {
-        let fd = conn.as_raw_fd();
+        let fd = conn.raw_fd();
         let (r, w) = conn.into_split();
         UpConn { r, w, fd }
     }
 
     /// True if an idle connection was closed or reset by its peer (or sent stray bytes).
     pub fn unusable_when_idle(&self) -> bool {
-        crate::sys::idle_socket_unusable(self.fd)
+        self.fd.is_some_and(crate::sys::idle_socket_unusable)
     }
 }
 

@@ -138,6 +138,7 @@ impl<C: Connector> Shared<C> {
         head: &RequestHead,
         route: Option<&crate::compiled::Route>,
         peer: std::net::IpAddr,
+        cert: Option<&Rc<crate::policy::identity::Identity>>,
     ) -> Result<Grant, Denial> {
         let now_ns = self.epoch.elapsed().as_nanos() as u64;
         let now_unix = std::time::SystemTime::now()
@@ -149,6 +150,7 @@ impl<C: Connector> Shared<C> {
             head,
             route.map(|r| r.index),
             peer,
+            cert,
             now_ns,
             now_unix,
         )
@@ -201,9 +203,25 @@ enum HeadRead {
     Reject(u16),
 }
 
+/// What the accept path learned about a client connection.
+#[derive(Default)]
+pub struct ConnMeta {
+    /// The connection is TLS (X-Forwarded-Proto: https).
+    pub tls: bool,
+    /// The identity of the client certificate verified in the handshake (mTLS).
+    pub cert: Option<Rc<crate::policy::identity::Identity>>,
+    /// Answer every request with a redirect to HTTPS on this port.
+    pub redirect_https: Option<u16>,
+}
+
 /// Serves one client connection until it closes.
-pub async fn serve<S, C>(shared: Rc<Shared<C>>, client: S, peer: SocketAddr, accepted: Instant)
-where
+pub async fn serve<S, C>(
+    shared: Rc<Shared<C>>,
+    client: S,
+    peer: SocketAddr,
+    accepted: Instant,
+    meta: ConnMeta,
+) where
     S: Stream,
     C: Connector,
 {
@@ -226,6 +244,7 @@ where
         path: Vec::new(),
         grant: Grant::default(),
         body_limit: 0,
+        meta,
     };
     conn.run(accepted).await;
 }
@@ -271,6 +290,7 @@ struct ClientConn<S: Stream, C: Connector> {
     grant: Grant,
     /// The current request's body limit (0 = unlimited).
     body_limit: u64,
+    meta: ConnMeta,
 }
 
 impl<S, C> ClientConn<S, C>
@@ -317,6 +337,9 @@ where
             return false;
         }
         let deadline = Instant::now() + idle;
+        if !S::READ_CANCEL_SAFE {
+            return matches!(self.wait_read(deadline, CLIENT_READ).await, Wait::Data);
+        }
         let first = (Instant::now() + SHRINK_AFTER).min(deadline);
         match self.wait_read(first, CLIENT_READ).await {
             Wait::Data => return true,
@@ -446,13 +469,17 @@ where
 
     async fn handle(&mut self, cfg: &Rc<Compiled>) -> Next {
         let has_body = self.head.framing != BodyFraming::None;
+        if let Some(port) = self.meta.redirect_https {
+            return self.redirect_https(cfg, port, has_body).await;
+        }
         let route = cfg.route_for(&self.head, &mut self.path);
         self.grant = Grant::default();
         self.body_limit = cfg.max_body_bytes;
         if cfg.policy.is_active() {
+            let cert = self.meta.cert.as_ref();
             let verdict = self
                 .shared
-                .check_policy(cfg, &self.head, route, self.peer.ip());
+                .check_policy(cfg, &self.head, route, self.peer.ip(), cert);
             match verdict {
                 Ok(grant) => {
                     if let Some(m) = grant.max_body {
@@ -501,6 +528,26 @@ where
         self.shared.in_flight.set(self.shared.in_flight.get() + 1);
         let _guard = InFlight(self.shared.clone());
         self.proxy(cfg, route, upstream, up).await
+    }
+
+    /// `https://host[:port]/path?query` for a plain listener that only redirects: 301 for
+    /// GET and HEAD, 308 (method and body kept) for the rest.
+    async fn redirect_https(&mut self, cfg: &Compiled, port: u16, has_body: bool) -> Next {
+        let mut location = Vec::with_capacity(64);
+        location.extend_from_slice(b"https://");
+        location.extend_from_slice(&self.head.host_lower);
+        if port != 443 {
+            location.push(b':');
+            location.extend_from_slice(port.to_string().as_bytes());
+        }
+        location.extend_from_slice(&self.head.path);
+        location.extend_from_slice(self.head.query());
+        let status = match self.head.method() {
+            b"GET" | b"HEAD" => 301,
+            _ => 308,
+        };
+        let fields: [(&[u8], &[u8]); 1] = [(b"Location", &location)];
+        self.reply_fields(cfg, status, &fields, has_body).await
     }
 
     /// Answers a request the policy refused, with the fields its status calls for.

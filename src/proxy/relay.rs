@@ -93,6 +93,8 @@ where
                 upstream_addr: addr,
                 request_id,
                 grant: Some(&self.grant),
+                tls: self.meta.tls,
+                client_cert: self.meta.cert.as_deref().map(|c| &c.consumer[..]),
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
             match self.exchange(cfg, route, &mut conn, body_deadline).await {

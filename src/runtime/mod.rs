@@ -66,6 +66,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
             "auto" => first.policy.has_rate_limits(),
             _ => false,
         };
+    let kinds = crate::tls::build(cfg, file)?;
     let listeners = match bind::bind_all(&first.listen, workers, first.backlog, steer) {
         Err(e @ RunError::Steer { .. }) => {
             log::warn!("{e}; per-client rate limits are then per worker");
@@ -95,6 +96,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
     let mut shutdowns = Vec::new();
     let mut handles = Vec::new();
     for (id, socks) in listeners.into_iter().enumerate() {
+        let socks: Vec<_> = socks.into_iter().zip(kinds.iter().cloned()).collect();
         let share = worker::Share::of(id, workers, max_connections, max_in_flight);
         let core = if pin && !cores.is_empty() {
             Some(cores[id % cores.len()])
@@ -143,10 +145,23 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
             Err(_) => break,
         }
     }
-    for a in &addrs {
-        log::info!("listening on {a} ({workers} workers, driver {driver:?})");
+    for (a, kind) in addrs.iter().zip(&kinds) {
+        let what = match kind {
+            crate::tls::ListenerKind::Plain => "http",
+            crate::tls::ListenerKind::Tls(_) => "https",
+            crate::tls::ListenerKind::RedirectHttps(_) => "http, redirecting to https",
+        };
+        log::info!("listening on {a} ({what}; {workers} workers, driver {driver:?})");
     }
-    watch_signals(shutdowns)?;
+    let resolvers: Vec<_> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            crate::tls::ListenerKind::Tls(t) => Some(t.resolver.clone()),
+            _ => None,
+        })
+        .collect();
+    let reload = watch_certificates(resolvers, file.to_string())?;
+    watch_signals(shutdowns, reload)?;
     for h in handles {
         let _ = h.join();
     }
@@ -154,16 +169,59 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Reloads TLS certificates when their files change (checked every second) or on
+/// SIGHUP (a message on the returned channel). A file that does not load keeps the old
+/// certificate in service and is logged. Handshakes in progress keep the certificate they
+/// picked; new ones get the new set.
+fn watch_certificates(
+    resolvers: Vec<std::sync::Arc<crate::tls::SniResolver>>,
+    file: String,
+) -> Result<mpsc::Sender<()>, RunError> {
+    let (tx, rx) = mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("ringway-certs".into())
+        .spawn(move || loop {
+            let asked = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(()) => true,
+                Err(mpsc::RecvTimeoutError::Timeout) => false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            for r in &resolvers {
+                if !asked && !r.files_changed() {
+                    continue;
+                }
+                match r.reload() {
+                    Ok(()) => log::info!("tls certificates reloaded"),
+                    Err(errors) => {
+                        let errors = crate::config::ConfigErrors {
+                            file: file.clone(),
+                            errors,
+                        };
+                        log::error!("tls certificates not reloaded, the old ones stay: {errors}");
+                    }
+                }
+            }
+        })
+        .map_err(RunError::Signals)?;
+    Ok(tx)
+}
+
 /// First SIGTERM/SIGINT starts the drain in every worker; a second one exits at once.
-fn watch_signals(shutdowns: Vec<Shutdown>) -> Result<(), RunError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(RunError::Signals)?;
+/// SIGHUP reloads the TLS certificates.
+fn watch_signals(shutdowns: Vec<Shutdown>, reload: mpsc::Sender<()>) -> Result<(), RunError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(RunError::Signals)?;
     thread::Builder::new()
         .name("ringway-signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    log::info!("signal {sig}: reloading tls certificates");
+                    let _ = reload.send(());
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     log::info!("signal {sig}: draining (again to exit now)");

@@ -7,14 +7,17 @@ use std::rc::Rc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpListener;
+use std::net::SocketAddr;
+
+use monoio::net::{TcpListener, TcpStream};
 
 use super::panic_guard::CatchPanic;
 use crate::compiled::Compiled;
 use crate::config::IoDriver;
 use crate::notify::{LocalNotify, Shutdown};
 use crate::proxy::io::TcpConnector;
-use crate::proxy::{serve, Shared};
+use crate::proxy::{serve, ConnMeta, Shared};
+use crate::tls::ListenerKind;
 
 /// Which monoio driver a worker ended up on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +49,7 @@ type Ready = Sender<Result<String, (usize, String)>>;
 pub fn run(
     id: usize,
     compiled: Compiled,
-    socks: Vec<StdListener>,
+    socks: Vec<(StdListener, ListenerKind)>,
     share: Share,
     driver: IoDriver,
     core: Option<core_affinity::CoreId>,
@@ -130,7 +133,7 @@ struct Conns {
 async fn worker_main(
     id: usize,
     compiled: Rc<Compiled>,
-    socks: Vec<StdListener>,
+    socks: Vec<(StdListener, ListenerKind)>,
     share: Share,
     shutdown: Shutdown,
     ready: Ready,
@@ -149,11 +152,12 @@ async fn worker_main(
         open: Cell::new(0),
         closed: LocalNotify::default(),
     });
-    for sock in socks {
+    for (sock, kind) in socks {
         match TcpListener::from_std(sock) {
             Ok(l) => {
                 monoio::spawn(accept_loop(
                     l,
+                    kind,
                     shared.clone(),
                     conns.clone(),
                     share.max_connections,
@@ -185,6 +189,7 @@ async fn worker_main(
 
 async fn accept_loop(
     listener: TcpListener,
+    kind: ListenerKind,
     shared: Rc<Shared<TcpConnector>>,
     conns: Rc<Conns>,
     max_connections: usize,
@@ -212,14 +217,54 @@ async fn accept_loop(
         conns.open.set(conns.open.get() + 1);
         let shared = shared.clone();
         let conns = conns.clone();
+        let kind = kind.clone();
         monoio::spawn(async move {
-            let served = CatchPanic::new(serve(shared, stream, peer, Instant::now())).await;
+            let served = CatchPanic::new(serve_as(kind, shared, stream, peer)).await;
             if served.is_err() {
                 log::error!("connection from {peer}: task panicked; connection dropped");
             }
             conns.open.set(conns.open.get().saturating_sub(1));
             conns.closed.notify_all();
         });
+    }
+}
+
+/// Serves one accepted connection the way its listener says: plain, TLS after a
+/// handshake, or redirecting to HTTPS.
+async fn serve_as(
+    kind: ListenerKind,
+    shared: Rc<Shared<TcpConnector>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let accepted = Instant::now();
+    match kind {
+        ListenerKind::Plain => serve(shared, stream, peer, accepted, ConnMeta::default()).await,
+        ListenerKind::RedirectHttps(port) => {
+            let meta = ConnMeta {
+                redirect_https: Some(port),
+                ..ConnMeta::default()
+            };
+            serve(shared, stream, peer, accepted, meta).await
+        }
+        ListenerKind::Tls(tls) => {
+            let (stream, info) = match crate::tls::accept(stream, &tls, peer).await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("client {peer}: {e}");
+                    return;
+                }
+            };
+            let cert = info
+                .client_identity
+                .and_then(|name| shared.config().policy.cert_identity(&name));
+            let meta = ConnMeta {
+                tls: true,
+                cert,
+                redirect_https: None,
+            };
+            serve(shared, stream, peer, accepted, meta).await
+        }
     }
 }
 

@@ -40,15 +40,18 @@ pub enum AuthMethod {
     ApiKey,
     Jwt,
     Basic,
+    /// A client certificate verified in the TLS handshake (`"mtls"`).
+    ClientCert,
 }
 
 impl AuthMethod {
-    /// The names used in `routes[i].access.auth`: "api_key", "jwt", "basic".
+    /// The names used in `routes[i].access.auth`: "api_key", "jwt", "basic", "mtls".
     pub fn parse(s: &str) -> Option<AuthMethod> {
         match s {
             "api_key" => Some(AuthMethod::ApiKey),
             "jwt" => Some(AuthMethod::Jwt),
             "basic" => Some(AuthMethod::Basic),
+            "mtls" => Some(AuthMethod::ClientCert),
             _ => None,
         }
     }
@@ -58,6 +61,7 @@ impl AuthMethod {
             AuthMethod::ApiKey => 1,
             AuthMethod::Jwt => 2,
             AuthMethod::Basic => 4,
+            AuthMethod::ClientCert => 8,
         }
     }
 }
@@ -214,6 +218,13 @@ impl Authenticators {
             m = m.with(AuthMethod::Basic);
         }
         m
+    }
+
+    /// The identity of a verified client certificate (mTLS): `name` is its subject CN or
+    /// SAN; a declared consumer of that name adds its groups.
+    pub fn cert_identity(&self, name: &str) -> Option<Identity> {
+        self.directory
+            .identity(AuthMethod::ClientCert, name, std::iter::empty(), vec![])
     }
 
     /// Per-core mutable caches sized from the config.

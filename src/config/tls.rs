@@ -1,0 +1,99 @@
+//! serde types for `[[listeners]]`: listeners with options beyond `server.listen` (TLS
+//! termination, mTLS, a redirect to HTTPS). Compiled by `tls::` on the main thread.
+
+use serde::Deserialize;
+
+use super::Duration;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// "ip:port", like `server.listen` entries.
+    pub address: String,
+    /// TLS termination; absent = plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Plain listeners only: answer every request with a redirect to HTTPS on this port
+    /// (308 for methods with bodies, 301 for GET/HEAD), instead of routing it.
+    #[serde(default)]
+    pub redirect_https_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificates, chosen by SNI against each certificate's DNS names (exact and
+    /// wildcard); the first one is the default.
+    pub certificates: Vec<CertificateConfig>,
+    /// A client that sends no SNI or an unknown name: "default" (serve the first
+    /// certificate) or "refuse" (abort the handshake). Default "default".
+    #[serde(default = "default_unknown_sni")]
+    pub unknown_sni: String,
+    /// "1.2" (TLS 1.2 and 1.3) or "1.3" (1.3 only). Default "1.2".
+    #[serde(default = "default_min_version")]
+    pub min_version: String,
+    /// ALPN protocols offered, in order. Default ["http/1.1"].
+    #[serde(default = "default_alpn")]
+    pub alpn: Vec<String>,
+    /// Stateless session resumption with tickets (keys made per process, shared by every
+    /// worker, rotated every `ticket_lifetime`). Default true.
+    #[serde(default = "default_true")]
+    pub session_tickets: bool,
+    /// Default 6h.
+    #[serde(default = "default_ticket_lifetime")]
+    pub ticket_lifetime: Duration,
+    /// Time allowed for the handshake. Default 10s.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Duration,
+    /// Verify client certificates (mTLS).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM certificate chain (leaf first), relative to the config file's directory.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// SNI names this certificate answers (exact or "*.example.com"); default: the DNS
+    /// names in the certificate.
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthConfig {
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub ca_file: String,
+    /// "required" (no certificate, no connection) or "optional". Default "required".
+    #[serde(default = "default_required")]
+    pub mode: String,
+    /// PEM or DER certificate revocation lists.
+    #[serde(default)]
+    pub crl_files: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_unknown_sni() -> String {
+    "default".into()
+}
+fn default_min_version() -> String {
+    "1.2".into()
+}
+fn default_alpn() -> Vec<String> {
+    vec!["http/1.1".into()]
+}
+fn default_ticket_lifetime() -> Duration {
+    Duration(std::time::Duration::from_secs(6 * 3600))
+}
+fn default_handshake_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(10))
+}
+fn default_required() -> String {
+    "required".into()
+}
