@@ -67,7 +67,18 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(config: &str, driver: Driver) -> Gateway {
-        let config_path = temp_path("toml");
+        Gateway::start_in(config, driver, &std::env::temp_dir())
+    }
+
+    /// `start` with the config file written into `dir` (its relative paths resolve there).
+    #[allow(dead_code)]
+    pub fn start_in(config: &str, driver: Driver, dir: &std::path::Path) -> Gateway {
+        let config_path = dir.join(
+            temp_path("toml")
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default(),
+        );
         std::fs::write(&config_path, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
             .args(["run", "-c"])

@@ -1,0 +1,568 @@
+//! TLS termination end to end: a rustls client -> ringway ([[listeners]] with tls) -> a
+//! recording plain-HTTP origin, under both I/O drivers. Certificates are generated per test
+//! with rcgen; no private key is checked in.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    let cert = p.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    der: Vec<u8>,
+}
+
+fn leaf(ca: &Ca, names: &[&str], cn: &str, client: bool, serial: u64) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.serial_number = Some(SerialNumber::from(serial));
+    p.extended_key_usages = vec![if client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().to_vec(),
+    }
+}
+
+/// A scratch directory for key files; removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!(
+            "ringway-tls-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        // Write then rename, as a deployment would, so a reader never sees half a file.
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path.display().to_string()
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Accepts any server certificate (the tests look at which one was served).
+#[derive(Debug)]
+struct AnyCert;
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client config: TLS 1.2+1.3 unless `versions` says otherwise, optional client cert.
+fn client_config(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    client_cert: Option<&Leaf>,
+) -> Arc<ClientConfig> {
+    let b = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert));
+    let mut c = match client_cert {
+        None => b.with_no_client_auth(),
+        Some(l) => {
+            let key = rustls::pki_types::pem::PemObject::from_pem_slice(l.key_pem.as_bytes())
+                .map(|k: PrivateKeyDer<'static>| k)
+                .unwrap();
+            b.with_client_auth_cert(vec![CertificateDer::from(l.der.clone())], key)
+                .unwrap()
+        }
+    };
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+fn all_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {
+    vec![&rustls::version::TLS13, &rustls::version::TLS12]
+}
+
+struct Tls {
+    conn: rustls::StreamOwned<ClientConnection, TcpStream>,
+}
+
+impl Tls {
+    /// Connects and completes the handshake; Err with the reason when it fails.
+    fn connect(
+        addr: SocketAddr,
+        sni: Option<&str>,
+        cfg: &Arc<ClientConfig>,
+    ) -> Result<Tls, String> {
+        let name = match sni {
+            Some(n) => ServerName::try_from(n.to_string()).unwrap(),
+            None => ServerName::IpAddress(addr.ip().into()),
+        };
+        let conn = ClientConnection::new(cfg.clone(), name).map_err(|e| e.to_string())?;
+        let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).map_err(|e| e.to_string())?;
+        }
+        Ok(Tls { conn: s })
+    }
+
+    fn served_cert(&self) -> Vec<u8> {
+        self.conn
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .unwrap_or_default()
+    }
+
+    /// One request on this connection; the parsed response or the error text.
+    fn request(&mut self, raw: &str) -> Result<Response, String> {
+        self.conn
+            .write_all(raw.as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.conn.flush().map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(r) = parse_response(&buf) {
+                return Ok(r);
+            }
+            match self.conn.read(&mut chunk) {
+                Ok(0) => return Err(format!("closed after {} bytes", buf.len())),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    fn get(&mut self, path: &str, extra: &str) -> Result<Response, String> {
+        self.request(&format!(
+            "GET {path} HTTP/1.1\r\nHost: a.test\r\n{extra}\r\n"
+        ))
+    }
+}
+
+/// A complete response with a Content-Length body at the front of `buf`.
+fn parse_response(buf: &[u8]) -> Option<Response> {
+    let end = find(buf, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    if buf.len() < end + len {
+        return None;
+    }
+    Some(Response {
+        status,
+        reason: String::new(),
+        version: "HTTP/1.1".into(),
+        headers,
+        body: buf[end..end + len].to_vec(),
+        head,
+    })
+}
+
+/// The address of the listener logged as `https`.
+fn tls_addr(gw: &Gateway) -> SocketAddr {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let log = gw.stderr_text();
+        if let Some(a) = log.lines().filter(|l| l.contains("(https;")).find_map(|l| {
+            l.split("listening on ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        }) {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no https listener in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Setup {
+    dir: Dir,
+    dir_path: PathBuf,
+    a: Leaf,
+    wild: Leaf,
+    c: Leaf,
+    client_ca: Ca,
+}
+
+/// Server certificates a.test (+127.0.0.1, the default), *.b.test and c.test, and a CA
+/// for client certificates; `tls_extra` is added to the listener's tls table.
+fn setup(tag: &str, tls_extra: &str, origin: &Origin, route_extra: &str) -> (Setup, String) {
+    let dir = Dir::new(tag);
+    let server_ca = ca("server CA");
+    let a = leaf(&server_ca, &["a.test", "127.0.0.1"], "a.test", false, 1);
+    let wild = leaf(&server_ca, &["*.b.test"], "b", false, 2);
+    let c = leaf(&server_ca, &["c.test"], "c.test", false, 3);
+    for (n, l) in [("a", &a), ("wild", &wild), ("c", &c)] {
+        dir.write(&format!("{n}.pem"), &l.cert_pem);
+        dir.write(&format!("{n}.key"), &l.key_pem);
+    }
+    let client_ca = ca("client CA");
+    dir.write("client-ca.pem", &client_ca.cert.pem());
+    let config = format!(
+        "[server]\nworkers = 1\n\n\
+         [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n{route_extra}\n\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [listeners.tls]\n\
+         certificates = [{{ cert_file = \"a.pem\", key_file = \"a.key\" }}, \
+         {{ cert_file = \"wild.pem\", key_file = \"wild.key\" }}, \
+         {{ cert_file = \"c.pem\", key_file = \"c.key\" }}]\n{tls_extra}\n",
+        origin.addr()
+    );
+    let path = dir.path().to_path_buf();
+    (
+        Setup {
+            dir,
+            dir_path: path,
+            a,
+            wild,
+            c,
+            client_ca,
+        },
+        config,
+    )
+}
+
+/// Starts ringway with the config file inside the setup's directory (relative key paths).
+fn start(s: &Setup, config: &str, driver: Driver) -> Gateway {
+    Gateway::start_in(config, driver, &s.dir_path)
+}
+
+both_drivers! {
+    fn sni_picks_the_certificate_and_unknown_names_get_the_default(driver) {
+        let origin = Origin::ok("hello");
+        let (s, cfg) = setup("sni", "", &origin, "");
+        let gw = start(&s, &cfg, driver);
+        let addr = tls_addr(&gw);
+        let client = client_config(&all_versions(), None);
+        for (sni, want) in [
+            (Some("a.test"), &s.a.der),
+            (Some("x.b.test"), &s.wild.der),
+            (Some("C.TEST"), &s.c.der),
+            (Some("unknown.test"), &s.a.der),
+            (Some("y.x.b.test"), &s.a.der),
+            (None, &s.a.der),
+        ] {
+            let t = Tls::connect(addr, sni, &client).unwrap_or_else(|e| panic!("{sni:?}: {e}"));
+            assert!(t.served_cert() == *want, "{sni:?} got another certificate");
+        }
+        let mut t = Tls::connect(addr, Some("a.test"), &client).unwrap();
+        assert_eq!(t.conn.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let r = t.get("/x", "").unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"hello");
+        // Keep-alive over TLS.
+        assert_eq!(t.get("/y", "").unwrap().status, 200);
+        let seen = origin.wait_requests(2);
+        assert_eq!(seen[0].header("x-forwarded-proto"), Some("https"));
+        assert_eq!(seen[1].target, "/y");
+    }
+
+    fn unknown_names_can_be_refused(driver) {
+        let origin = Origin::ok("hello");
+        let (s, cfg) = setup("refuse", "unknown_sni = \"refuse\"", &origin, "");
+        let gw = start(&s, &cfg, driver);
+        let addr = tls_addr(&gw);
+        let client = client_config(&all_versions(), None);
+        assert!(Tls::connect(addr, Some("unknown.test"), &client).is_err());
+        assert!(Tls::connect(addr, None, &client).is_err());
+        assert!(Tls::connect(addr, Some("c.test"), &client).is_ok());
+    }
+
+    fn tls13_only_refuses_tls12_clients(driver) {
+        let origin = Origin::ok("hello");
+        let (s, cfg) = setup("v13", "min_version = \"1.3\"", &origin, "");
+        let gw = start(&s, &cfg, driver);
+        let addr = tls_addr(&gw);
+        let v12 = client_config(&[&rustls::version::TLS12], None);
+        let v13 = client_config(&[&rustls::version::TLS13], None);
+        assert!(Tls::connect(addr, Some("a.test"), &v12).is_err());
+        let t = Tls::connect(addr, Some("a.test"), &v13).unwrap();
+        assert_eq!(t.conn.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+        drop(gw);
+        // The default accepts TLS 1.2 too.
+        let (s, cfg) = setup("v12", "", &origin, "");
+        let gw = start(&s, &cfg, driver);
+        let mut t = Tls::connect(tls_addr(&gw), Some("a.test"), &v12).unwrap();
+        assert_eq!(t.conn.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+        assert_eq!(t.get("/", "").unwrap().status, 200);
+    }
+
+    fn session_tickets_resume_across_workers(driver) {
+        let origin = Origin::ok("hello");
+        let (s, cfg) = setup("resume", "", &origin, "");
+        let gw = start(&s, &cfg.replace("workers = 1", "workers = 2"), driver);
+        let addr = tls_addr(&gw);
+        let client = client_config(&[&rustls::version::TLS13], None);
+        let mut first = Tls::connect(addr, Some("a.test"), &client).unwrap();
+        // The ticket arrives after the handshake: a request makes the client read it.
+        assert_eq!(first.get("/", "").unwrap().status, 200);
+        let mut resumed = 0;
+        for _ in 0..8 {
+            let mut t = Tls::connect(addr, Some("a.test"), &client).unwrap();
+            if t.conn.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                resumed += 1;
+            }
+            assert_eq!(t.get("/", "").unwrap().status, 200);
+        }
+        // Connections land on both workers; every one resumes with a ticket from either.
+        assert_eq!(resumed, 8);
+    }
+
+    fn client_certificates_are_verified_and_become_the_identity(driver) {
+        let origin = Origin::ok("hello");
+        let (s, mut cfg) = setup(
+            "mtls",
+            "client_auth = { ca_file = \"client-ca.pem\", crl_files = [\"client.crl\"] }",
+            &origin,
+            "access = { auth = [\"mtls\"], consumers = [\"client-a\"] }",
+        );
+        cfg.push_str("\n[[consumers]]\nname = \"client-a\"\ngroups = [\"machines\"]\n");
+        let good = leaf(&s.client_ca, &["client-a.test"], "client-a", true, 10);
+        let other = leaf(&s.client_ca, &["client-b.test"], "client-b", true, 11);
+        let revoked = leaf(&s.client_ca, &["client-a.test"], "client-a", true, 12);
+        let stranger = leaf(&ca("another CA"), &["client-a.test"], "client-a", true, 13);
+        let crl = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(12u64),
+                revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&s.client_ca.cert, &s.client_ca.key)
+        .unwrap();
+        std::fs::write(s.dir_path.join("client.crl"), crl.pem().unwrap()).unwrap();
+        let gw = start(&s, &cfg, driver);
+        let addr = tls_addr(&gw);
+        let try_get = |cert: Option<&Leaf>| -> Result<Response, String> {
+            let mut t = Tls::connect(addr, Some("a.test"), &client_config(&all_versions(), cert))?;
+            t.get("/", "X-Client-Cert-Identity: forged\r\n")
+        };
+        // Required: no certificate, a stranger's, or a revoked one never get a response.
+        assert!(try_get(None).is_err());
+        assert!(try_get(Some(&stranger)).is_err());
+        assert!(try_get(Some(&revoked)).is_err());
+        let r = try_get(Some(&good)).unwrap();
+        assert_eq!(r.status, 200);
+        // A valid certificate of a consumer the route does not allow.
+        assert_eq!(try_get(Some(&other)).unwrap().status, 403);
+        let seen = origin.wait_requests(1);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].header_all("x-client-cert-identity"), vec!["client-a"]);
+        assert_eq!(seen[0].header("x-consumer"), Some("client-a"));
+        assert_eq!(seen[0].header("x-consumer-groups"), Some("machines"));
+        drop(gw);
+
+        // Optional: without a certificate the connection works, but the route refuses.
+        let cfg = cfg.replace("crl_files", "mode = \"optional\", crl_files");
+        let gw = start(&s, &cfg, driver);
+        let addr = tls_addr(&gw);
+        let mut t = Tls::connect(addr, Some("a.test"), &client_config(&all_versions(), None)).unwrap();
+        assert_eq!(t.get("/", "").unwrap().status, 403);
+        let mut t = Tls::connect(addr, Some("a.test"), &client_config(&all_versions(), Some(&good))).unwrap();
+        assert_eq!(t.get("/", "").unwrap().status, 200);
+    }
+
+    fn certificates_reload_while_connections_stay_open(driver) {
+        let origin = Origin::ok("hello");
+        let (s, cfg) = setup("reload", "", &origin, "");
+        let gw = start(&s, &cfg, driver);
+        let addr = tls_addr(&gw);
+        let client = client_config(&all_versions(), None);
+        let mut open = Tls::connect(addr, Some("a.test"), &client).unwrap();
+        assert_eq!(open.get("/", "").unwrap().status, 200);
+        assert!(open.served_cert() == s.a.der);
+
+        // New files for a.test, written atomically; the change is noticed within a second.
+        let renewed = leaf(&ca("renewed CA"), &["a.test", "127.0.0.1"], "a.test", false, 99);
+        s.dir.write("a.key", &renewed.key_pem);
+        s.dir.write("a.pem", &renewed.cert_pem);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let t = Tls::connect(addr, Some("a.test"), &client).unwrap();
+            if t.served_cert() == renewed.der {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not reloaded:\n{}", gw.stderr_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(gw.stderr_text().contains("tls certificates reloaded"));
+        // The connection opened before the reload still works.
+        assert_eq!(open.get("/again", "").unwrap().status, 200);
+
+        // A broken file keeps the current certificate in service; SIGHUP retries.
+        std::fs::write(s.dir_path.join("a.pem"), "not a certificate").unwrap();
+        send_sighup(gw.pid());
+        let deadline = Instant::now() + TIMEOUT;
+        while !gw.stderr_text().contains("not reloaded") {
+            assert!(Instant::now() < deadline, "no reload error logged:\n{}", gw.stderr_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t = Tls::connect(addr, Some("a.test"), &client).unwrap();
+        assert!(t.served_cert() == renewed.der);
+    }
+
+    fn a_plain_listener_can_redirect_to_https(driver) {
+        let origin = Origin::ok("hello");
+        let cfg = Config::new()
+            .upstream("app", &[origin.addr()])
+            .route("path_prefix = \"/\"\nupstream = \"app\"")
+            .render()
+            .replacen("listen = [\"127.0.0.1:0\"]\n", "", 1)
+            + "\n[[listeners]]\naddress = \"127.0.0.1:0\"\nredirect_https_port = 8443\n";
+        let gw = Gateway::start(&cfg, driver);
+        let r = roundtrip(gw.addr(), b"GET /x/y?q=1 HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n").unwrap();
+        assert_eq!(r.status, 301);
+        assert_eq!(r.header("location"), Some("https://example.com:8443/x/y?q=1"));
+        let r = roundtrip(gw.addr(), b"POST /f HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(r.status, 308);
+        assert_eq!(origin.requests().len(), 0);
+    }
+}
+
+/// Sends SIGHUP to a process this test started.
+fn send_sighup(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -HUP {pid}");
+}
+
+#[test]
+fn bad_certificates_are_config_errors() {
+    let dir = Dir::new("bad");
+    let a = leaf(&ca("x"), &["a.test"], "a.test", false, 1);
+    let b = leaf(&ca("y"), &["b.test"], "b.test", false, 2);
+    dir.write("a.pem", &a.cert_pem);
+    dir.write("b.key", &b.key_pem);
+    dir.write("junk.pem", "hello");
+    let cases = [
+        ("missing.pem", "b.key", "cert_file: cannot read"),
+        ("junk.pem", "b.key", "cert_file:"),
+        ("a.pem", "missing.key", "key_file:"),
+        ("a.pem", "b.key", "key_file:"),
+    ];
+    for (cert, key, want) in cases {
+        let cfg = format!(
+            "[server]\n[[listeners]]\naddress = \"127.0.0.1:0\"\ntls = {{ certificates = [{{ cert_file = \"{cert}\", key_file = \"{key}\" }}] }}\n"
+        );
+        let path = dir.write("bad.toml", &cfg);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .args(["check", "-c", &path])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cert} {key}: {err}");
+        assert!(
+            err.contains(&format!("{path}: listeners[0].tls.certificates[0].{want}")),
+            "{cert} {key}: want {want}, got {err}"
+        );
+    }
+}
