@@ -491,18 +491,14 @@ both_drivers! {
             assert!(Instant::now() < deadline, "not reloaded:\n{}", gw.stderr_text());
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(gw.stderr_text().contains("tls certificates reloaded"));
+        wait_log(&gw, "tls certificates reloaded");
         // The connection opened before the reload still works.
         assert_eq!(open.get("/again", "").unwrap().status, 200);
 
         // A broken file keeps the current certificate in service; SIGHUP retries.
         std::fs::write(s.dir_path.join("a.pem"), "not a certificate").unwrap();
         send_sighup(gw.pid());
-        let deadline = Instant::now() + TIMEOUT;
-        while !gw.stderr_text().contains("not reloaded") {
-            assert!(Instant::now() < deadline, "no reload error logged:\n{}", gw.stderr_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_log(&gw, "not reloaded");
         let t = Tls::connect(addr, Some("a.test"), &client).unwrap();
         assert!(t.served_cert() == renewed.der);
     }
@@ -522,6 +518,23 @@ both_drivers! {
         let r = roundtrip(gw.addr(), b"POST /f HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert_eq!(r.status, 308);
         assert_eq!(origin.requests().len(), 0);
+    }
+}
+
+/// Waits (bounded) for a log line containing `needle` and returns it: the log is read by
+/// another thread, so it can trail the response.
+fn wait_log(gw: &Gateway, needle: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(l) = gw.stderr_text().lines().find(|l| l.contains(needle)) {
+            return l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log:\n{}",
+            gw.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -564,5 +577,167 @@ fn bad_certificates_are_config_errors() {
             err.contains(&format!("{path}: listeners[0].tls.certificates[0].{want}")),
             "{cert} {key}: want {want}, got {err}"
         );
+    }
+}
+
+// ------------------------------------------------------------------ TLS to upstreams
+
+/// A keep-alive HTTPS origin on loopback answering every request with `body`; counts its
+/// completed handshakes. With `client_ca`, it requires a client certificate from that CA.
+struct TlsOrigin {
+    addr: SocketAddr,
+    handshakes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TlsOrigin {
+    fn start(cert: &Leaf, client_ca: Option<&Ca>, body: &'static str) -> TlsOrigin {
+        let key: PrivateKeyDer<'static> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let b = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let b = match client_ca {
+            None => b.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca.cert.der().clone()).unwrap();
+                let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .unwrap();
+                b.with_client_cert_verifier(v)
+            }
+        };
+        let config = Arc::new(
+            b.with_single_cert(vec![CertificateDer::from(cert.der.clone())], key)
+                .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = handshakes.clone();
+        std::thread::spawn(move || {
+            for sock in listener.incoming().map_while(Result::ok) {
+                let config = config.clone();
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut s = rustls::StreamOwned::new(conn, sock);
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let mut counted = false;
+                    loop {
+                        while let Some(end) = find(&buf, b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(reply.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        if !counted && !s.conn.is_handshaking() {
+                            counted = true;
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        TlsOrigin { addr, handshakes }
+    }
+}
+
+fn upstream_tls_gateway(dir: &Dir, origin: SocketAddr, tls: &str, driver: Driver) -> Gateway {
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+         [[upstreams]]\nname = \"secure\"\nservers = [\"{origin}\"]\ntls = {{ {tls} }}\n\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"secure\"\n"
+    );
+    Gateway::start_in(&cfg, driver, dir.path())
+}
+
+fn expired_leaf(ca: &Ca, names: &[&str]) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().to_vec(),
+    }
+}
+
+both_drivers! {
+    fn upstream_tls_verifies_the_backend_and_pools_connections(driver) {
+        let dir = Dir::new("up-ok");
+        let backend_ca = ca("backend CA");
+        dir.write("backend-ca.pem", &backend_ca.cert.pem());
+        let origin = TlsOrigin::start(&leaf(&backend_ca, &["127.0.0.1", "api.internal"], "api", false, 5), None, "secure hello");
+        let gw = upstream_tls_gateway(&dir, origin.addr, "ca_file = \"backend-ca.pem\"", driver);
+        let mut r = Reader::new(connect(gw.addr()));
+        for _ in 0..3 {
+            r.send(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n");
+            let resp = r.response().expect("response");
+            assert_eq!(resp.status, 200);
+            assert_eq!(resp.body, b"secure hello");
+        }
+        assert_eq!(origin.handshakes.load(std::sync::atomic::Ordering::SeqCst), 1, "pooled");
+        drop(gw);
+        // An explicit server name that the certificate holds.
+        let gw = upstream_tls_gateway(&dir, origin.addr,
+            "ca_file = \"backend-ca.pem\", server_name = \"api.internal\"", driver);
+        assert_eq!(get(gw.addr(), "/").status, 200);
+    }
+
+    fn upstream_tls_refuses_bad_backends_with_502(driver) {
+        let dir = Dir::new("up-bad");
+        let backend_ca = ca("backend CA");
+        dir.write("backend-ca.pem", &backend_ca.cert.pem());
+        let tls = "ca_file = \"backend-ca.pem\"";
+        let cases = [
+            ("unknown issuer", TlsOrigin::start(&leaf(&ca("rogue CA"), &["127.0.0.1"], "x", false, 6), None, "x"), tls, "UnknownIssuer"),
+            ("expired", TlsOrigin::start(&expired_leaf(&backend_ca, &["127.0.0.1"]), None, "x"), tls, "certificate expired"),
+            ("wrong name", TlsOrigin::start(&leaf(&backend_ca, &["127.0.0.1"], "x", false, 7), None, "x"),
+                "ca_file = \"backend-ca.pem\", server_name = \"other.internal\"", "not valid for name"),
+        ];
+        for (what, origin, tls, reason) in cases {
+            let gw = upstream_tls_gateway(&dir, origin.addr, tls, driver);
+            let r = get(gw.addr(), "/");
+            assert_eq!(r.status, 502, "{what}");
+            let line = wait_log(&gw, "connect failed: tls handshake with");
+            assert!(line.contains(reason), "{what}: {line}");
+        }
+    }
+
+    fn upstream_tls_presents_a_client_certificate(driver) {
+        let dir = Dir::new("up-mtls");
+        let backend_ca = ca("backend CA");
+        let gateway_ca = ca("gateway CA");
+        dir.write("backend-ca.pem", &backend_ca.cert.pem());
+        let mine = leaf(&gateway_ca, &["gateway.internal"], "gateway", true, 8);
+        dir.write("gw.pem", &mine.cert_pem);
+        dir.write("gw.key", &mine.key_pem);
+        let origin = TlsOrigin::start(&leaf(&backend_ca, &["127.0.0.1"], "api", false, 9), Some(&gateway_ca), "mutual");
+        let gw = upstream_tls_gateway(&dir, origin.addr,
+            "ca_file = \"backend-ca.pem\", cert_file = \"gw.pem\", key_file = \"gw.key\"", driver);
+        let r = get(gw.addr(), "/");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"mutual");
+        drop(gw);
+        let gw = upstream_tls_gateway(&dir, origin.addr, "ca_file = \"backend-ca.pem\"", driver);
+        assert_eq!(get(gw.addr(), "/").status, 502);
     }
 }

@@ -195,6 +195,11 @@ impl HeaderEdits {
 pub struct Upstream {
     pub name: String,
     pub servers: Vec<SocketAddr>,
+    /// The host part of each configured server ("api.internal" of "api.internal:443"),
+    /// the TLS server name unless `tls.server_name` is set.
+    pub hosts: Vec<String>,
+    /// TLS to the servers, when configured.
+    pub tls: Option<crate::tls::UpstreamTls>,
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
 }
@@ -204,6 +209,9 @@ impl Compiled {
     /// names once (the only I/O). Also applies the default worker count.
     pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Compiled, ConfigErrors> {
         let mut errors = Vec::new();
+        let base_dir = std::path::Path::new(file)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
         let plain = cfg
             .server
             .listen
@@ -232,7 +240,7 @@ impl Compiled {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| build_upstream(i, u, &mut errors))
+            .map(|(i, u)| build_upstream(i, u, base_dir, &mut errors))
             .collect::<Vec<_>>();
         let mut trusted_proxies = Vec::new();
         for (i, p) in cfg.server.trusted_proxies.iter().enumerate() {
@@ -262,9 +270,6 @@ impl Compiled {
                 Err(e) => errors.push(e),
             }
         }
-        let base_dir = std::path::Path::new(file)
-            .parent()
-            .unwrap_or(std::path::Path::new("."));
         let policy = Policy::build(cfg, base_dir, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors {
@@ -350,9 +355,23 @@ impl Compiled {
 fn build_upstream(
     i: usize,
     u: &UpstreamConfig,
+    base_dir: &std::path::Path,
     errors: &mut Vec<ConfigError>,
 ) -> (Upstream, String) {
     let mut servers = Vec::new();
+    let hosts = u
+        .servers
+        .iter()
+        .map(|s| {
+            let host = s.rsplit_once(':').map_or(s.as_str(), |(h, _)| h);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .collect();
+    let tls = u.tls.as_ref().and_then(|t| {
+        crate::tls::UpstreamTls::build(&format!("upstreams[{i}].tls"), t, base_dir, errors)
+    });
     for (j, s) in u.servers.iter().enumerate() {
         match s.to_socket_addrs() {
             Ok(addrs) => {
@@ -375,6 +394,8 @@ fn build_upstream(
         Upstream {
             name: u.name.clone(),
             servers,
+            hosts,
+            tls,
             keepalive: u.keepalive,
             keepalive_timeout: u.keepalive_timeout.0,
         },

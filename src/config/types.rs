@@ -131,6 +131,26 @@ pub struct UpstreamConfig {
     /// An idle pooled connection is closed after this. Default 60s.
     #[serde(default = "default_keepalive_timeout")]
     pub keepalive_timeout: Duration,
+    /// TLS to the servers; absent = plain HTTP.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA bundle the servers' certificates must chain to; default: the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Name sent as SNI and expected in the server certificate; default: the host part of
+    /// each server address (an IP address is then checked against the certificate's IPs).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Client certificate chain and key for mTLS to the backend (both or neither).
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]

@@ -94,6 +94,11 @@ impl Stream for crate::tls::TlsStream {
     const READ_CANCEL_SAFE: bool = false;
 }
 
+/// A TLS upstream connection (its socket is kept by `UpConn::with_fd`).
+impl Stream for crate::tls::UpTlsStream {
+    const READ_CANCEL_SAFE: bool = false;
+}
+
 /// An upstream connection, split once when it is opened so that reuse costs nothing.
 pub struct UpConn<C: Stream> {
     pub r: OwnedReadHalf<C>,
@@ -106,6 +111,12 @@ impl<C: Stream> UpConn<C> {
         let fd = conn.raw_fd();
         let (r, w) = conn.into_split();
         UpConn { r, w, fd }
+    }
+
+    /// A connection whose socket is `fd` (for streams that do not expose it, like TLS).
+    pub fn with_fd(conn: C, fd: RawFd) -> UpConn<C> {
+        let (r, w) = conn.into_split();
+        UpConn { r, w, fd: Some(fd) }
     }
 
     /// True if an idle connection was closed or reset by its peer (or sent stray bytes).

@@ -51,6 +51,8 @@ pub struct Shared<C: Connector> {
     config: RefCell<Rc<Compiled>>,
     pub connector: C,
     pub pool: Pool<C::Conn>,
+    /// Idle TLS upstream connections.
+    pub tls_pool: Pool<crate::tls::UpTlsStream>,
     /// Empty pipes for spliced bodies.
     pub pipes: splice::Pipes,
     /// Large body buffers, shared by the connections in turn.
@@ -87,6 +89,7 @@ impl<C: Connector> Shared<C> {
             config: RefCell::new(config),
             connector,
             pool: Pool::default(),
+            tls_pool: Pool::default(),
             pipes: splice::Pipes::default(),
             bufs: bufs::BodyBufs::default(),
             in_flight: Cell::new(0),
@@ -123,6 +126,7 @@ impl<C: Connector> Shared<C> {
     pub fn start_drain(&self) {
         self.draining.set(true);
         self.pool.clear();
+        self.tls_pool.clear();
         self.drain.notify_all();
     }
 

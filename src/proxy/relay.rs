@@ -15,17 +15,63 @@ use bytes::BufMut;
 
 use super::forward::{self, OutFraming, RequestCtx};
 use super::io::{Connector, Stream, UpConn};
+use super::pool::Pool;
 use super::request_body::{flush_upstream, pump_body, BodyState, SendFail};
 use super::response::{respond, Exchange, RespOutcome};
 use super::{ClientConn, Next};
 use crate::compiled::{Compiled, Route, Upstream};
 use crate::http::{canned, BodyFraming};
+use crate::tls::{UpTlsStream, UpstreamTls};
 
 fn is_idempotent(method: &[u8]) -> bool {
     matches!(
         method,
         b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
     )
+}
+
+/// How one kind of upstream connection is opened.
+#[allow(async_fn_in_trait)]
+pub(super) trait Open<U: Stream> {
+    /// Connects to `addr` (`host`: its configured host name, for TLS).
+    async fn open(&self, addr: SocketAddr, host: &str) -> std::io::Result<UpConn<U>>;
+}
+
+/// Plain TCP through the worker's connector.
+struct Plain<'a, C>(&'a C);
+
+impl<C: Connector> Open<C::Conn> for Plain<'_, C> {
+    async fn open(&self, addr: SocketAddr, _host: &str) -> std::io::Result<UpConn<C::Conn>> {
+        self.0.connect(addr).await.map(UpConn::new)
+    }
+}
+
+impl Open<UpTlsStream> for UpstreamTls {
+    async fn open(&self, addr: SocketAddr, host: &str) -> std::io::Result<UpConn<UpTlsStream>> {
+        let (stream, fd) = self.connect(addr, host).await?;
+        Ok(UpConn::with_fd(stream, fd))
+    }
+}
+
+/// Connects within the connect timeout (the TLS handshake included); Err is the status to
+/// answer (502/504), logged with the reason.
+async fn connect<U: Stream, O: Open<U>>(
+    cfg: &Compiled,
+    open: &O,
+    addr: SocketAddr,
+    host: &str,
+) -> Result<UpConn<U>, u16> {
+    match monoio::time::timeout(cfg.timeouts.upstream_connect, open.open(addr, host)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => {
+            log::warn!("upstream {addr}: connect failed: {e}");
+            Err(502)
+        }
+        Err(_) => {
+            log::warn!("upstream {addr}: connect timed out");
+            Err(504)
+        }
+    }
 }
 
 impl<S, C> ClientConn<S, C>
@@ -39,6 +85,30 @@ where
         route: &Route,
         upstream: usize,
         up: &Upstream,
+    ) -> Next {
+        let shared = self.shared.clone();
+        match &up.tls {
+            None => {
+                let open = Plain(&shared.connector);
+                self.proxy_on(cfg, route, upstream, up, &shared.pool, &open)
+                    .await
+            }
+            Some(tls) => {
+                self.proxy_on(cfg, route, upstream, up, &shared.tls_pool, tls)
+                    .await
+            }
+        }
+    }
+
+    /// `proxy` over one kind of upstream connection (plain or TLS), with its pool.
+    async fn proxy_on<U: Stream, O: Open<U>>(
+        &mut self,
+        cfg: &Compiled,
+        route: &Route,
+        upstream: usize,
+        up: &Upstream,
+        pool: &Pool<U>,
+        open: &O,
     ) -> Next {
         let has_body = self.head.framing != BodyFraming::None;
         if self.head.expect_continue && has_body && self.cin.buf.is_empty() {
@@ -63,16 +133,18 @@ where
         let mut tries = 0;
         let mut fresh_retry = false;
         loop {
-            let addr = up.servers[(first + tries) % n];
+            let i = (first + tries) % n;
+            let addr = up.servers[i];
+            let host = up.hosts.get(i).map_or("", String::as_str);
             let pooled = if fresh_retry {
                 None
             } else {
-                self.shared.pool.take(addr, up.keepalive_timeout, replay_ok)
+                pool.take(addr, up.keepalive_timeout, replay_ok)
             };
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => match self.connect(cfg, addr).await {
+                None => match connect(cfg, open, addr, host).await {
                     Ok(c) => c,
                     Err(status) => {
                         tries += 1;
@@ -98,9 +170,9 @@ where
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
             match self.exchange(cfg, route, &mut conn, body_deadline).await {
-                Attempt::Finished { next, pool } => {
-                    if pool {
-                        self.shared.pool.put(addr, conn, up.keepalive);
+                Attempt::Finished { next, pool: reuse } => {
+                    if reuse {
+                        pool.put(addr, conn, up.keepalive);
                     }
                     return next;
                 }
@@ -113,29 +185,13 @@ where
         }
     }
 
-    /// Connects within the connect timeout; Err is the status to answer (502/504).
-    async fn connect(&self, cfg: &Compiled, addr: SocketAddr) -> Result<UpConn<C::Conn>, u16> {
-        let fut = self.shared.connector.connect(addr);
-        match monoio::time::timeout(cfg.timeouts.upstream_connect, fut).await {
-            Ok(Ok(c)) => Ok(UpConn::new(c)),
-            Ok(Err(e)) => {
-                log::warn!("upstream {addr}: connect failed: {e}");
-                Err(502)
-            }
-            Err(_) => {
-                log::warn!("upstream {addr}: connect timed out");
-                Err(504)
-            }
-        }
-    }
-
     /// One attempt on one upstream connection: the head and the buffered body first, then
     /// the rest of the body and the response at the same time. `self.obuf` holds the head.
-    async fn exchange(
+    async fn exchange<U: Stream>(
         &mut self,
         cfg: &Compiled,
         route: &Route,
-        conn: &mut UpConn<C::Conn>,
+        conn: &mut UpConn<U>,
         body_deadline: Instant,
     ) -> Attempt {
         let has_body = self.head.framing != BodyFraming::None;

@@ -279,17 +279,19 @@ async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
             _ = shared.drain_notified() => return,
         }
         shared.release_idle_memory();
-        if shared.pool.idle_count() == 0 {
+        if shared.pool.idle_count() + shared.tls_pool.idle_count() == 0 {
             continue;
         }
         let cfg = shared.config();
-        shared.pool.sweep(|addr| {
+        let timeout = |addr| {
             cfg.upstreams
                 .iter()
                 .find(|u| u.servers.contains(&addr))
                 .map(|u| u.keepalive_timeout)
                 .unwrap_or(Duration::ZERO)
-        });
+        };
+        shared.pool.sweep(timeout);
+        shared.tls_pool.sweep(timeout);
     }
 }
 

@@ -8,6 +8,7 @@
 //! SNI name and the client certificate, then the data phase runs on `monoio_rustls`.
 
 mod certs;
+mod upstream;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 
 pub use self::certs::{client_identity, CertSet, SniResolver};
+pub use self::upstream::{UpTlsStream, UpstreamTls};
 use crate::config::{ConfigError, ConfigErrors, GatewayConfig, TlsConfig};
 
 /// A client connection after a completed handshake.

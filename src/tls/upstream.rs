@@ -1,0 +1,191 @@
+//! TLS to upstream servers: verification against a CA file or the system roots, an SNI /
+//! expected name, an optional client certificate. Built per worker with the rest of
+//! `Compiled`; connections are pooled per core like plain ones.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use monoio::net::TcpStream;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+
+use super::resolve;
+use crate::config::{ConfigError, UpstreamTlsConfig};
+
+/// An upstream connection after its handshake.
+pub type UpTlsStream = monoio_rustls::ClientTlsStream<TcpStream>;
+
+/// How to open TLS connections to one upstream's servers.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    connector: monoio_rustls::TlsConnector,
+    /// The configured name, or None to use each server's host.
+    server_name: Option<ServerName<'static>>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    match CertificateDer::pem_file_iter(path) {
+        Ok(it) => it
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+impl UpstreamTls {
+    /// `p` is the field path (`upstreams[i].tls`); problems go to `errors`.
+    pub fn build(
+        p: &str,
+        cfg: &UpstreamTlsConfig,
+        base: &Path,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<UpstreamTls> {
+        let mut roots = RootCertStore::empty();
+        match &cfg.ca_file {
+            Some(f) => match read_certs(&resolve(base, f)) {
+                Ok(certs) => {
+                    let (added, _) = roots.add_parsable_certificates(certs);
+                    if added == 0 {
+                        errors.push(ConfigError::new(
+                            format!("{p}.ca_file"),
+                            format!("{f}: no usable CA certificate"),
+                        ));
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    errors.push(ConfigError::new(format!("{p}.ca_file"), e));
+                    return None;
+                }
+            },
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    errors.push(ConfigError::new(
+                        format!("{p}.ca_file"),
+                        "no system root certificates found: set ca_file",
+                    ));
+                    return None;
+                }
+            }
+        }
+        let server_name = match &cfg.server_name {
+            Some(n) => match ServerName::try_from(n.clone()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    errors.push(ConfigError::new(
+                        format!("{p}.server_name"),
+                        format!("{n:?} is not a DNS name or IP address"),
+                    ));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions();
+        let builder = match builder {
+            Ok(b) => b.with_root_certificates(roots),
+            Err(e) => {
+                errors.push(ConfigError::new(p.to_string(), e.to_string()));
+                return None;
+            }
+        };
+        let mut config = match (&cfg.cert_file, &cfg.key_file) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(c), Some(k)) => {
+                let chain = match read_certs(&resolve(base, c)) {
+                    Ok(chain) if !chain.is_empty() => chain,
+                    Ok(_) => {
+                        errors.push(ConfigError::new(format!("{p}.cert_file"), "no certificate"));
+                        return None;
+                    }
+                    Err(e) => {
+                        errors.push(ConfigError::new(format!("{p}.cert_file"), e));
+                        return None;
+                    }
+                };
+                let key_path = resolve(base, k);
+                let key = match PrivateKeyDer::from_pem_file(&key_path) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        errors.push(ConfigError::new(
+                            format!("{p}.key_file"),
+                            format!("{}: no usable private key: {e}", key_path.display()),
+                        ));
+                        return None;
+                    }
+                };
+                match builder.with_client_auth_cert(chain, key) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errors.push(ConfigError::new(format!("{p}.key_file"), e.to_string()));
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                errors.push(ConfigError::new(
+                    p.to_string(),
+                    "set both cert_file and key_file, or neither",
+                ));
+                return None;
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(UpstreamTls {
+            connector: monoio_rustls::TlsConnector::from(config),
+            server_name,
+        })
+    }
+
+    /// Connects to `addr` (TCP_NODELAY) and completes the handshake, naming the server
+    /// `host` unless a name is configured.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+    ) -> std::io::Result<(UpTlsStream, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        let name = match &self.server_name {
+            Some(n) => n.clone(),
+            None => ServerName::try_from(host.to_string())
+                .map_err(|_| std::io::Error::other(format!("{host:?} is not a TLS server name")))?,
+        };
+        let tcp = TcpStream::connect_addr(addr).await?;
+        tcp.set_nodelay(true)?;
+        let fd = tcp.as_raw_fd();
+        let tls = self
+            .connector
+            .connect(name.clone(), tcp)
+            .await
+            .map_err(|e| {
+                let why = match e {
+                    monoio_rustls::TlsError::Io(e) => e.to_string(),
+                    monoio_rustls::TlsError::Rustls(e) => e.to_string(),
+                };
+                std::io::Error::other(format!("tls handshake with {}: {why}", name_text(&name)))
+            })?;
+        Ok((tls, fd))
+    }
+}
+
+fn name_text(n: &ServerName<'_>) -> String {
+    match n {
+        ServerName::DnsName(d) => d.as_ref().to_string(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => "the server".to_string(),
+    }
+}
