@@ -74,7 +74,8 @@ impl Dir {
     fn write(&self, name: &str, text: &str) -> String {
         let path = self.0.join(name);
         // Write then rename, as a deployment would, so a reader never sees half a file.
-        let tmp = self.0.join(format!(".{name}.tmp"));
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let tmp = path.with_file_name(format!(".{file}.tmp"));
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, &path).unwrap();
         path.display().to_string()
@@ -740,4 +741,70 @@ both_drivers! {
         let gw = upstream_tls_gateway(&dir, origin.addr, "ca_file = \"backend-ca.pem\"", driver);
         assert_eq!(get(gw.addr(), "/").status, 502);
     }
+}
+
+/// `config/tls.toml` as shipped, with generated files under certs/ and ephemeral ports.
+#[test]
+fn the_tls_example_checks_and_serves() {
+    let dir = Dir::new("example");
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    let site_ca = ca("site CA");
+    for (name, names) in [
+        ("example.com", vec!["example.com", "127.0.0.1"]),
+        ("wildcard.example.com", vec!["*.example.com"]),
+    ] {
+        let l = leaf(&site_ca, &names, name, false, 20);
+        dir.write(&format!("certs/{name}.pem"), &l.cert_pem);
+        dir.write(&format!("certs/{name}.key"), &l.key_pem);
+    }
+    let clients = ca("clients CA");
+    dir.write("certs/clients-ca.pem", &clients.cert.pem());
+    let crl = CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2020, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&clients.cert, &clients.key)
+    .unwrap();
+    dir.write("certs/clients.crl", &crl.pem().unwrap());
+    let internal = ca("internal CA");
+    dir.write("certs/internal-ca.pem", &internal.cert.pem());
+    let client = leaf(&internal, &["gateway.example.com"], "gateway", true, 21);
+    dir.write("certs/gateway-client.pem", &client.cert_pem);
+    dir.write("certs/gateway-client.key", &client.key_pem);
+
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tls.toml")).unwrap();
+    let path = dir.write("tls.toml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "-c", &path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let origin = Origin::ok("site");
+    let text = text
+        .replace("0.0.0.0:8080", "127.0.0.1:0")
+        .replace("0.0.0.0:8443", "127.0.0.1:0")
+        .replace("0.0.0.0:9443", "127.0.0.1:0")
+        .replace("127.0.0.1:9001", &origin.addr().to_string())
+        .replace("workers = 2", "workers = 1");
+    let gw = Gateway::start_in(&text, Driver::IoUring, dir.path());
+    let addr = tls_addr(&gw);
+    let mut t = Tls::connect(
+        addr,
+        Some("example.com"),
+        &client_config(&all_versions(), None),
+    )
+    .unwrap();
+    let r = t.get("/", "").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"site");
 }

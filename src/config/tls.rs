@@ -35,13 +35,11 @@ pub struct TlsConfig {
     /// ALPN protocols offered, in order. Default ["http/1.1"].
     #[serde(default = "default_alpn")]
     pub alpn: Vec<String>,
-    /// Stateless session resumption with tickets (keys made per process, shared by every
-    /// worker, rotated every `ticket_lifetime`). Default true.
+    /// Stateless session resumption with tickets: the keys are made per process, shared by
+    /// every worker and listener, and rotated every 6 hours (a ticket stays valid for up to
+    /// 12). Default true.
     #[serde(default = "default_true")]
     pub session_tickets: bool,
-    /// Default 6h.
-    #[serde(default = "default_ticket_lifetime")]
-    pub ticket_lifetime: Duration,
     /// Time allowed for the handshake. Default 10s.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout: Duration,
@@ -87,9 +85,6 @@ fn default_min_version() -> String {
 }
 fn default_alpn() -> Vec<String> {
     vec!["http/1.1".into()]
-}
-fn default_ticket_lifetime() -> Duration {
-    Duration(std::time::Duration::from_secs(6 * 3600))
 }
 fn default_handshake_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(10))

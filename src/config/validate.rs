@@ -52,7 +52,7 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
     let mut seen = HashSet::new();
     for (i, l) in s.listen.iter().enumerate() {
         match l.parse::<SocketAddr>() {
-            Ok(a) if !seen.insert(a) => e.push(
+            Ok(a) if a.port() != 0 && !seen.insert(a) => e.push(
                 format!("server.listen[{i}]"),
                 format!("{l:?} is listed twice"),
             ),
@@ -66,7 +66,7 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
     for (i, l) in cfg.listeners.iter().enumerate() {
         let p = format!("listeners[{i}]");
         match l.address.parse::<SocketAddr>() {
-            Ok(a) if !seen.insert(a) => e.push(
+            Ok(a) if a.port() != 0 && !seen.insert(a) => e.push(
                 format!("{p}.address"),
                 format!("{:?} is listed twice", l.address),
             ),
