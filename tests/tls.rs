@@ -808,3 +808,73 @@ fn the_tls_example_checks_and_serves() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"site");
 }
+
+/// The same listener seen by stock clients: `curl` (verifying against the CA) and
+/// `openssl s_client` (the certificate SNI picks). CI installs both.
+#[test]
+fn curl_and_openssl_s_client_see_the_right_certificates() {
+    for tool in ["curl", "openssl"] {
+        assert!(
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok()
+                || std::process::Command::new(tool)
+                    .arg("version")
+                    .output()
+                    .is_ok(),
+            "{tool} is not installed (.ci/run installs it)"
+        );
+    }
+    let origin = Origin::ok("hello from origin");
+    let dir = Dir::new("curl");
+    let site_ca = ca("curl CA");
+    dir.write("ca.pem", &site_ca.cert.pem());
+    let a = leaf(&site_ca, &["a.test"], "a.test", false, 30);
+    let b = leaf(&site_ca, &["*.b.test"], "wild-b", false, 31);
+    for (n, l) in [("a", &a), ("b", &b)] {
+        dir.write(&format!("{n}.pem"), &l.cert_pem);
+        dir.write(&format!("{n}.key"), &l.key_pem);
+    }
+    let cfg = format!(
+        "[server]\nworkers = 1\n[[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         tls = {{ certificates = [{{ cert_file = \"a.pem\", key_file = \"a.key\" }}, {{ cert_file = \"b.pem\", key_file = \"b.key\" }}] }}\n",
+        origin.addr()
+    );
+    let gw = Gateway::start_in(&cfg, Driver::IoUring, dir.path());
+    let port = tls_addr(&gw).port();
+    let ca_path = dir.path().join("ca.pem");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca_path)
+        .args(["--resolve", &format!("a.test:{port}:127.0.0.1")])
+        .arg(format!("https://a.test:{port}/hello"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from origin");
+
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "x.b.test", "-CAfile"])
+        .arg(&ca_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CN = wild-b") || text.contains("CN=wild-b"),
+        "{text}"
+    );
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+}
