@@ -9,11 +9,13 @@ mod policy;
 mod types;
 mod validate;
 mod validate_policy;
+mod validate_protect;
 
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::*;
 pub use types::*;
+pub use validate_protect::parse_error_status;
 
 use std::path::Path;
 
