@@ -222,7 +222,7 @@ async fn gateway_main(compiled: Compiled, listening: mpsc::Sender<SocketAddr>) {
         .expect("test thread waits for the address");
     let (stream, peer) = listener.accept().await.expect("accept");
     stream.set_nodelay(true).expect("nodelay");
-    monoio::spawn(serve(shared.clone(), stream, peer, Instant::now())).await;
+    monoio::spawn(serve(shared.clone(), stream, peer, Instant::now(), false)).await;
 }
 
 /// Starts the gateway worker thread; returns its address and a receiver that yields once

@@ -247,6 +247,8 @@ pub struct ResponseCtx<'a> {
     /// The client connection closes after this response.
     pub close: bool,
     pub client_version: Version,
+    /// `Strict-Transport-Security` value to send instead of the upstream's (TLS only).
+    pub hsts: Option<&'a [u8]>,
 }
 
 /// Appends the client response head for upstream response `resp` to `out`.
@@ -261,6 +263,12 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
         out.put_slice(reason);
     }
     out.put_slice(b"\r\n");
+    let protect = &ctx.cfg.protect;
+    match &protect.server {
+        // A route's own `response_headers` edit of `Server` wins over ours.
+        Some(server) if !ctx.edits.drops(b"server") => put_field(out, b"Server", server),
+        _ => {}
+    }
     let keep_framing_fields = ctx.framing == OutFraming::HeadersOnly;
     for i in 0..resp.headers.len() {
         let (name, value) = resp.header_at(i);
@@ -273,6 +281,8 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
             || (eq(name, b"content-length") && !keep_framing_fields)
             || eq(name, b"via")
             || ctx.edits.drops(name)
+            || protect.hides(name)
+            || (ctx.hsts.is_some() && eq(name, b"strict-transport-security"))
         {
             continue;
         }
@@ -280,6 +290,9 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
     }
     put_framing(out, ctx.framing);
     put_edits(out, ctx.edits);
+    if let Some(hsts) = ctx.hsts {
+        put_field(out, b"Strict-Transport-Security", hsts);
+    }
     if let Some(via) = &ctx.cfg.via {
         put_via(
             out,

@@ -26,7 +26,8 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 
 use crate::compiled::{Action, Compiled};
-use crate::http::{canned, parse_request, BodyFraming, RequestHead, ResponseHead};
+use crate::http::canned::{self, Canned};
+use crate::http::{parse_request, BodyFraming, RequestHead, ResponseHead};
 use crate::notify::LocalNotify;
 use crate::policy::{Denial, Grant, PolicyState};
 
@@ -172,6 +173,16 @@ impl<C: Connector> Shared<C> {
     }
 }
 
+/// Where the body of one of ringway's own responses comes from.
+#[derive(Clone, Copy)]
+enum OwnBody<'a> {
+    /// The configured error page for the status (`protect.error_pages`), else the short
+    /// default.
+    ErrorPage,
+    /// A `respond` route's body (None: the short default) and content type.
+    Given(Option<&'a [u8]>, Option<&'a [u8]>),
+}
+
 /// Counts a request as in flight until dropped.
 struct InFlight<C: Connector>(Rc<Shared<C>>);
 
@@ -201,9 +212,15 @@ enum HeadRead {
     Reject(u16),
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve<S, C>(shared: Rc<Shared<C>>, client: S, peer: SocketAddr, accepted: Instant)
-where
+/// Serves one client connection until it closes. `tls`: the client connection is TLS
+/// (only then does a route's `hsts` apply).
+pub async fn serve<S, C>(
+    shared: Rc<Shared<C>>,
+    client: S,
+    peer: SocketAddr,
+    accepted: Instant,
+    tls: bool,
+) where
     S: Stream,
     C: Connector,
 {
@@ -219,6 +236,8 @@ where
             buf: BytesMut::with_capacity(4096),
         },
         peer,
+        tls,
+        hsts: None,
         ubuf: BytesMut::new(),
         obuf: BytesMut::with_capacity(4096),
         head: RequestHead::default(),
@@ -259,6 +278,10 @@ struct ClientConn<S: Stream, C: Connector> {
     cin: ClientIn<S>,
     cout: ClientOut<S>,
     peer: SocketAddr,
+    /// The client connection is TLS.
+    tls: bool,
+    /// The current request's `Strict-Transport-Security` value (its route's, on TLS only).
+    hsts: Option<Bytes>,
     /// Upstream bytes received and not yet consumed.
     ubuf: BytesMut,
     /// Bytes being prepared for the upstream.
@@ -299,6 +322,7 @@ where
                     // nothing of it is consulted.
                     self.head.keep_alive = false;
                     self.head.method = Default::default();
+                    self.hsts = None;
                     self.reply(&cfg, status, true).await;
                     return;
                 }
@@ -381,11 +405,14 @@ where
         }
     }
 
-    /// Writes ringway's own short response. `close` forces `Connection: close`.
+    /// Writes ringway's own short response (or the configured error page for `status`).
+    /// `close` forces `Connection: close`.
     async fn reply(&mut self, cfg: &Compiled, status: u16, close: bool) -> Next {
-        self.reply_with(cfg, status, None, None, close).await
+        self.reply_full(cfg, status, OwnBody::ErrorPage, &[], close)
+            .await
     }
 
+    /// A `respond` route's answer: its own body, never an error page.
     async fn reply_with(
         &mut self,
         cfg: &Compiled,
@@ -394,7 +421,7 @@ where
         content_type: Option<&[u8]>,
         close: bool,
     ) -> Next {
-        self.reply_full(cfg, status, body, content_type, &[], close)
+        self.reply_full(cfg, status, OwnBody::Given(body, content_type), &[], close)
             .await
     }
 
@@ -406,7 +433,7 @@ where
         fields: &[(&[u8], &[u8])],
         close: bool,
     ) -> Next {
-        self.reply_full(cfg, status, None, None, fields, close)
+        self.reply_full(cfg, status, OwnBody::ErrorPage, fields, close)
             .await
     }
 
@@ -414,39 +441,82 @@ where
         &mut self,
         cfg: &Compiled,
         status: u16,
-        body: Option<&[u8]>,
-        content_type: Option<&[u8]>,
+        own: OwnBody<'_>,
         fields: &[(&[u8], &[u8])],
         close: bool,
     ) -> Next {
+        if status >= 400 {
+            self.log_answer(cfg, status);
+        }
         let close = close || !self.head.keep_alive || self.shared.is_draining();
         let keep_alive_10 = !close && self.head.version == crate::http::Version::Http10;
-        self.cout.buf.clear();
-        let head_only = self.head.is_head();
-        let ka: &[(&[u8], &[u8])] = &[(b"Connection", b"keep-alive")];
-        let extra: &[(&[u8], &[u8])] = match (keep_alive_10, fields.is_empty()) {
-            (false, _) => fields,
-            (true, true) => ka,
-            (true, false) => &[fields, ka].concat(),
+        let (body, content_type) = match own {
+            OwnBody::Given(body, content_type) => (body, content_type),
+            OwnBody::ErrorPage => match cfg.protect.error_page(status) {
+                Some(page) => (Some(&page.body[..]), Some(&page.content_type[..])),
+                None => (None, None),
+            },
         };
-        canned::write_response(
+        self.cout.buf.clear();
+        let hsts = self.hsts.clone();
+        let mut more: [(&[u8], &[u8]); 2] = [(b"", b""); 2];
+        let mut n = 0;
+        if keep_alive_10 {
+            more[n] = (b"Connection", b"keep-alive");
+            n += 1;
+        }
+        if let Some(h) = &hsts {
+            more[n] = (b"Strict-Transport-Security", h);
+            n += 1;
+        }
+        let joined;
+        let extra: &[(&[u8], &[u8])] = match (n, fields.is_empty()) {
+            (0, _) => fields,
+            (_, true) => &more[..n],
+            (_, false) => {
+                joined = [fields, &more[..n]].concat();
+                &joined
+            }
+        };
+        let canned = Canned {
             status,
             body,
             content_type,
+            server: cfg.protect.server.as_deref(),
             extra,
             close,
-            head_only,
-            &mut self.cout.buf,
-        );
+            head_only: self.head.is_head(),
+        };
+        canned::write_response(&canned, &mut self.cout.buf);
         match self.cout.flush(cfg.timeouts.write).await {
             Ok(()) if !close => Next::KeepAlive,
             _ => Next::Close,
         }
     }
 
+    /// At debug level, one line per error ringway answers itself: peer, method, target and
+    /// fields (through the redactor: no secret value, no query value) and the status.
+    /// Nothing when the head did not parse (`run` then clears the method).
+    fn log_answer(&self, cfg: &Compiled, status: u16) {
+        let h = &self.head;
+        if !log::log_enabled!(log::Level::Debug) || h.method().is_empty() {
+            return;
+        }
+        log::debug!(
+            "client {}: {} {} -> {status}; fields: {}",
+            self.peer,
+            String::from_utf8_lossy(h.method()),
+            crate::redact::target(&h.path, h.query()),
+            cfg.protect
+                .redactor
+                .fields((0..h.headers.len()).map(|i| h.header_at(i)))
+        );
+    }
+
     async fn handle(&mut self, cfg: &Rc<Compiled>) -> Next {
         let has_body = self.head.framing != BodyFraming::None;
         let route = cfg.route_for(&self.head, &mut self.path);
+        self.hsts = route.filter(|_| self.tls).and_then(|r| r.hsts.clone());
         self.grant = Grant::default();
         self.body_limit = cfg.max_body_bytes;
         if cfg.policy.is_active() {

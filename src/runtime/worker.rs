@@ -213,7 +213,7 @@ async fn accept_loop(
         let shared = shared.clone();
         let conns = conns.clone();
         monoio::spawn(async move {
-            let served = CatchPanic::new(serve(shared, stream, peer, Instant::now())).await;
+            let served = CatchPanic::new(serve(shared, stream, peer, Instant::now(), false)).await;
             if served.is_err() {
                 log::error!("connection from {peer}: task panicked; connection dropped");
             }
