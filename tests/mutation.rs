@@ -294,7 +294,7 @@ async fn run_case(
     let (near, mut far) = UnixStream::pair().map_err(|e| e.to_string())?;
     let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|_| "addr")?;
     let sent_valid = valid_prefix(&client_bytes);
-    let server = monoio::spawn(serve(shared.clone(), near, peer, Instant::now()));
+    let server = monoio::spawn(serve(shared.clone(), near, peer, Instant::now(), false));
     let (_, _) = far.write_all(client_bytes).await;
     let _ = far.shutdown().await;
     // Drain the client side so the server never blocks on a full socket.
