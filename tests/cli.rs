@@ -141,6 +141,58 @@ fn bad_policy_rules_name_the_field() {
 }
 
 #[test]
+fn bad_protect_settings_name_the_field() {
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n";
+    let route = "[[routes]]\npath_prefix = \"/\"\nrespond = { status = 200 }\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            &format!("{base}[protect.error_pages]\n\"302\" = {{ body = \"x\" }}\n"),
+            "FILE: protect.error_pages.302: \"302\" is not a status code from 400 to 599",
+        ),
+        (
+            &format!("{base}[protect.error_pages]\n\"600\" = {{ body = \"x\" }}\n"),
+            "FILE: protect.error_pages.600: \"600\" is not a status code from 400 to 599",
+        ),
+        (
+            &format!("{base}[protect.error_pages]\n\"502\" = {{ file = \"no-such-page.html\" }}\n"),
+            "FILE: protect.error_pages.502.file: cannot read ",
+        ),
+        (
+            &format!("{base}[protect.error_pages]\n\"502\" = {{ body = \"x\", file = \"y\" }}\n"),
+            "FILE: protect.error_pages.502: set exactly one of body and file",
+        ),
+        (
+            &format!("{base}[protect]\nremove_response_headers = [\"Content-Length\"]\n"),
+            "FILE: protect.remove_response_headers[0]: Content-Length is managed by ringway",
+        ),
+        (
+            &format!("{base}[protect]\nredact_headers = [\"bad name\"]\n"),
+            "FILE: protect.redact_headers[0]: \"bad name\" is not a valid field name",
+        ),
+        (
+            &format!("{base}[protect]\nserver_headr = \"x\"\n"),
+            "FILE: protect.server_headr: line 4, column 1: unknown field `server_headr`",
+        ),
+        (
+            &format!("{base}{route}hsts = {{ max_age = \"0s\" }}\n"),
+            "FILE: routes[0].hsts.max_age: must be at least 1s",
+        ),
+        (
+            &format!("{base}{route}hsts = {{ max_age = \"1y\" }}\n"),
+            "FILE: routes[0].hsts.max_age: line 6, column 20: \"1y\" is not a duration",
+        ),
+    ];
+    for (config, want) in cases {
+        let (code, stdout, stderr) = check(config);
+        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{config}\nwant: {want}\ngot: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn every_error_in_a_file_is_reported() {
     let (code, _, stderr) = check("[server]\nlisten = [\"x\"]\nworkers = 0\n[[routes]]\npath_prefix = \"a\"\nupstream = \"b\"\n");
     assert_eq!(code, 1);
