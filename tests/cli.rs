@@ -27,6 +27,18 @@ fn check(config: &str) -> (i32, String, String) {
     )
 }
 
+/// Each (config, expected line part): `ringway check` fails and prints that part.
+fn assert_each_fails(cases: &[(&str, &str)]) {
+    for (config, want) in cases {
+        let (code, stdout, stderr) = check(config);
+        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{config}\nwant: {want}\ngot: {stderr}"
+        );
+    }
+}
+
 /// `ringway check` on a shipped example; asserts success and returns stdout.
 fn check_example(name: &str) -> String {
     let path = format!("{}/config/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -104,14 +116,7 @@ fn bad_configs_report_file_field_and_reason() {
         (&format!("{base}trusted_proxies = [\"10.0.0.0/33\"]\n"), "FILE: server.trusted_proxies[0]:"),
         (&format!("{base}splice_threshold = -1\n"), "FILE: server.splice_threshold: line 3, column 20: invalid value: integer `-1`, expected u64"),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr) = check(config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
-        assert!(
-            stderr.contains(want),
-            "{config}\nwant: {want}\ngot: {stderr}"
-        );
-    }
+    assert_each_fails(cases);
 }
 
 #[test]
@@ -130,14 +135,7 @@ fn bad_policy_rules_name_the_field() {
         (&format!("{base}[auth.jwt]\nkeys = [{{ alg = \"none\", secret = \"s\" }}]\n"), "FILE: auth.jwt.keys[0].alg:"),
         ("[server]\nlisten = [\"127.0.0.1:0\"]\n[auth.api_key]\n[[consumers]]\nname = \"a\"\napi_keys = [\"plain-key\"]\n", "FILE: consumers[0].api_keys[0]:"),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr) = check(config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
-        assert!(
-            stderr.contains(want),
-            "{config}\nwant: {want}\ngot: {stderr}"
-        );
-    }
+    assert_each_fails(cases);
 }
 
 #[test]
@@ -182,14 +180,7 @@ fn bad_protect_settings_name_the_field() {
             "FILE: routes[0].hsts.max_age: line 6, column 20: \"1y\" is not a duration",
         ),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr) = check(config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
-        assert!(
-            stderr.contains(want),
-            "{config}\nwant: {want}\ngot: {stderr}"
-        );
-    }
+    assert_each_fails(cases);
 }
 
 #[test]
