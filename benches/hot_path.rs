@@ -195,6 +195,7 @@ fn encode(c: &mut Criterion) {
                 framing: OutFraming::Length(100),
                 close: false,
                 client_version: Version::Http11,
+                hsts: None,
             };
             forward::response_head(&mut out, black_box(&resp), &ctx);
             black_box(out.len())
@@ -282,6 +283,7 @@ impl Pipeline {
             framing,
             close: !self.head.keep_alive,
             client_version: self.head.version,
+            hsts: None,
         };
         forward::response_head(&mut self.client_out, &self.resp, &resp_ctx);
         self.up_out.len() + self.client_out.len()

@@ -1,8 +1,8 @@
 //! ringway: a thread-per-core HTTP/1.1 API gateway. The binary (`main.rs`) is a thin CLI
 //! over this library. Module map: `config` (the TOML a user writes), `compiled` (the per-core
 //! lookup form), `http` (sans-IO parsing and framing), `proxy` (the request pipeline),
-//! `runtime` (workers, listeners, signals), `policy` (who may call what), `logger`, `notify`,
-//! `sys` (raw syscalls).
+//! `runtime` (workers, listeners, signals), `policy` (who may call what), `logger`, `redact`
+//! (what logs may show), `notify`, `sys` (raw syscalls).
 
 pub mod compiled;
 pub mod config;
@@ -11,6 +11,7 @@ pub mod logger;
 pub mod notify;
 pub mod policy;
 pub mod proxy;
+pub mod redact;
 pub mod runtime;
 pub mod sys;
 pub mod tls;

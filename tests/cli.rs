@@ -27,6 +27,18 @@ fn check(config: &str) -> (i32, String, String) {
     )
 }
 
+/// Each (config, expected line part): `ringway check` fails and prints that part.
+fn assert_each_fails(cases: &[(&str, &str)]) {
+    for (config, want) in cases {
+        let (code, stdout, stderr) = check(config);
+        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{config}\nwant: {want}\ngot: {stderr}"
+        );
+    }
+}
+
 /// `ringway check` on a shipped example; asserts success and returns stdout.
 fn check_example(name: &str) -> String {
     let path = format!("{}/config/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -104,14 +116,7 @@ fn bad_configs_report_file_field_and_reason() {
         (&format!("{base}trusted_proxies = [\"10.0.0.0/33\"]\n"), "FILE: server.trusted_proxies[0]:"),
         (&format!("{base}splice_threshold = -1\n"), "FILE: server.splice_threshold: line 3, column 20: invalid value: integer `-1`, expected u64"),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr) = check(config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
-        assert!(
-            stderr.contains(want),
-            "{config}\nwant: {want}\ngot: {stderr}"
-        );
-    }
+    assert_each_fails(cases);
 }
 
 #[test]
@@ -130,14 +135,52 @@ fn bad_policy_rules_name_the_field() {
         (&format!("{base}[auth.jwt]\nkeys = [{{ alg = \"none\", secret = \"s\" }}]\n"), "FILE: auth.jwt.keys[0].alg:"),
         ("[server]\nlisten = [\"127.0.0.1:0\"]\n[auth.api_key]\n[[consumers]]\nname = \"a\"\napi_keys = [\"plain-key\"]\n", "FILE: consumers[0].api_keys[0]:"),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr) = check(config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}\nstderr: {stderr}");
-        assert!(
-            stderr.contains(want),
-            "{config}\nwant: {want}\ngot: {stderr}"
-        );
-    }
+    assert_each_fails(cases);
+}
+
+#[test]
+fn bad_protect_settings_name_the_field() {
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n";
+    let route = "[[routes]]\npath_prefix = \"/\"\nrespond = { status = 200 }\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            &format!("{base}[protect.error_pages]\n\"302\" = {{ body = \"x\" }}\n"),
+            "FILE: protect.error_pages.302: \"302\" is not a status code from 400 to 599",
+        ),
+        (
+            &format!("{base}[protect.error_pages]\n\"600\" = {{ body = \"x\" }}\n"),
+            "FILE: protect.error_pages.600: \"600\" is not a status code from 400 to 599",
+        ),
+        (
+            &format!("{base}[protect.error_pages]\n\"502\" = {{ file = \"no-such-page.html\" }}\n"),
+            "FILE: protect.error_pages.502.file: cannot read ",
+        ),
+        (
+            &format!("{base}[protect.error_pages]\n\"502\" = {{ body = \"x\", file = \"y\" }}\n"),
+            "FILE: protect.error_pages.502: set exactly one of body and file",
+        ),
+        (
+            &format!("{base}[protect]\nremove_response_headers = [\"Content-Length\"]\n"),
+            "FILE: protect.remove_response_headers[0]: Content-Length is managed by ringway",
+        ),
+        (
+            &format!("{base}[protect]\nredact_headers = [\"bad name\"]\n"),
+            "FILE: protect.redact_headers[0]: \"bad name\" is not a valid field name",
+        ),
+        (
+            &format!("{base}[protect]\nserver_headr = \"x\"\n"),
+            "FILE: protect.server_headr: line 4, column 1: unknown field `server_headr`",
+        ),
+        (
+            &format!("{base}{route}hsts = {{ max_age = \"0s\" }}\n"),
+            "FILE: routes[0].hsts.max_age: must be at least 1s",
+        ),
+        (
+            &format!("{base}{route}hsts = {{ max_age = \"1y\" }}\n"),
+            "FILE: routes[0].hsts.max_age: line 6, column 20: \"1y\" is not a duration",
+        ),
+    ];
+    assert_each_fails(cases);
 }
 
 #[test]

@@ -331,7 +331,7 @@ fn start(s: &Setup, config: &str, driver: Driver) -> Gateway {
 both_drivers! {
     fn sni_picks_the_certificate_and_unknown_names_get_the_default(driver) {
         let origin = Origin::ok("hello");
-        let (s, cfg) = setup("sni", "", &origin, "");
+        let (s, cfg) = setup("sni", "", &origin, "hsts = { max_age = \"1d\", include_subdomains = true }");
         let gw = start(&s, &cfg, driver);
         let addr = tls_addr(&gw);
         let client = client_config(&all_versions(), None);
@@ -351,6 +351,11 @@ both_drivers! {
         let r = t.get("/x", "").unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"hello");
+        assert_eq!(
+            r.header("strict-transport-security"),
+            Some("max-age=86400; includeSubDomains"),
+            "HSTS on a TLS connection"
+        );
         // Keep-alive over TLS.
         assert_eq!(t.get("/y", "").unwrap().status, 200);
         let seen = origin.wait_requests(2);

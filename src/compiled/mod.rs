@@ -4,9 +4,11 @@
 //! no allocation or string building per lookup. Each worker owns its own copy.
 
 mod cidr;
+mod protect;
 mod route_table;
 
 pub use cidr::Cidr;
+pub use protect::{hsts_value, ErrorPage, Protect};
 pub use route_table::{HeaderPredicate, HostMatch, PathMatch, RouteMatch, RouteTable};
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -109,6 +111,8 @@ pub struct Compiled {
     pub upstreams: Vec<Upstream>,
     /// Access control and blocking rules.
     pub policy: Policy,
+    /// What ringway hides from clients and from its logs.
+    pub protect: Protect,
     /// Route paths are matched in lowercase (their patterns were lowercased at build).
     fold_case: bool,
     table: RouteTable,
@@ -124,6 +128,8 @@ pub struct Route {
     pub rewrite: PathRewrite,
     pub request_edits: HeaderEdits,
     pub response_edits: HeaderEdits,
+    /// `Strict-Transport-Security` value, sent on TLS connections only.
+    pub hsts: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -271,6 +277,7 @@ impl Compiled {
             }
         }
         let policy = Policy::build(cfg, base_dir, &mut errors);
+        let protect = Protect::build(cfg, base_dir, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors {
                 file: file.to_string(),
@@ -319,6 +326,7 @@ impl Compiled {
             routes,
             upstreams: upstreams.into_iter().map(|(u, _)| u).collect(),
             policy,
+            protect,
             fold_case,
             table: RouteTable::build(&matches),
         })
@@ -505,6 +513,7 @@ fn build_route(
         rewrite,
         request_edits: build_edits(&r.request_headers),
         response_edits: build_edits(&r.response_headers),
+        hsts: r.hsts.as_ref().map(hsts_value),
     };
     Ok((route, m))
 }

@@ -1,4 +1,4 @@
-//! Human durations in config: "250ms", "5s", "2m", "1h" (an integer and one unit).
+//! Human durations in config: "250ms", "5s", "2m", "1h", "365d" (an integer and one unit).
 
 /// A config duration; deserialises from a string like "5s".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -7,7 +7,7 @@ pub struct Duration(pub std::time::Duration);
 impl Duration {
     pub fn parse(s: &str) -> Result<Duration, String> {
         let expected = || {
-            format!("{s:?} is not a duration: write an integer and a unit (ms, s, m, h), like \"500ms\" or \"5s\"")
+            format!("{s:?} is not a duration: write an integer and a unit (ms, s, m, h, d), like \"500ms\" or \"5s\"")
         };
         let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(expected)?;
         let (num, unit) = s.split_at(split);
@@ -20,6 +20,7 @@ impl Duration {
             "s" => std::time::Duration::from_secs(n),
             "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
             "h" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+            "d" => std::time::Duration::from_secs(n.saturating_mul(86_400)),
             _ => return Err(expected()),
         };
         Ok(Duration(d))
@@ -44,6 +45,10 @@ mod tests {
         assert_eq!(Duration::parse("5s"), Ok(Duration(D::from_secs(5))));
         assert_eq!(Duration::parse("2m"), Ok(Duration(D::from_secs(120))));
         assert_eq!(Duration::parse("1h"), Ok(Duration(D::from_secs(3600))));
+        assert_eq!(
+            Duration::parse("365d"),
+            Ok(Duration(D::from_secs(31_536_000)))
+        );
         assert_eq!(Duration::parse("0s"), Ok(Duration(D::ZERO)));
     }
 
@@ -58,6 +63,7 @@ mod tests {
             "1.5s",
             "5sec",
             "5S",
+            "5D",
             "99999999999999999999s",
         ] {
             assert!(Duration::parse(s).is_err(), "{s:?}");

@@ -10,12 +10,14 @@ mod tls;
 mod types;
 mod validate;
 mod validate_policy;
+mod validate_protect;
 
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::*;
 pub use tls::*;
 pub use types::*;
+pub use validate_protect::parse_error_status;
 
 use std::path::Path;
 
@@ -47,7 +49,12 @@ pub fn from_str(text: &str, file: &str) -> Result<GatewayConfig, ConfigErrors> {
 
 /// A TOML or schema error: "line L, column C: message", with the key path when known.
 fn syntax_error(text: &str, file: &str, path: &str, e: &toml::de::Error) -> ConfigErrors {
-    let message = e.message().trim().to_string();
+    let message = e.message().trim();
+    let message = if holds_secret(path) {
+        hide_quoted(message)
+    } else {
+        message.to_string()
+    };
     let reason = match e.span() {
         Some(span) => {
             let before = text.get(..span.start).unwrap_or(text);
@@ -61,4 +68,43 @@ fn syntax_error(text: &str, file: &str, path: &str, e: &toml::de::Error) -> Conf
         None => message,
     };
     ConfigErrors::one(file, path, reason)
+}
+
+/// Fields whose values are secrets (keys, passwords, hashes): their values are never echoed
+/// in an error message.
+fn holds_secret(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = last.split('[').next().unwrap_or(last);
+    matches!(last, "secret" | "api_keys" | "users")
+}
+
+/// `message` with every double-quoted part replaced by `"REDACTED"` (serde quotes the
+/// offending value: `invalid type: string "k3y", expected a sequence`).
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        out.push_str(if i % 2 == 1 {
+            crate::redact::REDACTED
+        } else {
+            part
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::from_str;
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_echoed() {
+        let cfg = "[server]\nlisten = [\"127.0.0.1:0\"]\n[[consumers]]\nname = \"a\"\napi_keys = \"plain-k3y\"\n";
+        let e = from_str(cfg, "f.toml").err().map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        assert!(e.contains("consumers[0].api_keys"), "{e}");
+        assert!(!e.contains("plain-k3y"), "{e}");
+    }
 }

@@ -33,6 +33,9 @@ pub struct GatewayConfig {
     /// Listeners with options (TLS, a redirect to HTTPS), after `server.listen`.
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,
+    /// What ringway hides from clients and from its logs.
+    #[serde(default)]
+    pub protect: ProtectConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -196,6 +199,90 @@ pub struct RouteConfig {
     /// Blocking rules for this route (after the global `[rules]`).
     #[serde(default)]
     pub rules: RulesConfig,
+    /// Strict-Transport-Security on this route's responses (TLS connections only).
+    #[serde(default)]
+    pub hsts: Option<HstsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HstsConfig {
+    /// `max-age`; must be above zero. Default "365d".
+    #[serde(default = "default_hsts_max_age")]
+    pub max_age: Duration,
+    /// Adds `includeSubDomains`. Default false.
+    #[serde(default)]
+    pub include_subdomains: bool,
+    /// Adds `preload`. Default false.
+    #[serde(default)]
+    pub preload: bool,
+}
+
+/// `[protect]`: backend details hidden from clients, secrets kept out of logs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectConfig {
+    /// `Server` value on every response; "" = no `Server` field. The upstream's own
+    /// `Server` is always removed. Default "ringway".
+    pub server_header: String,
+    /// Fields removed from every upstream response (case-insensitive); a list given here
+    /// replaces the default list. Default `DEFAULT_REMOVED_RESPONSE_HEADERS`.
+    pub remove_response_headers: Vec<String>,
+    /// Status ("404", "502", ...; 400 to 599) -> the page ringway sends instead of its
+    /// short default body. Default none.
+    pub error_pages: BTreeMap<String, ErrorPageConfig>,
+    /// Answer an upstream 5xx with ringway's own page for that status (its body is never
+    /// relayed). Default false.
+    pub replace_upstream_5xx: bool,
+    /// Field names whose values never appear in logs, on top of the built-in ones
+    /// (`redact::BUILT_IN`) and the API-key field. Default none.
+    pub redact_headers: Vec<String>,
+}
+
+/// Fields an upstream response loses by default (they name the backend's software).
+pub const DEFAULT_REMOVED_RESPONSE_HEADERS: [&str; 5] = [
+    "X-Powered-By",
+    "X-AspNet-Version",
+    "X-AspNetMvc-Version",
+    "X-Runtime",
+    "X-Generator",
+];
+
+/// One error page: exactly one of `body` and `file`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorPageConfig {
+    /// The page itself.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// A file relative to the config file's directory, read once when the config is built.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Default "text/html; charset=utf-8".
+    #[serde(default = "default_error_page_type")]
+    pub content_type: String,
+}
+
+impl Default for ProtectConfig {
+    fn default() -> Self {
+        ProtectConfig {
+            server_header: "ringway".into(),
+            remove_response_headers: DEFAULT_REMOVED_RESPONSE_HEADERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            error_pages: BTreeMap::new(),
+            replace_upstream_5xx: false,
+            redact_headers: Vec::new(),
+        }
+    }
+}
+
+fn default_hsts_max_age() -> Duration {
+    secs(365 * 86_400)
+}
+fn default_error_page_type() -> String {
+    "text/html; charset=utf-8".into()
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -9,7 +9,7 @@ use crate::compiled::Cidr;
 use crate::http::head::{is_field_value, is_token};
 
 /// Fields a header edit may never touch: they carry framing or belong to one hop.
-const RESERVED_FIELDS: [&str; 8] = [
+pub(super) const RESERVED_FIELDS: [&str; 8] = [
     "content-length",
     "transfer-encoding",
     "connection",
@@ -38,6 +38,7 @@ pub fn validate(cfg: &GatewayConfig) -> Vec<ConfigError> {
         route(cfg, i, r, &mut e);
     }
     super::validate_policy::validate(cfg, &mut e.0);
+    super::validate_protect::validate(cfg, &mut e.0);
     e.0
 }
 

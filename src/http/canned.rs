@@ -65,26 +65,64 @@ pub fn put_u64(out: &mut BytesMut, n: u64) {
     out.extend_from_slice(&tmp[i..]);
 }
 
-/// Appends a complete response: status line, `Server`-less head with `Content-Type:
-/// text/plain; charset=utf-8`, `Content-Length`, `Connection: close` when `close`, any
-/// `extra` fields (name, value), the empty line and the body. When `body` is None the body
-/// is `"{status} {reason}\n"`. `head_only` omits the body bytes (response to HEAD) but keeps
-/// the Content-Length. 204 and 304 get neither a body nor a Content-Length.
-pub fn write_response(
-    status: u16,
-    body: Option<&[u8]>,
-    content_type: Option<&[u8]>,
-    extra: &[(&[u8], &[u8])],
-    close: bool,
-    head_only: bool,
-    out: &mut BytesMut,
-) {
+/// One response of ringway's own (an error, a `respond` route).
+#[derive(Clone, Copy, Debug)]
+pub struct Canned<'a> {
+    pub status: u16,
+    /// None: `"{status} {reason}\n"`.
+    pub body: Option<&'a [u8]>,
+    /// None: `text/plain; charset=utf-8`.
+    pub content_type: Option<&'a [u8]>,
+    /// `Server` value; None: no `Server` field.
+    pub server: Option<&'a [u8]>,
+    /// Further fields (name, value), written after the others.
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// Adds `Connection: close`.
+    pub close: bool,
+    /// Omit the body bytes (response to HEAD) but keep the Content-Length.
+    pub head_only: bool,
+}
+
+impl<'a> Canned<'a> {
+    /// A short error: default body, no `Server`, no extra fields, kept open, with body.
+    pub fn status(status: u16) -> Canned<'a> {
+        Canned {
+            status,
+            body: None,
+            content_type: None,
+            server: None,
+            extra: &[],
+            close: false,
+            head_only: false,
+        }
+    }
+}
+
+/// Appends a complete response: status line, `Server` when set, `Content-Type`,
+/// `Content-Length`, `Connection: close` when `close`, the `extra` fields, the empty line
+/// and the body (unless `head_only`). 1xx, 204 and 304 get neither a body nor a
+/// Content-Length.
+pub fn write_response(r: &Canned<'_>, out: &mut BytesMut) {
+    let Canned {
+        status,
+        body,
+        content_type,
+        server,
+        extra,
+        close,
+        head_only,
+    } = *r;
     let reason = reason(status);
     out.extend_from_slice(b"HTTP/1.1 ");
     put_u64(out, u64::from(status));
     out.extend_from_slice(b" ");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some(server) = server {
+        out.extend_from_slice(b"Server: ");
+        out.extend_from_slice(server);
+        out.extend_from_slice(b"\r\n");
+    }
     let bodiless = status == 204 || status == 304 || status < 200;
     if !bodiless {
         out.extend_from_slice(b"Content-Type: ");

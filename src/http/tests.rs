@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 
+use super::canned::Canned;
 use super::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder};
 use super::{
     parse_request, parse_response, BodyFraming, Limits, ParseError, RequestHead, ResponseFraming,
@@ -389,22 +390,44 @@ fn chunk_headers_are_lowercase_hex() {
 #[test]
 fn canned_responses_are_complete_and_short() {
     let mut out = BytesMut::new();
-    super::canned::write_response(502, None, None, &[], true, false, &mut out);
+    let close = Canned {
+        close: true,
+        ..Canned::status(502)
+    };
+    super::canned::write_response(&close, &mut out);
     assert_eq!(
         &out[..],
         &b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n502 Bad Gateway\n"[..]
     );
     out.clear();
-    super::canned::write_response(
-        403,
-        Some(b"no"),
-        Some(b"text/x"),
-        &[],
-        false,
-        true,
-        &mut out,
-    );
+    let head_only = Canned {
+        body: Some(b"no"),
+        content_type: Some(b"text/x"),
+        head_only: true,
+        ..Canned::status(403)
+    };
+    super::canned::write_response(&head_only, &mut out);
     assert!(out.ends_with(b"Content-Length: 2\r\n\r\n"));
+}
+
+#[test]
+fn canned_responses_carry_the_configured_server_first() {
+    let mut out = BytesMut::new();
+    let r = Canned {
+        server: Some(b"edge"),
+        extra: &[(b"Allow", b"GET")],
+        ..Canned::status(405)
+    };
+    super::canned::write_response(&r, &mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 405 Method Not Allowed\r\nServer: edge\r\nContent-Type:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\nAllow: GET\r\n\r\n405 Method Not Allowed\n"),
+        "{text}"
+    );
 }
 
 /// xorshift64*, seeded: the same cases on every run.

@@ -258,6 +258,8 @@ pub struct ResponseCtx<'a> {
     /// The client connection closes after this response.
     pub close: bool,
     pub client_version: Version,
+    /// `Strict-Transport-Security` value to send instead of the upstream's (TLS only).
+    pub hsts: Option<&'a [u8]>,
 }
 
 /// Appends the client response head for upstream response `resp` to `out`.
@@ -272,6 +274,12 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
         out.put_slice(reason);
     }
     out.put_slice(b"\r\n");
+    let protect = &ctx.cfg.protect;
+    match &protect.server {
+        // A route's own `response_headers` edit of `Server` wins over ours.
+        Some(server) if !ctx.edits.drops(b"server") => put_field(out, b"Server", server),
+        _ => {}
+    }
     let keep_framing_fields = ctx.framing == OutFraming::HeadersOnly;
     for i in 0..resp.headers.len() {
         let (name, value) = resp.header_at(i);
@@ -284,6 +292,8 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
             || (eq(name, b"content-length") && !keep_framing_fields)
             || eq(name, b"via")
             || ctx.edits.drops(name)
+            || protect.hides(name)
+            || (ctx.hsts.is_some() && eq(name, b"strict-transport-security"))
         {
             continue;
         }
@@ -291,6 +301,9 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
     }
     put_framing(out, ctx.framing);
     put_edits(out, ctx.edits);
+    if let Some(hsts) = ctx.hsts {
+        put_field(out, b"Strict-Transport-Security", hsts);
+    }
     if let Some(via) = &ctx.cfg.via {
         put_via(
             out,
@@ -310,6 +323,68 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::response::parse_response_at;
+    use crate::http::Limits;
+
+    /// The client head ringway writes for `upstream` (a response head) under `config`'s
+    /// first route, with `hsts` as on a TLS connection.
+    fn client_head(config: &str, upstream: &str, hsts: Option<&[u8]>) -> String {
+        let text = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{config}");
+        let cfg = crate::config::from_str(&text, "t.toml").expect("config");
+        let cfg = Compiled::build(&cfg, "t.toml").expect("build");
+        let mut resp = ResponseHead::default();
+        parse_response_at(upstream.as_bytes(), &Limits::default(), false, &mut resp)
+            .expect("parses")
+            .expect("complete");
+        let ctx = ResponseCtx {
+            cfg: &cfg,
+            edits: &cfg.routes[0].response_edits,
+            framing: OutFraming::Length(0),
+            close: false,
+            client_version: Version::Http11,
+            hsts,
+        };
+        let mut out = BytesMut::new();
+        response_head(&mut out, &resp, &ctx);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    const ROUTE: &str = "[[routes]]\npath_prefix = \"/\"\nrespond = { status = 200 }\n";
+    const CHATTY: &str = "HTTP/1.1 200 OK\r\nServer: nginx/1.2\r\nx-powered-by: Express\r\nX-Runtime: 0.1\r\nStrict-Transport-Security: max-age=1\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn ringway_s_server_comes_first_and_the_upstream_s_software_is_dropped() {
+        let head = client_head(ROUTE, CHATTY, None);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nServer: ringway\r\nStrict-Transport-Security: max-age=1\r\n\
+             X-Kept: 1\r\nContent-Length: 0\r\nVia: 1.1 ringway\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_route_s_own_server_edit_wins_and_hsts_replaces_the_upstream_s() {
+        let route = format!("{ROUTE}response_headers = {{ set = {{ Server = \"mine\" }} }}\n");
+        let head = client_head(&route, CHATTY, Some(b"max-age=600"));
+        assert_eq!(head.matches("Server:").count(), 1, "{head}");
+        assert!(head.contains("\r\nServer: mine\r\n"), "{head}");
+        assert_eq!(
+            head.matches("Strict-Transport-Security").count(),
+            1,
+            "{head}"
+        );
+        assert!(
+            head.contains("Strict-Transport-Security: max-age=600\r\n"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn an_empty_server_header_writes_no_server_field() {
+        let config = format!("[protect]\nserver_header = \"\"\n{ROUTE}");
+        let head = client_head(&config, CHATTY, None);
+        assert!(!head.contains("Server"), "{head}");
+    }
 
     #[test]
     fn addresses_and_request_ids_are_written_like_their_display_forms() {

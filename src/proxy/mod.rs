@@ -13,6 +13,7 @@ pub mod forward;
 pub mod io;
 pub mod pool;
 mod relay;
+mod reply;
 mod request_body;
 mod response;
 pub mod splice;
@@ -26,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 
 use crate::compiled::{Action, Compiled};
-use crate::http::{canned, parse_request, BodyFraming, RequestHead, ResponseHead};
+use crate::http::{parse_request, BodyFraming, RequestHead, ResponseHead};
 use crate::notify::LocalNotify;
 use crate::policy::{Denial, Grant, PolicyState};
 
@@ -241,6 +242,7 @@ pub async fn serve<S, C>(
             buf: BytesMut::with_capacity(4096),
         },
         peer,
+        hsts: None,
         ubuf: BytesMut::new(),
         obuf: BytesMut::with_capacity(4096),
         head: RequestHead::default(),
@@ -282,6 +284,8 @@ struct ClientConn<S: Stream, C: Connector> {
     cin: ClientIn<S>,
     cout: ClientOut<S>,
     peer: SocketAddr,
+    /// The current request's `Strict-Transport-Security` value (its route's, on TLS only).
+    hsts: Option<Bytes>,
     /// Upstream bytes received and not yet consumed.
     ubuf: BytesMut,
     /// Bytes being prepared for the upstream.
@@ -323,6 +327,7 @@ where
                     // nothing of it is consulted.
                     self.head.keep_alive = false;
                     self.head.method = Default::default();
+                    self.hsts = None;
                     self.reply(&cfg, status, true).await;
                     return;
                 }
@@ -408,75 +413,13 @@ where
         }
     }
 
-    /// Writes ringway's own short response. `close` forces `Connection: close`.
-    async fn reply(&mut self, cfg: &Compiled, status: u16, close: bool) -> Next {
-        self.reply_with(cfg, status, None, None, close).await
-    }
-
-    async fn reply_with(
-        &mut self,
-        cfg: &Compiled,
-        status: u16,
-        body: Option<&[u8]>,
-        content_type: Option<&[u8]>,
-        close: bool,
-    ) -> Next {
-        self.reply_full(cfg, status, body, content_type, &[], close)
-            .await
-    }
-
-    /// ringway's own short response with extra fields (`Allow`, `WWW-Authenticate`...).
-    async fn reply_fields(
-        &mut self,
-        cfg: &Compiled,
-        status: u16,
-        fields: &[(&[u8], &[u8])],
-        close: bool,
-    ) -> Next {
-        self.reply_full(cfg, status, None, None, fields, close)
-            .await
-    }
-
-    async fn reply_full(
-        &mut self,
-        cfg: &Compiled,
-        status: u16,
-        body: Option<&[u8]>,
-        content_type: Option<&[u8]>,
-        fields: &[(&[u8], &[u8])],
-        close: bool,
-    ) -> Next {
-        let close = close || !self.head.keep_alive || self.shared.is_draining();
-        let keep_alive_10 = !close && self.head.version == crate::http::Version::Http10;
-        self.cout.buf.clear();
-        let head_only = self.head.is_head();
-        let ka: &[(&[u8], &[u8])] = &[(b"Connection", b"keep-alive")];
-        let extra: &[(&[u8], &[u8])] = match (keep_alive_10, fields.is_empty()) {
-            (false, _) => fields,
-            (true, true) => ka,
-            (true, false) => &[fields, ka].concat(),
-        };
-        canned::write_response(
-            status,
-            body,
-            content_type,
-            extra,
-            close,
-            head_only,
-            &mut self.cout.buf,
-        );
-        match self.cout.flush(cfg.timeouts.write).await {
-            Ok(()) if !close => Next::KeepAlive,
-            _ => Next::Close,
-        }
-    }
-
     async fn handle(&mut self, cfg: &Rc<Compiled>) -> Next {
         let has_body = self.head.framing != BodyFraming::None;
         if let Some(port) = self.meta.redirect_https {
             return self.redirect_https(cfg, port, has_body).await;
         }
         let route = cfg.route_for(&self.head, &mut self.path);
+        self.hsts = route.filter(|_| self.meta.tls).and_then(|r| r.hsts.clone());
         self.grant = Grant::default();
         self.body_limit = cfg.max_body_bytes;
         if cfg.policy.is_active() {
@@ -552,41 +495,5 @@ where
         };
         let fields: [(&[u8], &[u8]); 1] = [(b"Location", &location)];
         self.reply_fields(cfg, status, &fields, has_body).await
-    }
-
-    /// Answers a request the policy refused, with the fields its status calls for.
-    async fn deny(&mut self, cfg: &Compiled, denial: Denial, has_body: bool) -> Next {
-        let mut fields: Vec<(&[u8], Bytes)> = Vec::new();
-        let status = match denial {
-            Denial::Status(s) => s,
-            Denial::MethodNotAllowed(allow) => {
-                fields.push((b"Allow", allow));
-                405
-            }
-            Denial::Unauthorized(challenges) => {
-                fields.extend(
-                    challenges
-                        .into_iter()
-                        .map(|c| (&b"WWW-Authenticate"[..], c)),
-                );
-                401
-            }
-            Denial::RateLimited {
-                limit,
-                retry_after,
-                reset,
-            } => {
-                let n = |v: u64| Bytes::from(v.to_string());
-                fields.push((b"Retry-After", n(retry_after)));
-                fields.push((b"RateLimit-Limit", n(u64::from(limit))));
-                fields.push((b"RateLimit-Remaining", Bytes::from_static(b"0")));
-                fields.push((b"RateLimit-Reset", n(reset)));
-                429
-            }
-        };
-        let extra: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (*n, &v[..])).collect();
-        // A refused request's body is never read: the connection closes after the answer.
-        self.reply_fields(cfg, status, &extra, has_body || status == 413)
-            .await
     }
 }

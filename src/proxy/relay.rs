@@ -230,6 +230,7 @@ where
             draining: &self.shared.draining,
             pipes: &self.shared.pipes,
             bufs: &self.shared.bufs,
+            hsts: self.hsts.as_deref(),
             started: &started,
             // While the body still streams, the head may legitimately wait for all of it.
             head_deadline: if body_pending {

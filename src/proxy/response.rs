@@ -61,6 +61,8 @@ pub(super) struct Exchange<'a> {
     pub(super) pipes: &'a Pipes,
     /// This worker's large body buffers.
     pub(super) bufs: &'a BodyBufs,
+    /// `Strict-Transport-Security` value for this response (TLS connections only).
+    pub(super) hsts: Option<&'a [u8]>,
 }
 
 /// Reads the final response head into `resp`, skipping 1xx interim responses, and returns
@@ -139,6 +141,15 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
+    if ex.cfg.protect.replace_upstream_5xx && (500..=599).contains(&resp.status) {
+        // Its body (a stack trace, a framework's page) is never read, let alone relayed:
+        // the connection is dropped, never pooled, and the client gets ringway's own page.
+        log::debug!(
+            "upstream answered {}; sending ringway's own page instead",
+            resp.status
+        );
+        return RespOutcome::Failed(resp.status);
+    }
     let client_v = ex.head.version;
     let mut close = ex.close || ex.draining.get() || !ex.body_done.get();
     let status = resp.status;
@@ -174,6 +185,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         framing: out,
         close,
         client_version: client_v,
+        hsts: ex.hsts,
     };
     forward::response_head(&mut cout.buf, resp, &ctx);
     ex.started.set(true);

@@ -161,9 +161,11 @@ fn prefix(d: &Sha256Digest) -> u64 {
 /// `sha256:<64 hex digits>` -> the digest.
 pub(super) fn parse_sha256(s: &str) -> Result<Sha256Digest, String> {
     let bad = || {
+        // The value is not echoed: it may well be a plain key pasted by mistake.
         format!(
-            "{s:?} is not `sha256:<64 hex digits>` (store the SHA-256 of the key, e.g. \
-             `printf %s KEY | sha256sum`)"
+            "a {}-character value is not `sha256:<64 hex digits>` (store the SHA-256 of \
+             the key, e.g. `printf %s KEY | sha256sum`)",
+            s.chars().count()
         )
     };
     let hex = s.strip_prefix("sha256:").ok_or_else(bad)?.as_bytes();

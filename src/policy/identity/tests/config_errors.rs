@@ -79,6 +79,10 @@ fn a_bad_sha256_string_names_the_consumer_key() {
     let e = one_error(Path::new("/"), &cfg);
     assert_eq!(e.path, "consumers[0].api_keys[1]");
     assert!(e.reason.contains("sha256:<64 hex digits>"), "{e:?}");
+    assert!(
+        !e.reason.contains("plaintext-key"),
+        "a pasted key is echoed: {e:?}"
+    );
 }
 
 #[test]
