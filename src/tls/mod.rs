@@ -58,6 +58,19 @@ pub fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// The PEM certificates in `path`, or why not (naming the file).
+pub(crate) fn read_certs(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    match rustls::pki_types::CertificateDer::pem_file_iter(path) {
+        Ok(it) => it
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 /// Builds every listener's kind: plain for `server.listen`, then `[[listeners]]` in order.
 /// All TLS listeners share one ticketer (keys made per process, rotated by rustls).
 pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Vec<ListenerKind>, ConfigErrors> {
@@ -158,24 +171,12 @@ fn client_verifier(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+    use rustls::pki_types::CertificateRevocationListDer;
     let file = resolve(base, &ca.ca_file);
-    let certs: Vec<CertificateDer<'static>> = match CertificateDer::pem_file_iter(&file) {
-        Ok(it) => match it.collect::<Result<_, _>>() {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(ConfigError::new(
-                    format!("{path}.ca_file"),
-                    format!("{}: {e}", file.display()),
-                ));
-                return None;
-            }
-        },
+    let certs = match read_certs(&file) {
+        Ok(c) => c,
         Err(e) => {
-            errors.push(ConfigError::new(
-                format!("{path}.ca_file"),
-                format!("cannot read {}: {e}", file.display()),
-            ));
+            errors.push(ConfigError::new(format!("{path}.ca_file"), e));
             return None;
         }
     };

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use monoio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
-use super::resolve;
+use super::{read_certs, resolve};
 use crate::config::{ConfigError, UpstreamTlsConfig};
 
 /// An upstream connection after its handshake.
@@ -30,15 +30,6 @@ impl std::fmt::Debug for UpstreamTls {
         f.debug_struct("UpstreamTls")
             .field("server_name", &self.server_name)
             .finish_non_exhaustive()
-    }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    match CertificateDer::pem_file_iter(path) {
-        Ok(it) => it
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 
