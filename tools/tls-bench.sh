@@ -96,6 +96,7 @@ stop() {                  # NAME: SIGTERM, SIGKILL after 5 s, reap, forget the P
   unset "PID[$name]"
 }
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }   # utime+stime, all threads
+self_child_ticks() { sed 's/^.*) //' "/proc/$$/stat" | awk '{print $14 + $15}'; }  # waited-for children (wrk)
 calib_ms() {              # fixed CPU loop on the proxy CPU: host speed / noisy-neighbour indicator
   local a b
   a=$(date +%s%N); taskset -c "$CPU_PROXY" awk 'BEGIN{for(i=0;i<1e7;i++)s+=i}'; b=$(date +%s%N)
@@ -332,31 +333,32 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 LUA
-printf 'rep\tscenario\tproxy\tresumption\trps\tp50_us\tp99_us\trequests\terrors\tproxy_us_req\tproxy_cpu_pct\tnew_origin_conns\tcalib_ms\n' > "$RAW"
+printf 'rep\tscenario\tproxy\tresumption\trps\tp50_us\tp99_us\trequests\terrors\tproxy_us_req\tproxy_cpu_pct\twrk_us_req\tnew_origin_conns\tcalib_ms\n' > "$RAW"
 declare -A RESUME=()
 
 run_one() {               # REP SCENARIO PROXY
-  local rep=$1 scen=$2 px=$3 mode conns close hdr=() url out ca cb pa pb ta tb line cal
+  local rep=$1 scen=$2 px=$3 mode conns close hdr=() url out ca cb pa pb wa wb ta tb line cal
   read -r mode conns close <<<"${SCEN[$scen]}"
   [[ $close == 1 ]] && hdr=(-H 'Connection: close')
   url="https://127.0.0.1:${PORT[$px]}/small"
   timeout $((WARMUP + 10)) taskset -c "$CPU_LOAD" wrk -t1 -c"$conns" -d"${WARMUP}s" "${hdr[@]}" "$url" >/dev/null 2>&1 || true
   out="$OUT_DIR/wrk/$scen.$px.r$rep.txt"
   cal=$(calib_ms)
-  ca=$(origin_accepts); pa=$(cpu_ticks "${PID[$px]}"); ta=$(date +%s%N)
+  ca=$(origin_accepts); pa=$(cpu_ticks "${PID[$px]}"); wa=$(self_child_ticks); ta=$(date +%s%N)
   timeout $((DURATION + 15)) taskset -c "$CPU_LOAD" wrk -t1 -c"$conns" -d"${DURATION}s" "${hdr[@]}" \
     --latency -s "$dir/report.lua" "$url" > "$out" 2>&1 || log "wrk exited non-zero: $scen $px rep $rep"
-  tb=$(date +%s%N); pb=$(cpu_ticks "${PID[$px]}"); cb=$(origin_accepts)
+  tb=$(date +%s%N); wb=$(self_child_ticks); pb=$(cpu_ticks "${PID[$px]}"); cb=$(origin_accepts)
   line=$(grep '^WRK ' "$out" || true)
   [[ -n "$line" ]] || { log "no wrk result for $scen $px rep $rep"; return 0; }
   awk -v line="$line" -v rep="$rep" -v sc="$scen" -v px="$px" -v res="${RESUME[$px.$mode]}" -v hz="$HZ" \
-      -v ticks=$((pb - pa)) -v wall_ns=$((tb - ta)) -v acc=$(( ${cb:-0} - ${ca:-0} - 1 )) -v cal="$cal" 'BEGIN{
+      -v ticks=$((pb - pa)) -v wticks=$((wb - wa)) -v wall_ns=$((tb - ta)) -v acc=$(( ${cb:-0} - ${ca:-0} - 1 )) -v cal="$cal" 'BEGIN{
     n = split(line, kv, " "); for (i = 2; i <= n; i++) { split(kv[i], a, "="); W[a[1]] = a[2] }
     req = W["requests"]; rps = req / (W["duration_us"] / 1e6); cpu_us = ticks * 1e6 / hz
-    printf "%d\t%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%.2f\t%.0f\t%d\t%d\n", rep, sc, px, res, rps,
-      W["p50"], W["p99"], req, W["errors"], cpu_us / req, cpu_us / (wall_ns / 1e3) * 100, acc, cal
+    printf "%d\t%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%.2f\t%.0f\t%.2f\t%d\t%d\n", rep, sc, px, res, rps,
+      W["p50"], W["p99"], req, W["errors"], cpu_us / req, cpu_us / (wall_ns / 1e3) * 100,
+      wticks * 1e6 / hz / req, acc, cal
   }' >> "$RAW"
-  tail -1 "$RAW" | awk -F'\t' '{printf "  rep %s %-10s %-8s %-7s rps=%-7s p50=%sus p99=%sus proxy=%sus/req (%s%% cpu) new_origin_conns=%s err=%s\n",$1,$2,$3,$4,$5,$6,$7,$10,$11,$12,$9}' \
+  tail -1 "$RAW" | awk -F'\t' '{printf "  rep %s %-10s %-8s %-7s rps=%-7s p50=%sus p99=%sus proxy=%sus/req (%s%% cpu) wrk=%sus/req new_origin_conns=%s err=%s\n",$1,$2,$3,$4,$5,$6,$7,$10,$11,$12,$13,$9}' \
     | tee -a "$OUT_DIR/log.txt" >&2
 }
 
@@ -434,20 +436,21 @@ def ratio(s, p, k):
 reps = max(int(r["rep"]) for r in rows)
 print(f"Median of {reps} repeats x {duration} s. Proxy: 1 worker alone on its core; origin + wrk on "
       "the other. CPU-us/req = proxy utime+stime / requests. Ratios: per repeat against nginx "
-      "in the same repeat, then the median.\n")
+      "in the same repeat, then the median. Proxy CPU % well below 100 means the proxy was not "
+      "the bottleneck (wrk + origin share one core): then compare CPU-us/req, not req/s.\n")
 for s in scen:
     unit = "handshakes/s" if s.startswith("hs") else "req/s"
     print(f"### {s}: {titles.get(s, s)}\n")
     print(f"| proxy | {unit} | rps/nginx | p50 us | p99 us | proxy CPU-us/req | cpu/nginx "
-          "| proxy CPU % | resumption (s_client) | new origin conns | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+          "| proxy CPU % | wrk CPU-us/req | resumption (s_client) | new origin conns | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for p in px:
         rs = g.get((s, p))
         if not rs:
             continue
         print(f"| {p} | {med(rs, 'rps'):,.0f} | {ratio(s, p, 'rps')} | {med(rs, 'p50_us'):,.0f} | "
               f"{med(rs, 'p99_us'):,.0f} | {med(rs, 'proxy_us_req'):.1f} | {ratio(s, p, 'proxy_us_req')} | "
-              f"{med(rs, 'proxy_cpu_pct'):.0f} | {rs[0]['resumption']} | {med(rs, 'new_origin_conns'):,.0f} | "
+              f"{med(rs, 'proxy_cpu_pct'):.0f} | {med(rs, 'wrk_us_req'):.1f} | {rs[0]['resumption']} | {med(rs, 'new_origin_conns'):,.0f} | "
               f"{sum(int(r['errors']) for r in rs)} |")
     print()
 PY
