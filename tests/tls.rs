@@ -706,6 +706,15 @@ both_drivers! {
         let gw = upstream_tls_gateway(&dir, origin.addr,
             "ca_file = \"backend-ca.pem\", server_name = \"api.internal\"", driver);
         assert_eq!(get(gw.addr(), "/").status, 200);
+        drop(gw);
+        // SNI one name, the certificate checked for another.
+        let gw = upstream_tls_gateway(&dir, origin.addr,
+            "ca_file = \"backend-ca.pem\", server_name = \"front.example\", verify_name = \"api.internal\"", driver);
+        assert_eq!(get(gw.addr(), "/").status, 200);
+        drop(gw);
+        let gw = upstream_tls_gateway(&dir, origin.addr,
+            "ca_file = \"backend-ca.pem\", server_name = \"api.internal\", verify_name = \"db.internal\"", driver);
+        assert_eq!(get(gw.addr(), "/").status, 502);
     }
 
     fn upstream_tls_refuses_bad_backends_with_502(driver) {

@@ -145,10 +145,15 @@ pub struct UpstreamTlsConfig {
     /// PEM CA bundle the servers' certificates must chain to; default: the system roots.
     #[serde(default)]
     pub ca_file: Option<String>,
-    /// Name sent as SNI and expected in the server certificate; default: the host part of
-    /// each server address (an IP address is then checked against the certificate's IPs).
+    /// Name sent as SNI (and expected in the server certificate unless `verify_name` says
+    /// otherwise); default: the host part of each server address (an IP address is then
+    /// checked against the certificate's IPs, and no SNI is sent).
     #[serde(default)]
     pub server_name: Option<String>,
+    /// The name expected in the server certificate when it differs from the SNI name;
+    /// default: the SNI name.
+    #[serde(default)]
+    pub verify_name: Option<String>,
     /// Client certificate chain and key for mTLS to the backend (both or neither).
     #[serde(default)]
     pub cert_file: Option<String>,

@@ -7,9 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use monoio::net::TcpStream;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::pki_types::{PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::{read_certs, resolve};
 use crate::config::{ConfigError, UpstreamTlsConfig};
@@ -71,27 +74,47 @@ impl UpstreamTls {
                 }
             }
         }
-        let server_name = match &cfg.server_name {
+        let mut name = |field: &str, v: &Option<String>| match v {
             Some(n) => match ServerName::try_from(n.clone()) {
-                Ok(n) => Some(n),
+                Ok(n) => Ok(Some(n)),
                 Err(_) => {
                     errors.push(ConfigError::new(
-                        format!("{p}.server_name"),
+                        format!("{p}.{field}"),
                         format!("{n:?} is not a DNS name or IP address"),
                     ));
-                    return None;
+                    Err(())
                 }
             },
-            None => None,
+            None => Ok(None),
         };
-        let builder =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions();
-        let builder = match builder {
-            Ok(b) => b.with_root_certificates(roots),
+        let server_name = name("server_name", &cfg.server_name).ok()?;
+        let verify_name = name("verify_name", &cfg.verify_name).ok()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = match ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+        {
+            Ok(b) => b,
             Err(e) => {
                 errors.push(ConfigError::new(p.to_string(), e.to_string()));
                 return None;
+            }
+        };
+        let builder = match verify_name {
+            None => builder.with_root_certificates(roots),
+            Some(expect) => {
+                let inner =
+                    match WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                    {
+                        Ok(v) => v,
+                        Err(e) => {
+                            errors.push(ConfigError::new(format!("{p}.ca_file"), e.to_string()));
+                            return None;
+                        }
+                    };
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ExpectName { inner, expect }))
             }
         };
         let mut config = match (&cfg.cert_file, &cfg.key_file) {
@@ -178,5 +201,49 @@ fn name_text(n: &ServerName<'_>) -> String {
         ServerName::DnsName(d) => d.as_ref().to_string(),
         ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
         _ => "the server".to_string(),
+    }
+}
+
+/// Full WebPKI verification of the server certificate, against `expect` instead of the
+/// name sent as SNI (`verify_name`).
+#[derive(Debug)]
+struct ExpectName {
+    inner: Arc<WebPkiServerVerifier>,
+    expect: ServerName<'static>,
+}
+
+impl ServerCertVerifier for ExpectName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _sni: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.expect, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
