@@ -8,6 +8,7 @@ pub mod compiled;
 pub mod config;
 pub mod http;
 pub mod logger;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod proxy;

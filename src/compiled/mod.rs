@@ -84,6 +84,8 @@ pub struct Timeouts {
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
     pub drain: Duration,
+    /// Zero = no limit.
+    pub max_connection_age: Duration,
 }
 
 #[derive(Debug)]
@@ -317,6 +319,7 @@ impl Compiled {
                 upstream_connect: t.upstream_connect.0,
                 upstream_response: t.upstream_response.0,
                 drain: t.drain.0,
+                max_connection_age: t.max_connection_age.0,
             },
             trusted_proxies,
             via: (!cfg.server.via.is_empty())

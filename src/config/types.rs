@@ -33,9 +33,24 @@ pub struct GatewayConfig {
     /// Listeners with options (TLS, a redirect to HTTPS), after `server.listen`.
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,
+    /// The admin listener (health, readiness, metrics, config); absent = off.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// What ringway hides from clients and from its logs.
     #[serde(default)]
     pub protect: ProtectConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// "ip:port". Default "127.0.0.1:9901" (localhost only).
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9901".into()
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -81,6 +96,10 @@ pub struct ServerConfig {
     /// Default 262144 (see README, Performance).
     #[serde(default = "default_splice_threshold")]
     pub splice_threshold: u64,
+    /// Reload when the config file changes (checked every second), as on SIGHUP.
+    /// Default false.
+    #[serde(default)]
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -100,6 +119,9 @@ pub struct TimeoutsConfig {
     pub upstream_response: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may finish. Default 10s.
     pub drain: Duration,
+    /// A client connection older than this gets `Connection: close` on its next response,
+    /// so that every connection converges after a reload or upgrade. Default 0s (no limit).
+    pub max_connection_age: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -367,6 +389,7 @@ impl Default for TimeoutsConfig {
             upstream_connect: secs(5),
             upstream_response: secs(60),
             drain: secs(10),
+            max_connection_age: secs(0),
         }
     }
 }

@@ -122,6 +122,19 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
             }
         }
     }
+    if let Some(a) = &cfg.admin {
+        match a.listen.parse::<SocketAddr>() {
+            Ok(addr) if seen.contains(&addr) && addr.port() != 0 => e.push(
+                "admin.listen",
+                format!("{:?} is also a traffic listener", a.listen),
+            ),
+            Ok(_) => {}
+            Err(_) => e.push(
+                "admin.listen",
+                format!("{:?} is not an ip:port address", a.listen),
+            ),
+        }
+    }
     if let Some(w) = s.workers {
         if w == 0 || w > 1024 {
             e.push("server.workers", format!("{w} is out of range: 1 to 1024"));

@@ -69,6 +69,8 @@ pub struct Shared<C: Connector> {
     id_salt: u64,
     /// Connections that gave their buffers back since `release_idle_memory` last looked.
     shrunk: Cell<usize>,
+    /// This worker's counters (summed with the others' at scrape time).
+    pub metrics: crate::metrics::Metrics,
     /// The policy's caches and rate limiter.
     policy: RefCell<PolicyState>,
     /// Origin of the monotonic clock the rate limiter reads.
@@ -102,11 +104,19 @@ impl<C: Connector> Shared<C> {
             next_id: Cell::new(0),
             id_salt,
             shrunk: Cell::new(0),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
     pub fn config(&self) -> Rc<Compiled> {
         self.config.borrow().clone()
+    }
+
+    /// Switches to a reloaded config. Requests in flight keep the `Rc` they took; the
+    /// policy's caches and rate-limit state start afresh with the new rules.
+    pub fn set_config(&self, config: Rc<Compiled>) {
+        *self.policy.borrow_mut() = config.policy.new_state();
+        *self.config.borrow_mut() = config;
     }
 
     /// Off the request path, once a second: if connections went idle and gave their
@@ -250,6 +260,9 @@ pub async fn serve<S, C>(
         path: Vec::new(),
         grant: Grant::default(),
         body_limit: 0,
+        status: 0,
+        route_ix: None,
+        upstream_ix: None,
         meta,
     };
     conn.run(accepted).await;
@@ -298,6 +311,11 @@ struct ClientConn<S: Stream, C: Connector> {
     grant: Grant,
     /// The current request's body limit (0 = unlimited).
     body_limit: u64,
+    /// Status of ringway's own answer to the current request (0: the upstream's, in `resp`).
+    status: u16,
+    /// The current request's route and upstream, for metrics.
+    route_ix: Option<usize>,
+    upstream_ix: Option<usize>,
     meta: ConnMeta,
 }
 
@@ -319,6 +337,7 @@ where
                 Instant::now() + cfg.timeouts.header
             };
             first = false;
+            let started = deadline - cfg.timeouts.header;
             match self.read_head(&cfg, deadline).await {
                 HeadRead::Ok => {}
                 HeadRead::Closed => return,
@@ -332,10 +351,41 @@ where
                     return;
                 }
             }
-            if self.handle(&cfg).await == Next::Close {
+            let max_age = cfg.timeouts.max_connection_age;
+            if !max_age.is_zero() && accepted.elapsed() >= max_age {
+                // Old enough: this response closes the connection, so every connection
+                // converges on the current config and binary.
+                self.head.keep_alive = false;
+            }
+            self.status = 0;
+            self.route_ix = None;
+            self.upstream_ix = None;
+            let next = self.handle(&cfg).await;
+            self.count(&cfg, started);
+            if next == Next::Close {
                 return;
             }
         }
+    }
+
+    /// Adds the request just answered to this worker's metrics.
+    fn count(&self, cfg: &Compiled, started: Instant) {
+        let status = if self.status != 0 {
+            self.status
+        } else {
+            self.resp.status
+        };
+        let route = self
+            .route_ix
+            .and_then(|i| cfg.routes.get(i))
+            .map_or("", |r| r.name.as_str());
+        let upstream = self
+            .upstream_ix
+            .and_then(|i| cfg.upstreams.get(i))
+            .map_or("", |u| u.name.as_str());
+        self.shared
+            .metrics
+            .request(route, upstream, status, started.elapsed());
     }
 
     /// Waits for the next request's first bytes; false on idle timeout, EOF or drain.
@@ -419,6 +469,7 @@ where
             return self.redirect_https(cfg, port, has_body).await;
         }
         let route = cfg.route_for(&self.head, &mut self.path);
+        self.route_ix = route.map(|r| r.index);
         self.hsts = route.filter(|_| self.meta.tls).and_then(|r| r.hsts.clone());
         self.grant = Grant::default();
         self.body_limit = cfg.max_body_bytes;
@@ -437,7 +488,16 @@ where
                     }
                     self.grant = grant;
                 }
-                Err(denial) => return self.deny(cfg, denial, has_body).await,
+                Err(denial) => {
+                    let m = &self.shared.metrics;
+                    let counter = match denial {
+                        Denial::Unauthorized(_) => &m.auth_rejected,
+                        Denial::RateLimited { .. } => &m.rate_limited,
+                        Denial::Status(_) | Denial::MethodNotAllowed(_) => &m.blocked,
+                    };
+                    crate::metrics::Metrics::add(counter, 1);
+                    return self.deny(cfg, denial, has_body).await;
+                }
             }
         }
         let Some(route) = route else {
@@ -459,7 +519,10 @@ where
                     )
                     .await;
             }
-            Action::Proxy { upstream } => *upstream,
+            Action::Proxy { upstream } => {
+                self.upstream_ix = Some(*upstream);
+                *upstream
+            }
         };
         let Some(up) = cfg.upstreams.get(upstream) else {
             return self.reply(cfg, 500, true).await;

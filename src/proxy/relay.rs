@@ -169,7 +169,10 @@ where
                 client_cert: self.meta.cert.as_deref().map(|c| &c.consumer[..]),
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
-            match self.exchange(cfg, route, &mut conn, body_deadline).await {
+            let sent_at = Instant::now();
+            let attempt = self.exchange(cfg, route, &mut conn, body_deadline).await;
+            self.shared.metrics.upstream_latency(sent_at.elapsed());
+            match attempt {
                 Attempt::Finished { next, pool: reuse } => {
                     if reuse {
                         pool.put(addr, conn, up.keepalive);

@@ -66,6 +66,7 @@ where
         fields: &[(&[u8], &[u8])],
         close: bool,
     ) -> Next {
+        self.status = status;
         if status >= 400 {
             self.log_answer(cfg, status);
         }

@@ -4,8 +4,11 @@
 //! upstream pool. The main thread binds sockets, starts workers, and turns SIGTERM/SIGINT
 //! into a drain. Nothing here is on the request path.
 
+mod admin;
 mod bind;
+pub mod control;
 mod panic_guard;
+mod reload;
 mod worker;
 
 use std::sync::{mpsc, Arc};
@@ -57,6 +60,11 @@ pub fn driver_choice(configured: IoDriver) -> Result<IoDriver, RunError> {
 
 /// Serves `cfg` until SIGTERM/SIGINT, then drains and returns.
 pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
+    // Handlers first: a signal that arrives as soon as "listening on" is logged must not
+    // meet the default action (SIGHUP would end the process).
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(RunError::Signals)?;
     let first = Compiled::build(cfg, file)?;
     let workers = first.workers.max(1);
     let driver = driver_choice(first.io_driver)?;
@@ -95,7 +103,9 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut shutdowns = Vec::new();
     let mut handles = Vec::new();
+    let mut controls = control::Workers::default();
     for (id, socks) in listeners.into_iter().enumerate() {
+        let control = controls.add();
         let socks: Vec<_> = socks.into_iter().zip(kinds.iter().cloned()).collect();
         let share = worker::Share::of(id, workers, max_connections, max_in_flight);
         let core = if pin && !cores.is_empty() {
@@ -118,7 +128,9 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
                     }
                 };
                 drop(cfg);
-                worker::run(id, own, socks, share, driver, core, shutdown, ready)
+                worker::run(
+                    id, own, socks, control, share, driver, core, shutdown, ready,
+                )
             });
         match spawned {
             Ok(h) => handles.push(h),
@@ -160,8 +172,37 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
             _ => None,
         })
         .collect();
-    let reload = watch_certificates(resolvers, file.to_string())?;
-    watch_signals(shutdowns, reload)?;
+    let state = Arc::new(std::sync::Mutex::new(admin::State {
+        process: crate::metrics::Process {
+            workers,
+            config_version: 1,
+            ..Default::default()
+        },
+        file: file.to_string(),
+        ..Default::default()
+    }));
+    reload::record(&state, file);
+    if let Some(a) = &cfg.admin {
+        let listener = std::net::TcpListener::bind(&a.listen).map_err(|source| RunError::Bind {
+            addr: a
+                .listen
+                .parse()
+                .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into()),
+            source,
+        })?;
+        if let Ok(addr) = listener.local_addr() {
+            log::info!("admin listening on {addr}");
+        }
+        admin::start(listener, controls.clone(), state.clone()).map_err(RunError::Signals)?;
+    }
+    let reload = reload::start(reload::Reloader {
+        resolvers,
+        file: file.to_string(),
+        active: Arc::new(cfg.clone()),
+        workers: controls,
+        state: state.clone(),
+    })?;
+    watch_signals(signals, shutdowns, reload, state)?;
     for h in handles {
         let _ = h.join();
     }
@@ -169,60 +210,29 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Reloads TLS certificates when their files change (checked every second) or on
-/// SIGHUP (a message on the returned channel). A file that does not load keeps the old
-/// certificate in service and is logged. Handshakes in progress keep the certificate they
-/// picked; new ones get the new set.
-fn watch_certificates(
-    resolvers: Vec<std::sync::Arc<crate::tls::SniResolver>>,
-    file: String,
-) -> Result<mpsc::Sender<()>, RunError> {
-    let (tx, rx) = mpsc::channel::<()>();
-    thread::Builder::new()
-        .name("ringway-certs".into())
-        .spawn(move || loop {
-            let asked = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
-                Ok(()) => true,
-                Err(mpsc::RecvTimeoutError::Timeout) => false,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            };
-            for r in &resolvers {
-                if !asked && !r.files_changed() {
-                    continue;
-                }
-                match r.reload() {
-                    Ok(()) => log::info!("tls certificates reloaded"),
-                    Err(errors) => {
-                        let errors = crate::config::ConfigErrors {
-                            file: file.clone(),
-                            errors,
-                        };
-                        log::error!("tls certificates not reloaded, the old ones stay: {errors}");
-                    }
-                }
-            }
-        })
-        .map_err(RunError::Signals)?;
-    Ok(tx)
-}
-
 /// First SIGTERM/SIGINT starts the drain in every worker; a second one exits at once.
 /// SIGHUP reloads the TLS certificates.
-fn watch_signals(shutdowns: Vec<Shutdown>, reload: mpsc::Sender<()>) -> Result<(), RunError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(RunError::Signals)?;
+fn watch_signals(
+    mut signals: signal_hook::iterator::Signals,
+    shutdowns: Vec<Shutdown>,
+    reload: mpsc::Sender<()>,
+    state: admin::Shared,
+) -> Result<(), RunError> {
+    use signal_hook::consts::SIGHUP;
     thread::Builder::new()
         .name("ringway-signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
                 if sig == SIGHUP {
-                    log::info!("signal {sig}: reloading tls certificates");
+                    log::info!("signal {sig}: reloading the config and tls certificates");
                     let _ = reload.send(());
                     continue;
                 }
                 seen += 1;
+                if let Ok(mut s) = state.lock() {
+                    s.draining = true;
+                }
                 if seen == 1 {
                     log::info!("signal {sig}: draining (again to exit now)");
                     shutdowns.iter().for_each(Shutdown::fire);

@@ -4,16 +4,18 @@
 use std::cell::Cell;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
 use monoio::net::{TcpListener, TcpStream};
 
+use super::control::Control;
 use super::panic_guard::CatchPanic;
 use crate::compiled::Compiled;
 use crate::config::IoDriver;
+use crate::metrics::Metrics;
 use crate::notify::{LocalNotify, Shutdown};
 use crate::proxy::io::TcpConnector;
 use crate::proxy::{serve, ConnMeta, Shared};
@@ -50,6 +52,7 @@ pub fn run(
     id: usize,
     compiled: Compiled,
     socks: Vec<(StdListener, ListenerKind)>,
+    control: Receiver<Control>,
     share: Share,
     driver: IoDriver,
     core: Option<core_affinity::CoreId>,
@@ -71,7 +74,7 @@ pub fn run(
         Some(Ok(mut rt)) => {
             let msg = format!("worker {id}: io_uring driver, {cpu}");
             rt.block_on(worker_main(
-                id, compiled, socks, share, shutdown, ready, msg,
+                id, compiled, socks, control, share, shutdown, ready, msg,
             ));
         }
         Some(Err(e)) if driver == IoDriver::IoUring => {
@@ -89,7 +92,7 @@ pub fn run(
                 Ok(mut rt) => {
                     let msg = format!("worker {id}: legacy driver{why}, {cpu}");
                     rt.block_on(worker_main(
-                        id, compiled, socks, share, shutdown, ready, msg,
+                        id, compiled, socks, control, share, shutdown, ready, msg,
                     ));
                 }
                 Err(e) => {
@@ -130,10 +133,12 @@ struct Conns {
     closed: LocalNotify,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn worker_main(
     id: usize,
     compiled: Rc<Compiled>,
     socks: Vec<(StdListener, ListenerKind)>,
+    control: Receiver<Control>,
     share: Share,
     shutdown: Shutdown,
     ready: Ready,
@@ -170,6 +175,7 @@ async fn worker_main(
         }
     }
     monoio::spawn(sweep_pool(shared.clone()));
+    monoio::spawn(obey(id, shared.clone(), control));
     let _ = ready.send(Ok(started));
     shutdown.await;
     shared.start_drain();
@@ -215,17 +221,56 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         conns.open.set(conns.open.get() + 1);
+        Metrics::add(&shared.metrics.accepted, 1);
+        shared.metrics.active.set(conns.open.get() as u64);
         let shared = shared.clone();
         let conns = conns.clone();
         let kind = kind.clone();
+        let shared_after = shared.clone();
         monoio::spawn(async move {
             let served = CatchPanic::new(serve_as(kind, shared, stream, peer)).await;
             if served.is_err() {
                 log::error!("connection from {peer}: task panicked; connection dropped");
             }
             conns.open.set(conns.open.get().saturating_sub(1));
+            shared_after.metrics.active.set(conns.open.get() as u64);
             conns.closed.notify_all();
         });
+    }
+}
+
+/// Drains this worker's control channel every `control::POLL`: switches to a reloaded
+/// config (compiled here, on this core; requests in flight finish on the old one, and each
+/// keep-alive connection takes the new one at its next request), and answers metrics
+/// snapshots.
+async fn obey(id: usize, shared: Rc<Shared<TcpConnector>>, control: Receiver<Control>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(super::control::POLL) => {},
+            _ = shared.drain_notified() => return,
+        }
+        loop {
+            match control.try_recv() {
+                Ok(Control::Reload { cfg, file, done }) => {
+                    let result = match Compiled::build(&cfg, &file) {
+                        Ok(c) => {
+                            shared.set_config(Rc::new(c));
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = &result {
+                        log::error!("worker {id}: reload refused: {e}");
+                    }
+                    let _ = done.send(result);
+                }
+                Ok(Control::Snapshot(reply)) => {
+                    let _ = reply.send(shared.metrics.snapshot());
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
     }
 }
 

@@ -139,6 +139,41 @@ impl Gateway {
         self.stderr.lock().expect("stderr lock").join("\n")
     }
 
+    /// The config file this gateway was started with (tests rewrite it to reload).
+    #[allow(dead_code)]
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// Waits (bounded) until a log line contains `needle`; returns the line.
+    #[allow(dead_code)]
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(l) = self.stderr_text().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a signal (by name, e.g. "HUP") to this gateway's process.
+    #[allow(dead_code)]
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} {}", self.pid());
+    }
+
     /// Sends SIGTERM and waits for the exit status (kills after the deadline).
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;

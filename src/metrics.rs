@@ -1,0 +1,344 @@
+//! Per-core counters and histograms. Each worker updates its own `Metrics` with plain
+//! `Cell` arithmetic (no atomics, nothing shared); a scrape asks every worker for a
+//! `Snapshot` through its control channel and sums them (`Snapshot::merge`), then renders
+//! the Prometheus text format (`render`). Nothing here runs on another core's request path.
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in microseconds (Prometheus `le`).
+pub const BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram with fixed buckets (+Inf last).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    pub counts: [u64; BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts.iter()) {
+            *a += b;
+        }
+        self.sum_us += o.sum_us;
+    }
+}
+
+/// Requests of one (route, upstream) pair by status class (1xx..5xx).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteCounts {
+    pub by_class: [u64; 5],
+}
+
+/// One worker's counters.
+#[derive(Default)]
+pub struct Metrics {
+    pub accepted: Cell<u64>,
+    pub active: Cell<u64>,
+    pub bytes_in: Cell<u64>,
+    pub bytes_out: Cell<u64>,
+    pub rate_limited: Cell<u64>,
+    pub auth_rejected: Cell<u64>,
+    pub blocked: Cell<u64>,
+    /// (route name, upstream name) -> counts; a handful of entries, scanned linearly.
+    requests: RefCell<Vec<(String, String, RouteCounts)>>,
+    total: RefCell<Histogram>,
+    upstream: RefCell<Histogram>,
+}
+
+fn class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+impl Metrics {
+    /// One answered request. `upstream` is "" when none was involved.
+    pub fn request(&self, route: &str, upstream: &str, status: u16, total: Duration) {
+        let mut reqs = self.requests.borrow_mut();
+        match reqs
+            .iter_mut()
+            .find(|(r, u, _)| r == route && u == upstream)
+        {
+            Some((_, _, c)) => c.by_class[class(status)] += 1,
+            None => {
+                let mut c = RouteCounts::default();
+                c.by_class[class(status)] += 1;
+                reqs.push((route.to_string(), upstream.to_string(), c));
+            }
+        }
+        self.total.borrow_mut().observe(total);
+    }
+
+    /// Time from sending the request to the upstream's response head.
+    pub fn upstream_latency(&self, d: Duration) {
+        self.upstream.borrow_mut().observe(d);
+    }
+
+    pub fn add(c: &Cell<u64>, n: u64) {
+        c.set(c.get().wrapping_add(n));
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            accepted: self.accepted.get(),
+            active: self.active.get(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            rate_limited: self.rate_limited.get(),
+            auth_rejected: self.auth_rejected.get(),
+            blocked: self.blocked.get(),
+            requests: self.requests.borrow().clone(),
+            total: self.total.borrow().clone(),
+            upstream: self.upstream.borrow().clone(),
+            gauges: Vec::new(),
+        }
+    }
+}
+
+/// A copy of counters, sent from a worker to the scraper, and their sum.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub accepted: u64,
+    pub active: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rate_limited: u64,
+    pub auth_rejected: u64,
+    pub blocked: u64,
+    pub requests: Vec<(String, String, RouteCounts)>,
+    pub total: Histogram,
+    pub upstream: Histogram,
+    /// Extra samples: (metric name, labels, value), summed by name+labels.
+    pub gauges: Vec<(String, String, u64)>,
+}
+
+impl Snapshot {
+    pub fn merge(&mut self, o: &Snapshot) {
+        self.accepted += o.accepted;
+        self.active += o.active;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.rate_limited += o.rate_limited;
+        self.auth_rejected += o.auth_rejected;
+        self.blocked += o.blocked;
+        for (r, u, c) in &o.requests {
+            match self
+                .requests
+                .iter_mut()
+                .find(|(r2, u2, _)| r2 == r && u2 == u)
+            {
+                Some((_, _, mine)) => {
+                    for (a, b) in mine.by_class.iter_mut().zip(c.by_class.iter()) {
+                        *a += b;
+                    }
+                }
+                None => self.requests.push((r.clone(), u.clone(), c.clone())),
+            }
+        }
+        self.total.merge(&o.total);
+        self.upstream.merge(&o.upstream);
+        for (n, l, v) in &o.gauges {
+            match self
+                .gauges
+                .iter_mut()
+                .find(|(n2, l2, _)| n2 == n && l2 == l)
+            {
+                Some((_, _, mine)) => *mine += v,
+                None => self.gauges.push((n.clone(), l.clone(), *v)),
+            }
+        }
+    }
+}
+
+/// Process-wide values the main thread knows.
+#[derive(Clone, Debug, Default)]
+pub struct Process {
+    pub workers: usize,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub config_version: u64,
+}
+
+/// A label value with `\`, `"` and newlines escaped (Prometheus text format).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cum = 0;
+    for (i, b) in BUCKETS_US.iter().enumerate() {
+        cum += h.counts[i];
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+    }
+    cum += h.counts[BUCKETS_US.len()];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {cum}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+/// The Prometheus text exposition of the summed snapshot.
+pub fn render(s: &Snapshot, p: &Process) -> String {
+    let mut out = String::with_capacity(4096);
+    let _ = writeln!(
+        out,
+        "# HELP ringway_requests_total Requests answered, by route, upstream and status class.\n\
+         # TYPE ringway_requests_total counter"
+    );
+    for (route, upstream, c) in &s.requests {
+        for (i, n) in c.by_class.iter().enumerate() {
+            if *n > 0 {
+                let _ = writeln!(
+                    out,
+                    "ringway_requests_total{{route=\"{}\",upstream=\"{}\",class=\"{}xx\"}} {n}",
+                    label(route),
+                    label(upstream),
+                    i + 1
+                );
+            }
+        }
+    }
+    histogram(
+        &mut out,
+        "ringway_request_duration_seconds",
+        "Time from the request head to the end of the response.",
+        &s.total,
+    );
+    histogram(
+        &mut out,
+        "ringway_upstream_duration_seconds",
+        "Time from sending a request upstream to its response head.",
+        &s.upstream,
+    );
+    counter(
+        &mut out,
+        "ringway_connections_accepted_total",
+        "Client connections accepted.",
+        s.accepted,
+    );
+    gauge(
+        &mut out,
+        "ringway_connections_active",
+        "Client connections open.",
+        s.active,
+    );
+    counter(
+        &mut out,
+        "ringway_received_bytes_total",
+        "Bytes read from clients.",
+        s.bytes_in,
+    );
+    counter(
+        &mut out,
+        "ringway_sent_bytes_total",
+        "Bytes written to clients.",
+        s.bytes_out,
+    );
+    counter(
+        &mut out,
+        "ringway_rate_limited_total",
+        "Requests refused by a rate limit (429).",
+        s.rate_limited,
+    );
+    counter(
+        &mut out,
+        "ringway_auth_rejected_total",
+        "Requests refused for missing, invalid or unauthorised credentials (401, 403 by access).",
+        s.auth_rejected,
+    );
+    counter(
+        &mut out,
+        "ringway_blocked_total",
+        "Requests refused by a blocking rule (403, 405, 413 from rules).",
+        s.blocked,
+    );
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, labels, v) in &s.gauges {
+        if !seen.contains(&name.as_str()) {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            seen.push(name);
+        }
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+    gauge(
+        &mut out,
+        "ringway_workers",
+        "Worker threads.",
+        p.workers as u64,
+    );
+    counter(
+        &mut out,
+        "ringway_reloads_total",
+        "Successful config reloads.",
+        p.reloads_ok,
+    );
+    counter(
+        &mut out,
+        "ringway_reload_failures_total",
+        "Config reloads refused (the old config stayed).",
+        p.reloads_failed,
+    );
+    gauge(
+        &mut out,
+        "ringway_config_version",
+        "Active config version (1 at start).",
+        p.config_version,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_sum_and_render() {
+        let a = Metrics::default();
+        a.request("api", "app", 200, Duration::from_micros(300));
+        a.request("api", "app", 503, Duration::from_millis(3));
+        Metrics::add(&a.accepted, 2);
+        let b = Metrics::default();
+        b.request("api", "app", 204, Duration::from_secs(20));
+        b.request("", "", 404, Duration::from_micros(50));
+        let mut s = a.snapshot();
+        s.merge(&b.snapshot());
+        assert_eq!(s.requests.len(), 2);
+        assert_eq!(s.requests[0].2.by_class, [0, 2, 0, 0, 1]);
+        let text = render(&s, &Process::default());
+        assert!(
+            text.contains("ringway_requests_total{route=\"api\",upstream=\"app\",class=\"2xx\"} 2")
+        );
+        assert!(text.contains("ringway_request_duration_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(text.contains("ringway_request_duration_seconds_bucket{le=\"+Inf\"} 4"));
+        assert!(text.contains("ringway_request_duration_seconds_count 4"));
+        assert!(text.contains("ringway_connections_accepted_total 2"));
+    }
+}

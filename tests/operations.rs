@@ -1,0 +1,175 @@
+//! Operating ringway: hot reload (under load, a bad config refused, file watching), the
+//! admin endpoints and their metrics, and the maximum connection age. End to end over
+//! real sockets, under both I/O drivers.
+
+mod common;
+use common::*;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn versioned(origin: &Origin, body: &str, extra: &str) -> String {
+    let text = Config::new()
+        .section(extra)
+        .upstream("app", &[origin.addr()])
+        .route(&format!("name = \"main\"\npath_prefix = \"/\"\nupstream = \"app\"\nresponse_headers = {{ set = {{ \"X-Version\" = \"{body}\" }} }}"))
+        .render();
+    // Two workers for the load test: the builder writes one.
+    if extra.contains("workers = 2") {
+        text.replacen("workers = 1\n", "", 1)
+    } else {
+        text
+    }
+}
+
+/// The admin address from the log.
+fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
+    let line = gw.wait_log("admin listening on ");
+    line.split("admin listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("admin address")
+}
+
+both_drivers! {
+    fn reloading_ten_times_under_load_drops_nothing(driver) {
+        let origin = Origin::ok("ok");
+        let gw = Gateway::start(&versioned(&origin, "v0", "[server]\nworkers = 2"), driver);
+        let addr = gw.addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let mut r = Reader::new(connect(addr));
+                    while !stop.load(Ordering::SeqCst) {
+                        r.send(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n");
+                        match r.response() {
+                            Some(resp) if resp.status == 200 => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                                if resp.header("connection") == Some("close") {
+                                    r = Reader::new(connect(addr));
+                                }
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                                r = Reader::new(connect(addr));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let _guard = DumpOnPanic(&gw);
+        for v in 1..=10 {
+            std::fs::write(gw.config_path(), versioned(&origin, &format!("v{v}"), "[server]\nworkers = 2")).unwrap();
+            gw.signal("HUP");
+            gw.wait_log(&format!("config reloaded (version {})", v + 1));
+        }
+        let r = get(addr, "/after");
+        assert_eq!(r.header("x-version"), Some("v10"));
+        stop.store(true, Ordering::SeqCst);
+        for c in clients {
+            c.join().unwrap();
+        }
+        assert_eq!(failed.load(Ordering::SeqCst), 0, "requests failed during reloads");
+        assert!(ok.load(Ordering::SeqCst) > 100, "the load ran");
+    }
+
+    fn a_bad_config_is_refused_and_the_old_one_keeps_serving(driver) {
+        let origin = Origin::ok("ok");
+        let gw = Gateway::start(&versioned(&origin, "v1", ""), driver);
+        std::fs::write(gw.config_path(), "[server]\nlisten = [\"nope\"]\n[[routes]]\npath_prefix = \"x\"\n").unwrap();
+        gw.signal("HUP");
+        let line = gw.wait_log("config not reloaded");
+        assert!(line.contains("server.listen[0]") || line.contains("routes[0]"), "{line}");
+        assert_eq!(get(gw.addr(), "/").header("x-version"), Some("v1"));
+    }
+
+    fn a_watched_config_reloads_when_the_file_changes(driver) {
+        let origin = Origin::ok("ok");
+        let gw = Gateway::start(&versioned(&origin, "v1", "[server]\nwatch_config = true"), driver);
+        // Make sure the new file gets another modification time.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(gw.config_path(), versioned(&origin, "v2", "[server]\nwatch_config = true")).unwrap();
+        gw.wait_log("config reloaded (version 2)");
+        assert_eq!(get(gw.addr(), "/").header("x-version"), Some("v2"));
+    }
+
+    fn admin_endpoints_report_health_metrics_and_config(driver) {
+        let origin = Origin::ok("ok");
+        let cfg = Config::new()
+            .section("[admin]\nlisten = \"127.0.0.1:0\"\n\n[auth.api_key]\n[[consumers]]\nname = \"a\"\napi_keys = [\"sha256:0000000000000000000000000000000000000000000000000000000000000000\"]")
+            .upstream("app", &[origin.addr()])
+            .route("name = \"api\"\npath_prefix = \"/api\"\nupstream = \"app\"")
+            .route("name = \"private\"\npath_prefix = \"/private\"\nupstream = \"app\"\naccess = {}")
+            .render();
+        let gw = Gateway::start(&cfg, driver);
+        let admin = admin_addr(&gw);
+        for _ in 0..3 {
+            assert_eq!(get(gw.addr(), "/api/x").status, 200);
+        }
+        for _ in 0..2 {
+            assert_eq!(get(gw.addr(), "/nowhere").status, 404);
+        }
+        assert_eq!(get(gw.addr(), "/private").status, 401);
+        assert_eq!(get(admin, "/healthz").status, 200);
+        assert_eq!(get(admin, "/ready").status, 200);
+        assert_eq!(get(admin, "/missing").status, 404);
+        let m = get(admin, "/metrics");
+        assert_eq!(m.status, 200);
+        let text = m.body_text();
+        for want in [
+            "ringway_requests_total{route=\"api\",upstream=\"app\",class=\"2xx\"} 3",
+            "ringway_requests_total{route=\"\",upstream=\"\",class=\"4xx\"} 2",
+            "ringway_requests_total{route=\"private\",upstream=\"\",class=\"4xx\"} 1",
+            "ringway_auth_rejected_total 1",
+            "ringway_request_duration_seconds_count 6",
+            "ringway_upstream_duration_seconds_count 3",
+            "ringway_connections_accepted_total 6",
+            "ringway_config_version 1",
+            "ringway_scrape_missing_workers 0",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        let c = get(admin, "/config");
+        let v: serde_json::Value = serde_json::from_slice(&c.body).expect("json");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["sha256"].as_str().map(str::len), Some(64));
+        assert!(!c.body_text().contains("sha256:0000"), "{}", c.body_text());
+    }
+
+    fn an_old_connection_is_closed_after_max_connection_age(driver) {
+        let origin = Origin::ok("ok");
+        let gw = Gateway::start(&versioned(&origin, "v1", "[timeouts]\nmax_connection_age = \"300ms\""), driver);
+        let mut r = Reader::new(connect(gw.addr()));
+        let start = Instant::now();
+        loop {
+            r.send(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n");
+            let resp = r.response().expect("response");
+            assert_eq!(resp.status, 200);
+            if resp.header("connection") == Some("close") {
+                assert!(start.elapsed() >= Duration::from_millis(300));
+                break;
+            }
+            assert!(start.elapsed() < TIMEOUT, "never closed");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(r.closes_within(TIMEOUT));
+    }
+}
+
+/// Prints the gateway's log if the test fails (the panic message alone rarely says why).
+struct DumpOnPanic<'a>(&'a Gateway);
+
+impl Drop for DumpOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- gateway log ----\n{}", self.0.stderr_text());
+        }
+    }
+}
