@@ -29,6 +29,10 @@ enum Command {
         /// Config file (TOML).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Binary upgrade: take the listening sockets of the process serving
+        /// `server.upgrade_socket`, which then drains and exits.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate and compile the config; print a summary or every error.
     Check {
@@ -42,9 +46,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             ringway::logger::init();
-            match run(&config) {
+            match run(&config, upgrade) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e:#}");
@@ -87,9 +91,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
+fn run(path: &std::path::Path, upgrade: bool) -> anyhow::Result<()> {
     let file = path.display().to_string();
     let cfg = config::load(path)?;
-    ringway::runtime::run(&cfg, &file)?;
+    ringway::runtime::run_with(&cfg, &file, ringway::runtime::Options { upgrade })?;
     Ok(())
 }

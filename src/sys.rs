@@ -136,6 +136,108 @@ fn steer_program(n: u32) -> [libc::sock_filter; 21] {
     ]
 }
 
+/// Most listener descriptors handed over in one upgrade.
+pub const MAX_PASSED_FDS: usize = 250;
+
+/// Sends `fds` over the connected Unix stream `sock` with SCM_RIGHTS, along with `data`
+/// (at least one byte, as the kernel requires for ancillary data).
+pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+    if fds.len() > MAX_PASSED_FDS || data.is_empty() {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    let payload = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; zero is a valid initial value for every field.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` points at `control`, which is CMSG_SPACE(payload) bytes long, so the
+    // first header and its payload of `fds.len()` descriptors fit; CMSG_FIRSTHDR is non-null
+    // for a buffer that large. The copy writes exactly `payload` bytes into CMSG_DATA.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+        std::ptr::copy_nonoverlapping(
+            fds.as_ptr().cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            payload as usize,
+        );
+    }
+    // SAFETY: `sock` is a connected Unix socket the caller owns; `msg` and everything it
+    // points at (iov over `data`, `control`) live until the call returns.
+    let n = unsafe { libc::sendmsg(sock, &msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives one message with up to `MAX_PASSED_FDS` descriptors from the connected Unix
+/// stream `sock`: its bytes (up to `data.len()`) and the descriptors, each now owned by us
+/// (close-on-exec).
+pub fn recv_fds(
+    sock: RawFd,
+    data: &mut [u8],
+) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use std::os::fd::FromRawFd;
+    let payload = (MAX_PASSED_FDS * std::mem::size_of::<RawFd>()) as u32;
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; zero is a valid initial value for every field.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `sock` is a connected Unix socket the caller owns; `msg` points at `data`
+    // and `control`, both valid and writable for their lengths until the call returns.
+    let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `control` up to msg_controllen; CMSG_FIRSTHDR/NXTHDR walk
+    // only within it, and each SCM_RIGHTS payload holds (cmsg_len - CMSG_LEN(0)) / 4
+    // descriptors that the kernel just installed in this process for us to own.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let count = len / std::mem::size_of::<RawFd>();
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    fds.push(std::os::fd::OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(std::io::Error::other("too many descriptors in one message"));
+    }
+    Ok((n as usize, fds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,3 +173,83 @@ impl Drop for DumpOnPanic<'_> {
         }
     }
 }
+
+both_drivers! {
+    /// A second binary takes the listening sockets of the running one (SCM_RIGHTS over
+    /// `server.upgrade_socket`), the old one drains and exits; clients under load see no
+    /// failure (a client retries an idempotent request when an idle keep-alive connection
+    /// is closed under it, as HTTP allows).
+    fn a_binary_upgrade_hands_over_the_listeners_without_failures(driver) {
+        let origin = Origin::ok("ok");
+        let sock = std::env::temp_dir().join(format!("ringway-upgrade-{}-{}.sock", std::process::id(), driver.env()));
+        let _ = std::fs::remove_file(&sock);
+        let extra = format!("[server]\nupgrade_socket = \"{}\"", sock.display());
+        let mut old = Gateway::start(&versioned(&origin, "old", &extra), driver);
+        let addr = old.addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let mut r = Reader::new(connect(addr));
+                    let mut fresh = true;
+                    while !stop.load(Ordering::SeqCst) {
+                        r.send(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n");
+                        match r.response() {
+                            Some(resp) if resp.status == 200 => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                                fresh = false;
+                                if resp.header("connection") == Some("close") {
+                                    r = Reader::new(connect(addr));
+                                    fresh = true;
+                                }
+                            }
+                            // A reused connection closed before any answer: retry on a new one.
+                            None if !fresh => {
+                                r = Reader::new(connect(addr));
+                                fresh = true;
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                                r = Reader::new(connect(addr));
+                                fresh = true;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let wait_for = |n: usize| {
+            let deadline = Instant::now() + TIMEOUT;
+            while ok.load(Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "the load stalled at {}", ok.load(Ordering::SeqCst));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        wait_for(50);
+        let new = old.start_upgrade(driver);
+        new.wait_log("upgrade: took over");
+        old.wait_log("upgrade: the new process serves");
+        assert!(old.wait_exit().is_some(), "the old process drained and exited");
+        // Everything now goes to the new process (same address, same sockets).
+        let r = get(addr, "/after");
+        assert_eq!(r.status, 200);
+        // Keep the load going on the new process for a while.
+        wait_for(ok.load(Ordering::SeqCst) + 200);
+        stop.store(true, Ordering::SeqCst);
+        for c in clients {
+            c.join().unwrap();
+        }
+        assert_eq!(failed.load(Ordering::SeqCst), 0, "requests failed during the upgrade");
+        // The new process listens for the next upgrade.
+        new.wait_log("listening on");
+        let deadline = Instant::now() + TIMEOUT;
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "no upgrade socket from the new process");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&sock);
+    }
+}

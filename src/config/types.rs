@@ -100,6 +100,10 @@ pub struct ServerConfig {
     /// Default false.
     #[serde(default)]
     pub watch_config: bool,
+    /// Unix socket path where this process hands its listening sockets to a successor
+    /// (`ringway run --upgrade`) for a binary upgrade. Default none (off).
+    #[serde(default)]
+    pub upgrade_socket: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

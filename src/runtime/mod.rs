@@ -9,6 +9,7 @@ mod bind;
 pub mod control;
 mod panic_guard;
 mod reload;
+mod upgrade;
 mod worker;
 
 use std::sync::{mpsc, Arc};
@@ -43,6 +44,8 @@ pub enum RunError {
     Worker { id: usize, reason: String },
     #[error("signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("upgrade: {0}")]
+    Upgrade(String),
 }
 
 /// The I/O driver to use: the `RINGWAY_IO_DRIVER` env var overrides the config.
@@ -58,8 +61,21 @@ pub fn driver_choice(configured: IoDriver) -> Result<IoDriver, RunError> {
     }
 }
 
+/// How `run` starts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Take the listening sockets of the process serving `server.upgrade_socket` instead
+    /// of binding them (a binary upgrade).
+    pub upgrade: bool,
+}
+
 /// Serves `cfg` until SIGTERM/SIGINT, then drains and returns.
 pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
+    run_with(cfg, file, Options::default())
+}
+
+/// `run`, possibly taking over a running process's listeners (see `upgrade`).
+pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), RunError> {
     // Handlers first: a signal that arrives as soon as "listening on" is logged must not
     // meet the default action (SIGHUP would end the process).
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -75,13 +91,42 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
             _ => false,
         };
     let kinds = crate::tls::build(cfg, file)?;
-    let listeners = match bind::bind_all(&first.listen, workers, first.backlog, steer) {
-        Err(e @ RunError::Steer { .. }) => {
-            log::warn!("{e}; per-client rate limits are then per worker");
-            bind::bind_all(&first.listen, workers, first.backlog, false)?
+    let upgrade_path = cfg.server.upgrade_socket.clone();
+    let (listeners, handover) = match (&upgrade_path, opts.upgrade) {
+        (Some(path), true) => {
+            let (ls, stream) = upgrade::take_over(path, workers, &first.listen)?;
+            log::info!(
+                "upgrade: took over {} listening sockets from {path}",
+                workers * first.listen.len()
+            );
+            (ls, Some(stream))
         }
-        other => other?,
+        (None, true) => {
+            return Err(RunError::Upgrade(
+                "--upgrade needs server.upgrade_socket in the config".into(),
+            ))
+        }
+        _ => {
+            let ls = match bind::bind_all(&first.listen, workers, first.backlog, steer) {
+                Err(e @ RunError::Steer { .. }) => {
+                    log::warn!("{e}; per-client rate limits are then per worker");
+                    bind::bind_all(&first.listen, workers, first.backlog, false)?
+                }
+                other => other?,
+            };
+            (ls, None)
+        }
     };
+    // Copies of every listener, kept for a successor (worker-major, `listen` order).
+    let mut spare = Vec::new();
+    if upgrade_path.is_some() {
+        for l in listeners.iter().flatten() {
+            spare.push(l.try_clone().map_err(|source| RunError::Bind {
+                addr: l.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+                source,
+            })?);
+        }
+    }
     if steer {
         log::info!("connections are steered to workers by client address");
     }
@@ -202,6 +247,18 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
         workers: controls,
         state: state.clone(),
     })?;
+    if let (Some(stream), Some(path)) = (handover, &upgrade_path) {
+        upgrade::confirm(stream, path)?;
+    }
+    if let Some(path) = upgrade_path {
+        let (drain, st) = (shutdowns.clone(), state.clone());
+        upgrade::serve(path, spare, workers, addrs.clone(), move || {
+            if let Ok(mut s) = st.lock() {
+                s.draining = true;
+            }
+            drain.iter().for_each(Shutdown::fire);
+        })?;
+    }
     watch_signals(signals, shutdowns, reload, state)?;
     for h in handles {
         let _ = h.join();

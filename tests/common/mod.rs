@@ -80,9 +80,23 @@ impl Gateway {
                 .unwrap_or_default(),
         );
         std::fs::write(&config_path, config).expect("write config");
+        Gateway::spawn(config_path, driver, &[])
+    }
+
+    /// A second process on the same config file, started with `run --upgrade`: it takes
+    /// the listeners of the running one. The config file is left to the first gateway.
+    #[allow(dead_code)]
+    pub fn start_upgrade(&self, driver: Driver) -> Gateway {
+        let copy = self.config_path.with_extension("upgrade.toml");
+        std::fs::copy(&self.config_path, &copy).expect("copy config");
+        Gateway::spawn(copy, driver, &["--upgrade"])
+    }
+
+    fn spawn(config_path: std::path::PathBuf, driver: Driver, extra: &[&str]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
             .args(["run", "-c"])
             .arg(&config_path)
+            .args(extra)
             .env("RINGWAY_IO_DRIVER", driver.env())
             .env("RINGWAY_LOG", "debug")
             .stdin(Stdio::null())
@@ -172,6 +186,23 @@ impl Gateway {
             .map(|s| s.success())
             .unwrap_or(false);
         assert!(ok, "kill -{sig} {}", self.pid());
+    }
+
+    /// Waits (bounded) for the process to exit on its own; its exit status.
+    #[allow(dead_code)]
+    pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status (kills after the deadline).
