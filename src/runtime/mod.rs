@@ -40,6 +40,8 @@ pub enum RunError {
     Worker { id: usize, reason: String },
     #[error("signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("health checker: {0}")]
+    Health(std::io::Error),
 }
 
 /// The I/O driver to use: the `RINGWAY_IO_DRIVER` env var overrides the config.
@@ -87,6 +89,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
         first.max_connections,
         first.max_in_flight,
     );
+    let mut health = crate::upstream::health::start(&first, workers).map_err(RunError::Health)?;
     // Each worker compiles its own copy on its own thread: the policy's caches and
     // identities are per core (`Rc`), never shared.
     drop(first);
@@ -106,6 +109,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
         let shutdown = Shutdown::default();
         shutdowns.push(shutdown.clone());
         let ready = ready_tx.clone();
+        let health = health.get_mut(id).and_then(Option::take);
         let (cfg, file) = (shared_cfg.clone(), file.to_string());
         let spawned = thread::Builder::new()
             .name(format!("ringway-w{id}"))
@@ -118,7 +122,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
                     }
                 };
                 drop(cfg);
-                worker::run(id, own, socks, share, driver, core, shutdown, ready)
+                worker::run(id, own, socks, share, driver, core, shutdown, ready, health)
             });
         match spawned {
             Ok(h) => handles.push(h),

@@ -44,6 +44,8 @@ impl Share {
 }
 
 type Ready = Sender<Result<String, (usize, String)>>;
+/// This worker's end of the health checker's channel, if anything is checked.
+type Health = Option<std::sync::mpsc::Receiver<crate::upstream::health::HealthEvent>>;
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -55,6 +57,7 @@ pub fn run(
     core: Option<core_affinity::CoreId>,
     shutdown: Shutdown,
     ready: Ready,
+    health: Health,
 ) {
     let pinned = core.map(|c| (c.id, core_affinity::set_for_current(c)));
     let cpu = match pinned {
@@ -71,7 +74,7 @@ pub fn run(
         Some(Ok(mut rt)) => {
             let msg = format!("worker {id}: io_uring driver, {cpu}");
             rt.block_on(worker_main(
-                id, compiled, socks, share, shutdown, ready, msg,
+                id, compiled, socks, share, shutdown, ready, msg, health,
             ));
         }
         Some(Err(e)) if driver == IoDriver::IoUring => {
@@ -89,7 +92,7 @@ pub fn run(
                 Ok(mut rt) => {
                     let msg = format!("worker {id}: legacy driver{why}, {cpu}");
                     rt.block_on(worker_main(
-                        id, compiled, socks, share, shutdown, ready, msg,
+                        id, compiled, socks, share, shutdown, ready, msg, health,
                     ));
                 }
                 Err(e) => {
@@ -130,6 +133,7 @@ struct Conns {
     closed: LocalNotify,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn worker_main(
     id: usize,
     compiled: Rc<Compiled>,
@@ -138,6 +142,7 @@ async fn worker_main(
     shutdown: Shutdown,
     ready: Ready,
     started: String,
+    health: Health,
 ) {
     let drain_timeout = compiled.timeouts.drain;
     let salt = id_salt(id);
@@ -170,6 +175,13 @@ async fn worker_main(
         }
     }
     monoio::spawn(sweep_pool(shared.clone()));
+    if let Some(rx) = health {
+        let stop = shared.clone();
+        let lb = shared.lb.clone();
+        monoio::spawn(async move {
+            crate::upstream::health::follow(rx, lb, stop.drain_notified()).await
+        });
+    }
     let _ = ready.send(Ok(started));
     shutdown.await;
     shared.start_drain();
