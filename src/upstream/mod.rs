@@ -124,6 +124,9 @@ impl Tried {
             self.more.push(i);
         }
     }
+    pub fn is_empty(&self) -> bool {
+        self.small == 0 && self.more.is_empty()
+    }
     pub fn contains(&self, i: usize) -> bool {
         if i < 128 {
             self.small & (1 << i) != 0

@@ -127,6 +127,9 @@ impl State {
             if !any_usable && lb.all_unhealthy == AllUnhealthy::Fail {
                 return Err(NoServer::AllUnhealthy);
             }
+            // Only a request's first pick moves the rotation: a failover or retry takes the
+            // next server without shifting where the following request starts.
+            let first = tried.is_empty();
             let (healthy, ejected) = (&s.healthy, &s.ejected_until);
             let ok = |i: usize| {
                 !tried.contains(i)
@@ -139,7 +142,9 @@ impl State {
                 }
                 (Balance::LeastRequests, ..) => {
                     let i = balance::least(&s.outstanding, &lb.weights, s.rr % n.max(1), ok);
-                    s.rr = s.rr.wrapping_add(1);
+                    if first {
+                        s.rr = s.rr.wrapping_add(1);
+                    }
                     i
                 }
                 (Balance::P2c, ..) => {
@@ -150,7 +155,7 @@ impl State {
                 }
                 _ => {
                     let i = balance::round_robin(n, s.rr % n.max(1), ok);
-                    if let Some(i) = i {
+                    if let (Some(i), true) = (i, first) {
                         s.rr = i + 1;
                     }
                     i
