@@ -20,7 +20,10 @@ fn config(servers: &[String], extra: &str) -> String {
 }
 
 fn quoted(origins: &[&Origin]) -> Vec<String> {
-    origins.iter().map(|o| format!("\"{}\"", o.addr())).collect()
+    origins
+        .iter()
+        .map(|o| format!("\"{}\"", o.addr()))
+        .collect()
 }
 
 fn named(names: &[&'static str]) -> Vec<Origin> {

@@ -20,7 +20,9 @@ fn config(servers: &[SocketAddr], extra: &str, route_extra: &str) -> String {
     );
     Config::new()
         .section(&up)
-        .route(&format!("path_prefix = \"/\"\nupstream = \"app\"\n{route_extra}"))
+        .route(&format!(
+            "path_prefix = \"/\"\nupstream = \"app\"\n{route_extra}"
+        ))
         .render()
 }
 
@@ -57,7 +59,10 @@ fn checked_origin(name: &'static str, up: Arc<AtomicBool>) -> Origin {
 }
 
 fn app_requests(o: &Origin) -> usize {
-    o.requests().iter().filter(|r| r.target != "/healthz").count()
+    o.requests()
+        .iter()
+        .filter(|r| r.target != "/healthz")
+        .count()
 }
 
 const CHECK: &str = "health_check = { path = \"/healthz\", interval = \"50ms\", timeout = \"500ms\", healthy_threshold = 2, unhealthy_threshold = 2 }";

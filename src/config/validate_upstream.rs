@@ -3,8 +3,8 @@
 
 use super::{parse_retry_on, Balance, ConfigError, GatewayConfig, HashOn, UpstreamConfig};
 
-/// Most servers a hash ring is built for (it holds up to 160 points per weight unit).
-pub const MAX_WEIGHT: u32 = 1000;
+/// Largest server weight (a hash ring holds 100 points per weight unit).
+pub const MAX_WEIGHT: u32 = 100;
 /// Most attempts a route may make.
 pub const MAX_ATTEMPTS: u32 = 10;
 
