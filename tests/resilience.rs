@@ -182,7 +182,7 @@ both_drivers! {
         let bad_first = bad.requests().len();
         let retried = bad_first - refused;
         // 10 in flight at most: 20% allows 2 retries at once, and each lasts 500ms.
-        assert!(retried >= 1 && retried <= 2, "{retried} of {bad_first} retried: {statuses:?}");
+        assert!((1..=2).contains(&retried), "{retried} of {bad_first} retried: {statuses:?}");
         assert_eq!(slow.requests().len(), 10 - bad_first + retried);
     }
 
