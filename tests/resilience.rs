@@ -187,25 +187,30 @@ both_drivers! {
     }
 
     fn max_pending_answers_503_at_once_while_the_upstream_is_busy(d) {
-        let slow = Origin::start(|_| Reply::Delay(Duration::from_millis(800), Box::new(Reply::ok("slow"))));
-        let gw = Gateway::start(&config(&[slow.addr()], "max_pending = 1", ""), d);
-        let addr = gw.addr();
-        let first = std::thread::spawn(move || get(addr, "/").status);
-        slow.wait_requests(1);
-        let started = Instant::now();
-        assert_eq!(get(addr, "/").status, 503);
-        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
-        assert_eq!(first.join().expect("first"), 200);
-        assert_eq!(get(addr, "/").status, 200, "the slot is free again");
+        a_busy_upstream_answers_503_at_once(d, "max_pending = 1");
     }
 
     fn max_connections_answers_503_at_once_while_the_upstream_is_busy(d) {
-        let slow = Origin::start(|_| Reply::Delay(Duration::from_millis(800), Box::new(Reply::ok("slow"))));
-        let gw = Gateway::start(&config(&[slow.addr()], "max_connections = 1", ""), d);
-        let addr = gw.addr();
-        let first = std::thread::spawn(move || get(addr, "/").status);
-        slow.wait_requests(1);
-        assert_eq!(get(addr, "/").status, 503);
-        assert_eq!(first.join().expect("first"), 200);
+        a_busy_upstream_answers_503_at_once(d, "max_connections = 1");
     }
+}
+
+/// With one slow request on the upstream, a second one gets a fast 503 from the breaker
+/// `extra` configures; once the first is done the slot is free again.
+fn a_busy_upstream_answers_503_at_once(d: Driver, extra: &str) {
+    let slow =
+        Origin::start(|_| Reply::Delay(Duration::from_millis(800), Box::new(Reply::ok("slow"))));
+    let gw = Gateway::start(&config(&[slow.addr()], extra, ""), d);
+    let addr = gw.addr();
+    let first = std::thread::spawn(move || get(addr, "/").status);
+    slow.wait_requests(1);
+    let started = Instant::now();
+    assert_eq!(get(addr, "/").status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(first.join().expect("first"), 200);
+    assert_eq!(get(addr, "/").status, 200, "the slot is free again");
 }
