@@ -279,7 +279,12 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
     let mut seen: Vec<&str> = Vec::new();
     for (name, labels, v) in &s.gauges {
         if !seen.contains(&name.as_str()) {
-            let _ = writeln!(out, "# TYPE {name} counter");
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             seen.push(name);
         }
         if labels.is_empty() {

@@ -236,3 +236,69 @@ both_drivers! {
         assert!(idle.closes_within(Duration::from_secs(1)));
     }
 }
+
+#[test]
+fn bad_balancing_health_and_retry_fields_name_the_field() {
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\n[[upstreams]]\nname = \"a\"\n";
+    let one = "servers = [\"127.0.0.1:1\"]\n";
+    let route = "[[routes]]\npath_prefix = \"/\"\nupstream = \"a\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            &format!("{base}{one}balance = \"random\"\n"),
+            "FILE: upstreams[0].balance: line 6, column 11: unknown variant `random`",
+        ),
+        (
+            &format!("{base}servers = [{{ address = \"127.0.0.1:1\", weight = 0 }}]\n"),
+            "FILE: upstreams[0].servers[0].weight: 0 is out of range: 1 to 100",
+        ),
+        (
+            &format!("{base}servers = [{{ address = \"127.0.0.1\" }}]\n"),
+            "FILE: upstreams[0].servers[0]: \"127.0.0.1\" is not \"host:port\"",
+        ),
+        (
+            &format!("{base}{one}balance = \"hash\"\nhash_on = \"body\"\n"),
+            "FILE: upstreams[0].hash_on: \"body\" is not one of",
+        ),
+        (
+            &format!("{base}{one}hash_on = \"client_ip\"\n"),
+            "FILE: upstreams[0].hash_on: is only used with balance = \"hash\"",
+        ),
+        (
+            &format!("{base}{one}health_check = {{ interval = \"0s\" }}\n"),
+            "FILE: upstreams[0].health_check.interval: must be above zero",
+        ),
+        (
+            &format!("{base}{one}health_check = {{ healthy_threshold = 0 }}\n"),
+            "FILE: upstreams[0].health_check.healthy_threshold: must be at least 1",
+        ),
+        (
+            &format!("{base}{one}health_check = {{ path = \"healthz\" }}\n"),
+            "FILE: upstreams[0].health_check.path:",
+        ),
+        (
+            &format!("{base}{one}outlier = {{ consecutive_failures = 0 }}\n"),
+            "FILE: upstreams[0].outlier.consecutive_failures: must be at least 1",
+        ),
+        (
+            &format!("{base}{one}all_unhealthy = \"panic\"\n"),
+            "FILE: upstreams[0].all_unhealthy:",
+        ),
+        (
+            &format!("{base}{one}{route}retries = {{ attempts = 0 }}\n"),
+            "FILE: routes[0].retries.attempts: 0 is out of range: 1 to 10",
+        ),
+        (
+            &format!("{base}{one}{route}retries = {{ attempts = 11 }}\n"),
+            "FILE: routes[0].retries.attempts: 11 is out of range: 1 to 10",
+        ),
+        (
+            &format!("{base}{one}{route}retries = {{ budget_percent = 101 }}\n"),
+            "FILE: routes[0].retries.budget_percent: 101 is out of range: 0 to 100",
+        ),
+        (
+            &format!("{base}{one}{route}retries = {{ on = [\"404\"] }}\n"),
+            "FILE: routes[0].retries.on[0]: \"404\" is not \"connect\" or a status",
+        ),
+    ];
+    assert_each_fails(cases);
+}

@@ -132,6 +132,8 @@ pub struct Route {
     pub response_edits: HeaderEdits,
     /// `Strict-Transport-Security` value, sent on TLS connections only.
     pub hsts: Option<Bytes>,
+    /// When the request goes to another server.
+    pub retry: crate::upstream::RetryPolicy,
 }
 
 #[derive(Debug)]
@@ -210,6 +212,8 @@ pub struct Upstream {
     pub tls: Option<crate::tls::UpstreamTls>,
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
+    /// Balancing, health and breaker settings.
+    pub lb: crate::upstream::Lb,
 }
 
 impl Compiled {
@@ -374,7 +378,8 @@ fn build_upstream(
         .servers
         .iter()
         .map(|s| {
-            let host = s.rsplit_once(':').map_or(s.as_str(), |(h, _)| h);
+            let s = s.address();
+            let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
             host.trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string()
@@ -384,6 +389,7 @@ fn build_upstream(
         crate::tls::UpstreamTls::build(&format!("upstreams[{i}].tls"), t, base_dir, errors)
     });
     for (j, s) in u.servers.iter().enumerate() {
+        let s = s.address();
         match s.to_socket_addrs() {
             Ok(addrs) => {
                 // One address per configured server: the first the resolver gives.
@@ -409,6 +415,7 @@ fn build_upstream(
             tls,
             keepalive: u.keepalive,
             keepalive_timeout: u.keepalive_timeout.0,
+            lb: crate::upstream::Lb::build(u),
         },
         u.name.clone(),
     )
@@ -517,6 +524,7 @@ fn build_route(
         request_edits: build_edits(&r.request_headers),
         response_edits: build_edits(&r.response_headers),
         hsts: r.hsts.as_ref().map(hsts_value),
+        retry: crate::upstream::RetryPolicy::build(&r.retries),
     };
     Ok((route, m))
 }

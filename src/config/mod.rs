@@ -8,15 +8,18 @@ mod error;
 mod policy;
 mod tls;
 mod types;
+mod upstream;
 mod validate;
 mod validate_policy;
 mod validate_protect;
+mod validate_upstream;
 
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::*;
 pub use tls::*;
 pub use types::*;
+pub use upstream::*;
 pub use validate_protect::parse_error_status;
 
 use std::path::Path;

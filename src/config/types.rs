@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, RulesConfig};
 use super::tls::ListenerConfig;
+use super::upstream::{
+    AllUnhealthy, Balance, HealthCheckConfig, OutlierConfig, RetriesConfig, ServerEntry,
+};
 use super::Duration;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -152,8 +155,9 @@ pub struct LimitsConfig {
 pub struct UpstreamConfig {
     /// Unique name routes refer to.
     pub name: String,
-    /// "ip:port" or "host:port" (resolved once at start-up). Round-robin.
-    pub servers: Vec<String>,
+    /// "ip:port" or "host:port" (resolved once at start-up), or
+    /// `{ address = "host:port", weight = 3 }`.
+    pub servers: Vec<ServerEntry>,
     /// Max idle keep-alive connections per server per worker; 0 disables pooling. Default 128.
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
@@ -163,6 +167,28 @@ pub struct UpstreamConfig {
     /// TLS to the servers; absent = plain HTTP.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// Load-balancing algorithm. Default "round_robin".
+    #[serde(default)]
+    pub balance: Balance,
+    /// For `balance = "hash"`: "client_ip", "header:<Name>" or "cookie:<name>".
+    /// Default "client_ip".
+    #[serde(default)]
+    pub hash_on: Option<String>,
+    /// Active health checks; absent = none.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive health (outlier ejection); absent = none.
+    #[serde(default)]
+    pub outlier: Option<OutlierConfig>,
+    /// When every server is unhealthy or ejected. Default "try_all".
+    #[serde(default)]
+    pub all_unhealthy: AllUnhealthy,
+    /// Upstream connections in use at once per worker; past it a fast 503. 0 = unlimited.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Requests on this upstream at once per worker; past it a fast 503. 0 = unlimited.
+    #[serde(default)]
+    pub max_pending: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -233,6 +259,9 @@ pub struct RouteConfig {
     /// Strict-Transport-Security on this route's responses (TLS connections only).
     #[serde(default)]
     pub hsts: Option<HstsConfig>,
+    /// Retries on another server; default: connect failures only.
+    #[serde(default)]
+    pub retries: RetriesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

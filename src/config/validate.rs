@@ -39,6 +39,7 @@ pub fn validate(cfg: &GatewayConfig) -> Vec<ConfigError> {
     }
     super::validate_policy::validate(cfg, &mut e.0);
     super::validate_protect::validate(cfg, &mut e.0);
+    super::validate_upstream::validate(cfg, &mut e.0);
     e.0
 }
 
@@ -234,7 +235,7 @@ fn upstreams(cfg: &GatewayConfig, e: &mut Errors) {
             );
         }
         for (j, s) in u.servers.iter().enumerate() {
-            if let Err(why) = check_server(s) {
+            if let Err(why) = check_server(s.address()) {
                 e.push(format!("{p}.servers[{j}]"), why);
             }
         }

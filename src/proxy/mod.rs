@@ -62,9 +62,8 @@ pub struct Shared<C: Connector> {
     max_in_flight: usize,
     draining: Cell<bool>,
     drain: LocalNotify,
-    rr: RefCell<Vec<usize>>,
-    /// Where this worker's round-robin starts, so workers do not all begin on server 0.
-    rr_start: usize,
+    /// Balancers, health, ejections, breakers and the retry budget of this worker.
+    pub lb: Rc<crate::upstream::State>,
     next_id: Cell<u64>,
     id_salt: u64,
     /// Connections that gave their buffers back since `release_idle_memory` last looked.
@@ -99,8 +98,7 @@ impl<C: Connector> Shared<C> {
             max_in_flight: max_in_flight.max(1),
             draining: Cell::new(false),
             drain: LocalNotify::default(),
-            rr: RefCell::new(Vec::new()),
-            rr_start: worker,
+            lb: Rc::new(crate::upstream::State::new(worker)),
             next_id: Cell::new(0),
             id_salt,
             shrunk: Cell::new(0),
@@ -169,16 +167,6 @@ impl<C: Connector> Shared<C> {
             now_ns,
             now_unix,
         )
-    }
-
-    fn next_server(&self, upstream: usize, n: usize) -> usize {
-        let mut rr = self.rr.borrow_mut();
-        if rr.len() <= upstream {
-            rr.resize(upstream + 1, self.rr_start);
-        }
-        let i = rr[upstream] % n.max(1);
-        rr[upstream] = i + 1;
-        i
     }
 
     fn request_id(&self) -> u64 {

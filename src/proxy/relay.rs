@@ -4,8 +4,10 @@
 //! together means an upstream that answers early (a 413 before reading the body) or streams
 //! its answer while still reading (an echo) is relayed instead of deadlocking.
 //!
-//! A request with a body is never retried; an idempotent request without one is retried
-//! once on a fresh connection when a pooled connection turns out to be closed.
+//! A request with a body is never retried after its bytes went out; an idempotent request
+//! without one is retried once on a fresh connection when a pooled connection turns out to
+//! be closed. The server is chosen by `upstream::State`; connect failures and retryable
+//! statuses move to another server as the route's `retries` allow (see `upstream::retry`).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -22,6 +24,8 @@ use super::{ClientConn, Next};
 use crate::compiled::{Compiled, Route, Upstream};
 use crate::http::{canned, BodyFraming};
 use crate::tls::{UpTlsStream, UpstreamTls};
+use crate::upstream::state::RetryGuard;
+use crate::upstream::{bump, Tried};
 
 fn is_idempotent(method: &[u8]) -> bool {
     matches!(
@@ -126,16 +130,36 @@ where
             BodyFraming::Chunked => OutFraming::Chunked,
         };
         let request_id = self.shared.request_id();
-        let n = up.servers.len();
-        let first = self.shared.next_server(upstream, n);
         let replay_ok = !has_body && is_idempotent(self.head.method());
         let body_deadline = Instant::now() + cfg.timeouts.body;
-        let mut tries = 0;
+        let lb = self.shared.lb.clone();
+        let Some(_pending) = lb.admit(upstream, &up.lb) else {
+            log::debug!("upstream {}: max_pending reached; 503", up.name);
+            return self.reply(cfg, 503, has_body).await;
+        };
+        let key = up.lb.hash_key(&self.head, self.peer.ip());
+        let mut tried = Tried::default();
+        let mut server = match lb.pick(upstream, &up.lb, key, &tried) {
+            Ok(i) => i,
+            Err(_) => {
+                bump(&lb.counters.no_healthy_server);
+                log::debug!("upstream {}: no healthy server; 503", up.name);
+                return self.reply(cfg, 503, has_body).await;
+            }
+        };
+        let status_retries = replay_ok && route.retry.retries_statuses();
+        // Requests that went out (a status retry needs fewer than `attempts`).
+        let mut sent = 0;
+        let mut retrying: Option<RetryGuard> = None;
         let mut fresh_retry = false;
         loop {
-            let i = (first + tries) % n;
-            let addr = up.servers[i];
-            let host = up.hosts.get(i).map_or("", String::as_str);
+            tried.insert(server);
+            let addr = up.servers[server];
+            let host = up.hosts.get(server).map_or("", String::as_str);
+            let Some(_busy) = lb.begin(upstream, &up.lb, server) else {
+                log::debug!("upstream {}: max_connections reached; 503", up.name);
+                return self.reply(cfg, 503, has_body).await;
+            };
             let pooled = if fresh_retry {
                 None
             } else {
@@ -147,8 +171,16 @@ where
                 None => match connect(cfg, open, addr, host).await {
                     Ok(c) => c,
                     Err(status) => {
-                        tries += 1;
-                        if tries < n {
+                        lb.report(upstream, &up.lb, server, true);
+                        // Nothing reached the upstream: any request may go elsewhere.
+                        let next = route
+                            .retry
+                            .on_connect
+                            .then(|| lb.pick(upstream, &up.lb, key, &tried));
+                        if let Some(Ok(next)) = next {
+                            bump(&lb.counters.connect_failovers);
+                            server = next;
+                            fresh_retry = false;
                             continue;
                         }
                         return self.reply(cfg, status, has_body).await;
@@ -169,9 +201,39 @@ where
                 client_cert: self.meta.cert.as_deref().map(|c| &c.consumer[..]),
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
+            let shared = self.shared.clone();
+            // Called with the response status once its head is read, before anything of
+            // it reaches the client: true discards the response for a retry elsewhere.
+            let retry_on = |status: u16| {
+                let p = &route.retry;
+                if !(p.on_status(status)
+                    && sent + 1 < p.attempts
+                    && lb.has_untried(upstream, &up.lb, &tried))
+                {
+                    return false;
+                }
+                let budget = retrying.is_some()
+                    || p.budget_allows(lb.retries_in_flight(), shared.in_flight.get());
+                if !budget {
+                    bump(&lb.counters.retry_budget_exhausted);
+                }
+                budget
+            };
+            let retry: Option<&dyn Fn(u16) -> bool> = if status_retries {
+                Some(&retry_on)
+            } else {
+                None
+            };
+            self.resp.status = 0;
             let sent_at = Instant::now();
-            let attempt = self.exchange(cfg, route, &mut conn, body_deadline).await;
+            let attempt = self
+                .exchange(cfg, route, &mut conn, body_deadline, retry)
+                .await;
             self.shared.metrics.upstream_latency(sent_at.elapsed());
+            let status = self.resp.status;
+            if status >= 100 {
+                lb.report(upstream, &up.lb, server, status >= 500);
+            }
             match attempt {
                 Attempt::Finished { next, pool: reuse } => {
                     if reuse {
@@ -183,6 +245,21 @@ where
                 Attempt::Retry => {
                     log::warn!("upstream {addr}: closed without a response");
                     return self.reply(cfg, 502, false).await;
+                }
+                Attempt::RetryStatus(status) => {
+                    sent += 1;
+                    if retrying.is_none() {
+                        retrying = lb.start_retry(|_| true);
+                    } else {
+                        bump(&lb.counters.retries);
+                    }
+                    log::info!("upstream {addr}: answered {status}; retrying on another server");
+                    match lb.pick(upstream, &up.lb, key, &tried) {
+                        Ok(next) => server = next,
+                        // `retry_on` checked that one is left; answer as the upstream did.
+                        Err(_) => return self.reply(cfg, status, false).await,
+                    }
+                    fresh_retry = false;
                 }
             }
         }
@@ -196,6 +273,7 @@ where
         route: &Route,
         conn: &mut UpConn<U>,
         body_deadline: Instant,
+        retry: Option<&dyn Fn(u16) -> bool>,
     ) -> Attempt {
         let has_body = self.head.framing != BodyFraming::None;
         let mut body = BodyState::new(
@@ -235,6 +313,7 @@ where
             bufs: &self.shared.bufs,
             hsts: self.hsts.as_deref(),
             started: &started,
+            retry,
             // While the body still streams, the head may legitimately wait for all of it.
             head_deadline: if body_pending {
                 body_deadline + cfg.timeouts.upstream_response
@@ -293,6 +372,7 @@ where
                 pool: false,
             },
             RespOutcome::EmptyClose if !has_body => Attempt::Retry,
+            RespOutcome::Retry(status) => Attempt::RetryStatus(status),
             RespOutcome::EmptyClose | RespOutcome::Failed(_) => {
                 let status = match (&outcome, &body_end) {
                     // The client broke the body rules: that is the answer.
@@ -321,6 +401,8 @@ enum Attempt {
     },
     /// The upstream closed a reused connection before answering a replayable request.
     Retry,
+    /// The upstream answered a status the route retries on (only its head was read).
+    RetryStatus(u16),
 }
 
 /// How the request body ended.

@@ -29,6 +29,8 @@ pub(super) enum RespOutcome {
     EmptyClose,
     /// Response bytes reached the client and then something failed: abort the client.
     Aborted,
+    /// The head's status is one the route retries on; nothing reached the client.
+    Retry(u16),
 }
 
 pub(super) fn upstream_limits(cfg: &Compiled) -> Limits {
@@ -63,6 +65,8 @@ pub(super) struct Exchange<'a> {
     pub(super) bufs: &'a BodyBufs,
     /// `Strict-Transport-Security` value for this response (TLS connections only).
     pub(super) hsts: Option<&'a [u8]>,
+    /// Asked with the final status before anything is relayed: true = retry elsewhere.
+    pub(super) retry: Option<&'a dyn Fn(u16) -> bool>,
 }
 
 /// Reads the final response head into `resp`, skipping 1xx interim responses, and returns
@@ -141,6 +145,9 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
+    if ex.retry.is_some_and(|retry| retry(resp.status)) {
+        return RespOutcome::Retry(resp.status);
+    }
     if ex.cfg.protect.replace_upstream_5xx && (500..=599).contains(&resp.status) {
         // Its body (a stack trace, a framework's page) is never read, let alone relayed:
         // the connection is dropped, never pooled, and the client gets ringway's own page.

@@ -46,6 +46,8 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("upgrade: {0}")]
     Upgrade(String),
+    #[error("health checker: {0}")]
+    Health(std::io::Error),
 }
 
 /// The I/O driver to use: the `RINGWAY_IO_DRIVER` env var overrides the config.
@@ -140,6 +142,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         first.max_connections,
         first.max_in_flight,
     );
+    let mut health = crate::upstream::health::start(&first, workers).map_err(RunError::Health)?;
     // Each worker compiles its own copy on its own thread: the policy's caches and
     // identities are per core (`Rc`), never shared.
     drop(first);
@@ -161,6 +164,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         let shutdown = Shutdown::default();
         shutdowns.push(shutdown.clone());
         let ready = ready_tx.clone();
+        let health = health.get_mut(id).and_then(Option::take);
         let (cfg, file) = (shared_cfg.clone(), file.to_string());
         let spawned = thread::Builder::new()
             .name(format!("ringway-w{id}"))
@@ -174,7 +178,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
                 };
                 drop(cfg);
                 worker::run(
-                    id, own, socks, control, share, driver, core, shutdown, ready,
+                    id, own, socks, control, share, driver, core, shutdown, ready, health,
                 )
             });
         match spawned {

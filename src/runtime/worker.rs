@@ -46,6 +46,8 @@ impl Share {
 }
 
 type Ready = Sender<Result<String, (usize, String)>>;
+/// This worker's end of the health checker's channel, if anything is checked.
+type Health = Option<std::sync::mpsc::Receiver<crate::upstream::health::HealthEvent>>;
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -58,6 +60,7 @@ pub fn run(
     core: Option<core_affinity::CoreId>,
     shutdown: Shutdown,
     ready: Ready,
+    health: Health,
 ) {
     let pinned = core.map(|c| (c.id, core_affinity::set_for_current(c)));
     let cpu = match pinned {
@@ -74,7 +77,7 @@ pub fn run(
         Some(Ok(mut rt)) => {
             let msg = format!("worker {id}: io_uring driver, {cpu}");
             rt.block_on(worker_main(
-                id, compiled, socks, control, share, shutdown, ready, msg,
+                id, compiled, socks, control, share, shutdown, ready, msg, health,
             ));
         }
         Some(Err(e)) if driver == IoDriver::IoUring => {
@@ -92,7 +95,7 @@ pub fn run(
                 Ok(mut rt) => {
                     let msg = format!("worker {id}: legacy driver{why}, {cpu}");
                     rt.block_on(worker_main(
-                        id, compiled, socks, control, share, shutdown, ready, msg,
+                        id, compiled, socks, control, share, shutdown, ready, msg, health,
                     ));
                 }
                 Err(e) => {
@@ -143,6 +146,7 @@ async fn worker_main(
     shutdown: Shutdown,
     ready: Ready,
     started: String,
+    health: Health,
 ) {
     let drain_timeout = compiled.timeouts.drain;
     let salt = id_salt(id);
@@ -176,6 +180,13 @@ async fn worker_main(
     }
     monoio::spawn(sweep_pool(shared.clone()));
     monoio::spawn(obey(id, shared.clone(), control));
+    if let Some(rx) = health {
+        let stop = shared.clone();
+        let lb = shared.lb.clone();
+        monoio::spawn(async move {
+            crate::upstream::health::follow(rx, lb, stop.drain_notified()).await
+        });
+    }
     let _ = ready.send(Ok(started));
     shutdown.await;
     shared.start_drain();
@@ -265,13 +276,62 @@ async fn obey(id: usize, shared: Rc<Shared<TcpConnector>>, control: Receiver<Con
                     let _ = done.send(result);
                 }
                 Ok(Control::Snapshot(reply)) => {
-                    let _ = reply.send(shared.metrics.snapshot());
+                    let _ = reply.send(snapshot(&shared));
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }
         }
     }
+}
+
+/// This worker's metrics, the load balancer's counters and server health included.
+fn snapshot(shared: &Shared<TcpConnector>) -> crate::metrics::Snapshot {
+    let mut s = shared.metrics.snapshot();
+    let c = shared.lb.counters.snapshot();
+    for (name, v) in [
+        ("ringway_upstream_retries_total", c.retries),
+        (
+            "ringway_upstream_retry_budget_exhausted_total",
+            c.retry_budget_exhausted,
+        ),
+        (
+            "ringway_upstream_connect_failovers_total",
+            c.connect_failovers,
+        ),
+        ("ringway_upstream_ejections_total", c.ejections),
+        (
+            "ringway_upstream_health_transitions_total",
+            c.health_transitions,
+        ),
+        (
+            "ringway_upstream_breaker_rejections_total",
+            c.breaker_rejections,
+        ),
+        (
+            "ringway_upstream_no_healthy_server_total",
+            c.no_healthy_server,
+        ),
+    ] {
+        s.gauges.push((name.to_string(), String::new(), v));
+    }
+    let cfg = shared.config();
+    for (u, i, usable) in shared.lb.health_view() {
+        let (Some(up), Some(addr)) = (
+            cfg.upstreams.get(u),
+            cfg.upstreams.get(u).and_then(|up| up.servers.get(i)),
+        ) else {
+            continue;
+        };
+        let labels = format!("upstream=\"{}\",server=\"{addr}\"", up.name);
+        // Summed over workers: the number of workers that consider the server usable.
+        s.gauges.push((
+            "ringway_upstream_server_usable".to_string(),
+            labels,
+            u64::from(usable),
+        ));
+    }
+    s
 }
 
 /// Serves one accepted connection the way its listener says: plain, TLS after a

@@ -1,0 +1,192 @@
+//! serde types for load balancing, health checks, outlier ejection, circuit breaking
+//! (`[[upstreams]]`) and retries (`[[routes]]`). Defaults keep a config without these
+//! fields behaving as before: round-robin, every server healthy, one attempt.
+
+use serde::Deserialize;
+
+use super::Duration;
+
+/// One entry of `upstreams[i].servers`: `"host:port"` or `{ address = "host:port", weight = 3 }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ServerEntry {
+    Address(String),
+    Weighted(WeightedServer),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedServer {
+    pub address: String,
+    /// Relative share of requests (weighted_round_robin, least_requests, p2c, hash). Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+impl ServerEntry {
+    pub fn address(&self) -> &str {
+        match self {
+            ServerEntry::Address(a) => a,
+            ServerEntry::Weighted(w) => &w.address,
+        }
+    }
+    pub fn weight(&self) -> u32 {
+        match self {
+            ServerEntry::Address(_) => 1,
+            ServerEntry::Weighted(w) => w.weight,
+        }
+    }
+}
+
+impl From<&str> for ServerEntry {
+    fn from(s: &str) -> Self {
+        ServerEntry::Address(s.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastRequests,
+    P2c,
+    Hash,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AllUnhealthy {
+    /// Answer 503 at once.
+    Fail,
+    /// Ignore health and ejection: pick among all servers.
+    #[default]
+    TryAll,
+}
+
+/// `upstreams[i].health_check`: one checker thread per process sends `GET path` to every
+/// server each `interval`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Default "/healthz".
+    pub path: String,
+    /// Host field sent; default: the server's configured host.
+    pub host: Option<String>,
+    /// Default 5s.
+    pub interval: Duration,
+    /// Connect + answer within this, else a failure. Default 2s.
+    pub timeout: Duration,
+    /// Consecutive 2xx answers that make an unhealthy server healthy. Default 2.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy server unhealthy. Default 3.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            path: "/healthz".into(),
+            host: None,
+            interval: secs(5),
+            timeout: secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// `upstreams[i].outlier`: passive health, per worker.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierConfig {
+    /// Consecutive connect failures or 5xx answers that eject a server. Default 5.
+    pub consecutive_failures: u32,
+    /// First ejection; doubles on each ejection in a row. Default 30s.
+    pub ejection: Duration,
+    /// Longest ejection. Default 300s.
+    pub max_ejection: Duration,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_failures: 5,
+            ejection: secs(30),
+            max_ejection: secs(300),
+        }
+    }
+}
+
+/// `routes[i].retries`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetriesConfig {
+    /// Requests sent upstream at most (1 = no retry after a response). Default 1, max 10.
+    pub attempts: u32,
+    /// "connect" and/or statuses 500..=599 as strings ("503"). Default ["connect"].
+    pub on: Vec<String>,
+    /// Retries in flight per worker stay within this percentage of its requests in flight
+    /// (at least one when above 0). Default 20.
+    pub budget_percent: u32,
+}
+
+impl Default for RetriesConfig {
+    fn default() -> Self {
+        RetriesConfig {
+            attempts: 1,
+            on: vec!["connect".into()],
+            budget_percent: 20,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn secs(n: u64) -> Duration {
+    Duration(std::time::Duration::from_secs(n))
+}
+
+/// What `hash_on` names, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    ClientIp,
+    /// Lowercased field name.
+    Header(String),
+    Cookie(String),
+}
+
+impl HashOn {
+    pub fn parse(s: &str) -> Result<HashOn, String> {
+        let bad =
+            || format!("{s:?} is not one of \"client_ip\", \"header:<Name>\", \"cookie:<name>\"");
+        if s == "client_ip" {
+            return Ok(HashOn::ClientIp);
+        }
+        let (kind, name) = s.split_once(':').ok_or_else(bad)?;
+        if name.is_empty() || !crate::http::head::is_token(name.as_bytes()) {
+            return Err(bad());
+        }
+        match kind {
+            "header" => Ok(HashOn::Header(name.to_ascii_lowercase())),
+            "cookie" => Ok(HashOn::Cookie(name.to_string())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// One entry of `retries.on`, parsed: `None` for "connect", else the status.
+pub fn parse_retry_on(s: &str) -> Result<Option<u16>, String> {
+    if s == "connect" {
+        return Ok(None);
+    }
+    match s.parse::<u16>() {
+        Ok(n) if (500..=599).contains(&n) && s.len() == 3 => Ok(Some(n)),
+        _ => Err(format!(
+            "{s:?} is not \"connect\" or a status from \"500\" to \"599\""
+        )),
+    }
+}

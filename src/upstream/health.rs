@@ -1,0 +1,263 @@
+//! Active health checks: ONE checker thread per process probes every server of every upstream
+//! with a `health_check` (a blocking `GET path` over a fresh std `TcpStream`, `Connection:
+//! close`; a 2xx status within `timeout` is a success; for a TLS upstream only the TCP
+//! connect is checked), counts successes and failures in a row, and on a transition logs it
+//! and sends it to every worker's channel. A worker drains its channel from a small task
+//! every `POLL` (never on the request path) into its own `State`. Every server starts
+//! healthy. Probes run one after another: an upstream with many slow servers checks each
+//! less often than `interval`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use super::State;
+use crate::compiled::Compiled;
+use crate::config::HealthCheckConfig;
+
+/// How often a worker looks at its channel.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A server's health changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub upstream: usize,
+    /// The upstream's server count (so a worker can size its state).
+    pub servers: usize,
+    pub server: usize,
+    pub healthy: bool,
+}
+
+struct Target {
+    upstream: usize,
+    servers: usize,
+    server: usize,
+    name: String,
+    addr: SocketAddr,
+    request: Vec<u8>,
+    tls: bool,
+    check: HealthCheckConfig,
+    healthy: bool,
+    streak: u32,
+    due: Instant,
+}
+
+/// Starts the checker thread when some upstream has a `health_check`; returns one receiver
+/// per worker (None each when nothing is checked).
+pub fn start(
+    cfg: &Compiled,
+    workers: usize,
+) -> std::io::Result<Vec<Option<Receiver<HealthEvent>>>> {
+    let targets = targets(cfg);
+    if targets.is_empty() {
+        return Ok((0..workers).map(|_| None).collect());
+    }
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel()).unzip();
+    std::thread::Builder::new()
+        .name("ringway-health".into())
+        .spawn(move || run(targets, txs))?;
+    Ok(rxs.into_iter().map(Some).collect())
+}
+
+fn targets(cfg: &Compiled) -> Vec<Target> {
+    let now = Instant::now();
+    let mut out = Vec::new();
+    for (u, up) in cfg.upstreams.iter().enumerate() {
+        let Some(check) = &up.lb.health_check else {
+            continue;
+        };
+        for (i, addr) in up.servers.iter().enumerate() {
+            let host = check
+                .host
+                .clone()
+                .or_else(|| up.lb.addresses.get(i).cloned())
+                .unwrap_or_default();
+            let request = format!(
+                "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringway-health\r\nConnection: close\r\n\r\n",
+                check.path
+            )
+            .into_bytes();
+            out.push(Target {
+                upstream: u,
+                servers: up.servers.len(),
+                server: i,
+                name: format!(
+                    "{}/{}",
+                    up.name,
+                    up.lb.addresses.get(i).map_or("?", String::as_str)
+                ),
+                addr: *addr,
+                request,
+                tls: up.tls.is_some(),
+                check: check.clone(),
+                healthy: true,
+                streak: 0,
+                due: now,
+            });
+        }
+    }
+    out
+}
+
+fn run(mut targets: Vec<Target>, txs: Vec<Sender<HealthEvent>>) {
+    loop {
+        let Some(next) = targets.iter().map(|t| t.due).min() else {
+            return;
+        };
+        let wait = next.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let now = Instant::now();
+        for t in targets.iter_mut().filter(|t| t.due <= now) {
+            let result = probe(t);
+            t.due = Instant::now() + t.check.interval.0;
+            let Some(healthy) = t.record(&result) else {
+                continue;
+            };
+            match (&result, healthy) {
+                (_, true) => log::info!("upstream server {} is healthy again", t.name),
+                (Err(why), false) => log::warn!("upstream server {} is unhealthy: {why}", t.name),
+                (Ok(()), false) => {}
+            }
+            let ev = HealthEvent {
+                upstream: t.upstream,
+                servers: t.servers,
+                server: t.server,
+                healthy,
+            };
+            // Workers that are gone (shutdown) no longer listen; stop when none does.
+            let delivered = txs.iter().filter(|tx| tx.send(ev).is_ok()).count();
+            if delivered == 0 {
+                return;
+            }
+        }
+    }
+}
+
+impl Target {
+    /// Counts one probe; Some(new state) on a transition.
+    fn record(&mut self, result: &Result<(), String>) -> Option<bool> {
+        let success = result.is_ok();
+        if success == self.healthy {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if success {
+            self.check.healthy_threshold
+        } else {
+            self.check.unhealthy_threshold
+        };
+        if self.streak < needed {
+            return None;
+        }
+        self.streak = 0;
+        self.healthy = success;
+        Some(success)
+    }
+}
+
+/// One probe: Ok on a 2xx answer (or, for TLS upstreams, a completed connect).
+fn probe(t: &Target) -> Result<(), String> {
+    let timeout = t.check.timeout.0;
+    let deadline = Instant::now() + timeout;
+    let mut s =
+        TcpStream::connect_timeout(&t.addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    if t.tls {
+        return Ok(());
+    }
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    s.set_write_timeout(Some(left()))
+        .map_err(|e| e.to_string())?;
+    s.write_all(&t.request).map_err(|e| format!("send: {e}"))?;
+    let mut buf = [0u8; 256];
+    let mut got = 0;
+    // "HTTP/1.1 200" is all that matters.
+    while got < 12 {
+        s.set_read_timeout(Some(left()))
+            .map_err(|e| e.to_string())?;
+        match s.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    let line = &buf[..got];
+    let status = line
+        .strip_prefix(b"HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse::<u16>().ok());
+    match status {
+        Some(s) if (200..300).contains(&s) => Ok(()),
+        Some(s) => Err(format!("status {s}")),
+        None => Err("no HTTP answer".into()),
+    }
+}
+
+/// A worker's task: applies the checker's messages to its `State` until `stop` resolves.
+pub async fn follow<F: std::future::Future>(rx: Receiver<HealthEvent>, state: Rc<State>, stop: F) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(ev) => state.set_healthy(ev.upstream, ev.servers, ev.server, ev.healthy),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        monoio::select! {
+            _ = monoio::time::sleep(POLL) => {},
+            _ = &mut stop => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(healthy_threshold: u32, unhealthy_threshold: u32) -> Target {
+        Target {
+            upstream: 0,
+            servers: 1,
+            server: 0,
+            name: "t".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            request: Vec::new(),
+            tls: false,
+            check: HealthCheckConfig {
+                healthy_threshold,
+                unhealthy_threshold,
+                ..HealthCheckConfig::default()
+            },
+            healthy: true,
+            streak: 0,
+            due: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn thresholds_count_results_in_a_row() {
+        let mut t = target(2, 3);
+        let fail = || Err("x".to_string());
+        assert_eq!(t.record(&fail()), None);
+        assert_eq!(t.record(&fail()), None);
+        assert_eq!(t.record(&Ok(())), None, "a success breaks the streak");
+        assert_eq!(t.record(&fail()), None);
+        assert_eq!(t.record(&fail()), None);
+        assert_eq!(t.record(&fail()), Some(false));
+        assert_eq!(t.record(&Ok(())), None);
+        assert_eq!(t.record(&Ok(())), Some(true));
+    }
+}
