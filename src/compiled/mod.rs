@@ -84,6 +84,7 @@ pub struct Timeouts {
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
     pub drain: Duration,
+    pub tunnel_idle: Duration,
 }
 
 #[derive(Debug)]
@@ -102,6 +103,8 @@ pub struct Compiled {
     /// Bodies with at least this many bytes left after the first read are spliced; 0 = never.
     pub splice_threshold: u64,
     pub timeouts: Timeouts,
+    /// `server.upgrade_protocols`, lowercased (never `h2c`).
+    pub upgrade_protocols: Vec<Bytes>,
     pub trusted_proxies: Vec<Cidr>,
     /// Full Via value to append, e.g. b"1.1 ringway"; None when disabled.
     pub via: Option<Bytes>,
@@ -317,7 +320,15 @@ impl Compiled {
                 upstream_connect: t.upstream_connect.0,
                 upstream_response: t.upstream_response.0,
                 drain: t.drain.0,
+                tunnel_idle: t.tunnel_idle.0,
             },
+            upgrade_protocols: cfg
+                .server
+                .upgrade_protocols
+                .iter()
+                .filter(|p| !p.eq_ignore_ascii_case("h2c"))
+                .map(|p| Bytes::from(p.to_ascii_lowercase()))
+                .collect(),
             trusted_proxies,
             via: (!cfg.server.via.is_empty())
                 .then(|| Bytes::from(format!("1.1 {}", cfg.server.via))),

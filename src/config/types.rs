@@ -81,6 +81,11 @@ pub struct ServerConfig {
     /// Default 262144 (see README, Performance).
     #[serde(default = "default_splice_threshold")]
     pub splice_threshold: u64,
+    /// `Upgrade` protocols tunnelled for a GET without a body that asks for one (first
+    /// token, case-insensitive); [] disables tunnelling. `h2c` is refused. Default
+    /// ["websocket"].
+    #[serde(default = "default_upgrade_protocols")]
+    pub upgrade_protocols: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -100,6 +105,9 @@ pub struct TimeoutsConfig {
     pub upstream_response: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may finish. Default 10s.
     pub drain: Duration,
+    /// An upgraded tunnel with no bytes in either direction for this long is closed.
+    /// Default 300s.
+    pub tunnel_idle: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -342,6 +350,9 @@ fn default_via() -> String {
 fn default_request_id_header() -> String {
     "X-Request-Id".into()
 }
+fn default_upgrade_protocols() -> Vec<String> {
+    vec!["websocket".into()]
+}
 fn default_splice_threshold() -> u64 {
     crate::compiled::DEFAULT_SPLICE_THRESHOLD
 }
@@ -367,6 +378,7 @@ impl Default for TimeoutsConfig {
             upstream_connect: secs(5),
             upstream_response: secs(60),
             drain: secs(10),
+            tunnel_idle: secs(300),
         }
     }
 }

@@ -129,6 +129,15 @@ pub struct RequestCtx<'a> {
     pub tls: bool,
     /// A verified client certificate's identity, for `auth.client_cert_header`.
     pub client_cert: Option<&'a [u8]>,
+    /// The protocol of an upgrade ringway will tunnel: sent as `Connection: Upgrade` and
+    /// `Upgrade: <it>`. None: the request's own `Upgrade` is dropped like any hop-by-hop field.
+    pub upgrade: Option<&'a [u8]>,
+}
+
+/// `Connection: Upgrade` and `Upgrade: <protocol>`, the only hop-by-hop fields ringway sends.
+fn put_upgrade(out: &mut BytesMut, protocol: &[u8]) {
+    out.put_slice(b"Connection: Upgrade\r\n");
+    put_field(out, b"Upgrade", protocol);
 }
 
 /// Appends `query` (with its '?', or empty) without the parameter `drop`.
@@ -247,6 +256,9 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
         put_hex16(out, ctx.request_id);
         out.put_slice(b"\r\n");
     }
+    if let Some(protocol) = ctx.upgrade {
+        put_upgrade(out, protocol);
+    }
     out.put_slice(b"\r\n");
 }
 
@@ -260,6 +272,9 @@ pub struct ResponseCtx<'a> {
     pub client_version: Version,
     /// `Strict-Transport-Security` value to send instead of the upstream's (TLS only).
     pub hsts: Option<&'a [u8]>,
+    /// A 101 that starts a tunnel: the upstream's `Upgrade` value, sent with
+    /// `Connection: Upgrade` (instead of any `Connection` option of ringway's own).
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Appends the client response head for upstream response `resp` to `out`.
@@ -312,7 +327,9 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
             resp.version,
         );
     }
-    if ctx.close {
+    if let Some(protocol) = ctx.upgrade {
+        put_upgrade(out, protocol);
+    } else if ctx.close {
         out.put_slice(b"Connection: close\r\n");
     } else if ctx.client_version == Version::Http10 {
         out.put_slice(b"Connection: keep-alive\r\n");
@@ -343,6 +360,7 @@ mod tests {
             close: false,
             client_version: Version::Http11,
             hsts,
+            upgrade: None,
         };
         let mut out = BytesMut::new();
         response_head(&mut out, &resp, &ctx);

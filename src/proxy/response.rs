@@ -29,6 +29,10 @@ pub(super) enum RespOutcome {
     EmptyClose,
     /// Response bytes reached the client and then something failed: abort the client.
     Aborted,
+    /// The upstream switched protocols (a 101 accepting the requested upgrade, in `resp`);
+    /// nothing was sent to the client yet, and the upstream's bytes after its head start
+    /// at this offset of `ubuf`. The tunnel takes over (see `tunnel`).
+    Switched(usize),
 }
 
 pub(super) fn upstream_limits(cfg: &Compiled) -> Limits {
@@ -63,6 +67,8 @@ pub(super) struct Exchange<'a> {
     pub(super) bufs: &'a BodyBufs,
     /// `Strict-Transport-Security` value for this response (TLS connections only).
     pub(super) hsts: Option<&'a [u8]>,
+    /// The upgrade protocol forwarded with the request: a 101 naming it is accepted.
+    pub(super) upgrade: Option<&'a [u8]>,
 }
 
 /// Reads the final response head into `resp`, skipping 1xx interim responses, and returns
@@ -88,7 +94,13 @@ pub(super) async fn read_response_head<C: Stream>(
     let mut pos = HEADROOM;
     loop {
         match parse_response_at(&ubuf[pos..], &limits, is_head, resp) {
-            Ok(Some(_)) if resp.status == 101 => return Err(RespOutcome::Failed(502)),
+            Ok(Some(n)) if resp.status == 101 => {
+                if ex.upgrade.is_some_and(|p| super::tunnel::accepts(resp, p)) {
+                    return Ok(pos + n);
+                }
+                log::warn!("upstream switched protocols without being asked to");
+                return Err(RespOutcome::Failed(502));
+            }
             Ok(Some(n)) if resp.is_informational() => {
                 interim += 1;
                 if interim > MAX_INTERIM {
@@ -141,6 +153,9 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
+    if resp.status == 101 {
+        return RespOutcome::Switched(body_start);
+    }
     if ex.cfg.protect.replace_upstream_5xx && (500..=599).contains(&resp.status) {
         // Its body (a stack trace, a framework's page) is never read, let alone relayed:
         // the connection is dropped, never pooled, and the client gets ringway's own page.
@@ -186,6 +201,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         close,
         client_version: client_v,
         hsts: ex.hsts,
+        upgrade: None,
     };
     forward::response_head(&mut cout.buf, resp, &ctx);
     ex.started.set(true);
