@@ -101,7 +101,13 @@ where
         let pending = std::mem::take(&mut self.cin.buf);
         let mut up = pin!(pump(&mut self.cin.r, &mut conn.w, pending, &t, "client"));
         let down_buf = std::mem::take(&mut self.ubuf);
-        let mut down = pin!(pump(&mut conn.r, &mut self.cout.w, down_buf, &t, "upstream"));
+        let mut down = pin!(pump(
+            &mut conn.r,
+            &mut self.cout.w,
+            down_buf,
+            &t,
+            "upstream"
+        ));
         let idle = cfg.timeouts.tunnel_idle;
         let up_ended_first = monoio::select! {
             r = &mut up => r.map(|()| true),
