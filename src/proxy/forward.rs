@@ -405,6 +405,37 @@ mod tests {
     }
 
     #[test]
+    fn a_switching_101_says_upgrade_and_keeps_the_upstream_s_handshake_fields() {
+        let cfg = crate::config::from_str(
+            &format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{ROUTE}"),
+            "t.toml",
+        )
+        .expect("config");
+        let cfg = Compiled::build(&cfg, "t.toml").expect("build");
+        let upstream = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Accept: abc=\r\nContent-Length: 5\r\n\r\n";
+        let mut resp = ResponseHead::default();
+        parse_response_at(upstream.as_bytes(), &Limits::default(), false, &mut resp)
+            .expect("parses")
+            .expect("complete");
+        let ctx = ResponseCtx {
+            cfg: &cfg,
+            edits: &cfg.routes[0].response_edits,
+            framing: OutFraming::None,
+            close: false,
+            client_version: Version::Http11,
+            hsts: None,
+            upgrade: resp.header(b"upgrade"),
+        };
+        let mut out = BytesMut::new();
+        response_head(&mut out, &resp, &ctx);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 101 Switching Protocols\r\nServer: ringway\r\nSec-WebSocket-Accept: abc=\r\n\
+             Via: 1.1 ringway\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn addresses_and_request_ids_are_written_like_their_display_forms() {
         for ip in ["127.0.0.1", "0.0.0.0", "255.10.0.9", "::1", "2001:db8::7"] {
             let ip: IpAddr = ip.parse().expect("ip");
