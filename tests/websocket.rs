@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -153,70 +153,16 @@ fn tunnel_conn(mut s: TcpStream, st: &(Mutex<Seen>, Condvar), greeting: &[u8], f
     let _ = s.shutdown(Shutdown::Both);
 }
 
-// ------------------------------------------------------------------ raw client
+// ------------------------------------------------------------------ client
 
-/// A client socket with a buffer of bytes read but not yet consumed.
-struct Client {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    fn new(addr: SocketAddr) -> Client {
-        Client {
-            s: connect(addr),
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).expect("send");
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut tmp = vec![0u8; 256 * 1024];
-        match self.s.read(&mut tmp) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                panic!("timed out; have {:?}", String::from_utf8_lossy(&self.buf))
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// The next head, as text.
-    fn head(&mut self) -> String {
-        loop {
-            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
-                let head: Vec<u8> = self.buf.drain(..p + 4).collect();
-                return String::from_utf8_lossy(&head).into_owned();
-            }
-            assert!(self.fill(), "closed before a head");
-        }
-    }
-
-    /// Exactly the next `n` bytes.
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            assert!(
-                self.fill(),
-                "closed after {} of {n} bytes: {:?}",
-                self.buf.len(),
-                String::from_utf8_lossy(&self.buf)
-            );
-        }
-        self.buf.drain(..n).collect()
-    }
-
-    /// Everything until the peer closes.
-    fn rest(&mut self) -> Vec<u8> {
-        while self.fill() {}
-        std::mem::take(&mut self.buf)
-    }
+/// Exactly the next `n` tunnelled bytes.
+fn bytes(c: &mut Reader, n: usize) -> Vec<u8> {
+    c.bytes(n).unwrap_or_else(|| {
+        panic!(
+            "closed before {n} bytes: {:?}",
+            String::from_utf8_lossy(c.leftover())
+        )
+    })
 }
 
 fn field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
@@ -228,12 +174,12 @@ fn field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 /// Sends the upgrade request (with `extra` in the same write), checks the 101 and returns
 /// the client, now tunnelled.
-fn open_tunnel(gw: &Gateway, extra: &[u8]) -> Client {
-    let mut c = Client::new(gw.addr());
+fn open_tunnel(gw: &Gateway, extra: &[u8]) -> Reader {
+    let mut c = Reader::new(connect(gw.addr()));
     let mut req = upgrade_request("/chat").into_bytes();
     req.extend_from_slice(extra);
     c.send(&req);
-    let head = c.head();
+    let head = c.interim_or_final_head().expect("a response head").head;
     assert!(
         head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
         "{head}"
@@ -263,12 +209,12 @@ both_drivers! {
         // The origin recorded what came before its 101 before sending it.
         let seen = origin.wait("the head", |s| !s.head.is_empty());
         assert!(seen.early.is_empty(), "origin got {:?} before its 101", String::from_utf8_lossy(&seen.early));
-        assert_eq!(c.bytes(5), b"hello", "origin bytes sent with its 101");
-        assert_eq!(c.bytes(early.len()), early, "early frame echoed");
+        assert_eq!(bytes(&mut c, 5), b"hello", "origin bytes sent with its 101");
+        assert_eq!(bytes(&mut c, early.len()), early, "early frame echoed");
         for i in 0..5 {
             let f = frame(&format!("message {i}"));
             c.send(&f);
-            assert_eq!(c.bytes(f.len()), f);
+            assert_eq!(bytes(&mut c, f.len()), f);
         }
         let seen = origin.wait("the frames", |s| s.after.len() >= early.len());
         assert!(seen.after.starts_with(&early), "{:?}", seen.after);
@@ -286,10 +232,10 @@ both_drivers! {
         let gw = gateway_to(origin.addr, d, "");
         let mut c = open_tunnel(&gw, b"");
         c.send(b"last");
-        assert_eq!(c.bytes(4), b"last");
+        assert_eq!(bytes(&mut c, 4), b"last");
         c.s.shutdown(Shutdown::Write).expect("shutdown");
         origin.wait("EOF", |s| s.eof);
-        assert_eq!(c.rest(), b"bye", "final message, then close");
+        assert_eq!(c.read_to_close(), b"bye", "final message, then close");
     }
 
     fn a_silent_tunnel_is_closed_after_tunnel_idle(d) {
@@ -300,10 +246,10 @@ both_drivers! {
         for _ in 0..4 {
             thread::sleep(Duration::from_millis(150));
             c.send(b"ping");
-            assert_eq!(c.bytes(4), b"ping");
+            assert_eq!(bytes(&mut c, 4), b"ping");
         }
         let quiet = Instant::now();
-        assert!(c.rest().is_empty());
+        assert!(c.read_to_close().is_empty());
         let waited = quiet.elapsed();
         assert!(waited >= Duration::from_millis(250), "closed after {waited:?}");
         assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
@@ -394,7 +340,7 @@ fn large_transfer(d: Driver, extra: &str) {
     let writer = thread::spawn(move || {
         w.write_all(&sent).expect("send 4 MiB");
     });
-    let back = c.bytes(LEN);
+    let back = bytes(&mut c, LEN);
     writer.join().expect("writer");
     assert!(back == data, "echo differs");
     origin.update(|s| assert_eq!(s.after.len(), LEN));

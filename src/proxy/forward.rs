@@ -344,8 +344,8 @@ mod tests {
     use crate::http::Limits;
 
     /// The client head ringway writes for `upstream` (a response head) under `config`'s
-    /// first route, with `hsts` as on a TLS connection.
-    fn client_head(config: &str, upstream: &str, hsts: Option<&[u8]>) -> String {
+    /// first route, with `hsts` as on a TLS connection; `switching`: as a tunnel's 101.
+    fn client_head(config: &str, upstream: &str, hsts: Option<&[u8]>, switching: bool) -> String {
         let text = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{config}");
         let cfg = crate::config::from_str(&text, "t.toml").expect("config");
         let cfg = Compiled::build(&cfg, "t.toml").expect("build");
@@ -356,11 +356,15 @@ mod tests {
         let ctx = ResponseCtx {
             cfg: &cfg,
             edits: &cfg.routes[0].response_edits,
-            framing: OutFraming::Length(0),
+            framing: if switching {
+                OutFraming::None
+            } else {
+                OutFraming::Length(0)
+            },
             close: false,
             client_version: Version::Http11,
             hsts,
-            upgrade: None,
+            upgrade: resp.header(b"upgrade").filter(|_| switching),
         };
         let mut out = BytesMut::new();
         response_head(&mut out, &resp, &ctx);
@@ -372,7 +376,7 @@ mod tests {
 
     #[test]
     fn ringway_s_server_comes_first_and_the_upstream_s_software_is_dropped() {
-        let head = client_head(ROUTE, CHATTY, None);
+        let head = client_head(ROUTE, CHATTY, None, false);
         assert_eq!(
             head,
             "HTTP/1.1 200 OK\r\nServer: ringway\r\nStrict-Transport-Security: max-age=1\r\n\
@@ -383,7 +387,7 @@ mod tests {
     #[test]
     fn a_route_s_own_server_edit_wins_and_hsts_replaces_the_upstream_s() {
         let route = format!("{ROUTE}response_headers = {{ set = {{ Server = \"mine\" }} }}\n");
-        let head = client_head(&route, CHATTY, Some(b"max-age=600"));
+        let head = client_head(&route, CHATTY, Some(b"max-age=600"), false);
         assert_eq!(head.matches("Server:").count(), 1, "{head}");
         assert!(head.contains("\r\nServer: mine\r\n"), "{head}");
         assert_eq!(
@@ -400,36 +404,15 @@ mod tests {
     #[test]
     fn an_empty_server_header_writes_no_server_field() {
         let config = format!("[protect]\nserver_header = \"\"\n{ROUTE}");
-        let head = client_head(&config, CHATTY, None);
+        let head = client_head(&config, CHATTY, None, false);
         assert!(!head.contains("Server"), "{head}");
     }
 
     #[test]
     fn a_switching_101_says_upgrade_and_keeps_the_upstream_s_handshake_fields() {
-        let cfg = crate::config::from_str(
-            &format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{ROUTE}"),
-            "t.toml",
-        )
-        .expect("config");
-        let cfg = Compiled::build(&cfg, "t.toml").expect("build");
         let upstream = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Accept: abc=\r\nContent-Length: 5\r\n\r\n";
-        let mut resp = ResponseHead::default();
-        parse_response_at(upstream.as_bytes(), &Limits::default(), false, &mut resp)
-            .expect("parses")
-            .expect("complete");
-        let ctx = ResponseCtx {
-            cfg: &cfg,
-            edits: &cfg.routes[0].response_edits,
-            framing: OutFraming::None,
-            close: false,
-            client_version: Version::Http11,
-            hsts: None,
-            upgrade: resp.header(b"upgrade"),
-        };
-        let mut out = BytesMut::new();
-        response_head(&mut out, &resp, &ctx);
         assert_eq!(
-            String::from_utf8_lossy(&out),
+            client_head(ROUTE, upstream, None, true),
             "HTTP/1.1 101 Switching Protocols\r\nServer: ringway\r\nSec-WebSocket-Accept: abc=\r\n\
              Via: 1.1 ringway\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n"
         );
