@@ -1,5 +1,6 @@
-//! The response on its way to the client: the strictly parsed head (1xx skipped, 101 and
-//! stray bytes refused), the re-serialised head, and the body relay with the framing the
+//! The response on its way to the client: the strictly parsed head (1xx skipped, stray
+//! bytes refused, a 101 refused unless it accepts the upgrade that was forwarded, which
+//! hands the connection to `tunnel`), the re-serialised head, and the body relay with the framing the
 //! client needs. Decides whether the upstream connection may be pooled afterwards.
 
 use std::cell::Cell;
@@ -98,7 +99,7 @@ pub(super) async fn read_response_head<C: Stream>(
                 if ex.upgrade.is_some_and(|p| super::tunnel::accepts(resp, p)) {
                     return Ok(pos + n);
                 }
-                log::warn!("upstream switched protocols without being asked to");
+                log::warn!("upstream answered 101 to no matching upgrade");
                 return Err(RespOutcome::Failed(502));
             }
             Ok(Some(n)) if resp.is_informational() => {
