@@ -1,7 +1,7 @@
 //! The response on its way to the client: the strictly parsed head (1xx skipped, stray
 //! bytes refused, a 101 refused unless it accepts the upgrade that was forwarded, which
-//! hands the connection to `tunnel`), the re-serialised head, and the body relay with the framing the
-//! client needs. Decides whether the upstream connection may be pooled afterwards.
+//! hands the connection to `tunnel`), the re-serialised head, and the body relay with the
+//! framing the client needs. Decides whether the upstream connection may be pooled afterwards.
 
 use std::cell::Cell;
 use std::time::Instant;
