@@ -173,6 +173,7 @@ fn encode(c: &mut Criterion) {
                     grant: None,
                     tls: false,
                     client_cert: None,
+                    upgrade: None,
                 };
                 forward::request_head(&mut out, black_box(&head), &ctx);
                 black_box(out.len())
@@ -196,6 +197,7 @@ fn encode(c: &mut Criterion) {
                 close: false,
                 client_version: Version::Http11,
                 hsts: None,
+                upgrade: None,
             };
             forward::response_head(&mut out, black_box(&resp), &ctx);
             black_box(out.len())
@@ -261,6 +263,7 @@ impl Pipeline {
             grant: None,
             tls: false,
             client_cert: None,
+            upgrade: None,
         };
         forward::request_head(&mut self.up_out, &self.head, &req_ctx);
         self.ubuf.clear();
@@ -284,6 +287,7 @@ impl Pipeline {
             close: !self.head.keep_alive,
             client_version: self.head.version,
             hsts: None,
+            upgrade: None,
         };
         forward::response_head(&mut self.client_out, &self.resp, &resp_ctx);
         self.up_out.len() + self.client_out.len()

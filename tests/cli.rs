@@ -115,6 +115,9 @@ fn bad_configs_report_file_field_and_reason() {
         (&format!("{base}[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n[[upstreams]]\nname = \"a\"\nservers = [\"127.0.0.1:2\"]\n"), "FILE: upstreams[1].name: \"a\" is defined twice"),
         (&format!("{base}trusted_proxies = [\"10.0.0.0/33\"]\n"), "FILE: server.trusted_proxies[0]:"),
         (&format!("{base}splice_threshold = -1\n"), "FILE: server.splice_threshold: line 3, column 20: invalid value: integer `-1`, expected u64"),
+        (&format!("{base}upgrade_protocols = [\"websocket\", \"H2C\"]\n"), "FILE: server.upgrade_protocols[1]: \"h2c\" cannot be tunnelled"),
+        (&format!("{base}upgrade_protocols = [\"web socket\"]\n"), "FILE: server.upgrade_protocols[0]: \"web socket\" is not a protocol name"),
+        (&format!("{base}[timeouts]\ntunnel_idle = \"0s\"\n"), "FILE: timeouts.tunnel_idle: must be greater than zero"),
     ];
     assert_each_fails(cases);
 }

@@ -892,3 +892,41 @@ fn curl_and_openssl_s_client_see_the_right_certificates() {
     );
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
 }
+
+both_drivers! {
+    fn a_websocket_upgrade_tunnels_over_a_tls_listener(driver) {
+        let origin = Origin::start(|r| {
+            if r.header("upgrade") == Some("websocket") {
+                Reply::raw(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello")
+            } else {
+                Reply::ok("plain")
+            }
+        });
+        let (s, cfg) = setup("tunnel", "", &origin, "");
+        let gw = start(&s, &cfg, driver);
+        let client = client_config(&all_versions(), None);
+        let mut t = Tls::connect(tls_addr(&gw), Some("a.test"), &client).unwrap();
+        let head = "GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        t.conn.write_all(format!("{head}early").as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.ends_with(b"\r\n\r\nhello") {
+            match t.conn.read(&mut chunk) {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                other => panic!("{other:?} after {:?}", String::from_utf8_lossy(&buf)),
+            }
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"), "{text}");
+        t.conn.write_all(b"ping").unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        while !origin.conn_bytes(0).ends_with(b"earlyping") {
+            assert!(Instant::now() < deadline, "{:?}", String::from_utf8_lossy(&origin.conn_bytes(0)));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let got = origin.conn_bytes(0);
+        let end = find(&got, b"\r\n\r\n").map_or(0, |p| p + 4);
+        assert_eq!(&got[end..], b"earlyping", "client bytes follow the forwarded head");
+    }
+}

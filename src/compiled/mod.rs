@@ -86,6 +86,7 @@ pub struct Timeouts {
     pub drain: Duration,
     /// Zero = no limit.
     pub max_connection_age: Duration,
+    pub tunnel_idle: Duration,
 }
 
 #[derive(Debug)]
@@ -104,6 +105,8 @@ pub struct Compiled {
     /// Bodies with at least this many bytes left after the first read are spliced; 0 = never.
     pub splice_threshold: u64,
     pub timeouts: Timeouts,
+    /// `server.upgrade_protocols`, lowercased (never `h2c`).
+    pub upgrade_protocols: Vec<Bytes>,
     pub trusted_proxies: Vec<Cidr>,
     /// Full Via value to append, e.g. b"1.1 ringway"; None when disabled.
     pub via: Option<Bytes>,
@@ -324,7 +327,15 @@ impl Compiled {
                 upstream_response: t.upstream_response.0,
                 drain: t.drain.0,
                 max_connection_age: t.max_connection_age.0,
+                tunnel_idle: t.tunnel_idle.0,
             },
+            upgrade_protocols: cfg
+                .server
+                .upgrade_protocols
+                .iter()
+                .filter(|p| !p.eq_ignore_ascii_case("h2c"))
+                .map(|p| Bytes::from(p.to_ascii_lowercase()))
+                .collect(),
             trusted_proxies,
             via: (!cfg.server.via.is_empty())
                 .then(|| Bytes::from(format!("1.1 {}", cfg.server.via))),

@@ -107,6 +107,11 @@ pub struct ServerConfig {
     /// (`ringway run --upgrade`) for a binary upgrade. Default none (off).
     #[serde(default)]
     pub upgrade_socket: Option<String>,
+    /// `Upgrade` protocols tunnelled for a GET without a body that asks for one (first
+    /// token, case-insensitive); [] disables tunnelling. `h2c` is refused. Default
+    /// ["websocket"].
+    #[serde(default = "default_upgrade_protocols")]
+    pub upgrade_protocols: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -129,6 +134,9 @@ pub struct TimeoutsConfig {
     /// A client connection older than this gets `Connection: close` on its next response,
     /// so that every connection converges after a reload or upgrade. Default 0s (no limit).
     pub max_connection_age: Duration,
+    /// An upgraded tunnel with no bytes in either direction for this long is closed.
+    /// Default 300s.
+    pub tunnel_idle: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -397,6 +405,9 @@ fn default_via() -> String {
 fn default_request_id_header() -> String {
     "X-Request-Id".into()
 }
+fn default_upgrade_protocols() -> Vec<String> {
+    vec!["websocket".into()]
+}
 fn default_splice_threshold() -> u64 {
     crate::compiled::DEFAULT_SPLICE_THRESHOLD
 }
@@ -423,6 +434,7 @@ impl Default for TimeoutsConfig {
             upstream_response: secs(60),
             drain: secs(10),
             max_connection_age: secs(0),
+            tunnel_idle: secs(300),
         }
     }
 }

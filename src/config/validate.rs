@@ -164,6 +164,21 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
             format!("{:?} is not a valid field name", s.request_id_header),
         );
     }
+    for (i, p) in s.upgrade_protocols.iter().enumerate() {
+        let path = format!("server.upgrade_protocols[{i}]");
+        if p.eq_ignore_ascii_case("h2c") {
+            e.push(
+                path,
+                "\"h2c\" cannot be tunnelled: ringway speaks HTTP/1.1 to upstreams; remove it \
+                 (an h2c upgrade request is forwarded without its upgrade)",
+            );
+        } else if !is_token(p.as_bytes()) {
+            e.push(
+                path,
+                format!("{p:?} is not a protocol name (a token, like \"websocket\")"),
+            );
+        }
+    }
 }
 
 fn timeouts(cfg: &GatewayConfig, e: &mut Errors) {
@@ -175,6 +190,7 @@ fn timeouts(cfg: &GatewayConfig, e: &mut Errors) {
         ("write", t.write),
         ("upstream_connect", t.upstream_connect),
         ("upstream_response", t.upstream_response),
+        ("tunnel_idle", t.tunnel_idle),
     ];
     for (name, d) in all {
         if d.0.is_zero() {

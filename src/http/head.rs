@@ -53,7 +53,8 @@ impl Version {
 }
 
 /// Fields that are hop-by-hop by definition (RFC 9110 §7.6.1) and never forwarded.
-/// `Upgrade` is included: ringway does not tunnel yet. Case-insensitive.
+/// `Upgrade` is included: a tunnelled upgrade gets `Connection: Upgrade` and its `Upgrade`
+/// field written by the forwarding rules themselves, never copied. Case-insensitive.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     const HOP: [&[u8]; 7] = [
         b"connection",
@@ -195,6 +196,8 @@ pub struct FramingFields {
     pub chunked: bool,
     pub connection_close: bool,
     pub connection_keep_alive: bool,
+    /// Connection lists `upgrade`.
+    pub connection_upgrade: bool,
 }
 
 /// Parses 1*DIGIT into u64, rejecting anything else and overflow.
@@ -250,6 +253,8 @@ pub fn framing_fields(buf: &[u8], headers: &[HeaderIdx]) -> Result<FramingFields
                     f.connection_close = true;
                 } else if item.eq_ignore_ascii_case(b"keep-alive") {
                     f.connection_keep_alive = true;
+                } else if item.eq_ignore_ascii_case(b"upgrade") {
+                    f.connection_upgrade = true;
                 }
             }
         }
@@ -270,6 +275,18 @@ pub fn framing_fields(buf: &[u8], headers: &[HeaderIdx]) -> Result<FramingFields
         f.chunked = true;
     }
     Ok(f)
+}
+
+/// The first protocol of an `Upgrade` value (`websocket`, `websocket/13`), if any.
+pub fn first_protocol(upgrade: &[u8]) -> Option<&[u8]> {
+    list_items(upgrade).next()
+}
+
+/// True when two `Upgrade` protocols name the same protocol: their names (before any
+/// `/version`) are equal, case-insensitively.
+pub fn same_protocol(a: &[u8], b: &[u8]) -> bool {
+    let name = |p: &'_ [u8]| -> usize { p.iter().position(|&c| c == b'/').unwrap_or(p.len()) };
+    a[..name(a)].eq_ignore_ascii_case(&b[..name(b)])
 }
 
 /// Case-insensitive lookup of the first value of `name`.

@@ -5,8 +5,8 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, BytesMut};
 
 use super::head::{
-    collect_headers, find_head_end, find_header, framing_fields, is_hop_by_hop_in, leading_crlf,
-    list_items, map_httparse, offset_in,
+    collect_headers, find_head_end, find_header, first_protocol, framing_fields, is_hop_by_hop_in,
+    leading_crlf, list_items, map_httparse, offset_in,
 };
 use super::path::normalize_with;
 use super::{HeaderIdx, Limits, ParseError, Span, Version};
@@ -52,6 +52,11 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (any other expectation -> 417 is not done; it is a 400).
     pub expect_continue: bool,
+    /// The protocol this request asks to switch to (the first element of its first
+    /// `Upgrade` field, like `websocket`), only when it may ask at all: HTTP/1.1, GET, no
+    /// body, `upgrade` listed in Connection (RFC 9110 §7.8, RFC 6455 §4.1). Whether it is
+    /// tunnelled is the config's call (`server.upgrade_protocols`).
+    pub upgrade: Option<Span>,
 }
 
 impl Default for RequestHead {
@@ -68,6 +73,7 @@ impl Default for RequestHead {
             framing: BodyFraming::None,
             keep_alive: true,
             expect_continue: false,
+            upgrade: None,
         }
     }
 }
@@ -209,6 +215,7 @@ fn fill_semantics(
 ) -> Result<(), ParseError> {
     let mut host: Option<&[u8]> = None;
     let mut expect_continue = false;
+    let mut upgrade = None;
     for h in &out.headers {
         let name = h.name.get(head);
         if name.eq_ignore_ascii_case(b"host") {
@@ -224,6 +231,11 @@ fn fill_semantics(
                     return Err(ParseError::Bad("unsupported expectation"));
                 }
             }
+        } else if upgrade.is_none() && name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = Some(first_protocol(h.value.get(head)).map(|p| {
+                let at = offset_in(head, p);
+                Span::new(at, at + p.len())
+            }));
         }
     }
     out.host_lower.clear();
@@ -275,6 +287,12 @@ fn fill_semantics(
         Version::Http10 => f.connection_keep_alive && !f.connection_close,
     };
     out.expect_continue = expect_continue;
+    out.upgrade = upgrade.flatten().filter(|_| {
+        f.connection_upgrade
+            && out.version == Version::Http11
+            && out.framing == BodyFraming::None
+            && out.method.get(head) == b"GET"
+    });
     Ok(())
 }
 

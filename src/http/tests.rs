@@ -547,3 +547,50 @@ fn mutated_heads_never_panic_and_accepted_ones_round_trip() {
         "only {accepted} mutated heads parsed: the seeds are too fragile"
     );
 }
+
+const WS: &[u8] = b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket/13, foo\r\nUpgrade: bar\r\n\r\n";
+
+fn upgrade_of(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (h, _) = req(bytes).expect("valid");
+    h.upgrade.map(|s| s.get(&h.buf).to_vec())
+}
+
+#[test]
+fn an_upgrade_is_the_first_protocol_of_the_first_upgrade_field() {
+    assert_eq!(upgrade_of(WS).as_deref(), Some(&b"WebSocket/13"[..]));
+}
+
+#[test]
+fn an_upgrade_needs_connection_upgrade_get_no_body_and_http11() {
+    let no_connection = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+    let post = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\nx";
+    let empty_post =
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let get_body = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nxy";
+    let http10 = b"GET / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let empty = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: \r\n\r\n";
+    for bytes in [
+        &no_connection[..],
+        post,
+        empty_post,
+        get_body,
+        http10,
+        empty,
+    ] {
+        assert_eq!(
+            upgrade_of(bytes),
+            None,
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[test]
+fn protocols_compare_by_name_case_insensitively() {
+    use super::head::same_protocol;
+    assert!(same_protocol(b"websocket", b"WebSocket/13"));
+    assert!(same_protocol(b"WEBSOCKET/1", b"websocket/2"));
+    assert!(!same_protocol(b"websocket", b"websockets"));
+    assert!(!same_protocol(b"h2c", b"websocket"));
+}

@@ -129,6 +129,15 @@ pub struct RequestCtx<'a> {
     pub tls: bool,
     /// A verified client certificate's identity, for `auth.client_cert_header`.
     pub client_cert: Option<&'a [u8]>,
+    /// The protocol of an upgrade ringway will tunnel: sent as `Connection: Upgrade` and
+    /// `Upgrade: <it>`. None: the request's own `Upgrade` is dropped like any hop-by-hop field.
+    pub upgrade: Option<&'a [u8]>,
+}
+
+/// `Connection: Upgrade` and `Upgrade: <protocol>`, the only hop-by-hop fields ringway sends.
+fn put_upgrade(out: &mut BytesMut, protocol: &[u8]) {
+    out.put_slice(b"Connection: Upgrade\r\n");
+    put_field(out, b"Upgrade", protocol);
 }
 
 /// Appends `query` (with its '?', or empty) without the parameter `drop`.
@@ -247,6 +256,9 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
         put_hex16(out, ctx.request_id);
         out.put_slice(b"\r\n");
     }
+    if let Some(protocol) = ctx.upgrade {
+        put_upgrade(out, protocol);
+    }
     out.put_slice(b"\r\n");
 }
 
@@ -260,6 +272,9 @@ pub struct ResponseCtx<'a> {
     pub client_version: Version,
     /// `Strict-Transport-Security` value to send instead of the upstream's (TLS only).
     pub hsts: Option<&'a [u8]>,
+    /// A 101 that starts a tunnel: the upstream's `Upgrade` value, sent with
+    /// `Connection: Upgrade` (instead of any `Connection` option of ringway's own).
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Appends the client response head for upstream response `resp` to `out`.
@@ -312,7 +327,9 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
             resp.version,
         );
     }
-    if ctx.close {
+    if let Some(protocol) = ctx.upgrade {
+        put_upgrade(out, protocol);
+    } else if ctx.close {
         out.put_slice(b"Connection: close\r\n");
     } else if ctx.client_version == Version::Http10 {
         out.put_slice(b"Connection: keep-alive\r\n");
@@ -327,8 +344,8 @@ mod tests {
     use crate::http::Limits;
 
     /// The client head ringway writes for `upstream` (a response head) under `config`'s
-    /// first route, with `hsts` as on a TLS connection.
-    fn client_head(config: &str, upstream: &str, hsts: Option<&[u8]>) -> String {
+    /// first route, with `hsts` as on a TLS connection; `switching`: as a tunnel's 101.
+    fn client_head(config: &str, upstream: &str, hsts: Option<&[u8]>, switching: bool) -> String {
         let text = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{config}");
         let cfg = crate::config::from_str(&text, "t.toml").expect("config");
         let cfg = Compiled::build(&cfg, "t.toml").expect("build");
@@ -339,10 +356,15 @@ mod tests {
         let ctx = ResponseCtx {
             cfg: &cfg,
             edits: &cfg.routes[0].response_edits,
-            framing: OutFraming::Length(0),
+            framing: if switching {
+                OutFraming::None
+            } else {
+                OutFraming::Length(0)
+            },
             close: false,
             client_version: Version::Http11,
             hsts,
+            upgrade: resp.header(b"upgrade").filter(|_| switching),
         };
         let mut out = BytesMut::new();
         response_head(&mut out, &resp, &ctx);
@@ -354,7 +376,7 @@ mod tests {
 
     #[test]
     fn ringway_s_server_comes_first_and_the_upstream_s_software_is_dropped() {
-        let head = client_head(ROUTE, CHATTY, None);
+        let head = client_head(ROUTE, CHATTY, None, false);
         assert_eq!(
             head,
             "HTTP/1.1 200 OK\r\nServer: ringway\r\nStrict-Transport-Security: max-age=1\r\n\
@@ -365,7 +387,7 @@ mod tests {
     #[test]
     fn a_route_s_own_server_edit_wins_and_hsts_replaces_the_upstream_s() {
         let route = format!("{ROUTE}response_headers = {{ set = {{ Server = \"mine\" }} }}\n");
-        let head = client_head(&route, CHATTY, Some(b"max-age=600"));
+        let head = client_head(&route, CHATTY, Some(b"max-age=600"), false);
         assert_eq!(head.matches("Server:").count(), 1, "{head}");
         assert!(head.contains("\r\nServer: mine\r\n"), "{head}");
         assert_eq!(
@@ -382,8 +404,18 @@ mod tests {
     #[test]
     fn an_empty_server_header_writes_no_server_field() {
         let config = format!("[protect]\nserver_header = \"\"\n{ROUTE}");
-        let head = client_head(&config, CHATTY, None);
+        let head = client_head(&config, CHATTY, None, false);
         assert!(!head.contains("Server"), "{head}");
+    }
+
+    #[test]
+    fn a_switching_101_says_upgrade_and_keeps_the_upstream_s_handshake_fields() {
+        let upstream = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Accept: abc=\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(
+            client_head(ROUTE, upstream, None, true),
+            "HTTP/1.1 101 Switching Protocols\r\nServer: ringway\r\nSec-WebSocket-Accept: abc=\r\n\
+             Via: 1.1 ringway\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n"
+        );
     }
 
     #[test]

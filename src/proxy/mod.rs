@@ -17,6 +17,7 @@ mod reply;
 mod request_body;
 mod response;
 pub mod splice;
+mod tunnel;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ use super::io::{Connector, Stream, UpConn};
 use super::pool::Pool;
 use super::request_body::{flush_upstream, pump_body, BodyState, SendFail};
 use super::response::{respond, Exchange, RespOutcome};
+use super::tunnel;
 use super::{ClientConn, Next};
 use crate::compiled::{Compiled, Route, Upstream};
 use crate::http::{canned, BodyFraming};
@@ -199,6 +200,7 @@ where
                 grant: Some(&self.grant),
                 tls: self.meta.tls,
                 client_cert: self.meta.cert.as_deref().map(|c| &c.consumer[..]),
+                upgrade: tunnel::requested(cfg, &self.head),
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
             let shared = self.shared.clone();
@@ -312,6 +314,7 @@ where
             pipes: &self.shared.pipes,
             bufs: &self.shared.bufs,
             hsts: self.hsts.as_deref(),
+            upgrade: tunnel::requested(cfg, &self.head),
             started: &started,
             retry,
             // While the body still streams, the head may legitimately wait for all of it.
@@ -366,6 +369,10 @@ where
                     Next::KeepAlive
                 },
                 pool: reusable && body_sent && !self.shared.is_draining(),
+            },
+            RespOutcome::Switched(at) => Attempt::Finished {
+                next: self.tunnel(cfg, route, conn, at).await,
+                pool: false,
             },
             RespOutcome::Aborted => Attempt::Finished {
                 next: Next::Close,

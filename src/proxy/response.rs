@@ -1,6 +1,7 @@
-//! The response on its way to the client: the strictly parsed head (1xx skipped, 101 and
-//! stray bytes refused), the re-serialised head, and the body relay with the framing the
-//! client needs. Decides whether the upstream connection may be pooled afterwards.
+//! The response on its way to the client: the strictly parsed head (1xx skipped, stray
+//! bytes refused, a 101 refused unless it accepts the upgrade that was forwarded, which
+//! hands the connection to `tunnel`), the re-serialised head, and the body relay with the
+//! framing the client needs. Decides whether the upstream connection may be pooled afterwards.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -31,6 +32,10 @@ pub(super) enum RespOutcome {
     Aborted,
     /// The head's status is one the route retries on; nothing reached the client.
     Retry(u16),
+    /// The upstream switched protocols (a 101 accepting the requested upgrade, in `resp`);
+    /// nothing was sent to the client yet, and the upstream's bytes after its head start
+    /// at this offset of `ubuf`. The tunnel takes over (see `tunnel`).
+    Switched(usize),
 }
 
 pub(super) fn upstream_limits(cfg: &Compiled) -> Limits {
@@ -67,6 +72,8 @@ pub(super) struct Exchange<'a> {
     pub(super) hsts: Option<&'a [u8]>,
     /// Asked with the final status before anything is relayed: true = retry elsewhere.
     pub(super) retry: Option<&'a dyn Fn(u16) -> bool>,
+    /// The upgrade protocol forwarded with the request: a 101 naming it is accepted.
+    pub(super) upgrade: Option<&'a [u8]>,
 }
 
 /// Reads the final response head into `resp`, skipping 1xx interim responses, and returns
@@ -92,7 +99,13 @@ pub(super) async fn read_response_head<C: Stream>(
     let mut pos = HEADROOM;
     loop {
         match parse_response_at(&ubuf[pos..], &limits, is_head, resp) {
-            Ok(Some(_)) if resp.status == 101 => return Err(RespOutcome::Failed(502)),
+            Ok(Some(n)) if resp.status == 101 => {
+                if ex.upgrade.is_some_and(|p| super::tunnel::accepts(resp, p)) {
+                    return Ok(pos + n);
+                }
+                log::warn!("upstream answered 101 to no matching upgrade");
+                return Err(RespOutcome::Failed(502));
+            }
             Ok(Some(n)) if resp.is_informational() => {
                 interim += 1;
                 if interim > MAX_INTERIM {
@@ -145,6 +158,9 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
+    if resp.status == 101 {
+        return RespOutcome::Switched(body_start);
+    }
     if ex.retry.is_some_and(|retry| retry(resp.status)) {
         return RespOutcome::Retry(resp.status);
     }
@@ -193,6 +209,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         close,
         client_version: client_v,
         hsts: ex.hsts,
+        upgrade: None,
     };
     forward::response_head(&mut cout.buf, resp, &ctx);
     ex.started.set(true);

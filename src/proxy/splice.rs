@@ -52,7 +52,7 @@ impl Pipes {
     }
 
     /// Returns an empty pipe for reuse.
-    fn give(&self, pipe: PipePair) {
+    pub(super) fn give(&self, pipe: PipePair) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < KEEP {
             idle.push(pipe);
@@ -122,6 +122,57 @@ pub async fn relay<A: Stream, B: Stream>(
     }
     pipes.give(pipe);
     Ok(())
+}
+
+/// How a `burst` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Burst {
+    /// A splice moved less than a full step: the source had no more bytes waiting.
+    Drained,
+    /// The source reached its end.
+    SourceEof,
+}
+
+/// Splices from `src` to `dst` (no length known: a tunnel) for as long as each splice
+/// fills a whole step, and stops after the first short one. A burst starts only after a
+/// read filled its whole buffer, so bytes are likely waiting; once the source has caught
+/// up, the caller goes back to a readiness-based read: on io_uring a splice always runs in
+/// a kernel worker thread, and one from an idle socket would hold that thread until bytes
+/// came. `moved` is set to the time of each move; the source has no deadline of its own
+/// (the caller's idle timer ends an idle relay), each write must finish within `write`.
+pub async fn burst<A: Stream, B: Stream>(
+    pipes: &Pipes,
+    src: &mut OwnedReadHalf<A>,
+    dst: &mut OwnedWriteHalf<B>,
+    write: Duration,
+    moved: &std::cell::Cell<Instant>,
+) -> Result<Burst, SpliceFail> {
+    let Some(mut pipe) = pipes.take() else {
+        return Ok(Burst::Drained);
+    };
+    loop {
+        let n = match A::splice_in(src, &mut pipe.w, STEP).await {
+            Err(e) => return Err(SpliceFail::SourceError(e)),
+            Ok(0) => {
+                pipes.give(pipe);
+                return Ok(Burst::SourceEof);
+            }
+            Ok(n) => n,
+        };
+        moved.set(Instant::now());
+        let mut inflight = n;
+        while inflight > 0 {
+            let fut = B::splice_out(dst, &mut pipe.r, inflight);
+            match monoio::time::timeout(write, fut).await {
+                Ok(Ok(m)) if m > 0 => inflight -= m.min(inflight),
+                _ => return Err(SpliceFail::Destination),
+            }
+        }
+        if n < STEP {
+            pipes.give(pipe);
+            return Ok(Burst::Drained);
+        }
+    }
 }
 
 /// Whether a body of which `remaining` bytes are still to come is worth splicing between

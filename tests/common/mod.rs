@@ -812,6 +812,17 @@ impl Reader {
         }
     }
 
+    /// Exactly the next `n` bytes, whatever they are (a tunnel's); None if the connection
+    /// closed first.
+    pub fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
+        while self.buf.len() < n {
+            if !self.fill() {
+                return None;
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
     /// Bytes received but not yet consumed.
     pub fn leftover(&self) -> &[u8] {
         &self.buf
