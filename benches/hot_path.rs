@@ -173,6 +173,7 @@ fn encode(c: &mut Criterion) {
                     grant: None,
                     tls: false,
                     client_cert: None,
+                    traceparent: None,
                 };
                 forward::request_head(&mut out, black_box(&head), &ctx);
                 black_box(out.len())
@@ -261,6 +262,7 @@ impl Pipeline {
             grant: None,
             tls: false,
             client_cert: None,
+            traceparent: None,
         };
         forward::request_head(&mut self.up_out, &self.head, &req_ctx);
         self.ubuf.clear();

@@ -76,7 +76,11 @@ impl Trace {
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-01";
         put_hex16(&mut value[3..19], request_id);
         // Zero ids are invalid: an all-zero trace id or span id (1 in 2^64) gets a 1.
-        let random = if request_id == 0 { random.max(1) } else { random };
+        let random = if request_id == 0 {
+            random.max(1)
+        } else {
+            random
+        };
         put_hex16(&mut value[19..35], random);
         put_hex16(&mut value[36..52], span.max(1));
         Trace {

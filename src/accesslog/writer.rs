@@ -154,7 +154,11 @@ impl Complaints {
         if self.dropped == 0 && self.failed == 0 {
             return;
         }
-        if !force && self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        if !force
+            && self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
             return;
         }
         if self.dropped > 0 {

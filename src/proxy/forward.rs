@@ -129,6 +129,9 @@ pub struct RequestCtx<'a> {
     pub tls: bool,
     /// A verified client certificate's identity, for `auth.client_cert_header`.
     pub client_cert: Option<&'a [u8]>,
+    /// A `traceparent` ringway made: sent instead of the client's `traceparent` and
+    /// `tracestate` (None: the client's valid one passes through).
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// Appends `query` (with its '?', or empty) without the parameter `drop`.
@@ -183,6 +186,7 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
             continue;
         }
         if ctx.edits.drops(name)
+            || ctx.traceparent.is_some() && (eq(name, b"traceparent") || eq(name, b"tracestate"))
             || policy.reserved_fields().iter().any(|r| eq(name, r))
             || strip && policy.credential_fields().iter().any(|r| eq(name, r))
         {
@@ -240,6 +244,9 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
             via,
             req.version,
         );
+    }
+    if let Some(tp) = ctx.traceparent {
+        put_field(out, b"traceparent", tp);
     }
     if let (Some(name), false) = (rid, have_rid) {
         out.put_slice(name);

@@ -8,6 +8,7 @@
 //! back to the pool only after a complete, correctly framed response with no stray bytes;
 //! a request with a body is never retried.
 
+mod access;
 mod bufs;
 pub mod forward;
 pub mod io;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 
+use crate::accesslog::RequestLog;
 use crate::compiled::{Action, Compiled};
 use crate::http::{parse_request, BodyFraming, RequestHead, ResponseHead};
 use crate::notify::LocalNotify;
@@ -73,6 +75,10 @@ pub struct Shared<C: Connector> {
     policy: RefCell<PolicyState>,
     /// Origin of the monotonic clock the rate limiter reads.
     epoch: Instant,
+    /// This worker's access log buffer (None: no access log).
+    access_log: Option<crate::accesslog::CoreLog>,
+    /// Random bits for trace and span ids.
+    rng: crate::trace::Rng,
 }
 
 impl<C: Connector> Shared<C> {
@@ -102,6 +108,8 @@ impl<C: Connector> Shared<C> {
             next_id: Cell::new(0),
             id_salt,
             shrunk: Cell::new(0),
+            access_log: None,
+            rng: crate::trace::Rng::new(id_salt.rotate_left(17) ^ 0x2545_F491_4F6C_DD1D),
         }
     }
 
@@ -240,6 +248,7 @@ pub async fn serve<S, C>(
         cout: ClientOut {
             w,
             buf: BytesMut::with_capacity(4096),
+            log: RequestLog::default(),
         },
         peer,
         hsts: None,
@@ -266,13 +275,17 @@ struct ClientIn<S: Stream> {
 struct ClientOut<S: Stream> {
     w: OwnedWriteHalf<S>,
     buf: BytesMut,
+    /// The current request's access log record (it counts the bytes written here).
+    log: RequestLog,
 }
 
 impl<S: Stream> ClientOut<S> {
     /// Writes `self.buf` to the client within `timeout`, leaving it empty.
     async fn flush(&mut self, timeout: Duration) -> Result<(), IoFail> {
         let buf = std::mem::take(&mut self.buf);
+        let n = buf.len() as u64;
         let mut b = write_all_within(&mut self.w, buf, timeout).await?;
+        self.log.bytes_out += n;
         b.clear();
         self.buf = b;
         Ok(())
@@ -310,17 +323,20 @@ where
         let mut first = true;
         loop {
             let cfg = self.shared.config();
+            let start;
             let deadline = if first {
+                start = Instant::now();
                 accepted + cfg.timeouts.header
             } else {
                 if self.cin.buf.is_empty() && !self.wait_for_bytes(cfg.timeouts.idle).await {
                     return;
                 }
-                Instant::now() + cfg.timeouts.header
+                start = Instant::now();
+                start + cfg.timeouts.header
             };
             first = false;
             match self.read_head(&cfg, deadline).await {
-                HeadRead::Ok => {}
+                HeadRead::Ok => self.begin_log(start, true),
                 HeadRead::Closed => return,
                 HeadRead::Reject(status) => {
                     // The head did not parse: `self.head` may hold the previous request, so
@@ -328,11 +344,15 @@ where
                     self.head.keep_alive = false;
                     self.head.method = Default::default();
                     self.hsts = None;
+                    self.begin_log(start, false);
                     self.reply(&cfg, status, true).await;
+                    self.end_log(&cfg);
                     return;
                 }
             }
-            if self.handle(&cfg).await == Next::Close {
+            let next = self.handle(&cfg).await;
+            self.end_log(&cfg);
+            if next == Next::Close {
                 return;
             }
         }
@@ -419,6 +439,7 @@ where
             return self.redirect_https(cfg, port, has_body).await;
         }
         let route = cfg.route_for(&self.head, &mut self.path);
+        self.cout.log.route = route.map(|r| r.index);
         self.hsts = route.filter(|_| self.meta.tls).and_then(|r| r.hsts.clone());
         self.grant = Grant::default();
         self.body_limit = cfg.max_body_bytes;

@@ -125,7 +125,7 @@ where
             BodyFraming::Length(n) => OutFraming::Length(n),
             BodyFraming::Chunked => OutFraming::Chunked,
         };
-        let request_id = self.shared.request_id();
+        let request_id = self.cout.log.request_id;
         let n = up.servers.len();
         let first = self.shared.next_server(upstream, n);
         let replay_ok = !has_body && is_idempotent(self.head.method());
@@ -136,6 +136,7 @@ where
             let i = (first + tries) % n;
             let addr = up.servers[i];
             let host = up.hosts.get(i).map_or("", String::as_str);
+            self.cout.log.connecting(addr);
             let pooled = if fresh_retry {
                 None
             } else {
@@ -155,7 +156,9 @@ where
                     }
                 },
             };
+            self.cout.log.connected();
             self.obuf.clear();
+            let trace = &self.cout.log.trace;
             let ctx = RequestCtx {
                 cfg,
                 edits: &route.request_edits,
@@ -167,6 +170,7 @@ where
                 grant: Some(&self.grant),
                 tls: self.meta.tls,
                 client_cert: self.meta.cert.as_deref().map(|c| &c.consumer[..]),
+                traceparent: trace.generated.then(|| trace.value()),
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
             match self.exchange(cfg, route, &mut conn, body_deadline).await {
@@ -276,6 +280,7 @@ where
             (o, BodyEnd::Sent)
         };
         let body_sent = matches!(body_end, BodyEnd::Sent);
+        self.cout.log.bytes_in = body.relayed(self.head.framing);
         match outcome {
             RespOutcome::Done { reusable, close } => Attempt::Finished {
                 next: if close || !body_sent {

@@ -141,6 +141,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
+    cout.log.response_head(resp.status);
     if ex.cfg.protect.replace_upstream_5xx && (500..=599).contains(&resp.status) {
         // Its body (a stack trace, a framework's page) is never read, let alone relayed:
         // the connection is dropped, never pooled, and the client gets ringway's own page.
@@ -311,7 +312,10 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
         let read = ReadLimit::Each(self.cfg.timeouts.upstream_response);
         let write = self.cfg.timeouts.write;
         match splice::relay(self.pipes, pipe, self.r, &mut self.cout.w, len, read, write).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.cout.log.bytes_out += len;
+                true
+            }
             Err(SpliceFail::Destination) => false,
             Err(e) => {
                 log::warn!("upstream body ended early ({e:?}); aborting client");
@@ -385,8 +389,10 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
     /// Writes all of `ubuf` to the client and empties it.
     async fn write_ubuf(&mut self, write: std::time::Duration) -> Result<(), ()> {
         let buf = std::mem::take(self.ubuf);
+        let n = buf.len() as u64;
         match write_all_within(&mut self.cout.w, buf, write).await {
             Ok(mut b) => {
+                self.cout.log.bytes_out += n;
                 b.clear();
                 *self.ubuf = b;
                 Ok(())

@@ -40,6 +40,11 @@ pub enum RunError {
     Worker { id: usize, reason: String },
     #[error("signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("access log {path}: {source}")]
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The I/O driver to use: the `RINGWAY_IO_DRIVER` env var overrides the config.
@@ -87,6 +92,17 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
         first.max_connections,
         first.max_in_flight,
     );
+    let access_log = match &cfg.access_log {
+        Some(a) => Some(
+            crate::accesslog::AccessLog::start(a, workers).map_err(|source| {
+                RunError::AccessLog {
+                    path: a.path.clone(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
     // Each worker compiles its own copy on its own thread: the policy's caches and
     // identities are per core (`Rc`), never shared.
     drop(first);
@@ -107,6 +123,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
         shutdowns.push(shutdown.clone());
         let ready = ready_tx.clone();
         let (cfg, file) = (shared_cfg.clone(), file.to_string());
+        let sink = access_log.as_ref().map(crate::accesslog::AccessLog::sink);
         let spawned = thread::Builder::new()
             .name(format!("ringway-w{id}"))
             .spawn(move || {
@@ -118,7 +135,7 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
                     }
                 };
                 drop(cfg);
-                worker::run(id, own, socks, share, driver, core, shutdown, ready)
+                worker::run(id, own, socks, share, driver, core, shutdown, ready, sink)
             });
         match spawned {
             Ok(h) => handles.push(h),
@@ -161,9 +178,15 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
         })
         .collect();
     let reload = watch_certificates(resolvers, file.to_string())?;
-    watch_signals(shutdowns, reload)?;
+    let reopen = access_log
+        .as_ref()
+        .map(crate::accesslog::AccessLog::reopener);
+    watch_signals(shutdowns, reload, reopen)?;
     for h in handles {
         let _ = h.join();
+    }
+    if let Some(a) = access_log {
+        a.close();
     }
     log::info!("stopped");
     Ok(())
@@ -207,10 +230,14 @@ fn watch_certificates(
 }
 
 /// First SIGTERM/SIGINT starts the drain in every worker; a second one exits at once.
-/// SIGHUP reloads the TLS certificates.
-fn watch_signals(shutdowns: Vec<Shutdown>, reload: mpsc::Sender<()>) -> Result<(), RunError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+/// SIGHUP reloads the TLS certificates; SIGUSR1 reopens the access log (logrotate).
+fn watch_signals(
+    shutdowns: Vec<Shutdown>,
+    reload: mpsc::Sender<()>,
+    reopen: Option<crate::accesslog::Reopen>,
+) -> Result<(), RunError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .map_err(RunError::Signals)?;
     thread::Builder::new()
         .name("ringway-signals".into())
@@ -220,6 +247,13 @@ fn watch_signals(shutdowns: Vec<Shutdown>, reload: mpsc::Sender<()>) -> Result<(
                 if sig == SIGHUP {
                     log::info!("signal {sig}: reloading tls certificates");
                     let _ = reload.send(());
+                    continue;
+                }
+                if sig == SIGUSR1 {
+                    match &reopen {
+                        Some(r) => r.request(),
+                        None => log::info!("signal {sig}: no access log to reopen"),
+                    }
                     continue;
                 }
                 seen += 1;

@@ -55,6 +55,7 @@ pub fn run(
     core: Option<core_affinity::CoreId>,
     shutdown: Shutdown,
     ready: Ready,
+    access_log: Option<crate::accesslog::Sink>,
 ) {
     let pinned = core.map(|c| (c.id, core_affinity::set_for_current(c)));
     let cpu = match pinned {
@@ -71,7 +72,7 @@ pub fn run(
         Some(Ok(mut rt)) => {
             let msg = format!("worker {id}: io_uring driver, {cpu}");
             rt.block_on(worker_main(
-                id, compiled, socks, share, shutdown, ready, msg,
+                id, compiled, socks, share, shutdown, ready, msg, access_log,
             ));
         }
         Some(Err(e)) if driver == IoDriver::IoUring => {
@@ -89,7 +90,7 @@ pub fn run(
                 Ok(mut rt) => {
                     let msg = format!("worker {id}: legacy driver{why}, {cpu}");
                     rt.block_on(worker_main(
-                        id, compiled, socks, share, shutdown, ready, msg,
+                        id, compiled, socks, share, shutdown, ready, msg, access_log,
                     ));
                 }
                 Err(e) => {
@@ -130,6 +131,7 @@ struct Conns {
     closed: LocalNotify,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn worker_main(
     id: usize,
     compiled: Rc<Compiled>,
@@ -138,16 +140,15 @@ async fn worker_main(
     shutdown: Shutdown,
     ready: Ready,
     started: String,
+    access_log: Option<crate::accesslog::Sink>,
 ) {
     let drain_timeout = compiled.timeouts.drain;
     let salt = id_salt(id);
-    let shared = Rc::new(Shared::new(
-        compiled,
-        TcpConnector,
-        share.max_in_flight,
-        id,
-        salt,
-    ));
+    let mut shared = Shared::new(compiled, TcpConnector, share.max_in_flight, id, salt);
+    if let Some(sink) = access_log {
+        shared = shared.with_access_log(sink);
+    }
+    let shared = Rc::new(shared);
     let conns = Rc::new(Conns {
         open: Cell::new(0),
         closed: LocalNotify::default(),
@@ -185,6 +186,7 @@ async fn worker_main(
         }
         let _ = monoio::time::timeout(left, conns.closed.notified()).await;
     }
+    shared.ship_access_log();
 }
 
 async fn accept_loop(
@@ -268,8 +270,8 @@ async fn serve_as(
     }
 }
 
-/// Once a second: closes idle pooled upstream connections past their keep-alive timeout,
-/// and hands memory back to the OS after connections went idle and freed their buffers
+/// Once a second: ships the buffered access log lines to the writer thread, closes idle
+/// pooled upstream connections past their keep-alive timeout, and hands memory back to the OS after connections went idle and freed their buffers
 /// (the allocator would otherwise keep those pages resident while the worker sleeps).
 async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
     loop {
@@ -278,6 +280,7 @@ async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
             _ = monoio::time::sleep(every) => {},
             _ = shared.drain_notified() => return,
         }
+        shared.ship_access_log();
         shared.release_idle_memory();
         if shared.pool.idle_count() + shared.tls_pool.idle_count() == 0 {
             continue;
