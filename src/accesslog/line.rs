@@ -155,6 +155,6 @@ mod tests {
         assert_eq!(v["upstream"], "127.0.0.1:9");
         assert!(v["consumer"].is_null());
         assert_eq!(v["tls"], true);
-        assert_eq!(v.as_object().map(|o| o.len()), Some(17));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(16));
     }
 }
