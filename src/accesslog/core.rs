@@ -71,3 +71,76 @@ impl CoreLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::mpsc::sync_channel;
+    use std::time::{Duration, SystemTime};
+
+    fn line(path: &[u8]) -> Line<'_> {
+        Line {
+            time: SystemTime::UNIX_EPOCH,
+            request_id: super::super::RequestId::Own(1),
+            trace_id: b"0",
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            method: b"GET",
+            path,
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+            upstream_connect: None,
+            upstream_header: None,
+            route: None,
+            upstream: None,
+            consumer: None,
+            tls: false,
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_with_a_full_channel_drops_and_counts_instead_of_waiting() {
+        let (tx, rx) = sync_channel(1);
+        let log = CoreLog::new(Sink {
+            tx,
+            buffer_bytes: 4096,
+        });
+        // Enough lines for three buffers: the first ships, the channel is then full, the
+        // rest of the second buffer's worth is dropped.
+        for _ in 0..3 * 4096 / 200 {
+            log.write(&line(&[b'a'; 64]));
+        }
+        assert!(log.dropped.get() > 0);
+        let Ok(Msg::Lines { data, dropped: 0 }) = rx.try_recv() else {
+            panic!("the first full buffer was shipped");
+        };
+        assert!(data.len() <= 4096 && data.ends_with(b"}\n"));
+        let dropped = log.dropped.get();
+        assert!(log.ship(), "room again in the channel");
+        let Ok(Msg::Lines { dropped: d, .. }) = rx.try_recv() else {
+            panic!("shipped");
+        };
+        assert_eq!(d, dropped);
+        assert_eq!(log.dropped.get(), 0);
+    }
+
+    #[test]
+    fn a_line_larger_than_the_buffer_is_dropped() {
+        let (tx, rx) = sync_channel(4);
+        let log = CoreLog::new(Sink {
+            tx,
+            buffer_bytes: 4096,
+        });
+        log.write(&line(&[b'a'; 5000]));
+        assert_eq!(log.dropped.get(), 1);
+        log.write(&line(b"/ok"));
+        assert!(log.ship());
+        let mut got = Vec::new();
+        while let Ok(Msg::Lines { data, .. }) = rx.try_recv() {
+            got.extend_from_slice(&data);
+        }
+        assert_eq!(got.iter().filter(|&&b| b == b'\n').count(), 1);
+    }
+}

@@ -40,3 +40,25 @@ pub(super) fn validate(cfg: &Option<AccessLogConfig>, errors: &mut Vec<ConfigErr
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn errors(section: &str) -> String {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[access_log]\n{section}\n\
+             [[routes]]\npath_prefix = \"/\"\nrespond = {{ status = 200 }}\n"
+        );
+        match crate::config::from_str(&text, "t.toml") {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_path_is_required_and_the_buffer_size_is_bounded() {
+        assert_eq!(errors("path = \"stdout\""), "");
+        assert!(errors("buffer_bytes = 65536").contains("path"));
+        assert!(errors("path = \"\"").contains("access_log.path"));
+        assert!(errors("path = \"x\"\nbuffer_bytes = 100").contains("access_log.buffer_bytes"));
+    }
+}
