@@ -1,10 +1,11 @@
 //! A worker's access log buffer. Lines are appended to one `Vec` (no lock, no atomic, no
 //! allocation while it has room); a full buffer, or the sweeper once a second, hands it to
 //! the writer thread with `try_send`. When the channel is full the buffer is kept and new
-//! lines are dropped and counted: a request never waits for the log.
+//! lines are dropped and counted: a request never waits for the log. The writer gives
+//! emptied buffers back, so a core in steady state allocates nothing for its log.
 
 use std::cell::{Cell, RefCell};
-use std::sync::mpsc::TrySendError;
+use std::sync::mpsc::{channel, Receiver, Sender, TrySendError};
 
 use super::line::Line;
 use super::writer::{Msg, Sink};
@@ -13,14 +14,20 @@ pub struct CoreLog {
     buf: RefCell<Vec<u8>>,
     dropped: Cell<u64>,
     sink: Sink,
+    /// Emptied buffers coming back from the writer.
+    spare_tx: Sender<Vec<u8>>,
+    spare_rx: Receiver<Vec<u8>>,
 }
 
 impl CoreLog {
     pub fn new(sink: Sink) -> CoreLog {
+        let (spare_tx, spare_rx) = channel();
         CoreLog {
             buf: RefCell::new(Vec::with_capacity(sink.buffer_bytes)),
             dropped: Cell::new(0),
             sink,
+            spare_tx,
+            spare_rx,
         }
     }
 
@@ -56,10 +63,18 @@ impl CoreLog {
             return true;
         }
         let data = std::mem::take(&mut *buf);
-        match self.sink.tx.try_send(Msg::Lines { data, dropped }) {
+        let back = Some(self.spare_tx.clone());
+        match self.sink.tx.try_send(Msg::Lines {
+            data,
+            dropped,
+            back,
+        }) {
             Ok(()) => {
                 self.dropped.set(0);
-                *buf = Vec::with_capacity(self.sink.buffer_bytes);
+                *buf = match self.spare_rx.try_recv() {
+                    Ok(spare) => spare,
+                    Err(_) => Vec::with_capacity(self.sink.buffer_bytes),
+                };
                 true
             }
             Err(TrySendError::Full(Msg::Lines { data, .. })) => {
@@ -113,7 +128,10 @@ mod tests {
             log.write(&line(&[b'a'; 64]));
         }
         assert!(log.dropped.get() > 0);
-        let Ok(Msg::Lines { data, dropped: 0 }) = rx.try_recv() else {
+        let Ok(Msg::Lines {
+            data, dropped: 0, ..
+        }) = rx.try_recv()
+        else {
             panic!("the first full buffer was shipped");
         };
         assert!(data.len() <= 4096 && data.ends_with(b"}\n"));

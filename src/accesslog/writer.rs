@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,8 +16,13 @@ use crate::config::AccessLogConfig;
 
 /// What the writer thread is sent.
 pub(super) enum Msg {
-    /// A buffer of whole lines, and how many lines its core dropped since the last one.
-    Lines { data: Vec<u8>, dropped: u64 },
+    /// A buffer of whole lines, how many lines its core dropped since the last one, and
+    /// where to give the emptied buffer back (so a core reuses its buffers).
+    Lines {
+        data: Vec<u8>,
+        dropped: u64,
+        back: Option<Sender<Vec<u8>>>,
+    },
     /// Look at the reopen flag.
     Wake,
     /// Write what is queued, then stop.
@@ -188,7 +193,11 @@ fn write_loop(mut out: Out, rx: &Receiver<Msg>, reopen: &AtomicBool) {
             out.reopen();
         }
         match msg {
-            Ok(Msg::Lines { data, dropped }) => {
+            Ok(Msg::Lines {
+                mut data,
+                dropped,
+                back,
+            }) => {
                 complaints.dropped += dropped;
                 if let Err(e) = out.write(&data) {
                     if complaints.failed == 0 {
@@ -197,6 +206,10 @@ fn write_loop(mut out: Out, rx: &Receiver<Msg>, reopen: &AtomicBool) {
                     complaints.failed += 1;
                 }
                 complaints.report(false);
+                if let Some(back) = back {
+                    data.clear();
+                    let _ = back.send(data);
+                }
             }
             Ok(Msg::Wake) => {}
             Ok(Msg::Close) | Err(_) => {
