@@ -28,7 +28,8 @@ fn api_key_hash(key: &str) -> String {
     format!("sha256:{hex}")
 }
 
-/// Routes "app" (/app, proxied) and "private" (/private, API key required); nothing else.
+/// Routes "app" (/app, proxied), "private" (/private, API key required) and "pong" (/ping,
+/// answered by ringway); nothing else.
 fn gateway(origin: &Origin, log: &str, driver: Driver) -> Gateway {
     let cfg = Config::new()
         .section(&format!(
@@ -42,6 +43,7 @@ fn gateway(origin: &Origin, log: &str, driver: Driver) -> Gateway {
         .route(
             "name = \"private\"\npath_prefix = \"/private\"\nupstream = \"backend\"\naccess = {}",
         )
+        .route("name = \"pong\"\npath = \"/ping\"\nrespond = { status = 200, body = \"pong\" }")
         .render();
     Gateway::start(&cfg, driver)
 }
@@ -129,6 +131,30 @@ both_drivers! {
         assert_eq!((l["method"].as_str(), l["status"].as_u64()), (Some("POST"), Some(200)));
         assert_eq!(l["consumer"], "alice");
         assert_eq!(l["bytes_in"], 5);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    fn respond_routes_and_unparsable_heads_get_lines_too(driver) {
+        let origin = Origin::ok("hello");
+        let path = log_path("own");
+        let gw = gateway(&origin, &path.display().to_string(), driver);
+        let pong = ask(gw.addr(), "GET /ping?q=1 HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(pong.status, 200);
+        let bad = ask(gw.addr(), "GET /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(bad.status, 400);
+        let lines = wait_lines(2, || file_lines(&path));
+        let l = &lines[0];
+        assert_eq!((l["route"].as_str(), l["status"].as_u64()), (Some("pong"), Some(200)));
+        assert_eq!(l["path"], "/ping");
+        assert!(l["upstream"].is_null() && l["upstream_connect_ms"].is_null(), "{l}");
+        let sent = pong.head.len() + pong.body.len();
+        assert_eq!(l["bytes_out"].as_u64(), Some(sent as u64));
+        let l = &lines[1];
+        assert_eq!(l["status"], 400);
+        assert_eq!((l["method"].as_str(), l["path"].as_str()), (Some(""), Some("")));
+        assert!(l["route"].is_null(), "{l}");
+        assert_eq!(l["trace_id"].as_str().map(str::len), Some(32));
+        assert!(origin.requests().is_empty());
         let _ = std::fs::remove_file(&path);
     }
 

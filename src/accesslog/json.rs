@@ -2,6 +2,8 @@
 //! string escaper that is correct for any bytes (quotes, backslashes, control characters,
 //! and invalid UTF-8, which becomes U+FFFD), integers and millisecond floats.
 
+pub use crate::http::canned::put_u64;
+
 /// `s` as a JSON string, quotes included.
 pub fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
@@ -39,21 +41,6 @@ fn put_escaped(out: &mut Vec<u8>, s: &[u8]) {
         }
     }
     out.extend_from_slice(&s[start..]);
-}
-
-/// `n` in decimal.
-pub fn put_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// A duration in milliseconds with microsecond precision (`12.345`).
