@@ -251,3 +251,42 @@ both_drivers! {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+#[test]
+fn an_access_log_that_cannot_be_opened_stops_startup() {
+    let dir = std::env::temp_dir().join(format!("ringway-no-such-dir-{}", std::process::id()));
+    let cfg = Config::new()
+        .section(&format!(
+            "[access_log]\npath = {:?}",
+            dir.join("access.log").display().to_string()
+        ))
+        .route("path_prefix = \"/\"\nrespond = { status = 200 }")
+        .render();
+    let file = log_path("badcfg").with_extension("toml");
+    std::fs::write(&file, cfg).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["run", "-c"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringway kept running without its access log");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read as _;
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    let _ = std::fs::remove_file(&file);
+    assert!(!status.success());
+    assert!(err.contains("access log"), "{err}");
+}
