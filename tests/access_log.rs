@@ -158,6 +158,32 @@ both_drivers! {
         let _ = std::fs::remove_file(&path);
     }
 
+    fn spliced_and_chunked_bodies_are_counted(driver) {
+        let origin = Origin::start(Reply::echo);
+        let path = log_path("bodies");
+        let gw = gateway(&origin, &path.display().to_string(), driver);
+        // Above the default splice_threshold (256 KiB): both directions are spliced.
+        let big = "b".repeat(300_000);
+        let post = format!(
+            "POST /app/big HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{big}",
+            big.len()
+        );
+        let r = ask(gw.addr(), &post);
+        assert_eq!((r.status, r.body.len()), (200, big.len()));
+        let chunked = "POST /app/c HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n";
+        let c = ask(gw.addr(), chunked);
+        assert_eq!(c.body, b"abcdefg");
+        let lines = wait_lines(2, || file_lines(&path));
+        assert_eq!(lines[0]["bytes_in"].as_u64(), Some(big.len() as u64));
+        let sent = r.head.len() + r.body.len();
+        assert_eq!(lines[0]["bytes_out"].as_u64(), Some(sent as u64));
+        assert_eq!(lines[1]["bytes_in"], 7, "the chunked payload");
+        let sent = c.head.len() + c.body.len();
+        assert_eq!(lines[1]["bytes_out"].as_u64(), Some(sent as u64));
+        let _ = std::fs::remove_file(&path);
+    }
+
     fn secrets_in_the_query_and_fields_never_reach_the_log(driver) {
         let origin = Origin::ok("hello");
         let path = log_path("secret");
