@@ -55,9 +55,11 @@ fn parse(lines: impl Iterator<Item = String>) -> Vec<Value> {
         .collect()
 }
 
+/// The complete lines of the file (a line the writer is still writing is left out).
 fn file_lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    parse(text.lines().map(str::to_string))
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    parse(complete.lines().map(str::to_string))
 }
 
 /// Waits until `read` returns at least `n` lines.
