@@ -174,6 +174,7 @@ fn encode(c: &mut Criterion) {
                     tls: false,
                     client_cert: None,
                     upgrade: None,
+                    traceparent: None,
                 };
                 forward::request_head(&mut out, black_box(&head), &ctx);
                 black_box(out.len())
@@ -264,6 +265,7 @@ impl Pipeline {
             tls: false,
             client_cert: None,
             upgrade: None,
+            traceparent: None,
         };
         forward::request_head(&mut self.up_out, &self.head, &req_ctx);
         self.ubuf.clear();

@@ -238,6 +238,22 @@ pub fn recv_fds(
     Ok((n as usize, fds))
 }
 
+/// Blocks the signals ringway handles (SIGTERM, SIGINT, SIGHUP, SIGUSR1) in the calling
+/// thread, so the kernel delivers them to a thread that is not a worker: a worker's
+/// io_uring wait is then never interrupted by one.
+pub fn block_handled_signals() {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise and fill the set on
+    // our stack; pthread_sigmask only changes the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

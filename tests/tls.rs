@@ -929,4 +929,27 @@ both_drivers! {
         let end = find(&got, b"\r\n\r\n").map_or(0, |p| p + 4);
         assert_eq!(&got[end..], b"earlyping", "client bytes follow the forwarded head");
     }
+
+    fn access_log_lines_of_tls_connections_say_so(driver) {
+        let origin = Origin::ok("hello");
+        let (s, cfg) = setup("accesslog", "", &origin, "");
+        let log = s.dir_path.join("access.log");
+        let cfg = format!("{cfg}\n[access_log]\npath = {:?}\n", log.display().to_string());
+        let gw = start(&s, &cfg, driver);
+        let client = client_config(&all_versions(), None);
+        let mut t = Tls::connect(tls_addr(&gw), Some("a.test"), &client).unwrap();
+        assert_eq!(t.get("/x", "").unwrap().status, 200);
+        let deadline = Instant::now() + TIMEOUT;
+        let line = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(l) = text.lines().next() {
+                break serde_json::from_str::<serde_json::Value>(l).expect("json line");
+            }
+            assert!(Instant::now() < deadline, "no access log line");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(line["tls"], true);
+        assert_eq!(line["path"], "/x");
+        assert_eq!(line["status"], 200);
+    }
 }

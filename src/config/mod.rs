@@ -3,6 +3,7 @@
 //! `ConfigError { path: "routes[2].upstream", reason }`. No I/O beyond reading the file;
 //! nothing here is used on the request path (see `compiled/`).
 
+mod access_log;
 mod duration;
 mod error;
 mod policy;
@@ -14,6 +15,7 @@ mod validate_policy;
 mod validate_protect;
 mod validate_upstream;
 
+pub use access_log::AccessLogConfig;
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::*;

@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     /// What ringway hides from clients and from its logs.
     #[serde(default)]
     pub protect: ProtectConfig,
+    /// JSON-lines access log; absent: none.
+    #[serde(default)]
+    pub access_log: Option<super::AccessLogConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

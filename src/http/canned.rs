@@ -1,7 +1,7 @@
 //! ringway's own short responses (errors, `respond` routes, 100 Continue). Bodies never
 //! reveal anything about backends.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
 /// Standard reason phrase for `status` ("Unknown" if not known).
 pub fn reason(status: u16) -> &'static str {
@@ -50,7 +50,7 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Appends `n` in decimal without allocating.
-pub fn put_u64(out: &mut BytesMut, n: u64) {
+pub fn put_u64(out: &mut impl BufMut, n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     let mut v = n;
@@ -62,7 +62,7 @@ pub fn put_u64(out: &mut BytesMut, n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&tmp[i..]);
+    out.put_slice(&tmp[i..]);
 }
 
 /// One response of ringway's own (an error, a `respond` route).

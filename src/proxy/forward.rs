@@ -132,6 +132,9 @@ pub struct RequestCtx<'a> {
     /// The protocol of an upgrade ringway will tunnel: sent as `Connection: Upgrade` and
     /// `Upgrade: <it>`. None: the request's own `Upgrade` is dropped like any hop-by-hop field.
     pub upgrade: Option<&'a [u8]>,
+    /// A `traceparent` ringway made: sent instead of the client's `traceparent` and
+    /// `tracestate` (None: the client's valid one passes through).
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// `Connection: Upgrade` and `Upgrade: <protocol>`, the only hop-by-hop fields ringway sends.
@@ -192,6 +195,7 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
             continue;
         }
         if ctx.edits.drops(name)
+            || ctx.traceparent.is_some() && (eq(name, b"traceparent") || eq(name, b"tracestate"))
             || policy.reserved_fields().iter().any(|r| eq(name, r))
             || strip && policy.credential_fields().iter().any(|r| eq(name, r))
         {
@@ -249,6 +253,9 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
             via,
             req.version,
         );
+    }
+    if let Some(tp) = ctx.traceparent {
+        put_field(out, b"traceparent", tp);
     }
     if let (Some(name), false) = (rid, have_rid) {
         out.put_slice(name);

@@ -8,6 +8,7 @@
 //! back to the pool only after a complete, correctly framed response with no stray bytes;
 //! a request with a body is never retried.
 
+mod access;
 mod bufs;
 pub mod forward;
 pub mod io;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 
+use crate::accesslog::RequestLog;
 use crate::compiled::{Action, Compiled};
 use crate::http::{parse_request, BodyFraming, RequestHead, ResponseHead};
 use crate::notify::LocalNotify;
@@ -75,6 +77,10 @@ pub struct Shared<C: Connector> {
     policy: RefCell<PolicyState>,
     /// Origin of the monotonic clock the rate limiter reads.
     epoch: Instant,
+    /// This worker's access log buffer (None: no access log).
+    access_log: Option<crate::accesslog::CoreLog>,
+    /// Random bits for trace and span ids.
+    rng: crate::trace::Rng,
 }
 
 impl<C: Connector> Shared<C> {
@@ -104,6 +110,8 @@ impl<C: Connector> Shared<C> {
             id_salt,
             shrunk: Cell::new(0),
             metrics: crate::metrics::Metrics::default(),
+            access_log: None,
+            rng: crate::trace::Rng::new(id_salt.rotate_left(17) ^ 0x2545_F491_4F6C_DD1D),
         }
     }
 
@@ -239,6 +247,7 @@ pub async fn serve<S, C>(
         cout: ClientOut {
             w,
             buf: BytesMut::with_capacity(4096),
+            log: RequestLog::default(),
         },
         peer,
         hsts: None,
@@ -268,13 +277,17 @@ struct ClientIn<S: Stream> {
 struct ClientOut<S: Stream> {
     w: OwnedWriteHalf<S>,
     buf: BytesMut,
+    /// The current request's access log record (it counts the bytes written here).
+    log: RequestLog,
 }
 
 impl<S: Stream> ClientOut<S> {
     /// Writes `self.buf` to the client within `timeout`, leaving it empty.
     async fn flush(&mut self, timeout: Duration) -> Result<(), IoFail> {
         let buf = std::mem::take(&mut self.buf);
+        let n = buf.len() as u64;
         let mut b = write_all_within(&mut self.w, buf, timeout).await?;
+        self.log.bytes_out += n;
         b.clear();
         self.buf = b;
         Ok(())
@@ -317,18 +330,21 @@ where
         let mut first = true;
         loop {
             let cfg = self.shared.config();
+            let start;
             let deadline = if first {
+                start = Instant::now();
                 accepted + cfg.timeouts.header
             } else {
                 if self.cin.buf.is_empty() && !self.wait_for_bytes(cfg.timeouts.idle).await {
                     return;
                 }
-                Instant::now() + cfg.timeouts.header
+                start = Instant::now();
+                start + cfg.timeouts.header
             };
             first = false;
             let started = deadline - cfg.timeouts.header;
             match self.read_head(&cfg, deadline).await {
-                HeadRead::Ok => {}
+                HeadRead::Ok => self.begin_log(start, true),
                 HeadRead::Closed => return,
                 HeadRead::Reject(status) => {
                     // The head did not parse: `self.head` may hold the previous request, so
@@ -336,7 +352,9 @@ where
                     self.head.keep_alive = false;
                     self.head.method = Default::default();
                     self.hsts = None;
+                    self.begin_log(start, false);
                     self.reply(&cfg, status, true).await;
+                    self.end_log(&cfg);
                     return;
                 }
             }
@@ -351,6 +369,7 @@ where
             self.upstream_ix = None;
             let next = self.handle(&cfg).await;
             self.count(&cfg, started);
+            self.end_log(&cfg);
             if next == Next::Close {
                 return;
             }
@@ -372,9 +391,10 @@ where
             .upstream_ix
             .and_then(|i| cfg.upstreams.get(i))
             .map_or("", |u| u.name.as_str());
-        self.shared
-            .metrics
-            .request(route, upstream, status, started.elapsed());
+        let m = &self.shared.metrics;
+        m.request(route, upstream, status, started.elapsed());
+        crate::metrics::Metrics::add(&m.bytes_in, self.cout.log.bytes_in);
+        crate::metrics::Metrics::add(&m.bytes_out, self.cout.log.bytes_out);
     }
 
     /// Waits for the next request's first bytes; false on idle timeout, EOF or drain.
@@ -459,6 +479,7 @@ where
         }
         let route = cfg.route_for(&self.head, &mut self.path);
         self.route_ix = route.map(|r| r.index);
+        self.cout.log.route = route.map(|r| r.index);
         self.hsts = route.filter(|_| self.meta.tls).and_then(|r| r.hsts.clone());
         self.grant = Grant::default();
         self.body_limit = cfg.max_body_bytes;

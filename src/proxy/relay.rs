@@ -130,7 +130,7 @@ where
             BodyFraming::Length(n) => OutFraming::Length(n),
             BodyFraming::Chunked => OutFraming::Chunked,
         };
-        let request_id = self.shared.request_id();
+        let request_id = self.cout.log.request_id;
         let replay_ok = !has_body && is_idempotent(self.head.method());
         let body_deadline = Instant::now() + cfg.timeouts.body;
         let lb = self.shared.lb.clone();
@@ -161,6 +161,7 @@ where
                 log::debug!("upstream {}: max_connections reached; 503", up.name);
                 return self.reply(cfg, 503, has_body).await;
             };
+            self.cout.log.connecting(addr);
             let pooled = if fresh_retry {
                 None
             } else {
@@ -188,7 +189,9 @@ where
                     }
                 },
             };
+            self.cout.log.connected();
             self.obuf.clear();
+            let trace = &self.cout.log.trace;
             let ctx = RequestCtx {
                 cfg,
                 edits: &route.request_edits,
@@ -201,6 +204,7 @@ where
                 tls: self.meta.tls,
                 client_cert: self.meta.cert.as_deref().map(|c| &c.consumer[..]),
                 upgrade: tunnel::requested(cfg, &self.head),
+                traceparent: trace.generated.then(|| trace.value()),
             };
             forward::request_head(&mut self.obuf, &self.head, &ctx);
             let shared = self.shared.clone();
@@ -361,6 +365,7 @@ where
             (o, BodyEnd::Sent)
         };
         let body_sent = matches!(body_end, BodyEnd::Sent);
+        self.cout.log.bytes_in = body.relayed(self.head.framing);
         match outcome {
             RespOutcome::Done { reusable, close } => Attempt::Finished {
                 next: if close || !body_sent {

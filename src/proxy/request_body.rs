@@ -38,7 +38,8 @@ pub(super) enum BodyState {
         total: u64,
         limit: u64,
     },
-    Done,
+    /// The body went out whole; a chunked one's payload size (0 for the others).
+    Done(u64),
 }
 
 impl BodyState {
@@ -46,7 +47,7 @@ impl BodyState {
     /// checked against it before this.
     pub(super) fn new(framing: BodyFraming, max_trailer: usize, max_body: u64) -> BodyState {
         match framing {
-            BodyFraming::None | BodyFraming::Length(0) => BodyState::Done,
+            BodyFraming::None | BodyFraming::Length(0) => BodyState::Done(0),
             BodyFraming::Length(n) => BodyState::Length { remaining: n },
             BodyFraming::Chunked => BodyState::Chunked {
                 dec: ChunkedDecoder::new(MAX_CHUNK_LINE, max_trailer),
@@ -56,8 +57,21 @@ impl BodyState {
         }
     }
 
+    /// Body payload bytes relayed so far, for the access log (`framing`: the request's).
+    pub(super) fn relayed(&self, framing: BodyFraming) -> u64 {
+        let declared = match framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        };
+        match self {
+            BodyState::Length { remaining } => declared - remaining.min(&declared),
+            BodyState::Chunked { total, .. } => *total,
+            BodyState::Done(total) => declared.max(*total),
+        }
+    }
+
     pub(super) fn is_done(&self) -> bool {
-        matches!(self, BodyState::Done)
+        matches!(self, BodyState::Done(_))
     }
 
     /// Body bytes that can be relayed next without decoding: the rest of a Content-Length
@@ -66,7 +80,7 @@ impl BodyState {
         match self {
             BodyState::Length { remaining } => *remaining,
             BodyState::Chunked { dec, .. } => dec.pending_data(),
-            BodyState::Done => 0,
+            BodyState::Done(_) => 0,
         }
     }
 
@@ -89,14 +103,14 @@ impl BodyState {
             BodyState::Length { remaining } => {
                 *remaining -= n.min(*remaining);
                 if *remaining == 0 {
-                    *self = BodyState::Done;
+                    *self = BodyState::Done(0);
                 }
             }
             BodyState::Chunked { dec, .. } => {
                 dec.skip_data(n);
                 out.put_slice(CHUNK_END);
             }
-            BodyState::Done => {}
+            BodyState::Done(_) => {}
         }
     }
 
@@ -108,14 +122,14 @@ impl BodyState {
         out: &mut BytesMut,
     ) -> Result<(), SendFail> {
         match self {
-            BodyState::Done => Ok(()),
+            BodyState::Done(_) => Ok(()),
             BodyState::Length { remaining } => {
                 let take = (*remaining).min(input.len() as u64) as usize;
                 out.put_slice(&input[..take]);
                 input.advance(take);
                 *remaining -= take as u64;
                 if *remaining == 0 {
-                    *self = BodyState::Done;
+                    *self = BodyState::Done(0);
                 }
                 Ok(())
             }
@@ -140,7 +154,7 @@ impl BodyState {
                         Ok(ChunkEvent::Done { consumed }) => {
                             input.advance(consumed);
                             out.put_slice(LAST_CHUNK);
-                            *self = BodyState::Done;
+                            *self = BodyState::Done(*total);
                             return Ok(());
                         }
                     }
@@ -242,7 +256,7 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
             BodyState::Length { remaining } if cin.buf.len() as u64 <= *remaining => {
                 *remaining -= cin.buf.len() as u64;
                 if *remaining == 0 {
-                    *state = BodyState::Done;
+                    *state = BodyState::Done(0);
                 }
                 std::mem::swap(obuf, &mut cin.buf);
             }

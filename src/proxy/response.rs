@@ -158,6 +158,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
+    cout.log.response_head(resp.status);
     if resp.status == 101 {
         return RespOutcome::Switched(body_start);
     }
@@ -335,7 +336,10 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
         let read = ReadLimit::Each(self.cfg.timeouts.upstream_response);
         let write = self.cfg.timeouts.write;
         match splice::relay(self.pipes, pipe, self.r, &mut self.cout.w, len, read, write).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.cout.log.bytes_out += len;
+                true
+            }
             Err(SpliceFail::Destination) => false,
             Err(e) => {
                 log::warn!("upstream body ended early ({e:?}); aborting client");
@@ -409,8 +413,10 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
     /// Writes all of `ubuf` to the client and empties it.
     async fn write_ubuf(&mut self, write: std::time::Duration) -> Result<(), ()> {
         let buf = std::mem::take(self.ubuf);
+        let n = buf.len() as u64;
         match write_all_within(&mut self.cout.w, buf, write).await {
             Ok(mut b) => {
+                self.cout.log.bytes_out += n;
                 b.clear();
                 *self.ubuf = b;
                 Ok(())

@@ -48,6 +48,11 @@ pub enum RunError {
     Upgrade(String),
     #[error("health checker: {0}")]
     Health(std::io::Error),
+    #[error("access log {path}: {source}")]
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The I/O driver to use: the `RINGWAY_IO_DRIVER` env var overrides the config.
@@ -80,8 +85,8 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
 pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), RunError> {
     // Handlers first: a signal that arrives as soon as "listening on" is logged must not
     // meet the default action (SIGHUP would end the process).
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .map_err(RunError::Signals)?;
     let first = Compiled::build(cfg, file)?;
     let workers = first.workers.max(1);
@@ -143,6 +148,17 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         first.max_in_flight,
     );
     let mut health = crate::upstream::health::start(&first, workers).map_err(RunError::Health)?;
+    let access_log = match &cfg.access_log {
+        Some(a) => Some(
+            crate::accesslog::AccessLog::start(a, workers).map_err(|source| {
+                RunError::AccessLog {
+                    path: a.path.clone(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
     // Each worker compiles its own copy on its own thread: the policy's caches and
     // identities are per core (`Rc`), never shared.
     drop(first);
@@ -166,6 +182,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         let ready = ready_tx.clone();
         let health = health.get_mut(id).and_then(Option::take);
         let (cfg, file) = (shared_cfg.clone(), file.to_string());
+        let sink = access_log.as_ref().map(crate::accesslog::AccessLog::sink);
         let spawned = thread::Builder::new()
             .name(format!("ringway-w{id}"))
             .spawn(move || {
@@ -178,7 +195,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
                 };
                 drop(cfg);
                 worker::run(
-                    id, own, socks, control, share, driver, core, shutdown, ready, health,
+                    id, own, socks, control, share, driver, core, shutdown, ready, health, sink,
                 )
             });
         match spawned {
@@ -263,23 +280,31 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
             drain.iter().for_each(Shutdown::fire);
         })?;
     }
-    watch_signals(signals, shutdowns, reload, state)?;
+    let reopen = access_log
+        .as_ref()
+        .map(crate::accesslog::AccessLog::reopener);
+    watch_signals(signals, shutdowns, reload, state, reopen)?;
     for h in handles {
         let _ = h.join();
+    }
+    if let Some(a) = access_log {
+        a.close();
     }
     log::info!("stopped");
     Ok(())
 }
 
 /// First SIGTERM/SIGINT starts the drain in every worker; a second one exits at once.
-/// SIGHUP reloads the TLS certificates.
+/// SIGHUP reloads the config and TLS certificates; SIGUSR1 reopens the access log
+/// (logrotate).
 fn watch_signals(
     mut signals: signal_hook::iterator::Signals,
     shutdowns: Vec<Shutdown>,
     reload: mpsc::Sender<()>,
     state: admin::Shared,
+    reopen: Option<crate::accesslog::Reopen>,
 ) -> Result<(), RunError> {
-    use signal_hook::consts::SIGHUP;
+    use signal_hook::consts::{SIGHUP, SIGUSR1};
     thread::Builder::new()
         .name("ringway-signals".into())
         .spawn(move || {
@@ -288,6 +313,13 @@ fn watch_signals(
                 if sig == SIGHUP {
                     log::info!("signal {sig}: reloading the config and tls certificates");
                     let _ = reload.send(());
+                    continue;
+                }
+                if sig == SIGUSR1 {
+                    match &reopen {
+                        Some(r) => r.request(),
+                        None => log::info!("signal {sig}: no access log to reopen"),
+                    }
                     continue;
                 }
                 seen += 1;

@@ -61,7 +61,9 @@ pub fn run(
     shutdown: Shutdown,
     ready: Ready,
     health: Health,
+    access_log: Option<crate::accesslog::Sink>,
 ) {
+    crate::sys::block_handled_signals();
     let pinned = core.map(|c| (c.id, core_affinity::set_for_current(c)));
     let cpu = match pinned {
         Some((c, true)) => format!("pinned to cpu {c}"),
@@ -77,7 +79,7 @@ pub fn run(
         Some(Ok(mut rt)) => {
             let msg = format!("worker {id}: io_uring driver, {cpu}");
             rt.block_on(worker_main(
-                id, compiled, socks, control, share, shutdown, ready, msg, health,
+                id, compiled, socks, control, share, shutdown, ready, msg, health, access_log,
             ));
         }
         Some(Err(e)) if driver == IoDriver::IoUring => {
@@ -96,6 +98,7 @@ pub fn run(
                     let msg = format!("worker {id}: legacy driver{why}, {cpu}");
                     rt.block_on(worker_main(
                         id, compiled, socks, control, share, shutdown, ready, msg, health,
+                        access_log,
                     ));
                 }
                 Err(e) => {
@@ -147,16 +150,15 @@ async fn worker_main(
     ready: Ready,
     started: String,
     health: Health,
+    access_log: Option<crate::accesslog::Sink>,
 ) {
     let drain_timeout = compiled.timeouts.drain;
     let salt = id_salt(id);
-    let shared = Rc::new(Shared::new(
-        compiled,
-        TcpConnector,
-        share.max_in_flight,
-        id,
-        salt,
-    ));
+    let mut shared = Shared::new(compiled, TcpConnector, share.max_in_flight, id, salt);
+    if let Some(sink) = access_log {
+        shared = shared.with_access_log(sink);
+    }
+    let shared = Rc::new(shared);
     let conns = Rc::new(Conns {
         open: Cell::new(0),
         closed: LocalNotify::default(),
@@ -202,6 +204,7 @@ async fn worker_main(
         }
         let _ = monoio::time::timeout(left, conns.closed.notified()).await;
     }
+    shared.ship_access_log();
 }
 
 async fn accept_loop(
@@ -373,8 +376,8 @@ async fn serve_as(
     }
 }
 
-/// Once a second: closes idle pooled upstream connections past their keep-alive timeout,
-/// and hands memory back to the OS after connections went idle and freed their buffers
+/// Once a second: ships the buffered access log lines to the writer thread, closes idle
+/// pooled upstream connections past their keep-alive timeout, and hands memory back to the OS after connections went idle and freed their buffers
 /// (the allocator would otherwise keep those pages resident while the worker sleeps).
 async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
     loop {
@@ -383,6 +386,7 @@ async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
             _ = monoio::time::sleep(every) => {},
             _ = shared.drain_notified() => return,
         }
+        shared.ship_access_log();
         shared.release_idle_memory();
         if shared.pool.idle_count() + shared.tls_pool.idle_count() == 0 {
             continue;

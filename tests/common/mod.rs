@@ -62,6 +62,7 @@ pub struct Gateway {
     child: Option<Child>,
     addr: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
     config_path: std::path::PathBuf,
 }
 
@@ -100,10 +101,18 @@ impl Gateway {
             .env("RINGWAY_IO_DRIVER", driver.env())
             .env("RINGWAY_LOG", "debug")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ringway");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out_pipe = child.stdout.take().expect("stdout piped");
+        let out_lines = stdout.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
+                out_lines.lock().expect("stdout lock").push(line);
+            }
+        });
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let pipe = child.stderr.take().expect("stderr piped");
@@ -137,6 +146,7 @@ impl Gateway {
             child: Some(child),
             addr,
             stderr,
+            stdout,
             config_path,
         }
     }
@@ -147,6 +157,11 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The lines the gateway wrote to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout lock").clone()
     }
 
     pub fn stderr_text(&self) -> String {

@@ -1,0 +1,104 @@
+//! The pipeline's side of the access log and of trace context: each request starts a
+//! `RequestLog` (request id, `traceparent`), the pipeline fills it as it goes, and when the
+//! request is over one line goes to this worker's buffer, if the access log is on. Nothing
+//! here does I/O; with the access log off nothing here allocates.
+
+use std::time::{Instant, SystemTime};
+
+use super::io::{Connector, Stream};
+use super::{ClientConn, Shared};
+use crate::accesslog::{CoreLog, Line, RequestId, Sink};
+use crate::compiled::Compiled;
+use crate::trace::Trace;
+
+impl<C: Connector> Shared<C> {
+    /// Turns the access log on for this worker: lines go to `sink`'s writer thread.
+    pub fn with_access_log(mut self, sink: Sink) -> Self {
+        self.access_log = Some(CoreLog::new(sink));
+        self
+    }
+
+    /// Hands the buffered lines to the writer thread (the sweeper, once a second, and the
+    /// worker when it stops).
+    pub fn ship_access_log(&self) {
+        if let Some(log) = &self.access_log {
+            log.ship();
+        }
+    }
+}
+
+impl<S, C> ClientConn<S, C>
+where
+    S: Stream,
+    C: Connector,
+{
+    /// Starts the record of the request whose first bytes arrived at `start`: its id and
+    /// its trace (the client's valid `traceparent`, or a new one). `parsed`: the head parsed
+    /// (otherwise nothing of `self.head` belongs to this request).
+    pub(super) fn begin_log(&mut self, start: Instant, parsed: bool) {
+        let id = self.shared.request_id();
+        let (random, span) = (self.shared.rng.next(), self.shared.rng.next());
+        let h = &self.head;
+        let trace = if parsed {
+            let fields = (0..h.headers.len()).map(|i| h.header_at(i));
+            Trace::of(fields, id, random, span)
+        } else {
+            Trace::of(std::iter::empty(), id, random, span)
+        };
+        self.cout.log.begin(start, parsed, id, trace);
+    }
+
+    /// Writes the finished request's line, when the access log is on.
+    pub(super) fn end_log(&self, cfg: &Compiled) {
+        let Some(core) = &self.shared.access_log else {
+            return;
+        };
+        let r = &self.cout.log;
+        let h = &self.head;
+        let client_id = cfg
+            .request_id_header
+            .as_deref()
+            .filter(|_| r.parsed)
+            .and_then(|name| {
+                (0..h.headers.len())
+                    .map(|i| h.header_at(i))
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, v)| v);
+        let consumer = self
+            .grant
+            .identity
+            .as_deref()
+            .or(self.meta.cert.as_deref())
+            .filter(|_| r.parsed)
+            .map(|id| &id.consumer[..]);
+        let (method, path): (&[u8], &[u8]) = if r.parsed {
+            (h.method(), &h.path)
+        } else {
+            (b"", b"")
+        };
+        let line = Line {
+            time: SystemTime::now(),
+            request_id: client_id.map_or(RequestId::Own(r.request_id), RequestId::Client),
+            trace_id: r.trace.trace_id(),
+            client_ip: self.peer.ip(),
+            method,
+            path,
+            // Nothing was answered: the client went away first (nginx's 499).
+            status: if r.status == 0 { 499 } else { r.status },
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            duration: r.start.map(|s| s.elapsed()).unwrap_or_default(),
+            upstream_connect: r.connect,
+            upstream_header: r.header,
+            route: r
+                .route
+                .and_then(|i| cfg.routes.get(i))
+                .map(|route| route.name.as_str()),
+            upstream: r.upstream,
+            consumer,
+            tls: self.meta.tls,
+        };
+        core.write(&line);
+    }
+}
