@@ -253,3 +253,73 @@ both_drivers! {
         let _ = std::fs::remove_file(&sock);
     }
 }
+
+/// A keep-alive origin on whatever address `localhost` resolves to first here, answering
+/// every request with `body`.
+fn localhost_origin(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let addr = ("localhost", 0)
+        .to_socket_addrs()
+        .expect("localhost resolves")
+        .next()
+        .expect("an address");
+    let listener = std::net::TcpListener::bind(addr).expect("bind localhost");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = find(&buf, b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+both_drivers! {
+    /// Upstream names are resolved off the workers (at start, on reload and every
+    /// `dns_refresh`); requests keep flowing through several refresh rounds.
+    fn upstream_names_resolve_off_the_workers(driver) {
+        let port = localhost_origin("named");
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\ndns_refresh = \"100ms\"\n\n\
+             [[upstreams]]\nname = \"named\"\nservers = [\"localhost:{port}\"]\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"named\"\n"
+        );
+        let gw = Gateway::start(&cfg, driver);
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < Duration::from_millis(600) {
+            let r = get(gw.addr(), "/");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, b"named");
+            n += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(n > 5);
+        // The same addresses every round: nothing to apply, nothing refused.
+        let log = gw.stderr_text();
+        assert!(!log.contains("not applied") && !log.contains("now resolves"), "{log}");
+        // A reload compiles with names resolved on the reload thread too.
+        gw.signal("HUP");
+        gw.wait_log("config reloaded (version 2)");
+        assert_eq!(get(gw.addr(), "/").body, b"named");
+    }
+}

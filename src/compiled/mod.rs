@@ -223,6 +223,16 @@ impl Compiled {
     /// Builds the runtime form. `file` is used in error messages. Resolves upstream host
     /// names once (the only I/O). Also applies the default worker count.
     pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Compiled, ConfigErrors> {
+        Compiled::build_resolved(cfg, file, None)
+    }
+
+    /// `build`, taking upstream host names from `resolved` (see `resolve_names`) instead
+    /// of asking the resolver: a worker never waits on DNS.
+    pub fn build_resolved(
+        cfg: &GatewayConfig,
+        file: &str,
+        resolved: Option<&Resolved>,
+    ) -> Result<Compiled, ConfigErrors> {
         let mut errors = Vec::new();
         let base_dir = std::path::Path::new(file)
             .parent()
@@ -255,7 +265,7 @@ impl Compiled {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| build_upstream(i, u, base_dir, &mut errors))
+            .map(|(i, u)| build_upstream(i, u, base_dir, resolved, &mut errors))
             .collect::<Vec<_>>();
         let mut trusted_proxies = Vec::new();
         for (i, p) in cfg.server.trusted_proxies.iter().enumerate() {
@@ -378,10 +388,32 @@ impl Compiled {
     }
 }
 
+/// Upstream `host:port` names (not IP literals) and the address each resolved to.
+pub type Resolved = std::collections::BTreeMap<String, SocketAddr>;
+
+/// Resolves every upstream server given by name (blocking: call it off the request path).
+/// A name that does not resolve is left out (compiling then reports it).
+pub fn resolve_names(cfg: &GatewayConfig) -> Resolved {
+    let mut out = Resolved::new();
+    for u in &cfg.upstreams {
+        for s in &u.servers {
+            let s = s.address();
+            if s.parse::<SocketAddr>().is_ok() || out.contains_key(s) {
+                continue;
+            }
+            if let Some(a) = s.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+                out.insert(s.to_string(), a);
+            }
+        }
+    }
+    out
+}
+
 fn build_upstream(
     i: usize,
     u: &UpstreamConfig,
     base_dir: &std::path::Path,
+    resolved: Option<&Resolved>,
     errors: &mut Vec<ConfigError>,
 ) -> (Upstream, String) {
     let mut servers = Vec::new();
@@ -401,6 +433,16 @@ fn build_upstream(
     });
     for (j, s) in u.servers.iter().enumerate() {
         let s = s.address();
+        if let Some(r) = resolved {
+            match s.parse::<SocketAddr>().ok().or_else(|| r.get(s).copied()) {
+                Some(a) => servers.push(a),
+                None => errors.push(ConfigError::new(
+                    format!("upstreams[{i}].servers[{j}]"),
+                    format!("cannot resolve {s:?}"),
+                )),
+            }
+            continue;
+        }
         match s.to_socket_addrs() {
             Ok(addrs) => {
                 // One address per configured server: the first the resolver gives.

@@ -106,6 +106,11 @@ pub struct ServerConfig {
     /// Default false.
     #[serde(default)]
     pub watch_config: bool,
+    /// Upstream host names are resolved again this often, on a background thread (a
+    /// worker never waits on DNS); a changed address is applied like a reload. 0s = only
+    /// at start and reload. Default 30s.
+    #[serde(default = "default_dns_refresh")]
+    pub dns_refresh: Duration,
     /// Unix socket path where this process hands its listening sockets to a successor
     /// (`ringway run --upgrade`) for a binary upgrade. Default none (off).
     #[serde(default)]
@@ -410,6 +415,9 @@ fn default_request_id_header() -> String {
 }
 fn default_upgrade_protocols() -> Vec<String> {
     vec!["websocket".into()]
+}
+fn default_dns_refresh() -> Duration {
+    secs(30)
 }
 fn default_splice_threshold() -> u64 {
     crate::compiled::DEFAULT_SPLICE_THRESHOLD

@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::compiled::Resolved;
 use crate::config::GatewayConfig;
 use crate::metrics::Snapshot;
 
@@ -18,6 +19,8 @@ pub enum Control {
     Reload {
         cfg: Arc<GatewayConfig>,
         file: String,
+        /// Upstream names resolved off the workers (see `compiled::resolve_names`).
+        resolved: Arc<Resolved>,
         done: Sender<Result<(), String>>,
     },
     /// Send this worker's counters.
@@ -52,6 +55,7 @@ impl Workers {
         &self,
         cfg: &Arc<GatewayConfig>,
         file: &str,
+        resolved: &Arc<Resolved>,
         wait: Duration,
     ) -> Result<(), String> {
         let mut answers = Vec::new();
@@ -60,6 +64,7 @@ impl Workers {
             let msg = Control::Reload {
                 cfg: cfg.clone(),
                 file: file.to_string(),
+                resolved: resolved.clone(),
                 done,
             };
             if s.send(msg).is_ok() {

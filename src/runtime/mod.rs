@@ -163,6 +163,8 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     // identities are per core (`Rc`), never shared.
     drop(first);
     let shared_cfg = Arc::new(cfg.clone());
+    // Names resolved once here: the workers compile with these addresses.
+    let resolved = Arc::new(crate::compiled::resolve_names(cfg));
 
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut shutdowns = Vec::new();
@@ -181,12 +183,12 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         shutdowns.push(shutdown.clone());
         let ready = ready_tx.clone();
         let health = health.get_mut(id).and_then(Option::take);
-        let (cfg, file) = (shared_cfg.clone(), file.to_string());
+        let (cfg, file, names) = (shared_cfg.clone(), file.to_string(), resolved.clone());
         let sink = access_log.as_ref().map(crate::accesslog::AccessLog::sink);
         let spawned = thread::Builder::new()
             .name(format!("ringway-w{id}"))
             .spawn(move || {
-                let own = match Compiled::build(&cfg, &file) {
+                let own = match Compiled::build_resolved(&cfg, &file, Some(&names)) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready.send(Err((id, e.to_string())));
@@ -263,6 +265,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     }
     let reload = reload::start(reload::Reloader {
         resolvers,
+        resolved,
         file: file.to_string(),
         active: Arc::new(cfg.clone()),
         workers: controls,

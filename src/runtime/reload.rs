@@ -15,18 +15,21 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use super::admin;
 use super::control::Workers;
 use super::RunError;
+use crate::compiled::{resolve_names, Resolved};
 use crate::config::{ConfigErrors, GatewayConfig};
 use crate::tls::SniResolver;
 
 pub struct Reloader {
     pub resolvers: Vec<Arc<SniResolver>>,
+    /// Upstream names as last resolved (workers compile with these, never with DNS).
+    pub resolved: Arc<Resolved>,
     pub file: String,
     pub active: Arc<GatewayConfig>,
     pub workers: Workers,
@@ -55,6 +58,7 @@ pub fn start(mut r: Reloader) -> Result<mpsc::Sender<()>, RunError> {
     let (tx, rx) = mpsc::channel::<()>();
     let watch = r.active.server.watch_config;
     let mut seen = mtime(&r.file);
+    let mut resolved_at = Instant::now();
     thread::Builder::new()
         .name("ringway-reload".into())
         .spawn(move || loop {
@@ -68,6 +72,12 @@ pub fn start(mut r: Reloader) -> Result<mpsc::Sender<()>, RunError> {
             if asked || changed {
                 seen = now;
                 r.reload_config();
+                resolved_at = Instant::now();
+            }
+            let every = r.active.server.dns_refresh.0;
+            if !every.is_zero() && resolved_at.elapsed() >= every {
+                resolved_at = Instant::now();
+                r.refresh_names();
             }
             r.reload_certificates(asked);
         })
@@ -94,6 +104,36 @@ impl Reloader {
         }
     }
 
+    /// Resolves the upstream names again; when an address changed, every worker compiles
+    /// the running config with the new addresses (no DNS on a worker). A name that does
+    /// not resolve this time keeps its last address.
+    fn refresh_names(&mut self) {
+        let fresh = resolve_names(&self.active);
+        self.apply_names(fresh);
+    }
+
+    /// Applies freshly resolved names (merged over the known ones) when any changed.
+    fn apply_names(&mut self, fresh: Resolved) {
+        let mut merged = (*self.resolved).clone();
+        merged.extend(fresh);
+        if merged == *self.resolved {
+            return;
+        }
+        for (name, addr) in &merged {
+            if self.resolved.get(name) != Some(addr) {
+                log::info!("upstream {name} now resolves to {addr}");
+            }
+        }
+        let merged = Arc::new(merged);
+        match self
+            .workers
+            .reload(&self.active, &self.file, &merged, Duration::from_secs(30))
+        {
+            Ok(()) => self.resolved = merged,
+            Err(e) => log::error!("new upstream addresses not applied: {e}"),
+        }
+    }
+
     fn fail(&self, why: impl std::fmt::Display) {
         log::error!("config not reloaded, the running config stays: {why}");
         if let Ok(mut s) = self.state.lock() {
@@ -106,9 +146,13 @@ impl Reloader {
             Ok(c) => c,
             Err(e) => return self.fail(e),
         };
-        if let Err(e) = crate::compiled::Compiled::build(&cfg, &self.file) {
+        let mut resolved = (*self.resolved).clone();
+        resolved.extend(resolve_names(&cfg));
+        if let Err(e) = crate::compiled::Compiled::build_resolved(&cfg, &self.file, Some(&resolved))
+        {
             return self.fail(e);
         }
+        let resolved = Arc::new(resolved);
         if let Err(e) = crate::tls::build(&cfg, &self.file) {
             return self.fail(e);
         }
@@ -139,10 +183,11 @@ impl Reloader {
         let cfg = Arc::new(cfg);
         match self
             .workers
-            .reload(&cfg, &self.file, Duration::from_secs(30))
+            .reload(&cfg, &self.file, &resolved, Duration::from_secs(30))
         {
             Ok(()) => {
                 self.active = cfg;
+                self.resolved = resolved;
                 record(&self.state, &self.file);
                 let version = match self.state.lock() {
                     Ok(mut s) => {
@@ -156,5 +201,51 @@ impl Reloader {
             }
             Err(e) => self.fail(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::control::Control;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn changed_addresses_go_to_every_worker_and_unchanged_ones_do_not() {
+        let mut workers = Workers::default();
+        let rx = workers.add();
+        // A stand-in worker: records each reload's addresses and accepts it.
+        let seen = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Ok(msg) = rx.recv() {
+                if let Control::Reload { resolved, done, .. } = msg {
+                    got.push((*resolved).clone());
+                    let _ = done.send(Ok(()));
+                }
+            }
+            got
+        });
+        let cfg =
+            crate::config::from_str("[server]\nlisten = [\"127.0.0.1:0\"]\n", "t.toml").unwrap();
+        let old: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let new: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let mut r = Reloader {
+            resolvers: Vec::new(),
+            resolved: Arc::new(Resolved::from([("api.internal:80".to_string(), old)])),
+            file: "t.toml".into(),
+            active: Arc::new(cfg),
+            workers,
+            state: Default::default(),
+        };
+        r.apply_names(Resolved::from([("api.internal:80".to_string(), old)]));
+        r.apply_names(Resolved::new());
+        r.apply_names(Resolved::from([("api.internal:80".to_string(), new)]));
+        assert_eq!(r.resolved.get("api.internal:80"), Some(&new));
+        drop(r);
+        let got = seen.join().unwrap();
+        assert_eq!(
+            got,
+            vec![Resolved::from([("api.internal:80".to_string(), new)])]
+        );
     }
 }

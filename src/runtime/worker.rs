@@ -265,8 +265,13 @@ async fn obey(id: usize, shared: Rc<Shared<TcpConnector>>, control: Receiver<Con
         }
         loop {
             match control.try_recv() {
-                Ok(Control::Reload { cfg, file, done }) => {
-                    let result = match Compiled::build(&cfg, &file) {
+                Ok(Control::Reload {
+                    cfg,
+                    file,
+                    resolved,
+                    done,
+                }) => {
+                    let result = match Compiled::build_resolved(&cfg, &file, Some(&resolved)) {
                         Ok(c) => {
                             shared.set_config(Rc::new(c));
                             Ok(())
