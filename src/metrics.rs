@@ -52,8 +52,11 @@ pub struct Metrics {
     pub rate_limited: Cell<u64>,
     pub auth_rejected: Cell<u64>,
     pub blocked: Cell<u64>,
-    /// (route name, upstream name) -> counts; a handful of entries, scanned linearly.
-    requests: RefCell<Vec<(String, String, RouteCounts)>>,
+    /// Counts by route index (slot 0: no route) and whether an upstream was used, by
+    /// status class: no string on the request path.
+    by_route: RefCell<Vec<[[u64; 5]; 2]>>,
+    /// Counts of earlier configs (before a reload), by (route name, upstream name).
+    retired: RefCell<Vec<(String, String, RouteCounts)>>,
     total: RefCell<Histogram>,
     upstream: RefCell<Histogram>,
 }
@@ -63,21 +66,43 @@ fn class(status: u16) -> usize {
 }
 
 impl Metrics {
-    /// One answered request. `upstream` is "" when none was involved.
-    pub fn request(&self, route: &str, upstream: &str, status: u16, total: Duration) {
-        let mut reqs = self.requests.borrow_mut();
-        match reqs
-            .iter_mut()
-            .find(|(r, u, _)| r == route && u == upstream)
-        {
-            Some((_, _, c)) => c.by_class[class(status)] += 1,
-            None => {
-                let mut c = RouteCounts::default();
-                c.by_class[class(status)] += 1;
-                reqs.push((route.to_string(), upstream.to_string(), c));
+    /// One answered request: its route (None: no route matched) and whether it went to
+    /// an upstream. Grows the table once per new route; no allocation after that.
+    pub fn request(&self, route: Option<usize>, proxied: bool, status: u16, total: Duration) {
+        let slot = route.map_or(0, |r| r + 1);
+        let mut t = self.by_route.borrow_mut();
+        if t.len() <= slot {
+            t.resize(slot + 1, [[0; 5]; 2]);
+        }
+        t[slot][usize::from(proxied)][class(status)] += 1;
+        drop(t);
+        self.total.borrow_mut().observe(total);
+    }
+
+    /// The counts by names: `names(route, proxied)` gives (route name, upstream name).
+    fn named(
+        &self,
+        names: &dyn Fn(Option<usize>, bool) -> (String, String),
+    ) -> Vec<(String, String, RouteCounts)> {
+        let mut out = self.retired.borrow().clone();
+        for (slot, pair) in self.by_route.borrow().iter().enumerate() {
+            for (proxied, by_class) in pair.iter().enumerate() {
+                if by_class.iter().all(|&n| n == 0) {
+                    continue;
+                }
+                let (r, u) = names(slot.checked_sub(1), proxied == 1);
+                add_counts(&mut out, r, u, by_class);
             }
         }
-        self.total.borrow_mut().observe(total);
+        out
+    }
+
+    /// Before a reload: keeps the counts under the old config's names, since route
+    /// indexes may mean other routes afterwards.
+    pub fn retire(&self, names: &dyn Fn(Option<usize>, bool) -> (String, String)) {
+        let named = self.named(names);
+        *self.retired.borrow_mut() = named;
+        self.by_route.borrow_mut().clear();
     }
 
     /// Time from sending the request to the upstream's response head.
@@ -89,7 +114,7 @@ impl Metrics {
         c.set(c.get().wrapping_add(n));
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self, names: &dyn Fn(Option<usize>, bool) -> (String, String)) -> Snapshot {
         Snapshot {
             accepted: self.accepted.get(),
             active: self.active.get(),
@@ -98,11 +123,33 @@ impl Metrics {
             rate_limited: self.rate_limited.get(),
             auth_rejected: self.auth_rejected.get(),
             blocked: self.blocked.get(),
-            requests: self.requests.borrow().clone(),
+            requests: self.named(names),
             total: self.total.borrow().clone(),
             upstream: self.upstream.borrow().clone(),
             gauges: Vec::new(),
         }
+    }
+}
+
+fn add_counts(
+    out: &mut Vec<(String, String, RouteCounts)>,
+    r: String,
+    u: String,
+    by_class: &[u64; 5],
+) {
+    match out.iter_mut().find(|(r2, u2, _)| *r2 == r && *u2 == u) {
+        Some((_, _, c)) => {
+            for (a, b) in c.by_class.iter_mut().zip(by_class.iter()) {
+                *a += b;
+            }
+        }
+        None => out.push((
+            r,
+            u,
+            RouteCounts {
+                by_class: *by_class,
+            },
+        )),
     }
 }
 
@@ -326,15 +373,20 @@ mod tests {
 
     #[test]
     fn snapshots_sum_and_render() {
+        let names = |r: Option<usize>, proxied: bool| match (r, proxied) {
+            (Some(0), true) => ("api".to_string(), "app".to_string()),
+            (Some(i), _) => (format!("r{i}"), String::new()),
+            (None, _) => (String::new(), String::new()),
+        };
         let a = Metrics::default();
-        a.request("api", "app", 200, Duration::from_micros(300));
-        a.request("api", "app", 503, Duration::from_millis(3));
+        a.request(Some(0), true, 200, Duration::from_micros(300));
+        a.request(Some(0), true, 503, Duration::from_millis(3));
         Metrics::add(&a.accepted, 2);
         let b = Metrics::default();
-        b.request("api", "app", 204, Duration::from_secs(20));
-        b.request("", "", 404, Duration::from_micros(50));
-        let mut s = a.snapshot();
-        s.merge(&b.snapshot());
+        b.request(Some(0), true, 204, Duration::from_secs(20));
+        b.request(None, false, 404, Duration::from_micros(50));
+        let mut s = a.snapshot(&names);
+        s.merge(&b.snapshot(&names));
         assert_eq!(s.requests.len(), 2);
         assert_eq!(s.requests[0].2.by_class, [0, 2, 0, 0, 1]);
         let text = render(&s, &Process::default());
@@ -345,5 +397,18 @@ mod tests {
         assert!(text.contains("ringway_request_duration_seconds_bucket{le=\"+Inf\"} 4"));
         assert!(text.contains("ringway_request_duration_seconds_count 4"));
         assert!(text.contains("ringway_connections_accepted_total 2"));
+        // A reload keeps the counts under the old names.
+        a.retire(&names);
+        a.request(Some(0), true, 200, Duration::from_micros(1));
+        let renamed = |_: Option<usize>, _: bool| ("new".to_string(), String::new());
+        let s = a.snapshot(&renamed);
+        assert!(s
+            .requests
+            .iter()
+            .any(|(r, _, c)| r == "api" && c.by_class[1] == 1));
+        assert!(s
+            .requests
+            .iter()
+            .any(|(r, _, c)| r == "new" && c.by_class[1] == 1));
     }
 }

@@ -383,6 +383,22 @@ impl Compiled {
         self.route(&Folded { req, path: scratch })
     }
 
+    /// (route name, upstream name) for metrics: route index `r` (None: no route), and
+    /// whether the request went to the route's upstream.
+    pub fn metric_names(&self, r: Option<usize>, proxied: bool) -> (String, String) {
+        let Some(route) = r.and_then(|i| self.routes.get(i)) else {
+            return (String::new(), String::new());
+        };
+        let upstream = match (&route.action, proxied) {
+            (Action::Proxy { upstream }, true) => self
+                .upstreams
+                .get(*upstream)
+                .map_or(String::new(), |u| u.name.clone()),
+            _ => String::new(),
+        };
+        (route.name.clone(), upstream)
+    }
+
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
         self.trusted_proxies.iter().any(|c| c.contains(ip))
     }

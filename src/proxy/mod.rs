@@ -122,6 +122,9 @@ impl<C: Connector> Shared<C> {
     /// Switches to a reloaded config. Requests in flight keep the `Rc` they took; the
     /// policy's caches and rate-limit state start afresh with the new rules.
     pub fn set_config(&self, config: Rc<Compiled>) {
+        let old = self.config();
+        self.metrics
+            .retire(&|r, proxied| old.metric_names(r, proxied));
         *self.policy.borrow_mut() = config.policy.new_state();
         *self.config.borrow_mut() = config;
     }
@@ -368,7 +371,7 @@ where
             self.route_ix = None;
             self.upstream_ix = None;
             let next = self.handle(&cfg).await;
-            self.count(&cfg, started);
+            self.count(started);
             self.end_log(&cfg);
             if next == Next::Close {
                 return;
@@ -377,22 +380,19 @@ where
     }
 
     /// Adds the request just answered to this worker's metrics.
-    fn count(&self, cfg: &Compiled, started: Instant) {
+    fn count(&self, started: Instant) {
         let status = if self.status != 0 {
             self.status
         } else {
             self.resp.status
         };
-        let route = self
-            .route_ix
-            .and_then(|i| cfg.routes.get(i))
-            .map_or("", |r| r.name.as_str());
-        let upstream = self
-            .upstream_ix
-            .and_then(|i| cfg.upstreams.get(i))
-            .map_or("", |u| u.name.as_str());
         let m = &self.shared.metrics;
-        m.request(route, upstream, status, started.elapsed());
+        m.request(
+            self.route_ix,
+            self.upstream_ix.is_some(),
+            status,
+            started.elapsed(),
+        );
         crate::metrics::Metrics::add(&m.bytes_in, self.cout.log.bytes_in);
         crate::metrics::Metrics::add(&m.bytes_out, self.cout.log.bytes_out);
     }

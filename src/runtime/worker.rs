@@ -295,7 +295,10 @@ async fn obey(id: usize, shared: Rc<Shared<TcpConnector>>, control: Receiver<Con
 
 /// This worker's metrics, the load balancer's counters and server health included.
 fn snapshot(shared: &Shared<TcpConnector>) -> crate::metrics::Snapshot {
-    let mut s = shared.metrics.snapshot();
+    let cfg = shared.config();
+    let mut s = shared
+        .metrics
+        .snapshot(&|r, proxied| cfg.metric_names(r, proxied));
     let c = shared.lb.counters.snapshot();
     for (name, v) in [
         ("ringway_upstream_retries_total", c.retries),
@@ -323,7 +326,6 @@ fn snapshot(shared: &Shared<TcpConnector>) -> crate::metrics::Snapshot {
     ] {
         s.gauges.push((name.to_string(), String::new(), v));
     }
-    let cfg = shared.config();
     for (u, i, usable) in shared.lb.health_view() {
         let (Some(up), Some(addr)) = (
             cfg.upstreams.get(u),
