@@ -89,6 +89,31 @@ both_drivers! {
         assert!(gw.stderr_text().contains("is healthy again"));
     }
 
+    fn health_checks_follow_a_reload_to_new_servers(d) {
+        let a = checked_origin("a", Arc::new(AtomicBool::new(true)));
+        let b_up = Arc::new(AtomicBool::new(false));
+        let b = checked_origin("b", b_up.clone());
+        let check = CHECK.replace("50ms", "100ms");
+        let gw = Gateway::start(&config(&[a.addr()], &check, ""), d);
+        eventually("a is checked", || a.requests().iter().any(|r| r.target == "/healthz"));
+        std::fs::write(gw.config_path(), config(&[a.addr(), b.addr()], &check, ""))
+            .expect("rewrite config");
+        gw.signal("HUP");
+        gw.wait_log("config reloaded (version 2)");
+        // Only a checker that follows the reload knows b (server 1 of the new config).
+        gw.wait_log(&format!("upstream server app/{} is unhealthy: status 503", b.addr()));
+        eventually("every worker took b out", || all_answered_by(gw.addr(), 30, "a"));
+        let before = app_requests(&b);
+        assert!(all_answered_by(gw.addr(), 30, "a"));
+        assert_eq!(app_requests(&b), before, "no request reaches b while it is down");
+        b_up.store(true, Ordering::SeqCst);
+        gw.wait_log(&format!("upstream server app/{} is healthy again", b.addr()));
+        eventually("b gets traffic again", || {
+            let _ = get(gw.addr(), "/");
+            app_requests(&b) > before
+        });
+    }
+
     fn a_stopped_server_is_taken_out_by_health_checks(d) {
         let good = Origin::ok("good");
         let extra = format!("{CHECK}\nall_unhealthy = \"fail\"");

@@ -1,5 +1,5 @@
 //! Messages from the main thread to the workers, off the request path: a new config to
-//! switch to, or a request for a metrics snapshot. Each worker drains its channel from a
+//! switch to, the new config's health checker channel, or a request for a metrics snapshot. Each worker drains its channel from a
 //! small task every `POLL` (a `try_recv`, no lock on any request's path); the main thread
 //! waits for every worker's answer.
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::compiled::Resolved;
 use crate::config::GatewayConfig;
 use crate::metrics::Snapshot;
+use crate::upstream::health::{HealthEvent, Receivers};
 
 /// How often a worker looks at its channel.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -23,6 +24,9 @@ pub enum Control {
         resolved: Arc<Resolved>,
         done: Sender<Result<(), String>>,
     },
+    /// Follow this health checker (sent right after a `Reload` every worker applied: its
+    /// events name the new config's servers).
+    Health(Receiver<HealthEvent>),
     /// Send this worker's counters.
     Snapshot(Sender<Snapshot>),
 }
@@ -83,6 +87,15 @@ impl Workers {
             Ok(())
         } else {
             Err(failed.join("; "))
+        }
+    }
+
+    /// Hands each worker its receiver (in `Workers::add` order) from a new health checker.
+    pub fn follow_health(&self, receivers: Receivers) {
+        for (s, rx) in self.senders.iter().zip(receivers) {
+            if let Some(rx) = rx {
+                let _ = s.send(Control::Health(rx));
+            }
         }
     }
 

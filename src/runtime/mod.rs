@@ -147,7 +147,8 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         first.max_connections,
         first.max_in_flight,
     );
-    let mut health = crate::upstream::health::start(&first, workers).map_err(RunError::Health)?;
+    let (checker, mut health) =
+        crate::upstream::health::start(&first, workers).map_err(RunError::Health)?;
     let access_log = match &cfg.access_log {
         Some(a) => Some(
             crate::accesslog::AccessLog::start(a, workers).map_err(|source| {
@@ -270,6 +271,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         active: Arc::new(cfg.clone()),
         workers: controls,
         state: state.clone(),
+        health: checker,
     })?;
     if let (Some(stream), Some(path)) = (handover, &upgrade_path) {
         upgrade::confirm(stream, path)?;

@@ -5,7 +5,9 @@
 //! 2. send it to every worker, which compiles its own copy and switches (requests in flight
 //!    finish on the old one; each keep-alive connection takes the new one at its next
 //!    request);
-//! 3. record the new version and hash for `/config` and `/metrics`.
+//! 3. stop the old health checker and start one for the new config (compiled here in step
+//!    1), whose channels go to the workers right after the switch (`Control::Health`);
+//! 4. record the new version and hash for `/config` and `/metrics`.
 //!
 //! Listeners, worker count and driver settings are fixed for the life of the process: a
 //! change to them is logged as needing a restart (or a binary upgrade) and the rest is
@@ -34,6 +36,8 @@ pub struct Reloader {
     pub active: Arc<GatewayConfig>,
     pub workers: Workers,
     pub state: admin::Shared,
+    /// The running config's health checker; replaced on each successful reload.
+    pub health: crate::upstream::health::Checker,
 }
 
 fn mtime(p: &str) -> Option<SystemTime> {
@@ -129,7 +133,18 @@ impl Reloader {
             .workers
             .reload(&self.active, &self.file, &merged, Duration::from_secs(30))
         {
-            Ok(()) => self.resolved = merged,
+            Ok(()) => {
+                // The checker probes addresses: restart it on the new ones.
+                match crate::compiled::Compiled::build_resolved(
+                    &self.active,
+                    &self.file,
+                    Some(&merged),
+                ) {
+                    Ok(c) => self.restart_health(&c),
+                    Err(e) => log::error!("health checker not restarted: {e}"),
+                }
+                self.resolved = merged;
+            }
             Err(e) => log::error!("new upstream addresses not applied: {e}"),
         }
     }
@@ -148,10 +163,11 @@ impl Reloader {
         };
         let mut resolved = (*self.resolved).clone();
         resolved.extend(resolve_names(&cfg));
-        if let Err(e) = crate::compiled::Compiled::build_resolved(&cfg, &self.file, Some(&resolved))
-        {
-            return self.fail(e);
-        }
+        let compiled =
+            match crate::compiled::Compiled::build_resolved(&cfg, &self.file, Some(&resolved)) {
+                Ok(c) => c,
+                Err(e) => return self.fail(e),
+            };
         let resolved = Arc::new(resolved);
         if let Err(e) = crate::tls::build(&cfg, &self.file) {
             return self.fail(e);
@@ -188,6 +204,7 @@ impl Reloader {
             Ok(()) => {
                 self.active = cfg;
                 self.resolved = resolved;
+                self.restart_health(&compiled);
                 record(&self.state, &self.file);
                 let version = match self.state.lock() {
                     Ok(mut s) => {
@@ -200,6 +217,19 @@ impl Reloader {
                 log::info!("config reloaded (version {version})");
             }
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// Stops the old config's checker (every worker ignores it now) and starts one for the
+    /// new config; the workers follow it from their next control poll.
+    fn restart_health(&mut self, compiled: &crate::compiled::Compiled) {
+        self.health = crate::upstream::health::Checker::default();
+        match crate::upstream::health::start(compiled, self.workers.len()) {
+            Ok((checker, receivers)) => {
+                self.health = checker;
+                self.workers.follow_health(receivers);
+            }
+            Err(e) => log::error!("health checker not restarted, no active checks: {e}"),
         }
     }
 }
@@ -236,6 +266,7 @@ mod tests {
             active: Arc::new(cfg),
             workers,
             state: Default::default(),
+            health: Default::default(),
         };
         r.apply_names(Resolved::from([("api.internal:80".to_string(), old)]));
         r.apply_names(Resolved::new());

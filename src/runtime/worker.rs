@@ -181,14 +181,11 @@ async fn worker_main(
         }
     }
     monoio::spawn(sweep_pool(shared.clone()));
-    monoio::spawn(obey(id, shared.clone(), control));
+    let epoch = Rc::new(Cell::new(0));
     if let Some(rx) = health {
-        let stop = shared.clone();
-        let lb = shared.lb.clone();
-        monoio::spawn(async move {
-            crate::upstream::health::follow(rx, lb, stop.drain_notified()).await
-        });
+        follow_health(&shared, &epoch, rx);
     }
+    monoio::spawn(obey(id, shared.clone(), control, epoch));
     let _ = ready.send(Ok(started));
     shutdown.await;
     shared.start_drain();
@@ -253,11 +250,33 @@ async fn accept_loop(
     }
 }
 
+/// Follows a health checker's channel until the drain, or until `epoch` moves on (a reload
+/// was applied: that checker's server indices are the old config's).
+fn follow_health(
+    shared: &Rc<Shared<TcpConnector>>,
+    epoch: &Rc<Cell<u64>>,
+    rx: std::sync::mpsc::Receiver<crate::upstream::health::HealthEvent>,
+) {
+    let stop = shared.clone();
+    let lb = shared.lb.clone();
+    let (epoch, mine) = (epoch.clone(), epoch.get());
+    monoio::spawn(async move {
+        let current = move || epoch.get() == mine;
+        crate::upstream::health::follow(rx, lb, stop.drain_notified(), current).await
+    });
+}
+
 /// Drains this worker's control channel every `control::POLL`: switches to a reloaded
 /// config (compiled here, on this core; requests in flight finish on the old one, and each
-/// keep-alive connection takes the new one at its next request), and answers metrics
-/// snapshots.
-async fn obey(id: usize, shared: Rc<Shared<TcpConnector>>, control: Receiver<Control>) {
+/// keep-alive connection takes the new one at its next request; health state starts over,
+/// every server healthy, and the old checker's events are ignored), follows the new config's
+/// health checker, and answers metrics snapshots.
+async fn obey(
+    id: usize,
+    shared: Rc<Shared<TcpConnector>>,
+    control: Receiver<Control>,
+    epoch: Rc<Cell<u64>>,
+) {
     loop {
         monoio::select! {
             _ = monoio::time::sleep(super::control::POLL) => {},
@@ -274,6 +293,8 @@ async fn obey(id: usize, shared: Rc<Shared<TcpConnector>>, control: Receiver<Con
                     let result = match Compiled::build_resolved(&cfg, &file, Some(&resolved)) {
                         Ok(c) => {
                             shared.set_config(Rc::new(c));
+                            epoch.set(epoch.get() + 1);
+                            shared.lb.reset_health();
                             Ok(())
                         }
                         Err(e) => Err(e.to_string()),
@@ -283,6 +304,7 @@ async fn obey(id: usize, shared: Rc<Shared<TcpConnector>>, control: Receiver<Con
                     }
                     let _ = done.send(result);
                 }
+                Ok(Control::Health(rx)) => follow_health(&shared, &epoch, rx),
                 Ok(Control::Snapshot(reply)) => {
                     let _ = reply.send(snapshot(&shared));
                 }

@@ -6,6 +6,13 @@
 //! every `POLL` (never on the request path) into its own `State`. Every server starts
 //! healthy. Probes run one after another: an upstream with many slow servers checks each
 //! less often than `interval`.
+//!
+//! Reload: events name servers by (upstream index, server index) in the config the checker
+//! was started with, so a successful reload drops the old `Checker` (its thread ends at its
+//! next wait or probe and sends nothing more) and starts a new one for the new config; each
+//! worker resets its health state to "all healthy" when it switches config, ignores the old
+//! checker's events from then on, and follows the new checker's channel (`Control::Health`).
+//! A server that is still down is taken out again after `unhealthy_threshold` probes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -44,21 +51,37 @@ struct Target {
     due: Instant,
 }
 
-/// Starts the checker thread when some upstream has a `health_check`; returns one receiver
-/// per worker (None each when nothing is checked).
-pub fn start(
-    cfg: &Compiled,
-    workers: usize,
-) -> std::io::Result<Vec<Option<Receiver<HealthEvent>>>> {
+/// The running checker thread, if any: dropping it stops the thread (at once when it
+/// waits; after the probe in progress otherwise, without sending its result).
+#[derive(Default)]
+pub struct Checker {
+    _stop: Option<Sender<()>>,
+}
+
+/// Receivers for each worker (None each when nothing is checked).
+pub type Receivers = Vec<Option<Receiver<HealthEvent>>>;
+
+/// Starts the checker thread when some upstream has a `health_check`; returns its handle
+/// and one receiver per worker.
+pub fn start(cfg: &Compiled, workers: usize) -> std::io::Result<(Checker, Receivers)> {
     let targets = targets(cfg);
     if targets.is_empty() {
-        return Ok((0..workers).map(|_| None).collect());
+        return Ok((Checker::default(), (0..workers).map(|_| None).collect()));
     }
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel()).unzip();
+    let (stop_tx, stop_rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("ringway-health".into())
-        .spawn(move || run(targets, txs))?;
-    Ok(rxs.into_iter().map(Some).collect())
+        .spawn(move || run(targets, txs, stop_rx))?;
+    let checker = Checker {
+        _stop: Some(stop_tx),
+    };
+    Ok((checker, rxs.into_iter().map(Some).collect()))
+}
+
+/// True once the `Checker` is dropped.
+fn stopped(stop: &Receiver<()>) -> bool {
+    matches!(stop.try_recv(), Err(TryRecvError::Disconnected))
 }
 
 fn targets(cfg: &Compiled) -> Vec<Target> {
@@ -101,18 +124,24 @@ fn targets(cfg: &Compiled) -> Vec<Target> {
     out
 }
 
-fn run(mut targets: Vec<Target>, txs: Vec<Sender<HealthEvent>>) {
+fn run(mut targets: Vec<Target>, txs: Vec<Sender<HealthEvent>>, stop: Receiver<()>) {
     loop {
         let Some(next) = targets.iter().map(|t| t.due).min() else {
             return;
         };
         let wait = next.saturating_duration_since(Instant::now());
         if !wait.is_zero() {
-            std::thread::sleep(wait);
+            // Nothing is ever sent on `stop`: this is a sleep that ends early on a drop.
+            if let Err(mpsc::RecvTimeoutError::Disconnected) = stop.recv_timeout(wait) {
+                return;
+            }
         }
         let now = Instant::now();
         for t in targets.iter_mut().filter(|t| t.due <= now) {
             let result = probe(t);
+            if stopped(&stop) {
+                return;
+            }
             t.due = Instant::now() + t.check.interval.0;
             let Some(healthy) = t.record(&result) else {
                 continue;
@@ -205,11 +234,21 @@ fn probe(t: &Target) -> Result<(), String> {
     }
 }
 
-/// A worker's task: applies the checker's messages to its `State` until `stop` resolves.
-pub async fn follow<F: std::future::Future>(rx: Receiver<HealthEvent>, state: Rc<State>, stop: F) {
+/// A worker's task: applies the checker's messages to its `State` until `stop` resolves,
+/// the checker is gone, or `current` turns false (the worker switched config: these events
+/// name servers of the old one).
+pub async fn follow<F: std::future::Future>(
+    rx: Receiver<HealthEvent>,
+    state: Rc<State>,
+    stop: F,
+    current: impl Fn() -> bool,
+) {
     let mut stop = std::pin::pin!(stop);
     loop {
         loop {
+            if !current() {
+                return;
+            }
             match rx.try_recv() {
                 Ok(ev) => state.set_healthy(ev.upstream, ev.servers, ev.server, ev.healthy),
                 Err(TryRecvError::Empty) => break,

@@ -271,6 +271,15 @@ impl State {
     }
 
     /// Applies a health change from the checker (`n`: the upstream's server count).
+    /// Marks every server healthy again. A worker calls it when it switches to a reloaded
+    /// config: server indices may name other servers now, and the new checker takes the
+    /// ones still down out again within its `unhealthy_threshold`.
+    pub fn reset_health(&self) {
+        for s in self.ups.borrow_mut().iter_mut() {
+            s.healthy.iter_mut().for_each(|h| *h = true);
+        }
+    }
+
     pub fn set_healthy(&self, u: usize, n: usize, i: usize, healthy: bool) {
         let changed = self.with(u, n, |s| match s.healthy.get_mut(i) {
             Some(h) if *h != healthy => {
@@ -340,5 +349,24 @@ impl Drop for RetryGuard {
     fn drop(&mut self) {
         let r = &self.0.retries_in_flight;
         r.set(r.get().saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_health_makes_every_server_healthy_again() {
+        let s = State::new(0);
+        s.set_healthy(0, 2, 1, false);
+        s.set_healthy(1, 1, 0, false);
+        assert_eq!(
+            s.health_view(),
+            vec![(0, 0, true), (0, 1, false), (1, 0, false)]
+        );
+        s.reset_health();
+        assert!(s.health_view().iter().all(|&(_, _, usable)| usable));
+        assert_eq!(s.counters.snapshot().health_transitions, 2);
     }
 }
