@@ -43,18 +43,18 @@ impl RequestLog {
         };
     }
 
-    /// An upstream connection to `addr` is being taken from the pool or opened.
-    pub fn connecting(&mut self, addr: SocketAddr) {
+    /// An upstream connection to `addr` is being taken from the pool or opened. `timed`:
+    /// an access log wants the durations (the clock is read only then).
+    pub fn connecting(&mut self, addr: SocketAddr, timed: bool) {
         self.upstream = Some(addr);
-        self.attempt = Some(Instant::now());
+        self.attempt = timed.then(Instant::now);
         self.header = None;
     }
 
-    /// The connection is ready; the request goes out now.
-    pub fn connected(&mut self) {
-        let now = Instant::now();
+    /// The connection is ready; the request goes out at `now`.
+    pub fn connected(&mut self, now: Instant) {
         self.connect = self.attempt.map(|a| now.saturating_duration_since(a));
-        self.sent = Some(now);
+        self.sent = self.attempt.map(|_| now);
     }
 
     /// The upstream's response head arrived with `status`.

@@ -161,7 +161,8 @@ where
                 log::debug!("upstream {}: max_connections reached; 503", up.name);
                 return self.reply(cfg, 503, has_body).await;
             };
-            self.cout.log.connecting(addr);
+            let timed = self.shared.access_log.is_some();
+            self.cout.log.connecting(addr, timed);
             let pooled = if fresh_retry {
                 None
             } else {
@@ -189,7 +190,8 @@ where
                     }
                 },
             };
-            self.cout.log.connected();
+            let sent_at = Instant::now();
+            self.cout.log.connected(sent_at);
             self.obuf.clear();
             let trace = &self.cout.log.trace;
             let ctx = RequestCtx {
@@ -231,7 +233,6 @@ where
                 None
             };
             self.resp.status = 0;
-            let sent_at = Instant::now();
             let attempt = self
                 .exchange(cfg, route, &mut conn, body_deadline, retry)
                 .await;

@@ -46,20 +46,38 @@ impl Servers {
         }
     }
 
-    fn usable(&self, i: usize, now: Instant) -> bool {
+    fn usable(&self, i: usize, now: &LazyNow) -> bool {
         self.healthy[i] && self.ejected_until[i].is_none_or_past(now)
     }
 }
 
+/// The clock, read at most once and only when needed (an ejected server): the common
+/// pick reads no clock.
+#[derive(Default)]
+struct LazyNow(Cell<Option<Instant>>);
+
+impl LazyNow {
+    fn get(&self) -> Instant {
+        match self.0.get() {
+            Some(t) => t,
+            None => {
+                let t = Instant::now();
+                self.0.set(Some(t));
+                t
+            }
+        }
+    }
+}
+
 trait PastExt {
-    fn is_none_or_past(&self, now: Instant) -> bool;
+    fn is_none_or_past(&self, now: &LazyNow) -> bool;
 }
 
 impl PastExt for Option<Instant> {
-    fn is_none_or_past(&self, now: Instant) -> bool {
+    fn is_none_or_past(&self, now: &LazyNow) -> bool {
         match self {
             None => true,
-            Some(t) => now >= *t,
+            Some(t) => now.get() >= *t,
         }
     }
 }
@@ -115,12 +133,12 @@ impl State {
     /// For metrics: (upstream index, server index, usable now) for every server this
     /// worker has seen.
     pub fn health_view(&self) -> Vec<(usize, usize, bool)> {
-        let now = Instant::now();
+        let now = LazyNow::default();
         let ups = self.ups.borrow();
         let mut out = Vec::new();
         for (u, s) in ups.iter().enumerate() {
             for i in 0..s.healthy.len() {
-                out.push((u, i, s.usable(i, now)));
+                out.push((u, i, s.usable(i, &now)));
             }
         }
         out
@@ -135,9 +153,9 @@ impl State {
         tried: &Tried,
     ) -> Result<usize, NoServer> {
         let n = lb.addresses.len();
-        let now = Instant::now();
+        let now = LazyNow::default();
         self.with(u, n, |s| {
-            let any_usable = (0..n).any(|i| s.usable(i, now));
+            let any_usable = (0..n).any(|i| s.usable(i, &now));
             if !any_usable && lb.all_unhealthy == AllUnhealthy::Fail {
                 return Err(NoServer::AllUnhealthy);
             }
@@ -147,7 +165,7 @@ impl State {
             let (healthy, ejected) = (&s.healthy, &s.ejected_until);
             let ok = |i: usize| {
                 !tried.contains(i)
-                    && (!any_usable || (healthy[i] && ejected[i].is_none_or_past(now)))
+                    && (!any_usable || (healthy[i] && ejected[i].is_none_or_past(&now)))
             };
             let picked = match (lb.balance, key, &lb.ring) {
                 (Balance::Hash, Some(k), Some(ring)) => ring.lookup(k, ok),
@@ -182,10 +200,10 @@ impl State {
     /// Whether a server not in `tried` could still be picked (no state changes).
     pub fn has_untried(&self, u: usize, lb: &Lb, tried: &Tried) -> bool {
         let n = lb.addresses.len();
-        let now = Instant::now();
+        let now = LazyNow::default();
         self.with(u, n, |s| {
-            let any_usable = (0..n).any(|i| s.usable(i, now));
-            (0..n).any(|i| !tried.contains(i) && (!any_usable || s.usable(i, now)))
+            let any_usable = (0..n).any(|i| s.usable(i, &now));
+            (0..n).any(|i| !tried.contains(i) && (!any_usable || s.usable(i, &now)))
                 && (any_usable || lb.all_unhealthy == AllUnhealthy::TryAll)
         })
     }
@@ -236,14 +254,14 @@ impl State {
     /// Records how an attempt on server `i` went (`failed`: connect failure or 5xx).
     pub fn report(&self, u: usize, lb: &Lb, i: usize, failed: bool) {
         let Some(o) = &lb.outlier else { return };
-        let now = Instant::now();
+        let now = LazyNow::default();
         let ejected = self.with(u, lb.addresses.len(), |s| {
             if i >= s.fails.len() {
                 return None;
             }
             if !failed {
                 s.fails[i] = 0;
-                if s.ejected_until[i].is_none_or_past(now) {
+                if s.ejected_until[i].is_none_or_past(&now) {
                     s.ejections[i] = 0;
                     s.ejected_until[i] = None;
                 }
@@ -257,7 +275,7 @@ impl State {
             let factor = 1u32 << s.ejections[i].min(16);
             let d = o.ejection.saturating_mul(factor).min(o.max_ejection);
             s.ejections[i] = s.ejections[i].saturating_add(1);
-            s.ejected_until[i] = Some(now + d);
+            s.ejected_until[i] = Some(now.get() + d);
             Some(d)
         });
         if let Some(d) = ejected {
