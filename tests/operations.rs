@@ -23,6 +23,90 @@ fn versioned(origin: &Origin, body: &str, extra: &str) -> String {
     }
 }
 
+/// Four keep-alive clients sending GETs until `finish`. With `retry_closed_idle`, a reused
+/// connection closed before any answer is retried on a new one (HTTP allows that for an
+/// idempotent request) instead of counting as a failure.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr, retry_closed_idle: bool) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let clients = (0..4)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let mut r = Reader::new(connect(addr));
+                    let mut fresh = true;
+                    while !stop.load(Ordering::SeqCst) {
+                        r.send(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n");
+                        match r.response() {
+                            Some(resp) if resp.status == 200 => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                                fresh = false;
+                                if resp.header("connection") == Some("close") {
+                                    r = Reader::new(connect(addr));
+                                    fresh = true;
+                                }
+                            }
+                            None if retry_closed_idle && !fresh => {
+                                r = Reader::new(connect(addr));
+                                fresh = true;
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                                r = Reader::new(connect(addr));
+                                fresh = true;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            clients,
+        }
+    }
+
+    fn ok(&self) -> usize {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until `n` requests succeeded.
+    fn wait_for(&self, n: usize) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.ok() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the load stalled at {}",
+                self.ok()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the clients; (succeeded, failed).
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in self.clients {
+            let _ = c.join();
+        }
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
+    }
+}
+
 /// The admin address from the log.
 fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
     let line = gw.wait_log("admin listening on ");
@@ -38,32 +122,7 @@ both_drivers! {
         let origin = Origin::ok("ok");
         let gw = Gateway::start(&versioned(&origin, "v0", "[server]\nworkers = 2"), driver);
         let addr = gw.addr();
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let clients: Vec<_> = (0..4)
-            .map(|_| {
-                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-                std::thread::spawn(move || {
-                    let mut r = Reader::new(connect(addr));
-                    while !stop.load(Ordering::SeqCst) {
-                        r.send(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n");
-                        match r.response() {
-                            Some(resp) if resp.status == 200 => {
-                                ok.fetch_add(1, Ordering::SeqCst);
-                                if resp.header("connection") == Some("close") {
-                                    r = Reader::new(connect(addr));
-                                }
-                            }
-                            _ => {
-                                failed.fetch_add(1, Ordering::SeqCst);
-                                r = Reader::new(connect(addr));
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
+        let load = Load::start(addr, false);
         let _guard = DumpOnPanic(&gw);
         for v in 1..=10 {
             std::fs::write(gw.config_path(), versioned(&origin, &format!("v{v}"), "[server]\nworkers = 2")).unwrap();
@@ -72,12 +131,9 @@ both_drivers! {
         }
         let r = get(addr, "/after");
         assert_eq!(r.header("x-version"), Some("v10"));
-        stop.store(true, Ordering::SeqCst);
-        for c in clients {
-            c.join().unwrap();
-        }
-        assert_eq!(failed.load(Ordering::SeqCst), 0, "requests failed during reloads");
-        assert!(ok.load(Ordering::SeqCst) > 100, "the load ran");
+        let (ok, failed) = load.finish();
+        assert_eq!(failed, 0, "requests failed during reloads");
+        assert!(ok > 100, "the load ran");
     }
 
     fn a_bad_config_is_refused_and_the_old_one_keeps_serving(driver) {
@@ -186,49 +242,8 @@ both_drivers! {
         let extra = format!("[server]\nupgrade_socket = \"{}\"", sock.display());
         let mut old = Gateway::start(&versioned(&origin, "old", &extra), driver);
         let addr = old.addr();
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let clients: Vec<_> = (0..4)
-            .map(|_| {
-                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-                std::thread::spawn(move || {
-                    let mut r = Reader::new(connect(addr));
-                    let mut fresh = true;
-                    while !stop.load(Ordering::SeqCst) {
-                        r.send(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n");
-                        match r.response() {
-                            Some(resp) if resp.status == 200 => {
-                                ok.fetch_add(1, Ordering::SeqCst);
-                                fresh = false;
-                                if resp.header("connection") == Some("close") {
-                                    r = Reader::new(connect(addr));
-                                    fresh = true;
-                                }
-                            }
-                            // A reused connection closed before any answer: retry on a new one.
-                            None if !fresh => {
-                                r = Reader::new(connect(addr));
-                                fresh = true;
-                            }
-                            _ => {
-                                failed.fetch_add(1, Ordering::SeqCst);
-                                r = Reader::new(connect(addr));
-                                fresh = true;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        let wait_for = |n: usize| {
-            let deadline = Instant::now() + TIMEOUT;
-            while ok.load(Ordering::SeqCst) < n {
-                assert!(Instant::now() < deadline, "the load stalled at {}", ok.load(Ordering::SeqCst));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        };
-        wait_for(50);
+        let load = Load::start(addr, true);
+        load.wait_for(50);
         let new = old.start_upgrade(driver);
         new.wait_log("upgrade: took over");
         old.wait_log("upgrade: the new process serves");
@@ -237,12 +252,9 @@ both_drivers! {
         let r = get(addr, "/after");
         assert_eq!(r.status, 200);
         // Keep the load going on the new process for a while.
-        wait_for(ok.load(Ordering::SeqCst) + 200);
-        stop.store(true, Ordering::SeqCst);
-        for c in clients {
-            c.join().unwrap();
-        }
-        assert_eq!(failed.load(Ordering::SeqCst), 0, "requests failed during the upgrade");
+        load.wait_for(load.ok() + 200);
+        let (_, failed) = load.finish();
+        assert_eq!(failed, 0, "requests failed during the upgrade");
         // The new process listens for the next upgrade.
         new.wait_log("listening on");
         let deadline = Instant::now() + TIMEOUT;
@@ -257,7 +269,6 @@ both_drivers! {
 /// A keep-alive origin on whatever address `localhost` resolves to first here, answering
 /// every request with `body`.
 fn localhost_origin(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
     use std::net::ToSocketAddrs;
     let addr = ("localhost", 0)
         .to_socket_addrs()
@@ -268,26 +279,7 @@ fn localhost_origin(body: &'static str) -> u16 {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for mut s in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(end) = find(&buf, b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let reply = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if s.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
+            std::thread::spawn(move || answer_heads(&mut s, body, |_| {}));
         }
     });
     port

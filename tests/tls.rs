@@ -633,29 +633,13 @@ impl TlsOrigin {
                         return;
                     };
                     let mut s = rustls::StreamOwned::new(conn, sock);
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
                     let mut counted = false;
-                    loop {
-                        while let Some(end) = find(&buf, b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            let reply = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
-                            if s.write_all(reply.as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    answer_heads(&mut s, body, |s| {
                         if !counted && !s.conn.is_handshaking() {
                             counted = true;
                             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
-                    }
+                    });
                 });
             }
         });

@@ -573,6 +573,36 @@ fn send_reply(s: &mut TcpStream, reply: Reply) -> bool {
     }
 }
 
+/// Answers every request head read from `s` with `200 OK` and `body`, keep-alive, until
+/// the peer closes or an error; `after_read` runs after each read (e.g. to look at a TLS
+/// session once its handshake is done).
+#[allow(dead_code)]
+pub fn answer_heads<S: std::io::Read + std::io::Write>(
+    s: &mut S,
+    body: &str,
+    mut after_read: impl FnMut(&mut S),
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(end) = find(&buf, b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if s.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        after_read(s);
+    }
+}
+
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
