@@ -43,6 +43,16 @@ impl RequestLog {
         };
     }
 
+    /// The status to report: the one sent, or nginx's 499 when the client went away
+    /// before any answer.
+    pub fn final_status(&self) -> u16 {
+        if self.status == 0 {
+            499
+        } else {
+            self.status
+        }
+    }
+
     /// An upstream connection to `addr` is being taken from the pool or opened. `timed`:
     /// an access log wants the durations (the clock is read only then).
     pub fn connecting(&mut self, addr: SocketAddr, timed: bool) {

@@ -84,8 +84,7 @@ where
             client_ip: self.peer.ip(),
             method,
             path,
-            // Nothing was answered: the client went away first (nginx's 499).
-            status: if r.status == 0 { 499 } else { r.status },
+            status: r.final_status(),
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
             duration: r.start.map(|s| s.elapsed()).unwrap_or_default(),

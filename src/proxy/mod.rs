@@ -261,9 +261,6 @@ pub async fn serve<S, C>(
         path: Vec::new(),
         grant: Grant::default(),
         body_limit: 0,
-        status: 0,
-        route_ix: None,
-        upstream_ix: None,
         meta,
     };
     conn.run(accepted).await;
@@ -316,11 +313,6 @@ struct ClientConn<S: Stream, C: Connector> {
     grant: Grant,
     /// The current request's body limit (0 = unlimited).
     body_limit: u64,
-    /// Status of ringway's own answer to the current request (0: the upstream's, in `resp`).
-    status: u16,
-    /// The current request's route and upstream, for metrics.
-    route_ix: Option<usize>,
-    upstream_ix: Option<usize>,
     meta: ConnMeta,
 }
 
@@ -333,19 +325,17 @@ where
         let mut first = true;
         loop {
             let cfg = self.shared.config();
-            let start;
-            let deadline = if first {
-                start = Instant::now();
-                accepted + cfg.timeouts.header
+            // When the request began: the accept for the first one, its first bytes after.
+            let start = if first {
+                accepted
             } else {
                 if self.cin.buf.is_empty() && !self.wait_for_bytes(cfg.timeouts.idle).await {
                     return;
                 }
-                start = Instant::now();
-                start + cfg.timeouts.header
+                Instant::now()
             };
+            let deadline = start + cfg.timeouts.header;
             first = false;
-            let started = deadline - cfg.timeouts.header;
             match self.read_head(&cfg, deadline).await {
                 HeadRead::Ok => self.begin_log(start, true),
                 HeadRead::Closed => return,
@@ -367,11 +357,8 @@ where
                 // converges on the current config and binary.
                 self.head.keep_alive = false;
             }
-            self.status = 0;
-            self.route_ix = None;
-            self.upstream_ix = None;
             let next = self.handle(&cfg).await;
-            self.count(started);
+            self.count(start);
             self.end_log(&cfg);
             if next == Next::Close {
                 return;
@@ -379,22 +366,19 @@ where
         }
     }
 
-    /// Adds the request just answered to this worker's metrics.
+    /// Adds the request just answered to this worker's metrics (from the same record the
+    /// access log writes).
     fn count(&self, started: Instant) {
-        let status = if self.status != 0 {
-            self.status
-        } else {
-            self.resp.status
-        };
+        let log = &self.cout.log;
         let m = &self.shared.metrics;
         m.request(
-            self.route_ix,
-            self.upstream_ix.is_some(),
-            status,
+            log.route,
+            log.upstream.is_some(),
+            log.final_status(),
             started.elapsed(),
         );
-        crate::metrics::Metrics::add(&m.bytes_in, self.cout.log.bytes_in);
-        crate::metrics::Metrics::add(&m.bytes_out, self.cout.log.bytes_out);
+        crate::metrics::Metrics::add(&m.bytes_in, log.bytes_in);
+        crate::metrics::Metrics::add(&m.bytes_out, log.bytes_out);
     }
 
     /// Waits for the next request's first bytes; false on idle timeout, EOF or drain.
@@ -478,7 +462,6 @@ where
             return self.redirect_https(cfg, port, has_body).await;
         }
         let route = cfg.route_for(&self.head, &mut self.path);
-        self.route_ix = route.map(|r| r.index);
         self.cout.log.route = route.map(|r| r.index);
         self.hsts = route.filter(|_| self.meta.tls).and_then(|r| r.hsts.clone());
         self.grant = Grant::default();
@@ -529,10 +512,7 @@ where
                     )
                     .await;
             }
-            Action::Proxy { upstream } => {
-                self.upstream_ix = Some(*upstream);
-                *upstream
-            }
+            Action::Proxy { upstream } => *upstream,
         };
         let Some(up) = cfg.upstreams.get(upstream) else {
             return self.reply(cfg, 500, true).await;

@@ -66,7 +66,6 @@ where
         fields: &[(&[u8], &[u8])],
         close: bool,
     ) -> Next {
-        self.status = status;
         if status >= 400 {
             self.log_answer(cfg, status);
         }
