@@ -7,6 +7,11 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// Adds one to a per-core counter.
+pub fn bump(c: &Cell<u64>) {
+    Metrics::add(c, 1);
+}
+
 /// Upper bounds of the latency buckets, in microseconds (Prometheus `le`).
 pub const BUCKETS_US: [u64; 16] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,

@@ -488,7 +488,7 @@ where
                         Denial::RateLimited { .. } => &m.rate_limited,
                         Denial::Status(_) | Denial::MethodNotAllowed(_) => &m.blocked,
                     };
-                    crate::metrics::Metrics::add(counter, 1);
+                    crate::metrics::bump(counter);
                     return self.deny(cfg, denial, has_body).await;
                 }
             }

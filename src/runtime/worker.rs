@@ -15,7 +15,6 @@ use super::control::Control;
 use super::panic_guard::CatchPanic;
 use crate::compiled::Compiled;
 use crate::config::IoDriver;
-use crate::metrics::Metrics;
 use crate::notify::{LocalNotify, Shutdown};
 use crate::proxy::io::TcpConnector;
 use crate::proxy::{serve, ConnMeta, Shared};
@@ -232,7 +231,7 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         conns.open.set(conns.open.get() + 1);
-        Metrics::add(&shared.metrics.accepted, 1);
+        crate::metrics::bump(&shared.metrics.accepted);
         shared.metrics.active.set(conns.open.get() as u64);
         let shared = shared.clone();
         let conns = conns.clone();
