@@ -139,6 +139,23 @@ fn steer_program(n: u32) -> [libc::sock_filter; 21] {
 /// Most listener descriptors handed over in one upgrade.
 pub const MAX_PASSED_FDS: usize = 250;
 
+/// A message header over the one buffer `iov` points at, with `control` sized for the
+/// ancillary data of `fds` descriptors. Both must outlive every use of the header.
+fn msghdr(iov: &mut libc::iovec, control: &mut Vec<u8>, fds: usize) -> libc::msghdr {
+    let payload = (fds * std::mem::size_of::<RawFd>()) as u32;
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    control.clear();
+    control.resize(space, 0);
+    // SAFETY: msghdr is plain data; zero is a valid initial value for every field.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    msg
+}
+
 /// Sends `fds` over the connected Unix stream `sock` with SCM_RIGHTS, along with `data`
 /// (at least one byte, as the kernel requires for ancillary data).
 pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
@@ -146,19 +163,12 @@ pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> 
         return Err(std::io::ErrorKind::InvalidInput.into());
     }
     let payload = std::mem::size_of_val(fds) as u32;
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
-    let mut control = vec![0u8; space];
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
-    // SAFETY: msghdr is plain data; zero is a valid initial value for every field.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    let mut control = Vec::new();
+    let msg = msghdr(&mut iov, &mut control, fds.len());
     // SAFETY: `msg` points at `control`, which is CMSG_SPACE(payload) bytes long, so the
     // first header and its payload of `fds.len()` descriptors fit; CMSG_FIRSTHDR is non-null
     // for a buffer that large. The copy writes exactly `payload` bytes into CMSG_DATA.
@@ -193,20 +203,12 @@ pub fn recv_fds(
     data: &mut [u8],
 ) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
     use std::os::fd::FromRawFd;
-    let payload = (MAX_PASSED_FDS * std::mem::size_of::<RawFd>()) as u32;
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
-    let mut control = vec![0u8; space];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
     };
-    // SAFETY: msghdr is plain data; zero is a valid initial value for every field.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    let mut control = Vec::new();
+    let mut msg = msghdr(&mut iov, &mut control, MAX_PASSED_FDS);
     // SAFETY: `sock` is a connected Unix socket the caller owns; `msg` points at `data`
     // and `control`, both valid and writable for their lengths until the call returns.
     let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
