@@ -40,11 +40,14 @@ wait_port() {
 }
 
 # one_route_config FILE LISTEN ORIGIN [WORKERS] [EXTRA]: a ringway config proxying every
-# path to ORIGIN with upstream keep-alive; EXTRA is more [server] lines.
+# path to ORIGIN with upstream keep-alive; EXTRA is more [server] lines (and may go on with
+# other tables). An empty LISTEN means no plain listener (EXTRA then adds [[listeners]]).
 one_route_config() {
+  local listen="[]"
+  [[ -n $2 ]] && listen="[\"$2\"]"
   cat >"$1" <<CONF
 [server]
-listen = ["$2"]
+listen = $listen
 workers = ${4:-1}
 ${5:-}
 [[upstreams]]

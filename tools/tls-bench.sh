@@ -112,12 +112,14 @@ cat "$dir/cert.pem" "$dir/key.pem" > "$dir/bench.pem"      # haproxy wants both 
 # ---------------------------------------------------------------- origin (plain HTTP, CPU_LOAD)
 ORIGIN_PORT=$(free_port)
 STATUS_PORT=$(free_port)
-mkdir -p "$dir/origin/tmp"
-cat > "$dir/origin/nginx.conf" <<CONF
+# nginx_preamble PIDFILE: what the origin's and the nginx peer's configs share (one
+# worker, no logs, long keep-alive, temp paths under the prefix); they add their servers.
+nginx_preamble() {
+  cat <<CONF
 worker_processes 1;
 daemon off;
 master_process off;
-pid origin.pid;
+pid $1;
 error_log error.log warn;
 worker_rlimit_nofile 16384;
 events { worker_connections 8192; use epoll; }
@@ -132,6 +134,11 @@ http {
     fastcgi_temp_path tmp/fastcgi;
     uwsgi_temp_path tmp/uwsgi;
     scgi_temp_path tmp/scgi;
+CONF
+}
+
+mkdir -p "$dir/origin/tmp"
+{ nginx_preamble origin.pid; cat <<CONF
     server {
         listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
         location = /small { default_type text/plain; return 200 "$SMALL_BODY\n"; }
@@ -143,6 +150,7 @@ http {
     }
 }
 CONF
+} > "$dir/origin/nginx.conf"
 start origin "$CPU_LOAD" nginx -p "$dir/origin/" -c "$dir/origin/nginx.conf" -e "$dir/origin/error.log"
 wait_port "$ORIGIN_PORT" || { cat "$dir/origin.out" >&2; exit 1; }
 origin_accepts() {
@@ -159,25 +167,7 @@ write_nginx() {           # MODE (tickets|notickets)
   local d="$dir/nginx" extra=""
   [[ $1 == notickets ]] && extra="ssl_session_tickets off; ssl_session_cache off;"
   mkdir -p "$d/tmp"
-  cat > "$d/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-pid nginx.pid;
-error_log error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; use epoll; }
-http {
-    access_log off;
-    server_tokens off;
-    tcp_nodelay on;
-    keepalive_requests 100000000;
-    keepalive_timeout 120s;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
+  { nginx_preamble nginx.pid; cat <<CONF
     upstream origin {
         server 127.0.0.1:$ORIGIN_PORT;
         keepalive 256;
@@ -198,6 +188,7 @@ http {
     }
 }
 CONF
+  } > "$d/nginx.conf"
 }
 
 write_haproxy() {         # MODE
@@ -233,27 +224,15 @@ CONF
 write_ringway() {         # MODE; relative cert paths resolve against the config's directory
   local tickets=true
   [[ $1 == notickets ]] && tickets=false
-  cat > "$dir/ringway.toml" <<CONF
-[server]
-workers = 1
-pin_workers = false           # taskset pins the process to CPU_PROXY
+  # No plain listener: the TLS one comes with the extra lines.
+  one_route_config "$dir/ringway.toml" "" "127.0.0.1:$ORIGIN_PORT" 1 "pin_workers = false           # taskset pins the process to CPU_PROXY
 
 [[listeners]]
-address = "127.0.0.1:${PORT[ringway]}"
-tls = { certificates = [{ cert_file = "cert.pem", key_file = "key.pem" }], min_version = "1.3", session_tickets = $tickets }
+address = \"127.0.0.1:${PORT[ringway]}\"
+tls = { certificates = [{ cert_file = \"cert.pem\", key_file = \"key.pem\" }], min_version = \"1.3\", session_tickets = $tickets }
 
 [limits]
-max_body_bytes = 0
-
-[[upstreams]]
-name = "origin"
-servers = ["127.0.0.1:$ORIGIN_PORT"]
-keepalive = 256
-
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
-CONF
+max_body_bytes = 0"
 }
 
 start_proxy() {           # NAME MODE
