@@ -101,11 +101,30 @@ impl Trace {
 }
 
 fn put_hex16(out: &mut [u8], n: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, d) in out.iter_mut().take(16).enumerate() {
-        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    out[..16].copy_from_slice(&hex16(n));
 }
+
+/// `n` as 16 lowercase hex digits.
+pub fn hex16(n: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(n.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+    }
+    out
+}
+
+/// Every byte's two lowercase hex digits: one lookup a byte instead of a shift and a mask
+/// a digit.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 /// A small per-core PRNG (splitmix64): cheap, no syscall, good enough for span ids.
 #[derive(Debug)]

@@ -61,12 +61,7 @@ fn put_ip(out: &mut BytesMut, ip: IpAddr) {
 
 /// `n` as 16 lowercase hex digits.
 fn put_hex16(out: &mut BytesMut, n: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    for (i, d) in digits.iter_mut().enumerate() {
-        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    out.put_slice(&digits);
+    out.put_slice(&crate::trace::hex16(n));
 }
 
 fn eq(a: &[u8], lower: &[u8]) -> bool {

@@ -132,7 +132,8 @@ where
         };
         let request_id = self.cout.log.request_id;
         let replay_ok = !has_body && is_idempotent(self.head.method());
-        let body_deadline = Instant::now() + cfg.timeouts.body;
+        // Read the clock for it only when there is a body to wait for.
+        let body_deadline = has_body.then(|| Instant::now() + cfg.timeouts.body);
         let lb = self.shared.lb.clone();
         let Some(_pending) = lb.admit(upstream, &up.lb) else {
             log::debug!("upstream {}: max_pending reached; 503", up.name);
@@ -234,7 +235,7 @@ where
             };
             self.resp.status = 0;
             let attempt = self
-                .exchange(cfg, route, &mut conn, body_deadline, retry)
+                .exchange(cfg, route, &mut conn, (sent_at, body_deadline), retry)
                 .await;
             self.shared.metrics.upstream_latency(sent_at.elapsed());
             let status = self.resp.status;
@@ -279,9 +280,11 @@ where
         cfg: &Compiled,
         route: &Route,
         conn: &mut UpConn<U>,
-        body_deadline: Instant,
+        (sent_at, body_deadline): (Instant, Option<Instant>),
         retry: Option<&dyn Fn(u16) -> bool>,
     ) -> Attempt {
+        // Without a body (the only case without a body deadline) it is never waited on.
+        let body_deadline = body_deadline.unwrap_or(sent_at);
         let has_body = self.head.framing != BodyFraming::None;
         let mut body = BodyState::new(
             self.head.framing,
@@ -326,7 +329,7 @@ where
             head_deadline: if body_pending {
                 body_deadline + cfg.timeouts.upstream_response
             } else {
-                Instant::now() + cfg.timeouts.upstream_response
+                sent_at + cfg.timeouts.upstream_response
             },
         };
         let (outcome, body_end) = if body_pending {

@@ -155,6 +155,18 @@ impl State {
         let n = lb.addresses.len();
         let now = LazyNow::default();
         self.with(u, n, |s| {
+            // The common case, without a scan: a request's first pick, one server or
+            // round-robin, and the server in turn usable.
+            if tried.is_empty() && n > 0 {
+                if n == 1 && s.usable(0, &now) {
+                    return Ok(0);
+                }
+                let i = s.rr % n;
+                if lb.balance == Balance::RoundRobin && s.usable(i, &now) {
+                    s.rr = i + 1;
+                    return Ok(i);
+                }
+            }
             let any_usable = (0..n).any(|i| s.usable(i, &now));
             if !any_usable && lb.all_unhealthy == AllUnhealthy::Fail {
                 return Err(NoServer::AllUnhealthy);
@@ -210,6 +222,10 @@ impl State {
 
     /// Admits a request to upstream `u` unless `max_pending` requests are on it already.
     pub fn admit(self: &Rc<Self>, u: usize, lb: &Lb) -> Option<Pending> {
+        if lb.max_pending == 0 {
+            // Nothing reads the count without a limit: no bookkeeping.
+            return Some(Pending { st: None, u });
+        }
         let ok = self.with(u, lb.addresses.len(), |s| {
             if lb.max_pending > 0 && s.pending >= lb.max_pending {
                 return false;
@@ -222,7 +238,7 @@ impl State {
             return None;
         }
         Some(Pending {
-            st: self.clone(),
+            st: Some(self.clone()),
             u,
         })
     }
@@ -230,6 +246,10 @@ impl State {
     /// Starts one attempt on server `i` (a connection in use, one more outstanding request)
     /// unless `max_connections` connections of the upstream are in use already.
     pub fn begin(self: &Rc<Self>, u: usize, lb: &Lb, i: usize) -> Option<Busy> {
+        if lb.max_connections == 0 && !matches!(lb.balance, Balance::LeastRequests | Balance::P2c) {
+            // Neither a limit nor the balancer reads the counts: no bookkeeping.
+            return Some(Busy { st: None, u, i });
+        }
         let ok = self.with(u, lb.addresses.len(), |s| {
             if lb.max_connections > 0 && s.conns >= lb.max_connections {
                 return false;
@@ -245,7 +265,7 @@ impl State {
             return None;
         }
         Some(Busy {
-            st: self.clone(),
+            st: Some(self.clone()),
             u,
             i,
         })
@@ -330,13 +350,15 @@ impl State {
 
 /// A request admitted to an upstream (for `max_pending`).
 pub struct Pending {
-    st: Rc<State>,
+    /// None when nothing was counted.
+    st: Option<Rc<State>>,
     u: usize,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(s) = self.st.ups.borrow_mut().get_mut(self.u) {
+        let Some(st) = &self.st else { return };
+        if let Some(s) = st.ups.borrow_mut().get_mut(self.u) {
             s.pending = s.pending.saturating_sub(1);
         }
     }
@@ -344,14 +366,16 @@ impl Drop for Pending {
 
 /// One attempt in progress on one server.
 pub struct Busy {
-    st: Rc<State>,
+    /// None when nothing was counted.
+    st: Option<Rc<State>>,
     u: usize,
     i: usize,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        if let Some(s) = self.st.ups.borrow_mut().get_mut(self.u) {
+        let Some(st) = &self.st else { return };
+        if let Some(s) = st.ups.borrow_mut().get_mut(self.u) {
             s.conns = s.conns.saturating_sub(1);
             if let Some(o) = s.outstanding.get_mut(self.i) {
                 *o = o.saturating_sub(1);
