@@ -18,7 +18,7 @@ use bytes::BufMut;
 use super::forward::{self, OutFraming, RequestCtx};
 use super::io::{Connector, Stream, UpConn};
 use super::pool::Pool;
-use super::request_body::{flush_upstream, pump_body, BodyState, SendFail};
+use super::request_body::{flush_upstream, pump_body, BodyDeadline, BodyState, SendFail};
 use super::response::{respond, Exchange, RespOutcome};
 use super::tunnel;
 use super::{ClientConn, Next};
@@ -132,7 +132,7 @@ where
         };
         let request_id = self.cout.log.request_id;
         let replay_ok = !has_body && is_idempotent(self.head.method());
-        let body_deadline = Instant::now() + cfg.timeouts.body;
+        let body_deadline = BodyDeadline::new(cfg, Instant::now());
         let lb = self.shared.lb.clone();
         let Some(_pending) = lb.admit(upstream, &up.lb) else {
             log::debug!("upstream {}: max_pending reached; 503", up.name);
@@ -279,7 +279,7 @@ where
         cfg: &Compiled,
         route: &Route,
         conn: &mut UpConn<U>,
-        body_deadline: Instant,
+        body_deadline: BodyDeadline,
         retry: Option<&dyn Fn(u16) -> bool>,
     ) -> Attempt {
         let has_body = self.head.framing != BodyFraming::None;
@@ -324,7 +324,7 @@ where
             retry,
             // While the body still streams, the head may legitimately wait for all of it.
             head_deadline: if body_pending {
-                body_deadline + cfg.timeouts.upstream_response
+                body_deadline.total() + cfg.timeouts.upstream_response
             } else {
                 Instant::now() + cfg.timeouts.upstream_response
             },
