@@ -310,3 +310,25 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_deadline_moves_with_the_bytes_received_up_to_the_total() {
+        let start = Instant::now();
+        let mut d = BodyDeadline {
+            total: start + Duration::from_secs(60),
+            paced_from: start + Duration::from_secs(5),
+            rate: 0,
+        };
+        assert_eq!(d.at(0), d.total());
+        assert_eq!(d.at(u64::MAX), d.total());
+        d.rate = 1000;
+        assert_eq!(d.at(0), start + Duration::from_secs(5));
+        assert_eq!(d.at(500), start + Duration::from_millis(5500));
+        assert_eq!(d.at(1_000_000), d.total());
+        assert_eq!(d.at(u64::MAX), d.total());
+    }
+}
