@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -18,29 +18,35 @@ fn gateway_with(origin: &Origin, sections: &str, d: Driver) -> Gateway {
     )
 }
 
-/// Sends a POST head declaring 1000 body bytes, then one byte every 100 ms (each read is
-/// quick, only a total deadline or a rate can stop it) until ringway answers or `give_up`
-/// passes. Returns the response and when it came.
-fn trickle_body(addr: SocketAddr, give_up: Duration) -> (Option<Response>, Duration) {
-    let mut c = connect(addr);
+/// Writes `bytes` one every 100 ms (each read is quick: only a total deadline or a rate
+/// can stop it) until ringway has answered or closed, or `give_up` has passed.
+fn trickle(c: &mut TcpStream, bytes: &[u8], give_up: Duration) {
     let started = Instant::now();
-    c.write_all(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
-        .expect("head");
     c.set_nonblocking(true).expect("nonblocking");
     let mut probe = [0u8; 1];
-    while started.elapsed() < give_up {
-        // Stop trickling as soon as ringway has answered (or closed).
+    for b in bytes {
+        // Stop as soon as ringway has answered (writing on could reset the connection
+        // before its answer is read).
         match c.peek(&mut probe) {
-            Ok(_) => break,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
+            _ => break,
         }
-        if c.write_all(b"x").is_err() {
+        if c.write_all(&[*b]).is_err() || started.elapsed() > give_up {
             break;
         }
         thread::sleep(Duration::from_millis(100));
     }
     c.set_nonblocking(false).expect("blocking");
+}
+
+/// Sends a POST head declaring 1000 body bytes, then trickles the body. Returns the
+/// response and when it came.
+fn trickle_body(addr: SocketAddr, give_up: Duration) -> (Option<Response>, Duration) {
+    let mut c = connect(addr);
+    let started = Instant::now();
+    c.write_all(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        .expect("head");
+    trickle(&mut c, &[b'x'; 1000], give_up);
     let mut r = Reader::new(c);
     let resp = r.response();
     let at = started.elapsed();
@@ -73,6 +79,22 @@ fn served_meanwhile(addr: SocketAddr, busy: impl FnOnce() + Send + 'static) -> u
 }
 
 both_drivers! {
+    fn a_second_head_trickled_on_a_kept_alive_connection_gets_408_within_the_header_deadline(d) {
+        let origin = Origin::ok("x");
+        let gw = gateway_with(&origin, "[timeouts]\nheader = \"1s\"\nidle = \"30s\"", d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.response().map(|r| r.status), Some(200));
+        // The deadline runs from the second request's first byte, for the whole head.
+        let started = Instant::now();
+        let head = b"GET /second HTTP/1.1\r\nHost: a\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        trickle(&mut c.s, head, Duration::from_secs(4));
+        assert_eq!(c.response().map(|r| r.status), Some(408));
+        assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+        assert!(c.closes_within(Duration::from_secs(1)));
+        assert_eq!(origin.requests().len(), 1);
+    }
+
     fn a_trickled_body_gets_408_within_the_total_body_deadline_while_others_are_served(d) {
         let origin = Origin::start(Reply::echo);
         let gw = gateway_with(&origin, "[timeouts]\nbody = \"1s\"", d);
