@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -139,59 +139,88 @@ both_drivers! {
 }
 
 /// An origin that answers one request with a `total`-byte body (chunked, or with a
-/// Content-Length), written 64 KiB at a time into a small send buffer, and counts the
-/// body bytes it managed to hand to its socket.
-fn streaming_origin(total: usize, chunked: bool) -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let written = Arc::new(AtomicU64::new(0));
-    let count = written.clone();
-    thread::spawn(move || {
-        let Ok((mut s, _)) = listener.accept() else {
-            return;
-        };
-        let _ = socket2::SockRef::from(&s).set_send_buffer_size(64 * 1024);
-        let mut head = Vec::new();
-        let mut tmp = [0u8; 4096];
-        while find(&head, b"\r\n\r\n").is_none() {
-            match s.read(&mut tmp) {
-                Ok(n) if n > 0 => head.extend_from_slice(&tmp[..n]),
-                _ => return,
+/// Content-Length), written 64 KiB at a time into a small send buffer.
+struct StreamingOrigin {
+    addr: SocketAddr,
+    /// Body bytes it managed to hand to its socket.
+    written: Arc<AtomicU64>,
+    /// Its connection is over (ringway closed it, or a write failed).
+    gone: Arc<AtomicBool>,
+}
+
+impl StreamingOrigin {
+    fn start(total: usize, chunked: bool) -> StreamingOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let written = Arc::new(AtomicU64::new(0));
+        let gone = Arc::new(AtomicBool::new(false));
+        let (count, over) = (written.clone(), gone.clone());
+        thread::spawn(move || {
+            if let Ok((s, _)) = listener.accept() {
+                stream_body(s, total, chunked, &count);
             }
+            over.store(true, Ordering::SeqCst);
+        });
+        StreamingOrigin {
+            addr,
+            written,
+            gone,
         }
-        let framing = if chunked {
-            "Transfer-Encoding: chunked".to_string()
+    }
+}
+
+/// Reads one request head from `s`, answers it, and holds the connection until ringway is
+/// done with it.
+fn stream_body(mut s: TcpStream, total: usize, chunked: bool, count: &AtomicU64) {
+    let _ = socket2::SockRef::from(&s).set_send_buffer_size(64 * 1024);
+    let mut head = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while find(&head, b"\r\n\r\n").is_none() {
+        match s.read(&mut tmp) {
+            Ok(n) if n > 0 => head.extend_from_slice(&tmp[..n]),
+            _ => return,
+        }
+    }
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_string()
+    } else {
+        format!("Content-Length: {total}")
+    };
+    let head = format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n");
+    if s.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let block = vec![b's'; 64 * 1024];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(block.len());
+        let ok = if chunked {
+            s.write_all(format!("{n:x}\r\n").as_bytes()).is_ok()
+                && s.write_all(&block[..n]).is_ok()
+                && s.write_all(b"\r\n").is_ok()
         } else {
-            format!("Content-Length: {total}")
+            s.write_all(&block[..n]).is_ok()
         };
-        let head = format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n");
-        if s.write_all(head.as_bytes()).is_err() {
+        if !ok {
             return;
         }
-        let block = vec![b's'; 64 * 1024];
-        let mut left = total;
-        while left > 0 {
-            let n = left.min(block.len());
-            let ok = if chunked {
-                s.write_all(format!("{n:x}\r\n").as_bytes()).is_ok()
-                    && s.write_all(&block[..n]).is_ok()
-                    && s.write_all(b"\r\n").is_ok()
-            } else {
-                s.write_all(&block[..n]).is_ok()
-            };
-            if !ok {
-                return;
-            }
-            left -= n;
-            count.fetch_add(n as u64, Ordering::SeqCst);
-        }
-        if chunked {
-            let _ = s.write_all(b"0\r\n\r\n");
-        }
-        // Hold the connection until ringway is done with it.
-        while matches!(s.read(&mut tmp), Ok(n) if n > 0) {}
-    });
-    (addr, written)
+        left -= n;
+        count.fetch_add(n as u64, Ordering::SeqCst);
+    }
+    if chunked {
+        let _ = s.write_all(b"0\r\n\r\n");
+    }
+    while matches!(s.read(&mut tmp), Ok(n) if n > 0) {}
+}
+
+/// ringway (one worker, no body limit) in front of `origin`, with `sections` added.
+fn gateway_for(origin: &StreamingOrigin, sections: &str, d: Driver) -> Gateway {
+    let config = Config::new()
+        .upstream("app", &[origin.addr])
+        .route("path_prefix = \"/\"\nupstream = \"app\"")
+        .section(&format!("[limits]\nmax_body_bytes = 0\n{sections}"))
+        .render();
+    Gateway::start(&config, d)
 }
 
 /// A client socket whose receive buffer stays at 64 KiB (no autotuning), so what it has
@@ -224,18 +253,48 @@ fn settled(value: impl Fn() -> u64) -> u64 {
     last
 }
 
+/// Reads one response of which the body carries `total` payload bytes, without keeping
+/// it: (head, its last bytes, the bytes after the head).
+fn drain_response(c: &mut TcpStream, total: usize, chunked: bool) -> (String, Vec<u8>, usize) {
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut seen = Vec::new();
+    let head_end = loop {
+        let n = c.read(&mut buf).expect("response bytes");
+        assert!(n > 0, "closed before the head");
+        seen.extend_from_slice(&buf[..n]);
+        if let Some(p) = find(&seen, b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).into_owned();
+    let mut tail = seen.split_off(head_end);
+    let mut after_head = tail.len();
+    let done = |tail: &[u8], n: usize| {
+        if chunked {
+            n > total && tail.ends_with(b"\r\n0\r\n\r\n")
+        } else {
+            n >= total
+        }
+    };
+    while !done(&tail, after_head) {
+        let n = c.read(&mut buf).expect("response bytes");
+        assert!(n > 0, "closed after {after_head} body bytes");
+        after_head += n;
+        tail.extend_from_slice(&buf[..n]);
+        let keep = tail.len().saturating_sub(16);
+        tail.drain(..keep);
+    }
+    (head, tail, after_head)
+}
+
 /// A client that has not read a byte of a 64 MiB response holds the origin back: ringway
 /// read no more of the body than what fits in socket buffers and its own bounded buffer,
 /// and its memory did not grow by the body. Then the client reads it all.
 fn slow_reader_holds_back_the_origin(d: Driver, chunked: bool) {
     const TOTAL: usize = 64 * 1024 * 1024;
-    let (origin, written) = streaming_origin(TOTAL, chunked);
-    let config = Config::new()
-        .upstream("app", &[origin])
-        .route("path_prefix = \"/\"\nupstream = \"app\"")
-        .section("[limits]\nmax_body_bytes = 0")
-        .render();
-    let gw = Gateway::start(&config, d);
+    let origin = StreamingOrigin::start(TOTAL, chunked);
+    let written = &origin.written;
+    let gw = gateway_for(&origin, "", d);
     let rss_before = gw.rss_kib();
     let mut c = small_receive_buffer_client(gw.addr());
     c.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -252,11 +311,20 @@ fn slow_reader_holds_back_the_origin(d: Driver, chunked: bool) {
         rss_stalled.saturating_sub(rss_before) < 8 * 1024,
         "ringway grew from {rss_before} KiB to {rss_stalled} KiB"
     );
-    // Backpressure releases: the client now reads everything.
-    let mut r = Reader::new(c);
-    let resp = r.response().expect("the whole response");
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.body.len(), TOTAL);
+    // Backpressure releases: the client now reads everything (its last bytes end the
+    // message: the Content-Length body's, or the last chunk).
+    let (head, tail, body_and_framing) = drain_response(&mut c, TOTAL, chunked);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    if chunked {
+        assert!(
+            tail.ends_with(b"\r\n0\r\n\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&tail)
+        );
+        assert!(body_and_framing > TOTAL);
+    } else {
+        assert_eq!(body_and_framing, TOTAL);
+    }
     assert_eq!(written.load(Ordering::SeqCst), TOTAL as u64);
 }
 
@@ -267,6 +335,25 @@ both_drivers! {
 
     fn a_slow_reader_of_a_large_spliced_response_holds_back_the_origin(d) {
         slow_reader_holds_back_the_origin(d, false);
+    }
+
+    fn a_client_that_stops_reading_a_chunked_response_is_dropped_after_the_write_timeout(d) {
+        // Chunked bodies go through ringway's own buffers (no splice): its write to the
+        // client stalls once the socket buffers are full, and `write` gives up on it.
+        let origin = StreamingOrigin::start(64 * 1024 * 1024, true);
+        let gw = gateway_for(&origin, "[timeouts]\nwrite = \"1s\"", d);
+        let mut c = small_receive_buffer_client(gw.addr());
+        c.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").expect("request");
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while !origin.gone.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "ringway never gave up on the stalled client");
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(origin.written.load(Ordering::SeqCst) < 16 * 1024 * 1024);
+        // The client's connection was closed too: after what was buffered, EOF.
+        let mut r = Reader::new(c);
+        let rest = r.read_to_close();
+        assert!(rest.len() < 16 * 1024 * 1024, "{} bytes", rest.len());
     }
 
     fn a_thousand_pipelined_requests_are_answered_in_order_with_bounded_memory(d) {
