@@ -358,8 +358,10 @@ both_drivers! {
 
     fn a_thousand_pipelined_requests_are_answered_in_order_with_bounded_memory(d) {
         const N: usize = 1000;
-        // 32 KiB answers: a client that reads none of them stops ringway after a few MiB.
-        let pad = "r".repeat(32 * 1024);
+        // 64 KiB answers: a client that reads none of them stops ringway once the socket
+        // buffers between them are full (about 5 MiB here; the kernel's limit is 4 MiB for
+        // ringway's send buffer by default), long before the thousandth.
+        let pad = "r".repeat(64 * 1024);
         let origin = Origin::start(move |req| Reply::ok(&format!("{} {pad}", req.target)));
         let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
         let rss_before = gw.rss_kib();
@@ -374,7 +376,7 @@ both_drivers! {
         });
         // Nothing read yet: ringway must not work through (and buffer) the whole batch.
         let last = settled(|| origin.requests().len() as u64);
-        assert!(last < N as u64 / 4, "{last} requests went upstream while the client read nothing");
+        assert!(last < N as u64 / 2, "{last} requests went upstream while the client read nothing");
         let rss_stalled = gw.rss_kib();
         assert!(
             rss_stalled.saturating_sub(rss_before) < 8 * 1024,
