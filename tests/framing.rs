@@ -102,9 +102,32 @@ both_drivers! {
     fn unsupported_expectation_is_rejected(d) {
         assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 400);
     }
-    fn connect_and_asterisk_form_are_rejected(d) {
-        assert_rejected(d, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 400);
+    fn connect_is_not_implemented(d) {
+        assert_rejected(d, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 501);
+        assert_rejected(d, b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 501);
+    }
+    fn options_asterisk_is_rejected_by_default(d) {
         assert_rejected(d, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    }
+    fn an_underscore_in_a_field_name_is_rejected_by_default(d) {
+        assert_rejected(d, b"GET / HTTP/1.1\r\nHost: a\r\nX_Real_IP: 1.2.3.4\r\n\r\n", 400);
+    }
+    fn other_http_version_forms_are_rejected(d) {
+        for line in ["GET / HTTP/0.9", "GET / HTTP/1.10", "GET / HTTP/1.1x", "GET / HTTP/1", "GET /", "GET / HTTP/1.1 "] {
+            assert_rejected(d, format!("{line}\r\nHost: a\r\n\r\n").as_bytes(), 400);
+        }
+    }
+    fn target_bytes_outside_rfc3986_are_rejected(d) {
+        for b in [b'{', b'}', b'|', b'^', b'`', b'"', b'<', b'>', b'\\', 0x7f, 0x00, b'\t'] {
+            let mut req = b"GET /a".to_vec();
+            req.push(b);
+            req.extend_from_slice(b"b HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_rejected(d, &req, 400);
+        }
+    }
+    fn absolute_form_with_another_port_than_host_is_rejected(d) {
+        assert_rejected(d, b"GET http://a:81/ HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+        assert_rejected(d, b"GET http://a/ HTTP/1.1\r\nHost: a:8080\r\n\r\n", 400);
     }
 
     fn bad_chunk_size_is_400_and_the_origin_never_sees_a_complete_body(d) {
@@ -135,5 +158,61 @@ both_drivers! {
         assert_eq!(second.status, 400);
         assert!(c.closes_within(Duration::from_secs(2)));
         assert_eq!(origin.requests().len(), 1);
+    }
+}
+
+both_drivers! {
+    fn bare_lf_anywhere_in_chunked_framing_is_400_and_no_complete_body_is_forwarded(d) {
+        let origin = Origin::ok("backend");
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        let cases: [&[u8]; 6] = [
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;ext=1\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+        ];
+        for body in cases {
+            let mut c = Reader::new(connect(gw.addr()));
+            c.send(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+            c.send(body);
+            let r = c.response().unwrap_or_else(|| panic!("no answer to {:?}", String::from_utf8_lossy(body)));
+            assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(body));
+            assert!(c.closes_within(Duration::from_secs(2)));
+        }
+        assert!(origin.requests().is_empty(), "origin got a complete request");
+        // Whatever part of a body went upstream was re-chunked: no bare LF in it.
+        let upstream = origin.all_bytes();
+        assert!(!upstream.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+    }
+
+    fn underscored_fields_are_forwarded_when_allowed(d) {
+        let origin = Origin::ok("backend");
+        let config = Config::proxy_all(origin.addr())
+            .section("[limits]\nallow_underscores_in_headers = true")
+            .render();
+        let gw = Gateway::start(&config, d);
+        let r = roundtrip(gw.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nX_Real_IP: 1.2.3.4\r\n\r\n");
+        assert_eq!(r.map(|r| r.status), Some(200));
+        assert_eq!(origin.wait_requests(1)[0].header("x_real_ip"), Some("1.2.3.4"));
+    }
+
+    fn options_asterisk_is_forwarded_as_asterisk_when_allowed(d) {
+        let origin = Origin::ok("options");
+        let config = Config::proxy_all(origin.addr())
+            .section("[server]\nallow_options_asterisk = true")
+            .render();
+        let gw = Gateway::start(&config, d);
+        let mut c = Reader::new(connect(gw.addr()));
+        c.send(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.response().map(|r| r.status), Some(200));
+        // The switch is for OPTIONS only: `*` with another method is still refused.
+        c.send(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.response().map(|r| r.status), Some(400));
+        assert!(c.closes_within(Duration::from_secs(2)));
+        let reqs = origin.requests();
+        assert_eq!(reqs.len(), 1);
+        assert!(reqs[0].head_text().starts_with("OPTIONS * HTTP/1.1\r\n"), "{}", reqs[0].head_text());
     }
 }

@@ -4,6 +4,42 @@ mod common;
 use common::*;
 use std::time::Duration;
 
+/// Sends `batch` (a first request whose framing ends the connection, then a second one) in
+/// one write: the client gets one response with `status` and the connection closes; the
+/// origin sees `upstream` requests and not one byte of the second request.
+fn nothing_after_a_closing_request_is_parsed(
+    d: Driver,
+    limits: &str,
+    batch: &[u8],
+    status: u16,
+    upstream: usize,
+) {
+    let origin = Origin::start(|req| Reply::ok(&req.target));
+    let config = Config::proxy_all(origin.addr()).section(limits).render();
+    let gw = Gateway::start(&config, d);
+    let mut c = Reader::new(connect(gw.addr()));
+    c.send(batch);
+    let r = c.response().expect("the first response");
+    assert_eq!(r.status, status);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        c.closes_within(Duration::from_secs(2)),
+        "connection must close"
+    );
+    assert!(
+        c.leftover().is_empty(),
+        "a second response: {:?}",
+        String::from_utf8_lossy(c.leftover())
+    );
+    assert_eq!(origin.requests().len(), upstream);
+    let seen = origin.all_bytes();
+    assert!(
+        find(&seen, b"/second").is_none(),
+        "origin saw the second request: {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
 both_drivers! {
     fn a_hundred_sequential_requests_use_one_upstream_connection(d) {
         let origin = Origin::start(|req| Reply::ok(&req.target));
@@ -105,5 +141,24 @@ both_drivers! {
         c.send(format!("POST /second HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\nContent-Length: 3000\r\n\r\n{}", "b".repeat(3000)).as_bytes());
         assert_eq!(c.response().expect("second").body_text(), "/second:3000");
         assert_eq!(origin.requests()[1].header("x-big").map(str::len), Some(6000));
+    }
+}
+
+both_drivers! {
+    fn a_request_pipelined_after_a_rejected_one_is_never_parsed(d) {
+        nothing_after_a_closing_request_is_parsed(d, "", b"GET /first HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n", 400, 0);
+    }
+
+    fn a_request_pipelined_after_a_413_body_is_never_parsed(d) {
+        // The refused body is where a smuggled request would hide.
+        nothing_after_a_closing_request_is_parsed(d, "[limits]\nmax_body_bytes = 10", b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n", 413, 0);
+    }
+
+    fn a_request_pipelined_after_http10_without_keep_alive_is_never_forwarded(d) {
+        nothing_after_a_closing_request_is_parsed(d, "", b"GET /first HTTP/1.0\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n", 200, 1);
+    }
+
+    fn a_request_pipelined_after_connection_close_is_never_forwarded(d) {
+        nothing_after_a_closing_request_is_parsed(d, "", b"POST /first HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabcGET /second HTTP/1.1\r\nHost: a\r\n\r\n", 200, 1);
     }
 }

@@ -87,6 +87,9 @@ pub struct Timeouts {
     /// Zero = no limit.
     pub max_connection_age: Duration,
     pub tunnel_idle: Duration,
+    /// `limits.min_body_rate` in bytes per second; 0 = off.
+    pub min_body_rate: u64,
+    pub min_body_rate_grace: Duration,
 }
 
 #[derive(Debug)]
@@ -323,6 +326,8 @@ impl Compiled {
                     "decode" => EscapedSlashes::Decode,
                     _ => EscapedSlashes::Keep,
                 },
+                allow_underscores: l.allow_underscores_in_headers,
+                allow_options_asterisk: cfg.server.allow_options_asterisk,
             },
             max_body_bytes: l.max_body_bytes,
             max_connections: l.max_connections,
@@ -338,6 +343,8 @@ impl Compiled {
                 drain: t.drain.0,
                 max_connection_age: t.max_connection_age.0,
                 tunnel_idle: t.tunnel_idle.0,
+                min_body_rate: l.min_body_rate,
+                min_body_rate_grace: l.min_body_rate_grace.0,
             },
             upgrade_protocols: cfg
                 .server

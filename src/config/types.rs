@@ -120,6 +120,10 @@ pub struct ServerConfig {
     /// ["websocket"].
     #[serde(default = "default_upgrade_protocols")]
     pub upgrade_protocols: Vec<String>,
+    /// Accept `OPTIONS *` (routed and checked as the path `/`, forwarded as `*`); when
+    /// false it is refused with 400. Default false.
+    #[serde(default)]
+    pub allow_options_asterisk: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -164,6 +168,16 @@ pub struct LimitsConfig {
     /// Requests being proxied per process (split evenly across workers); above it, an
     /// immediate 503. Default 4096.
     pub max_in_flight: usize,
+    /// Accept and forward field names with '_'; when false such a request gets 400.
+    /// Default false.
+    pub allow_underscores_in_headers: bool,
+    /// Minimum average request-body rate in bytes per second, after
+    /// `min_body_rate_grace`: a slower body gets 408 (within `timeouts.body` in any case).
+    /// Default 0 (off).
+    pub min_body_rate: u64,
+    /// Head start before `min_body_rate` applies; each byte received then buys
+    /// 1/`min_body_rate` seconds more. Default 5s.
+    pub min_body_rate_grace: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -459,6 +473,9 @@ impl Default for LimitsConfig {
             max_body_bytes: 1048576,
             max_connections: 10000,
             max_in_flight: 4096,
+            allow_underscores_in_headers: false,
+            min_body_rate: 0,
+            min_body_rate_grace: secs(5),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum ParseError {
     /// Transfer-Encoding with a coding we do not implement.
     #[error("unsupported transfer coding")]
     UnsupportedCoding,
+    /// A method ringway does not implement as a proxy (CONNECT).
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     /// Chunked body syntax error.
     #[error("bad chunked encoding: {0}")]
     BadChunk(&'static str),
@@ -31,7 +34,7 @@ impl ParseError {
             ParseError::Bad(_) | ParseError::BadChunk(_) => 400,
             ParseError::UriTooLong => 414,
             ParseError::HeadTooLarge | ParseError::TooManyHeaders => 431,
-            ParseError::UnsupportedCoding => 501,
+            ParseError::UnsupportedCoding | ParseError::NotImplemented(_) => 501,
         }
     }
 }

@@ -29,6 +29,11 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// What `%2F` / `%5C` in a path means (`policy.escaped_slashes`).
     pub escaped_slashes: path::EscapedSlashes,
+    /// Field names with '_' are accepted and forwarded (`limits.allow_underscores_in_headers`);
+    /// otherwise such a request is refused with 400.
+    pub allow_underscores: bool,
+    /// `OPTIONS *` is accepted (`server.allow_options_asterisk`); otherwise 400.
+    pub allow_options_asterisk: bool,
 }
 
 impl Default for Limits {
@@ -38,6 +43,8 @@ impl Default for Limits {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             escaped_slashes: path::EscapedSlashes::Keep,
+            allow_underscores: false,
+            allow_options_asterisk: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Request-target normalisation: the one path that routing, access rules and forwarding all
 //! use (DESIGN.md §3). origin-form and absolute-form are accepted; asterisk-form and
-//! authority-form are rejected here (CONNECT / OPTIONS * are not supported yet).
+//! authority-form are rejected here (`OPTIONS *` is let in before this when configured;
+//! CONNECT is refused before this).
 
 use super::ParseError;
 

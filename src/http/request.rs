@@ -8,7 +8,7 @@ use super::head::{
     collect_headers, find_head_end, find_header, first_protocol, framing_fields, is_hop_by_hop_in,
     leading_crlf, list_items, map_httparse, offset_in,
 };
-use super::path::normalize_with;
+use super::path::{normalize_with, TargetParts};
 use super::{HeaderIdx, Limits, ParseError, Span, Version};
 
 /// httparse needs a header array; this caps `max_headers` (the config allows at most 256).
@@ -57,6 +57,9 @@ pub struct RequestHead {
     /// body, `upgrade` listed in Connection (RFC 9110 §7.8, RFC 6455 §4.1). Whether it is
     /// tunnelled is the config's call (`server.upgrade_protocols`).
     pub upgrade: Option<Span>,
+    /// The target was `*` (an `OPTIONS *` that `server.allow_options_asterisk` lets in): it
+    /// is routed and checked as the path `/` and forwarded as `*`.
+    pub asterisk: bool,
 }
 
 impl Default for RequestHead {
@@ -74,6 +77,7 @@ impl Default for RequestHead {
             keep_alive: true,
             expect_continue: false,
             upgrade: None,
+            asterisk: false,
         }
     }
 }
@@ -153,6 +157,10 @@ pub fn parse_request(
         return Err(ParseError::UriTooLong);
     }
     check_request_line(head, method.len(), target.len())?;
+    if method == "CONNECT" {
+        // A tunnel to any host:port is not what a gateway is for (nginx answers 405).
+        return Err(ParseError::NotImplemented("CONNECT"));
+    }
     let version = if minor == 0 {
         Version::Http10
     } else {
@@ -161,10 +169,22 @@ pub fn parse_request(
     let ms = offset_in(head, method.as_bytes());
     let ts = offset_in(head, target.as_bytes());
     collect_headers(head, req.headers, &mut out.headers)?;
+    if !limits.allow_underscores && out.headers.iter().any(|h| h.name.get(head).contains(&b'_')) {
+        // `X_Real_IP` and `X-Real-IP` are one field to some backends (CGI maps both to
+        // HTTP_X_REAL_IP): refusing it is safer than silently dropping it, as nginx does.
+        return Err(ParseError::Bad("underscore in field name"));
+    }
     out.method = Span::new(ms, ms + method.len());
     out.target = Span::new(ts, ts + target.len());
     out.version = version;
-    let parts = normalize_with(target.as_bytes(), &mut out.path, limits.escaped_slashes)?;
+    out.asterisk = limits.allow_options_asterisk && method == "OPTIONS" && target == "*";
+    let parts = if out.asterisk {
+        out.path.clear();
+        out.path.push(b'/');
+        TargetParts::default()
+    } else {
+        normalize_with(target.as_bytes(), &mut out.path, limits.escaped_slashes)?
+    };
     out.query = parts.query.map(|(a, b)| Span::new(ts + a, ts + b));
     fill_semantics(head, &parts, ts, out)?;
     out.buf.clear();

@@ -146,12 +146,44 @@ fn syntax_rules_are_strict() {
         b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET http://a:81/ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
-        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a b\r\n\r\n",
     ] {
         assert_eq!(status(bad), 400, "{:?}", String::from_utf8_lossy(bad));
     }
+}
+
+#[test]
+fn connect_is_not_implemented_whatever_its_target() {
+    assert_eq!(
+        status(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+        501
+    );
+    assert_eq!(status(b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"), 501);
+}
+
+#[test]
+fn the_switches_let_underscores_and_options_asterisk_in() {
+    let limits = Limits {
+        allow_underscores: true,
+        allow_options_asterisk: true,
+        ..Limits::default()
+    };
+    let parse = |b: &[u8]| {
+        let mut head = RequestHead::default();
+        parse_request(&mut BytesMut::from(b), &limits, &mut head).map(|_| head)
+    };
+    let h = parse(b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\n\r\n").expect("underscore");
+    assert_eq!(h.header(b"x_y"), Some(&b"1"[..]));
+    assert!(!h.asterisk);
+    let h = parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").expect("asterisk");
+    assert!(h.asterisk);
+    assert_eq!(h.path, b"/");
+    assert_eq!(h.query(), b"");
+    assert!(parse(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n").is_err());
+    assert!(parse(b"OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n").is_err());
 }
 
 #[test]

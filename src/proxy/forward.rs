@@ -160,12 +160,16 @@ fn put_query_without(out: &mut BytesMut, query: &[u8], drop: &[u8]) {
 pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>) {
     out.put_slice(req.method());
     out.put_u8(b' ');
-    out.put_slice(ctx.path);
     let policy = &ctx.cfg.policy;
     let strip = ctx.grant.is_some_and(|g| g.strip_credentials);
-    match policy.credential_query() {
-        Some(param) if strip => put_query_without(out, req.query(), param),
-        _ => out.put_slice(req.query()),
+    if req.asterisk {
+        out.put_u8(b'*');
+    } else {
+        out.put_slice(ctx.path);
+        match policy.credential_query() {
+            Some(param) if strip => put_query_without(out, req.query(), param),
+            _ => out.put_slice(req.query()),
+        }
     }
     out.put_slice(b" HTTP/1.1\r\n");
 

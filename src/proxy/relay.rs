@@ -18,7 +18,7 @@ use bytes::BufMut;
 use super::forward::{self, OutFraming, RequestCtx};
 use super::io::{Connector, Stream, UpConn};
 use super::pool::Pool;
-use super::request_body::{flush_upstream, pump_body, BodyState, SendFail};
+use super::request_body::{flush_upstream, pump_body, BodyDeadline, BodyState, SendFail};
 use super::response::{respond, Exchange, RespOutcome};
 use super::tunnel;
 use super::{ClientConn, Next};
@@ -133,7 +133,7 @@ where
         let request_id = self.cout.log.request_id;
         let replay_ok = !has_body && is_idempotent(self.head.method());
         // Read the clock for it only when there is a body to wait for.
-        let body_deadline = has_body.then(|| Instant::now() + cfg.timeouts.body);
+        let body_deadline = has_body.then(|| BodyDeadline::new(cfg, Instant::now()));
         let lb = self.shared.lb.clone();
         let Some(_pending) = lb.admit(upstream, &up.lb) else {
             log::debug!("upstream {}: max_pending reached; 503", up.name);
@@ -280,11 +280,11 @@ where
         cfg: &Compiled,
         route: &Route,
         conn: &mut UpConn<U>,
-        (sent_at, body_deadline): (Instant, Option<Instant>),
+        (sent_at, body_deadline): (Instant, Option<BodyDeadline>),
         retry: Option<&dyn Fn(u16) -> bool>,
     ) -> Attempt {
         // Without a body (the only case without a body deadline) it is never waited on.
-        let body_deadline = body_deadline.unwrap_or(sent_at);
+        let body_deadline = body_deadline.unwrap_or_else(|| BodyDeadline::new(cfg, sent_at));
         let has_body = self.head.framing != BodyFraming::None;
         let mut body = BodyState::new(
             self.head.framing,
@@ -327,7 +327,7 @@ where
             retry,
             // While the body still streams, the head may legitimately wait for all of it.
             head_deadline: if body_pending {
-                body_deadline + cfg.timeouts.upstream_response
+                body_deadline.total() + cfg.timeouts.upstream_response
             } else {
                 sent_at + cfg.timeouts.upstream_response
             },

@@ -17,6 +17,7 @@ use monoio::net::unix::new_pipe;
 use monoio::net::Pipe;
 
 use super::io::Stream;
+use super::request_body::BodyDeadline;
 
 /// Most bytes asked of one splice: a default pipe holds 64 KiB.
 const STEP: u32 = 64 * 1024;
@@ -63,16 +64,17 @@ impl Pipes {
 /// How long the source may take to deliver.
 #[derive(Clone, Copy, Debug)]
 pub enum ReadLimit {
-    /// The whole body by this instant (the request body deadline).
-    By(Instant),
+    /// The request body deadline, with this many body bytes received before the relay.
+    By(BodyDeadline, u64),
     /// Each read within this (the upstream response timeout).
     Each(Duration),
 }
 
 impl ReadLimit {
-    fn deadline(self) -> Instant {
+    /// The deadline of the next read, `moved` bytes into the relay.
+    fn deadline(self, moved: u64) -> Instant {
         match self {
-            ReadLimit::By(at) => at,
+            ReadLimit::By(body, before) => body.at(before + moved),
             ReadLimit::Each(d) => Instant::now() + d,
         }
     }
@@ -105,12 +107,13 @@ pub async fn relay<A: Stream, B: Stream>(
     while left > 0 {
         let want = left.min(u64::from(STEP)) as u32;
         let fut = A::splice_in(src, &mut pipe.w, want);
-        let mut inflight = match monoio::time::timeout_at(read.deadline().into(), fut).await {
-            Err(_) => return Err(SpliceFail::SourceTimeout),
-            Ok(Err(e)) => return Err(SpliceFail::SourceError(e)),
-            Ok(Ok(0)) => return Err(SpliceFail::SourceEof),
-            Ok(Ok(n)) => n,
-        };
+        let mut inflight =
+            match monoio::time::timeout_at(read.deadline(len - left).into(), fut).await {
+                Err(_) => return Err(SpliceFail::SourceTimeout),
+                Ok(Err(e)) => return Err(SpliceFail::SourceError(e)),
+                Ok(Ok(0)) => return Err(SpliceFail::SourceEof),
+                Ok(Ok(n)) => n,
+            };
         left -= u64::from(inflight);
         while inflight > 0 {
             let fut = B::splice_out(dst, &mut pipe.r, inflight);
