@@ -274,3 +274,29 @@ mod tests {
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     }
 }
+
+/// Makes the next close of socket `fd` abort the connection with a TCP reset instead of an
+/// orderly FIN (`SO_LINGER` on with a zero timeout). Used by the bundled origin's `reset`
+/// fault mode.
+pub fn reset_on_close(fd: RawFd) -> std::io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `fd` is an open socket owned by the caller; `linger` is a valid, initialised
+    // struct on our stack and the length passed is its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
