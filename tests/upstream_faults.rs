@@ -144,13 +144,23 @@ fn fault_is_contained(d: Driver, fault: &str, body: usize, expect: Expect) -> Du
             assert_eq!(*status, s, "{fault}: {seen:?}");
             assert_eq!(
                 String::from_utf8_lossy(body),
-                format!("{s} {}\n", if s == 502 { "Bad Gateway" } else { "Gateway Timeout" }),
+                format!(
+                    "{s} {}\n",
+                    if s == 502 {
+                        "Bad Gateway"
+                    } else {
+                        "Gateway Timeout"
+                    }
+                ),
                 "{fault}: ringway's own page, nothing of the origin's"
             );
         }
         (Seen::Aborted { status, body }, Expect::StatusOrAbort(_)) => {
             assert_eq!(*status, Some(200), "{fault}: {seen:?}");
-            assert!(is_pattern(body), "{fault}: only the origin's bytes: {seen:?}");
+            assert!(
+                is_pattern(body),
+                "{fault}: only the origin's bytes: {seen:?}"
+            );
         }
         _ => panic!("{fault}: expected {expect:?}, got {seen:?}"),
     }
@@ -247,5 +257,26 @@ both_drivers! {
         assert_eq!(body.len(), 60);
         assert!(is_pattern(&body), "{}", String::from_utf8_lossy(&body));
         assert_eq!(origin.stat("trickle"), 1, "the origin trickled it");
+    }
+
+    fn stray_bytes_after_a_complete_response_never_reach_the_next_request(d) {
+        let (origin, gw) = setup(d, RESPONSE_TIMEOUT);
+        let (seen, _) = faulty_get(&gw, "stray-after-body", "/bytes/100");
+        let Seen::Answer { status: 200, body } = seen else {
+            panic!("a complete 200, got {seen:?}");
+        };
+        assert!(body.len() == 100 && is_pattern(&body));
+        // The stray bytes reach the pooled connection after its response was complete.
+        let deadline = Instant::now() + TIMEOUT;
+        while origin.stat("faults_done") < 1 {
+            assert!(Instant::now() < deadline, "the origin never finished the fault");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let accepted = origin.stat("connections");
+        let next = get(gw.addr(), "/small");
+        assert_eq!(next.status, 200, "{}", next.body_text());
+        let id: u64 = next.header("x-conn-id").and_then(|v| v.parse().ok()).expect("X-Conn-Id");
+        assert!(id > accepted, "connection {id} was accepted before the fault ({accepted})");
+        assert!(origin.wait_open(1), "only the fresh connection is left: {:?}", origin.stats());
     }
 }

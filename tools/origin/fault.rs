@@ -29,13 +29,14 @@ pub enum Mode {
     HugeHead,
     LengthTooLong,
     LengthTooShort,
+    StrayAfterBody,
     ConflictingLength,
     BadChunking,
     InterimStorm,
     NeverAnswer,
 }
 
-pub const ALL: [Mode; 14] = [
+pub const ALL: [Mode; 15] = [
     Mode::CloseBeforeHead,
     Mode::CloseMidHead,
     Mode::CloseMidBody,
@@ -46,6 +47,7 @@ pub const ALL: [Mode; 14] = [
     Mode::HugeHead,
     Mode::LengthTooLong,
     Mode::LengthTooShort,
+    Mode::StrayAfterBody,
     Mode::ConflictingLength,
     Mode::BadChunking,
     Mode::InterimStorm,
@@ -65,6 +67,7 @@ impl Mode {
             Mode::HugeHead => "huge-head",
             Mode::LengthTooLong => "length-too-long",
             Mode::LengthTooShort => "length-too-short",
+            Mode::StrayAfterBody => "stray-after-body",
             Mode::ConflictingLength => "conflicting-length",
             Mode::BadChunking => "bad-chunking",
             Mode::InterimStorm => "1xx-storm",
@@ -119,8 +122,10 @@ impl Fault {
 }
 
 static INJECTED: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
+/// Faults served to their end (all their bytes written, or the connection given up).
+static DONE: AtomicU64 = AtomicU64::new(0);
 
-/// `faults=N mode=count ...` (modes served at least once).
+/// `faults=N faults_done=N mode=count ...` (modes served at least once).
 pub fn counts() -> String {
     let mut total = 0;
     let mut each = String::new();
@@ -131,7 +136,8 @@ pub fn counts() -> String {
             each.push_str(&format!(" {}={c}", m.name()));
         }
     }
-    format!("faults={total}{each}")
+    let done = DONE.load(Ordering::Relaxed);
+    format!("faults={total} faults_done={done}{each}")
 }
 
 /// Random injection on one origin thread: `rate` of the requests get a fault drawn from
@@ -191,6 +197,12 @@ impl Conn {
     /// requests on this connection (the proxy must be the one to give it up).
     pub(super) async fn fault(&mut self, fault: Fault, size: u64, target: &str) -> Res<bool> {
         INJECTED[fault.mode as usize].fetch_add(1, Ordering::Relaxed);
+        let served = self.serve_fault(fault, size, target).await;
+        DONE.fetch_add(1, Ordering::Relaxed);
+        served
+    }
+
+    async fn serve_fault(&mut self, fault: Fault, size: u64, target: &str) -> Res<bool> {
         let n = size.clamp(16, super::STREAM_CHUNK as u64) as usize;
         let name = fault.mode.name();
         let len = |v: usize| v.to_string();
@@ -281,6 +293,19 @@ impl Conn {
                     target,
                 );
                 self.wbuf.put_slice(&super::pattern()[..n]);
+                self.flush().await?;
+                Ok(true)
+            }
+            Mode::StrayAfterBody => {
+                self.head(
+                    200,
+                    &[("X-Fault", name), ("Content-Length", &len(n))],
+                    target,
+                );
+                self.wbuf.put_slice(&super::pattern()[..n]);
+                self.flush().await?;
+                monoio::time::sleep(PART_PAUSE).await;
+                self.wbuf.put_slice(b"stray bytes after the body\r\n");
                 self.flush().await?;
                 Ok(true)
             }
