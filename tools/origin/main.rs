@@ -14,7 +14,8 @@
 //! - anything else: `ok\n`
 //!
 //! Fault modes (see `fault`): a request with `X-Fault: MODE` or to `/fault/MODE[/N]` gets
-//! that broken answer instead; `--fault-rate P --fault-modes a,b` injects them at random.
+//! that broken answer instead; `--fault-rate P --fault-modes a,b` injects them at random
+//! (`X-Fault: none` keeps a request out of it).
 //!
 //! Every response carries `X-Origin-Port` (which listener answered), `X-Echo-Target` and
 //! `X-Conn-Id` (the connection it was served on, numbered from 1 in accept order).
@@ -453,10 +454,14 @@ impl Conn {
             let body = format!("{}\n", stats(1));
             return self.simple(200, body.as_bytes(), req.keep_alive).await;
         }
-        let fault = match fault::requested(req.fault.as_deref(), &path) {
-            Some(Ok(f)) => Some(f),
-            Some(Err(e)) => return self.simple(400, format!("{e}\n").as_bytes(), false).await,
-            None => self.faults.draw(),
+        // `X-Fault: none` keeps a request out of the random injection.
+        let fault = match req.fault.as_deref() {
+            Some("none") => None,
+            field => match fault::requested(field, &path) {
+                Some(Ok(f)) => Some(f),
+                Some(Err(e)) => return self.simple(400, format!("{e}\n").as_bytes(), false).await,
+                None => self.faults.draw(),
+            },
         };
         if let Some(f) = fault {
             return self
