@@ -205,30 +205,19 @@ impl Conn {
     async fn serve_fault(&mut self, fault: Fault, size: u64, target: &str) -> Res<bool> {
         let n = size.clamp(16, super::STREAM_CHUNK as u64) as usize;
         let name = fault.mode.name();
-        let len = |v: usize| v.to_string();
         match fault.mode {
             Mode::CloseBeforeHead => Ok(false),
             Mode::CloseMidHead => {
-                self.head(
-                    200,
-                    &[("X-Fault", name), ("Content-Length", &len(n))],
-                    target,
-                );
+                self.put_length_response(name, n, 0, target);
                 self.wbuf.truncate(self.wbuf.len() / 2);
                 self.flush().await?;
                 Ok(false)
             }
             Mode::CloseMidBody | Mode::ResetMidBody => {
-                self.head(
-                    200,
-                    &[("X-Fault", name), ("Content-Length", &len(n))],
-                    target,
-                );
-                self.wbuf.put_slice(&super::pattern()[..n / 2]);
+                self.put_length_response(name, n, n / 2, target);
                 self.flush().await?;
-                monoio::time::sleep(PART_PAUSE).await;
-                self.wbuf.put_slice(&super::pattern()[n / 2..n * 3 / 4]);
-                self.flush().await?;
+                self.after_pause(&super::pattern()[n / 2..n * 3 / 4])
+                    .await?;
                 monoio::time::sleep(PART_PAUSE).await;
                 if fault.mode == Mode::ResetMidBody {
                     self.reset()?;
@@ -240,12 +229,7 @@ impl Conn {
                 Ok(false)
             }
             Mode::Trickle => {
-                self.head(
-                    200,
-                    &[("X-Fault", name), ("Content-Length", &len(n))],
-                    target,
-                );
-                self.wbuf.put_slice(&super::pattern()[..n]);
+                self.put_length_response(name, n, n, target);
                 let all = std::mem::take(&mut self.wbuf);
                 for &b in all.iter() {
                     monoio::time::sleep(fault.gap).await;
@@ -276,41 +260,24 @@ impl Conn {
                 self.flush().await?;
                 Ok(true)
             }
-            Mode::LengthTooLong => {
-                self.head(
-                    200,
-                    &[("X-Fault", name), ("Content-Length", &len(n + 1000))],
-                    target,
-                );
-                self.wbuf.put_slice(&super::pattern()[..n]);
-                self.flush().await?;
-                Ok(true)
-            }
-            Mode::LengthTooShort => {
-                self.head(
-                    200,
-                    &[("X-Fault", name), ("Content-Length", &len(n - 10))],
-                    target,
-                );
-                self.wbuf.put_slice(&super::pattern()[..n]);
+            Mode::LengthTooLong | Mode::LengthTooShort => {
+                let declared = if fault.mode == Mode::LengthTooLong {
+                    n + 1000
+                } else {
+                    n - 10
+                };
+                self.put_length_response(name, declared, n, target);
                 self.flush().await?;
                 Ok(true)
             }
             Mode::StrayAfterBody => {
-                self.head(
-                    200,
-                    &[("X-Fault", name), ("Content-Length", &len(n))],
-                    target,
-                );
-                self.wbuf.put_slice(&super::pattern()[..n]);
+                self.put_length_response(name, n, n, target);
                 self.flush().await?;
-                monoio::time::sleep(PART_PAUSE).await;
-                self.wbuf.put_slice(b"stray bytes after the body\r\n");
-                self.flush().await?;
+                self.after_pause(b"stray bytes after the body\r\n").await?;
                 Ok(true)
             }
             Mode::ConflictingLength => {
-                let (a, b) = (len(n), len(n + 1));
+                let (a, b) = (n.to_string(), (n + 1).to_string());
                 let extra = [
                     ("X-Fault", name),
                     ("Content-Length", &a),
@@ -331,9 +298,7 @@ impl Conn {
                 self.wbuf.put_slice(&super::pattern()[..n / 2]);
                 self.wbuf.put_slice(b"\r\n");
                 self.flush().await?;
-                monoio::time::sleep(PART_PAUSE).await;
-                self.wbuf.put_slice(b"zz\r\nnot a chunk\r\n0\r\n\r\n");
-                self.flush().await?;
+                self.after_pause(b"zz\r\nnot a chunk\r\n0\r\n\r\n").await?;
                 Ok(true)
             }
             Mode::InterimStorm => {
@@ -342,12 +307,7 @@ impl Conn {
                         b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
                     );
                 }
-                self.head(
-                    200,
-                    &[("X-Fault", name), ("Content-Length", &len(n))],
-                    target,
-                );
-                self.wbuf.put_slice(&super::pattern()[..n]);
+                self.put_length_response(name, n, n, target);
                 self.flush().await?;
                 Ok(true)
             }
@@ -359,6 +319,22 @@ impl Conn {
                 Ok(false)
             }
         }
+    }
+
+    /// Puts a 200 head declaring `declared` body bytes, then the first `body` bytes of the
+    /// body pattern, into the write buffer.
+    fn put_length_response(&mut self, fault: &str, declared: usize, body: usize, target: &str) {
+        let declared = declared.to_string();
+        let fields = [("X-Fault", fault), ("Content-Length", declared.as_str())];
+        self.head(200, &fields, target);
+        self.wbuf.put_slice(&super::pattern()[..body]);
+    }
+
+    /// Sends `bytes` after `PART_PAUSE`: the proxy has read (and maybe relayed) what came before.
+    async fn after_pause(&mut self, bytes: &[u8]) -> Res<()> {
+        monoio::time::sleep(PART_PAUSE).await;
+        self.wbuf.put_slice(bytes);
+        self.flush().await
     }
 
     /// Makes this connection end with a reset when it is dropped.
