@@ -286,4 +286,58 @@ both_drivers! {
         next_request_goes_on_a_fresh_connection(&origin, &gw, "stray-after-body");
         assert!(origin.wait_open(1), "only the fresh connection is left: {:?}", origin.stats());
     }
+
+    fn a_request_with_a_body_is_never_replayed_after_a_fault(d) {
+        let (origin, gw) = setup(d, RESPONSE_TIMEOUT);
+        assert_eq!(get(gw.addr(), "/small").status, 200);
+        // The origin reads the body, then closes before answering: on this reused
+        // connection a GET would be replayed on a fresh one, a POST never is.
+        let before = origin.stat("requests");
+        let r = roundtrip(
+            gw.addr(),
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Fault: close-before-head\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .expect("a response");
+        assert_eq!(r.status, 502);
+        // The POST once, and the stats request itself.
+        assert_eq!(origin.stat("requests") - before, 2, "the POST went upstream once");
+        assert!(origin.wait_open(0), "{:?}", origin.stats());
+        next_request_goes_on_a_fresh_connection(&origin, &gw, "close-before-head (POST)");
+    }
+
+    fn random_faults_fail_no_more_requests_than_they_hit(d) {
+        // Every quick mode (none that waits for a timeout), on a fifth of the requests.
+        let modes = "close-before-head,close-mid-head,close-mid-body,reset,reset-mid-body,garbage,\
+                     huge-head,length-too-short,stray-after-body,conflicting-length,bad-chunking,1xx-storm";
+        let origin = BundledOrigin::start_with(&["--fault-rate", "0.2", "--fault-modes", modes, "--fault-seed", "7"]);
+        let gw = Gateway::start(&Config::proxy_all(origin.addr).render(), d);
+        let (mut ok, mut failed) = (0u64, 0u64);
+        let mut c = Reader::new(connect(gw.addr()));
+        for _ in 0..150 {
+            c.send(b"GET /bytes/2000 HTTP/1.1\r\nHost: a\r\n\r\n");
+            match c.response() {
+                Some(r) if r.status == 200 => {
+                    assert!(r.body.len() == 2000 && is_pattern(&r.body), "a healthy body, whole");
+                    ok += 1;
+                }
+                Some(r) => {
+                    assert_eq!(r.status, 502, "{}", r.body_text());
+                    failed += 1;
+                }
+                None => {
+                    // Aborted mid-response: this client connection is over.
+                    failed += 1;
+                    c = Reader::new(connect(gw.addr()));
+                }
+            }
+        }
+        let faults = origin.stat("faults");
+        assert!(faults > 0 && failed <= faults, "{failed} failed, {faults} faults injected");
+        assert_eq!(ok + failed, 150);
+        // No broken connection is left behind: after one more request only its (pooled)
+        // connection stays open.
+        let r = roundtrip(gw.addr(), b"GET /small HTTP/1.1\r\nHost: a\r\nX-Fault: none\r\n\r\n");
+        assert_eq!(r.expect("a response").status, 200);
+        assert!(origin.wait_open(1), "{:?}", origin.stats());
+    }
 }

@@ -913,8 +913,14 @@ pub struct BundledOrigin {
 
 impl BundledOrigin {
     pub fn start() -> BundledOrigin {
+        BundledOrigin::start_with(&[])
+    }
+
+    /// `start` with more command-line arguments (e.g. `--fault-rate`).
+    pub fn start_with(args: &[&str]) -> BundledOrigin {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway-origin"))
             .args(["--listen", "127.0.0.1:0", "--quiet"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
