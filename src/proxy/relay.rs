@@ -6,8 +6,9 @@
 //!
 //! A request with a body is never retried after its bytes went out; an idempotent request
 //! without one is retried once on a fresh connection when a pooled connection turns out to
-//! be closed, or to hold stray bytes where its response head should start. The server is chosen by `upstream::State`; connect failures and retryable
-//! statuses move to another server as the route's `retries` allow (see `upstream::retry`).
+//! be closed, or to hold stray bytes where its response head should start. The server is
+//! chosen by `upstream::State`; connect failures and retryable statuses move to another
+//! server as the route's `retries` allow (see `upstream::retry`).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
