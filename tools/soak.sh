@@ -9,14 +9,14 @@
 #   3. drives RATE (default: half that capacity) open loop for DURATION seconds, sampling
 #      ringway's RSS (/proc/PID/status VmRSS) and open fds (/proc/PID/fd) every SAMPLE s;
 #   4. checks: ringway still runs; RSS and fds are flat (after WARMUP s, the last quarter's
-#      max is within RSS_SLACK % (+1 MiB) and FD_SLACK fds of the first quarter's max); the
+#      max is within SLACK % (+1 MiB, + FD_SLACK fds) of the first quarter's max); the
 #      client's errors are no more than the faults the origin injected;
 #   5. writes into OUT: samples.csv, soak.svg (RSS and fds over time), loadgen.json,
 #      origin.txt (its fault counts), ringway.log and summary.txt; prints the summary.
 #
 # Environment (defaults): DURATION (600), RATE (half of the measured capacity), CONNS (64),
 # FAULT_RATE (0.01), FAULT_MODES (every mode), SEED (1), URL_PATH (/small), SAMPLE (5),
-# CAPACITY_S (5), WARMUP (max(10, DURATION/10)), RSS_SLACK (10), FD_SLACK (8),
+# CAPACITY_S (5), WARMUP (max(10, DURATION/10)), SLACK (10), FD_SLACK (8),
 # OUT (target/soak/DATE-TIME), BIN (the release binaries, built when missing).
 # Exit status: 0 all checks passed, 1 a check failed, 2 a tool or binary is missing.
 set -euo pipefail
@@ -33,7 +33,7 @@ URL_PATH=${URL_PATH:-/small}
 SAMPLE=${SAMPLE:-5}
 CAPACITY_S=${CAPACITY_S:-5}
 WARMUP=${WARMUP:-$(( DURATION / 10 > 10 ? DURATION / 10 : 10 ))}
-RSS_SLACK=${RSS_SLACK:-10}
+SLACK=${SLACK:-10}
 FD_SLACK=${FD_SLACK:-8}
 OUT=${OUT:-target/soak/$(date +%Y%m%d-%H%M%S)}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
@@ -97,10 +97,10 @@ kill -TERM "$origin"
 wait "$origin" 2>/dev/null || true
 
 status=0
-python3 - "$OUT" "$alive" "$WARMUP" "$RSS_SLACK" "$FD_SLACK" "$RATE" "$FAULT_RATE" <<'PY' || status=$?
+python3 - "$OUT" "$alive" "$WARMUP" "$SLACK" "$FD_SLACK" "$RATE" "$FAULT_RATE" <<'PY' || status=$?
 import csv, json, sys
-out, alive, warmup, rss_slack, fd_slack, rate, fault_rate = sys.argv[1:8]
-alive, warmup, rss_slack, fd_slack = alive == "1", int(warmup), float(rss_slack), int(fd_slack)
+out, alive, warmup, slack, fd_slack, rate, fault_rate = sys.argv[1:8]
+alive, warmup, slack, fd_slack = alive == "1", int(warmup), float(slack), int(fd_slack)
 rows = [(int(r["t_s"]), int(r["rss_kib"]), int(r["fds"])) for r in csv.DictReader(open(f"{out}/samples.csv"))]
 load = json.load(open(f"{out}/loadgen.json"))
 stats = next((l.split("stats: ", 1)[1].strip() for l in open(f"{out}/origin.txt") if l.startswith("stats: ")), "")
@@ -114,10 +114,10 @@ rss_first, rss_last = max(r[1] for r in first), max(r[1] for r in last)
 fd_first, fd_last = max(r[2] for r in first), max(r[2] for r in last)
 checks = [
     ("ringway still runs", alive),
-    (f"RSS flat: last quarter max {rss_last} KiB <= first quarter max {rss_first} KiB + {rss_slack:g}% + 1 MiB",
-     rss_last <= rss_first * (1 + rss_slack / 100) + 1024),
-    (f"fds flat: last quarter max {fd_last} <= first quarter max {fd_first} + {fd_slack}",
-     fd_last <= fd_first + fd_slack),
+    (f"RSS flat: last quarter max {rss_last} KiB <= first quarter max {rss_first} KiB + {slack:g}% + 1 MiB",
+     rss_last <= rss_first * (1 + slack / 100) + 1024),
+    (f"fds flat: last quarter max {fd_last} <= first quarter max {fd_first} + {slack:g}% + {fd_slack}",
+     fd_last <= fd_first * (1 + slack / 100) + fd_slack),
     (f"client errors {errors} <= faults injected {faults}", errors <= faults),
 ]
 lines = [
