@@ -132,31 +132,31 @@ lines = [
 open(f"{out}/summary.txt", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 
-# soak.svg: RSS (MiB, left axis, blue) and open fds (right axis, red) over time.
-W, H, L, R, T, B = 760, 360, 70, 70, 40, 50
+# soak.svg: two panels over time, ringway's RSS (MiB) above and its open fds below.
+W, PH, L, R, T, GAP = 760, 170, 70, 20, 40, 40
+H = T + 2 * PH + GAP + 40
 tmax = max(r[0] for r in rows) or 1
-rmax = max(r[1] for r in rows) / 1024 * 1.2 or 1
-fmax = max(r[2] for r in rows) * 1.2 or 1
 x = lambda t: L + (W - L - R) * t / tmax
-y = lambda v, m: H - B - (H - T - B) * v / m
-poly = lambda pts: " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W/2}" y="20" text-anchor="middle" font-size="14">ringway soak: RSS and open fds ({load["rate"]:.0f} req/s, fault rate {fault_rate})</text>',
-       f'<line x1="{L}" y1="{H-B}" x2="{W-R}" y2="{H-B}" stroke="black"/>',
-       f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H-B}" stroke="black"/>',
-       f'<line x1="{W-R}" y1="{T}" x2="{W-R}" y2="{H-B}" stroke="black"/>']
-for i in range(6):
-    t, rv, fv = tmax * i / 5, rmax * i / 5, fmax * i / 5
-    svg.append(f'<text x="{x(t):.1f}" y="{H-B+16}" text-anchor="middle">{t:.0f}</text>')
-    svg.append(f'<text x="{L-6}" y="{y(rv, rmax)+4:.1f}" text-anchor="end" fill="#1f5fbf">{rv:.1f}</text>')
-    svg.append(f'<text x="{W-R+6}" y="{y(fv, fmax)+4:.1f}" fill="#bf1f1f">{fv:.0f}</text>')
-    svg.append(f'<line x1="{L}" y1="{y(rv, rmax):.1f}" x2="{W-R}" y2="{y(rv, rmax):.1f}" stroke="#eee"/>')
-svg.append(f'<text x="{W/2}" y="{H-12}" text-anchor="middle">seconds</text>')
-svg.append(f'<text x="16" y="{H/2}" transform="rotate(-90 16 {H/2})" text-anchor="middle" fill="#1f5fbf">RSS (MiB)</text>')
-svg.append(f'<text x="{W-14}" y="{H/2}" transform="rotate(90 {W-14} {H/2})" text-anchor="middle" fill="#bf1f1f">open fds</text>')
-svg.append(f'<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{poly((x(t), y(r / 1024, rmax)) for t, r, _ in rows)}"/>')
-svg.append(f'<polyline fill="none" stroke="#bf1f1f" stroke-width="2" points="{poly((x(t), y(f, fmax)) for t, _, f in rows)}"/>')
+       f'<text x="{W/2}" y="20" text-anchor="middle" font-size="14">ringway soak: {load["rate"]:.0f} req/s, fault rate {fault_rate}</text>']
+for i, (label, color, values) in enumerate((("RSS (MiB)", "#1f5fbf", [r[1] / 1024 for r in rows]),
+                                             ("open fds", "#bf1f1f", [r[2] for r in rows]))):
+    top = T + i * (PH + GAP)
+    vmax = max(values) * 1.25 or 1
+    y = lambda v: top + PH - PH * v / vmax
+    svg.append(f'<line x1="{L}" y1="{top + PH}" x2="{W-R}" y2="{top + PH}" stroke="black"/>')
+    svg.append(f'<line x1="{L}" y1="{top}" x2="{L}" y2="{top + PH}" stroke="black"/>')
+    for k in range(5):
+        v = vmax * k / 4
+        svg.append(f'<line x1="{L}" y1="{y(v):.1f}" x2="{W-R}" y2="{y(v):.1f}" stroke="#eee"/>')
+        svg.append(f'<text x="{L-6}" y="{y(v)+4:.1f}" text-anchor="end">{v:.0f}</text>')
+    for k in range(6):
+        t = tmax * k / 5
+        svg.append(f'<text x="{x(t):.1f}" y="{top + PH + 15}" text-anchor="middle">{t:.0f} s</text>')
+    svg.append(f'<text x="{L+8}" y="{top + 14}" fill="{color}">{label}</text>')
+    pts = " ".join(f"{x(t):.1f},{y(v):.1f}" for (t, _, _), v in zip(rows, values))
+    svg.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>')
 svg.append("</svg>")
 open(f"{out}/soak.svg", "w").write("\n".join(svg) + "\n")
 sys.exit(0 if all(ok for _, ok in checks) else 1)
