@@ -2,7 +2,10 @@
 //! mode (`X-Fault`) behind ringway. For every mode: the client gets a correct answer (502 or
 //! 504 while nothing was relayed, an aborted connection once the head was), within a bound;
 //! ringway gives up every broken upstream connection (the origin sees none left open); and
-//! the next request is served on a connection the origin accepted after the fault.
+//! the next request is served on a connection the origin accepted after the fault. Also:
+//! a trickle within the timeout arrives whole, stray bytes left on a pooled connection never
+//! reach the next request, a request with a body is never replayed, and random faults fail
+//! no more requests than they hit.
 
 mod common;
 use common::*;
