@@ -63,16 +63,24 @@ pub fn steer_reuseport_by_source(fd: RawFd, n: u32) -> std::io::Result<()> {
         len: prog.len() as libc::c_ushort,
         filter: prog.as_mut_ptr(),
     };
-    // SAFETY: `fd` is a socket the caller owns for the duration of the call; `fprog` points
-    // to `prog`, a live array of `len` instructions, and the kernel copies both before
-    // returning; the option length is the size of the struct passed.
+    // `fprog` points to `prog`, a live array of `len` instructions; the kernel copies both
+    // before returning.
+    set_socket_option(fd, optname, &fprog)
+}
+
+/// `setsockopt(fd, SOL_SOCKET, name, value)`. `value` must be the plain C struct or integer
+/// the option takes, holding no pointer that is not valid for the duration of the call.
+fn set_socket_option<T>(fd: RawFd, name: libc::c_int, value: &T) -> std::io::Result<()> {
+    // SAFETY: `fd` is a socket the caller owns for the duration of the call; `value` is a
+    // live, initialised `T` and the length passed is exactly its size; the kernel copies it
+    // before returning (the caller vouches for any pointer inside it).
     let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            optname,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -254,6 +262,17 @@ pub fn block_handled_signals() {
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+}
+
+/// Makes the next close of socket `fd` abort the connection with a TCP reset instead of an
+/// orderly FIN (`SO_LINGER` on with a zero timeout). Used by the bundled origin's `reset`
+/// fault mode.
+pub fn reset_on_close(fd: RawFd) -> std::io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    set_socket_option(fd, libc::SO_LINGER, &linger)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! Upstream failures: refused -> 502, silent -> 504, every invalid response -> 502 with the
-//! upstream connection closed and never reused, and a mid-body death aborts the client.
+//! Upstream failures with scripted origins: refused -> 502, connect timeout -> 504, invalid
+//! responses -> 502 with the upstream connection closed and never reused, stale pooled
+//! connections, early answers. The bundled origin's fault modes (closes, resets, trickles,
+//! silence, bad lengths, 1xx storms...) are driven in `upstream_faults.rs`.
 
 mod common;
 use common::*;
@@ -41,29 +43,9 @@ both_drivers! {
         assert_eq!(r.body_text(), "502 Bad Gateway\n");
     }
 
-    fn a_silent_upstream_is_504_after_upstream_response(d) {
-        let origin = Origin::start(|_| Reply::Never);
-        let cfg = Config::proxy_all(origin.addr()).section("[timeouts]\nupstream_response = \"1s\"");
-        let gw = Gateway::start(&cfg.render(), d);
-        let started = Instant::now();
-        let r = get(gw.addr(), "/");
-        assert_eq!(r.status, 504);
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(2500), "{took:?}");
-    }
-
-    fn an_upstream_that_closes_without_answering_is_502(d) {
-        let origin = Origin::start(|_| Reply::Close);
-        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
-        assert_eq!(get(gw.addr(), "/").status, 502);
-    }
-
     fn garbage_status_line_is_502(d) {
         assert_invalid_response_is_502(d, b"HTTP/1.1 OK\r\nContent-Length: 0\r\n\r\n");
         assert_invalid_response_is_502(d, b"SSH-2.0-OpenSSH\r\n\r\n");
-    }
-    fn conflicting_content_lengths_are_502(d) {
-        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok");
     }
     fn cl_with_te_in_a_response_is_502(d) {
         assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
@@ -81,45 +63,11 @@ both_drivers! {
     fn bare_lf_in_a_response_is_502(d) {
         assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok");
     }
-    fn more_bytes_than_content_length_is_502(d) {
-        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA");
-    }
     fn switching_protocols_is_502(d) {
         assert_invalid_response_is_502(d, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
     }
-    fn a_1xx_storm_is_502(d) {
-        assert_invalid_response_is_502(d, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    }
-    fn a_truncated_head_is_502(d) {
-        let origin = Origin::start(|_| Reply::raw_then_close(b"HTTP/1.1 200 OK\r\nContent-Len"));
-        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
-        assert_eq!(get(gw.addr(), "/").status, 502);
-    }
-
-    fn bad_chunking_mid_body_aborts_the_client(d) {
-        let origin = Origin::start(|_| Reply::raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nZZ\r\n"));
-        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
-        let mut c = Reader::new(connect(gw.addr()));
-        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-        // The head and the first chunk may have been relayed; the message never completes.
-        assert!(c.response().is_none(), "the client must not get a complete response");
-        assert!(origin.wait_closed_by_peer(0));
-    }
-
-    fn upstream_death_mid_body_aborts_the_client_connection(d) {
-        // Enough body that some of it is relayed before the upstream's close is seen.
-        let mut partial = b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n".to_vec();
-        partial.extend_from_slice(&[b'x'; 100_000]);
-        let origin = Origin::start(move |_| Reply::raw_then_close(&partial));
-        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
-        let mut c = Reader::new(connect(gw.addr()));
-        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-        let rest = c.read_to_close();
-        let text = String::from_utf8_lossy(&rest).into_owned();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{}", &text[..text.len().min(200)]);
-        let body = &rest[find(&rest, b"\r\n\r\n").expect("a head") + 4..];
-        assert!(!body.is_empty() && body.len() <= 100_000, "{} body bytes", body.len());
-        assert!(body.iter().all(|&b| b == b'x'), "only the upstream's bytes, never a second response");
+    fn bad_chunking_before_anything_was_relayed_is_502(d) {
+        assert_invalid_response_is_502(d, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nZZ\r\n");
     }
 
     fn upstream_death_before_any_body_byte_was_relayed_is_a_502(d) {

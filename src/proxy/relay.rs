@@ -6,8 +6,9 @@
 //!
 //! A request with a body is never retried after its bytes went out; an idempotent request
 //! without one is retried once on a fresh connection when a pooled connection turns out to
-//! be closed. The server is chosen by `upstream::State`; connect failures and retryable
-//! statuses move to another server as the route's `retries` allow (see `upstream::retry`).
+//! be closed, or to hold stray bytes where its response head should start. The server is
+//! chosen by `upstream::State`; connect failures and retryable statuses move to another
+//! server as the route's `retries` allow (see `upstream::retry`).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -251,7 +252,7 @@ where
                 }
                 Attempt::Retry if reused && replay_ok && !fresh_retry => fresh_retry = true,
                 Attempt::Retry => {
-                    log::warn!("upstream {addr}: closed without a response");
+                    log::warn!("upstream {addr}: closed or answered no valid response head");
                     return self.reply(cfg, 502, false).await;
                 }
                 Attempt::RetryStatus(status) => {
@@ -387,9 +388,9 @@ where
                 next: Next::Close,
                 pool: false,
             },
-            RespOutcome::EmptyClose if !has_body => Attempt::Retry,
+            RespOutcome::NoResponse if !has_body => Attempt::Retry,
             RespOutcome::Retry(status) => Attempt::RetryStatus(status),
-            RespOutcome::EmptyClose | RespOutcome::Failed(_) => {
+            RespOutcome::NoResponse | RespOutcome::Failed(_) => {
                 let status = match (&outcome, &body_end) {
                     // The client broke the body rules: that is the answer.
                     (_, BodyEnd::ClientError(s)) => *s,
@@ -415,7 +416,8 @@ enum Attempt {
         next: Next,
         pool: bool,
     },
-    /// The upstream closed a reused connection before answering a replayable request.
+    /// No response head came (closed, reset, or bytes that are no head) for a request
+    /// without a body: retried once on a fresh connection if this one was reused.
     Retry,
     /// The upstream answered a status the route retries on (only its head was read).
     RetryStatus(u16),

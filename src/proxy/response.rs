@@ -26,8 +26,11 @@ pub(super) enum RespOutcome {
     Done { reusable: bool, close: bool },
     /// Nothing reached the client yet: answer this status.
     Failed(u16),
-    /// The upstream closed or reset before sending a byte (a stale keep-alive).
-    EmptyClose,
+    /// No response came: the upstream closed or reset before sending a byte, or its first
+    /// bytes were no response head. On a reused connection that is a stale keep-alive
+    /// (closed while idle, or holding leftovers of an earlier answer such as bytes past its
+    /// declared length, which only show up once the next request reads them).
+    NoResponse,
     /// Response bytes reached the client and then something failed: abort the client.
     Aborted,
     /// The head's status is one the route retries on; nothing reached the client.
@@ -118,7 +121,11 @@ pub(super) async fn read_response_head<C: Stream>(
             Ok(None) => {}
             Err(e) => {
                 log::warn!("upstream sent an invalid response head: {e}");
-                return Err(RespOutcome::Failed(502));
+                return Err(if interim == 0 {
+                    RespOutcome::NoResponse
+                } else {
+                    RespOutcome::Failed(502)
+                });
             }
         }
         let buf = std::mem::take(ubuf);
@@ -129,7 +136,7 @@ pub(super) async fn read_response_head<C: Stream>(
                 return Err(if got_any {
                     RespOutcome::Failed(502)
                 } else {
-                    RespOutcome::EmptyClose
+                    RespOutcome::NoResponse
                 });
             }
             Ok((_, buf)) => {
@@ -140,7 +147,7 @@ pub(super) async fn read_response_head<C: Stream>(
                 log::warn!("upstream response head timed out");
                 return Err(RespOutcome::Failed(504));
             }
-            Err(_) if !got_any => return Err(RespOutcome::EmptyClose),
+            Err(_) if !got_any => return Err(RespOutcome::NoResponse),
             Err(_) => return Err(RespOutcome::Failed(502)),
         }
     }
@@ -244,16 +251,8 @@ pub(super) async fn respond<S: Stream, C: Stream>(
     };
     let outcome = match framing {
         ResponseFraming::None => finished(relay.cout.flush(ex.cfg.timeouts.write).await.is_ok()),
-        ResponseFraming::Length(n) => match relay.length(n, head_len).await {
-            Ok(clean) => finished(clean),
-            // The head was still held back: nothing reached the client, so it gets an
-            // answer of ringway's own instead of a cut connection.
-            Err(status) => {
-                ex.started.set(false);
-                RespOutcome::Failed(status)
-            }
-        },
-        ResponseFraming::Chunked => finished(relay.chunked().await),
+        ResponseFraming::Length(n) => relayed(relay.length(n, head_len).await, ex),
+        ResponseFraming::Chunked => relayed(relay.chunked().await, ex),
         // Never pooled: the upstream ends this body by closing.
         ResponseFraming::CloseDelimited if relay.until_close().await => RespOutcome::Done {
             reusable: false,
@@ -282,6 +281,18 @@ fn finished(clean: bool) -> RespOutcome {
         }
     } else {
         RespOutcome::Aborted
+    }
+}
+
+/// The outcome of a relay that may break before anything reached the client: then
+/// (`Err(status)`) the client gets an answer of ringway's own instead of a cut connection.
+fn relayed(relay: Result<bool, u16>, ex: &Exchange<'_>) -> RespOutcome {
+    match relay {
+        Ok(clean) => finished(clean),
+        Err(status) => {
+            ex.started.set(false);
+            RespOutcome::Failed(status)
+        }
     }
 }
 
@@ -425,15 +436,22 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
         }
     }
 
-    /// Chunked upstream body, decoded strictly and re-framed for the client.
-    async fn chunked(&mut self) -> bool {
+    /// Chunked upstream body, decoded strictly and re-framed for the client. The head goes
+    /// out with the chunks that came with it. Ok(false): the relay broke after bytes
+    /// reached the client; Err(502): bad framing before any did.
+    async fn chunked(&mut self) -> Result<bool, u16> {
         let mut dec = ChunkedDecoder::new(MAX_CHUNK_LINE, 64 * 1024);
+        let before = self.cout.log.bytes_out;
         loop {
             loop {
                 match dec.step(self.ubuf) {
+                    Err(_) if self.cout.log.bytes_out == before => {
+                        log::warn!("upstream sent bad chunked framing; nothing relayed yet");
+                        return Err(502);
+                    }
                     Err(_) => {
                         log::warn!("upstream sent bad chunked framing; aborting client");
-                        return false;
+                        return Ok(false);
                     }
                     Ok(ChunkEvent::Data { start, end }) => {
                         if self.out == OutFraming::Chunked {
@@ -454,7 +472,7 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                         if self.out == OutFraming::Chunked {
                             self.cout.buf.put_slice(LAST_CHUNK);
                         }
-                        return self.cout.flush(self.cfg.timeouts.write).await.is_ok();
+                        return Ok(self.cout.flush(self.cfg.timeouts.write).await.is_ok());
                     }
                 }
             }
@@ -467,7 +485,7 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 if self.cout.flush(self.cfg.timeouts.write).await.is_err()
                     || !self.splice(pipe, pending).await
                 {
-                    return false;
+                    return Ok(false);
                 }
                 dec.skip_data(pending);
                 if self.out == OutFraming::Chunked {
@@ -481,12 +499,12 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 && !only_crlf
                 && self.cout.flush(self.cfg.timeouts.write).await.is_err()
             {
-                return false;
+                return Ok(false);
             }
             match self.read().await {
                 Ok(0) | Err(_) => {
                     log::warn!("upstream closed mid-body; aborting client");
-                    return false;
+                    return Ok(false);
                 }
                 Ok(_) => {}
             }

@@ -913,8 +913,14 @@ pub struct BundledOrigin {
 
 impl BundledOrigin {
     pub fn start() -> BundledOrigin {
+        BundledOrigin::start_with(&[])
+    }
+
+    /// `start` with more command-line arguments (e.g. `--fault-rate`).
+    pub fn start_with(args: &[&str]) -> BundledOrigin {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway-origin"))
             .args(["--listen", "127.0.0.1:0", "--quiet"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -930,6 +936,38 @@ impl BundledOrigin {
             .and_then(|a| a.parse().ok())
             .expect("origin address");
         BundledOrigin { child, addr }
+    }
+
+    /// The origin's own counters (`/origin/stats`, asked directly, not through ringway):
+    /// `connections`, `open` (not counting the asking one), `requests`, `faults`, per mode.
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let r = get(self.addr, "/origin/stats");
+        assert_eq!(r.status, 200, "origin stats");
+        r.body_text()
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect()
+    }
+
+    /// One counter of `stats` (0 when absent).
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, v)| v)
+    }
+
+    /// Waits (bounded) until exactly `n` origin connections are open.
+    pub fn wait_open(&self, n: u64) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if self.stat("open") == n {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 }
 

@@ -10,11 +10,21 @@
 //! - `/delay/MS[/...]` answer after MS milliseconds
 //! - `/status/CODE` that status
 //! - `/close` answer, then close
+//! - `/origin/stats` this origin's counters: `connections= open= requests= faults= ...`
 //! - anything else: `ok\n`
 //!
-//! Every response carries `X-Origin-Port` (which listener answered) and `X-Echo-Target`.
+//! Fault modes (see `fault`): a request with `X-Fault: MODE` or to `/fault/MODE[/N]` gets
+//! that broken answer instead; `--fault-rate P --fault-modes a,b` injects them at random
+//! (`X-Fault: none` keeps a request out of it).
+//!
+//! Every response carries `X-Origin-Port` (which listener answered), `X-Echo-Target` and
+//! `X-Conn-Id` (the connection it was served on, numbered from 1 in accept order).
+
+mod fault;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
@@ -41,6 +51,36 @@ struct Args {
     /// No per-connection error logging.
     #[arg(long)]
     quiet: bool,
+    /// Share of requests (0 to 1) answered with a random fault from --fault-modes.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Comma-separated fault modes that --fault-rate draws from (default: all).
+    #[arg(long, value_delimiter = ',')]
+    fault_modes: Vec<String>,
+    /// Seed of the random fault injection (thread i uses seed + i).
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+}
+
+/// Connections accepted so far (the last `X-Conn-Id` given out).
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// Connections closed so far.
+static CLOSED: AtomicU64 = AtomicU64::new(0);
+/// Requests whose head was read.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// `connections=N open=N requests=N faults=N mode=N...`; `open` leaves out `exclude`
+/// connections (the one asking).
+fn stats(exclude: u64) -> String {
+    let accepted = CONNECTIONS.load(Ordering::Relaxed);
+    let open = accepted
+        .saturating_sub(CLOSED.load(Ordering::Relaxed))
+        .saturating_sub(exclude);
+    let requests = REQUESTS.load(Ordering::Relaxed);
+    format!(
+        "connections={accepted} open={open} requests={requests} {}",
+        fault::counts()
+    )
 }
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -50,6 +90,24 @@ const STREAM_CHUNK: usize = 64 * 1024;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let threads = args.threads.max(1);
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        anyhow::bail!("--fault-rate {}: must be between 0 and 1", args.fault_rate);
+    }
+    let fault_modes: Vec<fault::Mode> = if args.fault_modes.is_empty() {
+        fault::ALL.to_vec()
+    } else {
+        let mut modes = Vec::new();
+        for name in &args.fault_modes {
+            match fault::Mode::parse(name.trim()) {
+                Some(m) => modes.push(m),
+                None => anyhow::bail!(
+                    "--fault-modes: {}",
+                    fault::Fault::parse(name).err().unwrap_or_default()
+                ),
+            }
+        }
+        modes
+    };
     let mut per_thread: Vec<Vec<std::net::TcpListener>> =
         (0..threads).map(|_| Vec::new()).collect();
     for &configured in &args.listen {
@@ -66,11 +124,17 @@ fn main() -> anyhow::Result<()> {
     use std::io::Write as _;
     std::io::stdout().flush()?;
     let mut handles = Vec::new();
-    for socks in per_thread {
+    for (i, socks) in per_thread.into_iter().enumerate() {
         let driver = args.driver.clone();
         let quiet = args.quiet;
+        let (rate, modes, seed) = (args.fault_rate, fault_modes.clone(), args.fault_seed);
         handles.push(std::thread::spawn(move || {
-            run_thread(socks, &driver, quiet)
+            let faults = Rc::new(fault::Injector::new(
+                rate,
+                modes,
+                seed.wrapping_add(i as u64),
+            ));
+            run_thread(socks, &driver, quiet, faults)
         }));
     }
     let mut signals = signal_hook::iterator::Signals::new([
@@ -78,6 +142,8 @@ fn main() -> anyhow::Result<()> {
         signal_hook::consts::SIGINT,
     ])?;
     if signals.forever().next().is_some() {
+        println!("stats: {}", stats(0));
+        std::io::stdout().flush()?;
         std::process::exit(0);
     }
     for h in handles {
@@ -97,12 +163,17 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-fn run_thread(socks: Vec<std::net::TcpListener>, driver: &str, quiet: bool) {
+fn run_thread(
+    socks: Vec<std::net::TcpListener>,
+    driver: &str,
+    quiet: bool,
+    faults: Rc<fault::Injector>,
+) {
     let serve = move || async move {
         let mut tasks = Vec::new();
         for s in socks {
             match TcpListener::from_std(s) {
-                Ok(l) => tasks.push(monoio::spawn(accept_loop(l, quiet))),
+                Ok(l) => tasks.push(monoio::spawn(accept_loop(l, quiet, faults.clone()))),
                 Err(e) => eprintln!("listener: {e}"),
             }
         }
@@ -135,14 +206,17 @@ fn run_thread(socks: Vec<std::net::TcpListener>, driver: &str, quiet: bool) {
     }
 }
 
-async fn accept_loop(l: TcpListener, quiet: bool) {
+async fn accept_loop(l: TcpListener, quiet: bool, faults: Rc<fault::Injector>) {
     let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         match l.accept().await {
             Ok((s, _)) => {
                 let _ = s.set_nodelay(true);
+                let faults = faults.clone();
                 monoio::spawn(async move {
-                    if let Err(e) = Conn::new(s, port).serve().await {
+                    let served = Conn::new(s, port, faults).serve().await;
+                    CLOSED.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = served {
                         if !quiet {
                             eprintln!("origin connection: {e}");
                         }
@@ -173,20 +247,27 @@ struct Request {
     method: String,
     body: Body,
     keep_alive: bool,
+    /// The `X-Fault` field, if any.
+    fault: Option<String>,
 }
 
 struct Conn {
     s: TcpStream,
     port: u16,
+    /// This connection's number (`X-Conn-Id`).
+    id: u64,
+    faults: Rc<fault::Injector>,
     rbuf: BytesMut,
     wbuf: BytesMut,
 }
 
 impl Conn {
-    fn new(s: TcpStream, port: u16) -> Conn {
+    fn new(s: TcpStream, port: u16, faults: Rc<fault::Injector>) -> Conn {
         Conn {
             s,
             port,
+            id: CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1,
+            faults,
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
         }
@@ -223,6 +304,7 @@ impl Conn {
             let Some(req) = self.read_head().await? else {
                 return Ok(());
             };
+            REQUESTS.fetch_add(1, Ordering::Relaxed);
             let keep = self.respond(&req).await?;
             if !keep || !req.keep_alive {
                 return Ok(());
@@ -329,8 +411,8 @@ impl Conn {
         w.put_slice(b"Server: ringway-origin\r\n");
         w.put_slice(
             format!(
-                "X-Origin-Port: {}\r\nX-Echo-Target: {target}\r\n",
-                self.port
+                "X-Origin-Port: {}\r\nX-Echo-Target: {target}\r\nX-Conn-Id: {}\r\n",
+                self.port, self.id
             )
             .as_bytes(),
         );
@@ -368,6 +450,24 @@ impl Conn {
         }
         self.read_body(req.body, |_, _| {}).await?;
         let target = req.target.clone();
+        if path == "/origin/stats" {
+            let body = format!("{}\n", stats(1));
+            return self.simple(200, body.as_bytes(), req.keep_alive).await;
+        }
+        // `X-Fault: none` keeps a request out of the random injection.
+        let fault = match req.fault.as_deref() {
+            Some("none") => None,
+            field => match fault::requested(field, &path) {
+                Some(Ok(f)) => Some(f),
+                Some(Err(e)) => return self.simple(400, format!("{e}\n").as_bytes(), false).await,
+                None => self.faults.draw(),
+            },
+        };
+        if let Some(f) = fault {
+            return self
+                .fault(f, body_size(&path).unwrap_or(1024), &target)
+                .await;
+        }
         let close = [("Connection", "close")];
         let mut extra: Vec<(&str, &str)> = Vec::new();
         if path == "/close" || !req.keep_alive {
@@ -431,12 +531,7 @@ impl Conn {
             self.flush().await?;
             return Ok(keep);
         }
-        let size: Option<u64> = match path.as_str() {
-            "/small" => Some(100),
-            "/64k.bin" => Some(65536),
-            "/1m.bin" => Some(1 << 20),
-            p => p.strip_prefix("/bytes/").and_then(|n| n.parse().ok()),
-        };
+        let size = body_size(&path);
         let n = size.unwrap_or(3);
         let len = n.to_string();
         extra.push(("Content-Length", &len));
@@ -539,6 +634,23 @@ impl Conn {
     }
 }
 
+/// The body size a path asks for: `/bytes/N`, `/fault/MODE/N`, `/small`, `/64k.bin`, `/1m.bin`.
+fn body_size(path: &str) -> Option<u64> {
+    match path {
+        "/small" => Some(100),
+        "/64k.bin" => Some(65536),
+        "/1m.bin" => Some(1 << 20),
+        p => p
+            .strip_prefix("/bytes/")
+            .or_else(|| {
+                p.strip_prefix("/fault/")
+                    .and_then(|r| r.split_once('/'))
+                    .map(|(_, n)| n)
+            })
+            .and_then(|n| n.parse().ok()),
+    }
+}
+
 /// The body pattern, long enough to copy any STREAM_CHUNK-sized window from any phase.
 fn pattern() -> &'static [u8] {
     static P: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
@@ -559,7 +671,11 @@ fn parse(head: BytesMut) -> Res<Request> {
     let minor = req.version.unwrap_or(1);
     let mut body = Body::None;
     let mut keep_alive = minor == 1;
+    let mut fault = None;
     for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("x-fault") {
+            fault = Some(String::from_utf8_lossy(h.value).trim().to_string());
+        }
         let v = std::str::from_utf8(h.value)
             .unwrap_or("")
             .trim()
@@ -587,6 +703,7 @@ fn parse(head: BytesMut) -> Res<Request> {
         method,
         body,
         keep_alive,
+        fault,
     })
 }
 
