@@ -61,6 +61,8 @@ pub struct Metrics {
     pub rate_limited: Cell<u64>,
     pub auth_rejected: Cell<u64>,
     pub blocked: Cell<u64>,
+    /// Requests answered 503 over the memory ceiling.
+    pub shed: Cell<u64>,
     /// Counts by route index (slot 0: no route) and whether an upstream was used, by
     /// status class: no string on the request path.
     by_route: RefCell<Vec<[[u64; 5]; 2]>>,
@@ -132,6 +134,7 @@ impl Metrics {
             rate_limited: self.rate_limited.get(),
             auth_rejected: self.auth_rejected.get(),
             blocked: self.blocked.get(),
+            shed: self.shed.get(),
             requests: self.named(names),
             total: self.total.borrow().clone(),
             upstream: self.upstream.borrow().clone(),
@@ -172,6 +175,7 @@ pub struct Snapshot {
     pub rate_limited: u64,
     pub auth_rejected: u64,
     pub blocked: u64,
+    pub shed: u64,
     pub requests: Vec<(String, String, RouteCounts)>,
     pub total: Histogram,
     pub upstream: Histogram,
@@ -188,6 +192,7 @@ impl Snapshot {
         self.rate_limited += o.rate_limited;
         self.auth_rejected += o.auth_rejected;
         self.blocked += o.blocked;
+        self.shed += o.shed;
         for (r, u, c) in &o.requests {
             match self
                 .requests
@@ -224,6 +229,12 @@ pub struct Process {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub config_version: u64,
+    /// Resident memory in bytes, read at scrape time.
+    pub resident_bytes: u64,
+    /// Over limits.memory_ceiling now.
+    pub overloaded: bool,
+    /// Times the process went over limits.memory_ceiling.
+    pub overloads: u64,
 }
 
 /// A label value with `\`, `"` and newlines escaped (Prometheus text format).
@@ -287,7 +298,7 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
     histogram(
         &mut out,
         "ringway_upstream_duration_seconds",
-        "Time from sending a request upstream to its response head.",
+        "Time from sending a request upstream to the end of its exchange (response relayed).",
         &s.upstream,
     );
     counter(
@@ -332,6 +343,12 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
         "Requests refused by a blocking rule (403, 405, 413 from rules).",
         s.blocked,
     );
+    counter(
+        &mut out,
+        "ringway_overload_shed_total",
+        "Requests answered 503 while over limits.memory_ceiling.",
+        s.shed,
+    );
     let mut seen: Vec<&str> = Vec::new();
     for (name, labels, v) in &s.gauges {
         if !seen.contains(&name.as_str()) {
@@ -372,6 +389,24 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
         "ringway_config_version",
         "Active config version (1 at start).",
         p.config_version,
+    );
+    gauge(
+        &mut out,
+        "ringway_resident_memory_bytes",
+        "Resident memory of the process.",
+        p.resident_bytes,
+    );
+    gauge(
+        &mut out,
+        "ringway_overloaded",
+        "1 while over limits.memory_ceiling (requests are shed).",
+        u64::from(p.overloaded),
+    );
+    counter(
+        &mut out,
+        "ringway_overloads_total",
+        "Times the process went over limits.memory_ceiling.",
+        p.overloads,
     );
     out
 }

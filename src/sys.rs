@@ -1,6 +1,7 @@
 //! The few raw syscalls ringway needs that no safe wrapper offers. Each `unsafe` block is
 //! one syscall on a file descriptor the caller owns, or the one allocator call that hands
-//! free pages back to the OS (madvise underneath); nothing else lives here.
+//! free pages back to the OS (madvise underneath), or the page size; nothing else lives
+//! here.
 
 use std::os::fd::RawFd;
 
@@ -35,6 +36,16 @@ pub fn release_free_memory() {
     // SAFETY: mi_collect takes no pointers and has no preconditions; it only walks and
     // purges the calling thread's own mimalloc heap.
     unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// The process's resident memory in bytes (`/proc/self/statm`), or None where it cannot
+/// be read.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf takes no pointers; _SC_PAGESIZE is a valid name on every Linux.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok().filter(|p| *p > 0)?)
 }
 
 /// `SO_ATTACH_REUSEPORT_CBPF` (51 in asm-generic/socket.h; the libc crate defines it for

@@ -107,16 +107,6 @@ impl Load {
     }
 }
 
-/// The admin address from the log.
-fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
-    let line = gw.wait_log("admin listening on ");
-    line.split("admin listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .expect("admin address")
-}
-
 both_drivers! {
     fn reloading_ten_times_under_load_drops_nothing(driver) {
         let origin = Origin::ok("ok");
@@ -165,7 +155,7 @@ both_drivers! {
             .route("name = \"private\"\npath_prefix = \"/private\"\nupstream = \"app\"\naccess = {}")
             .render();
         let gw = Gateway::start(&cfg, driver);
-        let admin = admin_addr(&gw);
+        let admin = gw.admin_addr();
         for _ in 0..3 {
             assert_eq!(get(gw.addr(), "/api/x").status, 200);
         }

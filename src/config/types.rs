@@ -178,6 +178,12 @@ pub struct LimitsConfig {
     /// Head start before `min_body_rate` applies; each byte received then buys
     /// 1/`min_body_rate` seconds more. Default 5s.
     pub min_body_rate_grace: Duration,
+    /// Resident memory (bytes) the whole process must stay under. From 90% of it ringway
+    /// sheds load: new requests and heads still arriving get 503 with `Connection: close`,
+    /// keep-alive is off, idle keep-alive connections and new connections are closed at
+    /// once. Service resumes below 80% of it. Sampled every 100 ms off the request path.
+    /// Default 0 (off).
+    pub memory_ceiling: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -476,6 +482,7 @@ impl Default for LimitsConfig {
             allow_underscores_in_headers: false,
             min_body_rate: 0,
             min_body_rate_grace: secs(5),
+            memory_ceiling: 0,
         }
     }
 }

@@ -224,7 +224,20 @@ fn limits(cfg: &GatewayConfig, e: &mut Errors) {
     if l.max_in_flight == 0 {
         e.push("limits.max_in_flight", "must be at least 1");
     }
+    if l.memory_ceiling != 0 && l.memory_ceiling < MIN_MEMORY_CEILING {
+        e.push(
+            "limits.memory_ceiling",
+            format!(
+                "{} bytes is below the minimum of {MIN_MEMORY_CEILING} (16 MiB); 0 turns it off \
+                 (the value is in bytes, not MiB)",
+                l.memory_ceiling
+            ),
+        );
+    }
 }
+
+/// Below this, a ceiling is surely a unit mistake: the process alone needs about that much.
+const MIN_MEMORY_CEILING: u64 = 16 << 20;
 
 fn upstreams(cfg: &GatewayConfig, e: &mut Errors) {
     let mut names = HashSet::new();

@@ -23,6 +23,8 @@ mod tunnel;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -65,6 +67,14 @@ pub struct Shared<C: Connector> {
     max_in_flight: usize,
     draining: Cell<bool>,
     drain: LocalNotify,
+    /// Set by the overload manager's thread while the process is over its memory
+    /// threshold: new connections, new requests and heads still arriving are shed. A
+    /// relaxed load on the request path; written only on transitions, so never contended.
+    overload: Arc<AtomicBool>,
+    /// Wakes the connections waiting between requests (drain, overload) so they close.
+    idle_wake: LocalNotify,
+    /// Wakes the connections waiting for the rest of a head (overload) so they close.
+    shed: LocalNotify,
     /// Balancers, health, ejections, breakers and the retry budget of this worker.
     pub lb: Rc<crate::upstream::State>,
     next_id: Cell<u64>,
@@ -105,6 +115,9 @@ impl<C: Connector> Shared<C> {
             max_in_flight: max_in_flight.max(1),
             draining: Cell::new(false),
             drain: LocalNotify::default(),
+            overload: Arc::default(),
+            idle_wake: LocalNotify::default(),
+            shed: LocalNotify::default(),
             lb: Rc::new(crate::upstream::State::new(worker)),
             next_id: Cell::new(0),
             id_salt,
@@ -133,7 +146,7 @@ impl<C: Connector> Shared<C> {
     /// buffers back since the last call, drops the pooled body buffers too and hands the
     /// freed pages to the OS (an idle worker's allocator would otherwise keep them).
     pub fn release_idle_memory(&self) {
-        if self.shrunk.replace(0) > 0 {
+        if self.shrunk.replace(0) > 0 || self.is_overloaded() {
             self.bufs.clear();
             crate::sys::release_free_memory();
         }
@@ -149,6 +162,42 @@ impl<C: Connector> Shared<C> {
         self.pool.clear();
         self.tls_pool.clear();
         self.drain.notify_all();
+        self.idle_wake.notify_all();
+    }
+
+    /// Follow this process-wide overload flag (the overload manager's).
+    pub fn with_overload(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.overload = flag;
+        self
+    }
+
+    pub fn is_overloaded(&self) -> bool {
+        self.overload.load(Ordering::Relaxed)
+    }
+
+    /// The overload manager's word that the process went over its memory threshold (the
+    /// flag is up already): connections waiting between requests, heads still arriving
+    /// and request bodies still arriving are cut off now with 503 (or closed), and this
+    /// worker's spare buffers and free pages go back to the OS (again each second while it
+    /// lasts: see `release_idle_memory`).
+    pub fn shed_now(&self) {
+        self.idle_wake.notify_all();
+        self.shed.notify_all();
+        self.bufs.clear();
+        crate::sys::release_free_memory();
+    }
+
+    /// Responses close their connections (draining or overloaded).
+    pub fn keepalive_off(&self) -> bool {
+        self.closing().get()
+    }
+
+    /// What `keepalive_off` reads, to be read later (when a response head is written).
+    fn closing(&self) -> Closing<'_> {
+        Closing {
+            draining: &self.draining,
+            overload: &self.overload,
+        }
     }
 
     /// Resolves at the next `start_drain`.
@@ -186,6 +235,20 @@ impl<C: Connector> Shared<C> {
         self.next_id.set(n);
         // A bijective mix so ids look unrelated while staying unique per worker.
         (n ^ self.id_salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.id_salt.rotate_left(32)
+    }
+}
+
+/// Whether responses close their connections now: the worker is draining or the process
+/// is overloaded.
+#[derive(Clone, Copy)]
+struct Closing<'a> {
+    draining: &'a Cell<bool>,
+    overload: &'a AtomicBool,
+}
+
+impl Closing<'_> {
+    fn get(&self) -> bool {
+        self.draining.get() || self.overload.load(Ordering::Relaxed)
     }
 }
 
@@ -385,7 +448,7 @@ where
     /// A connection still idle after `SHRINK_AFTER` gives its large buffers back first, so
     /// many idle keep-alive connections cost little memory while busy ones never reallocate.
     async fn wait_for_bytes(&mut self, idle: Duration) -> bool {
-        if self.shared.is_draining() {
+        if self.shared.keepalive_off() {
             return false;
         }
         let deadline = Instant::now() + idle;
@@ -415,7 +478,7 @@ where
                 Err(IoFail::Timeout) => Wait::Timeout,
                 Err(_) => Wait::Closed,
             },
-            _ = shared.drain.notified() => Wait::Closed,
+            _ = shared.idle_wake.notified() => Wait::Closed,
         }
     }
 
@@ -443,8 +506,22 @@ where
                 }
             }
             let had_bytes = !self.cin.buf.is_empty();
+            if self.shared.is_overloaded() {
+                crate::metrics::bump(&self.shared.metrics.shed);
+                return HeadRead::Reject(503);
+            }
             let buf = std::mem::take(&mut self.cin.buf);
-            match read_some_until(&mut self.cin.r, buf, CLIENT_READ, deadline).await {
+            let shared = self.shared.clone();
+            let read = monoio::select! {
+                r = read_some_until(&mut self.cin.r, buf, CLIENT_READ, deadline) => r,
+                // Over the memory ceiling, a head still arriving is not waited for (a
+                // slowloris flood must not hold memory): the read and its bytes are dropped.
+                _ = shared.shed.notified() => {
+                    crate::metrics::bump(&shared.metrics.shed);
+                    return HeadRead::Reject(503);
+                }
+            };
+            match read {
                 Ok((0, buf)) => {
                     self.cin.buf = buf;
                     return HeadRead::Closed;
@@ -458,6 +535,12 @@ where
 
     async fn handle(&mut self, cfg: &Rc<Compiled>) -> Next {
         let has_body = self.head.framing != BodyFraming::None;
+        if self.shared.is_overloaded() {
+            // Shed before any work: no routing, policy or upstream, and the connection
+            // closes (its buffers go back).
+            crate::metrics::bump(&self.shared.metrics.shed);
+            return self.reply(cfg, 503, true).await;
+        }
         if let Some(port) = self.meta.redirect_https {
             return self.redirect_https(cfg, port, has_body).await;
         }

@@ -319,7 +319,7 @@ where
             head: &self.head,
             close: !self.head.keep_alive,
             body_done: &body_done,
-            draining: &self.shared.draining,
+            keepalive_off: self.shared.closing(),
             pipes: &self.shared.pipes,
             bufs: &self.shared.bufs,
             hsts: self.hsts.as_deref(),
@@ -357,7 +357,7 @@ where
             );
             // Boxed: the two concurrent state machines would otherwise make every connection's
             // future (idle ones included) as large as both; this path already streams a body.
-            Box::pin(duplex(pump, response, &started)).await
+            Box::pin(duplex(pump, response, &started, &self.shared)).await
         } else {
             let o = respond(
                 &mut conn.r,
@@ -437,8 +437,15 @@ enum BodyEnd {
 }
 
 /// Runs the body pump and the response side together. The response side decides the
-/// outcome; the pump's end only matters when the response had not started.
-async fn duplex<P, R>(pump: P, response: R, started: &Cell<bool>) -> (RespOutcome, BodyEnd)
+/// outcome; the pump's end only matters when the response had not started. Over the memory
+/// threshold (`Shared::shed_now`) a body still arriving is cut off: 503 if nothing was
+/// answered yet, else the connection is aborted.
+async fn duplex<P, R, C: Connector>(
+    pump: P,
+    response: R,
+    started: &Cell<bool>,
+    shared: &super::Shared<C>,
+) -> (RespOutcome, BodyEnd)
 where
     P: std::future::Future<Output = Result<(), SendFail>>,
     R: std::future::Future<Output = RespOutcome>,
@@ -458,6 +465,13 @@ where
             Err(SendFail::Upstream) => BodyEnd::UpstreamFailed,
         },
         o = &mut response => return (o, BodyEnd::Unfinished),
+        _ = shared.shed.notified() => {
+            crate::metrics::bump(&shared.metrics.shed);
+            if started.get() {
+                return (RespOutcome::Aborted, BodyEnd::ClientGone);
+            }
+            return (RespOutcome::Failed(503), BodyEnd::ClientError(503));
+        }
     };
     (response.await, body_end)
 }

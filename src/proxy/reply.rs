@@ -70,7 +70,7 @@ where
             self.log_answer(cfg, status);
         }
         self.cout.log.status = status;
-        let close = close || !self.head.keep_alive || self.shared.is_draining();
+        let close = close || !self.head.keep_alive || self.shared.keepalive_off();
         let keep_alive_10 = !close && self.head.version == crate::http::Version::Http10;
         let (body, content_type) = match own {
             OwnBody::Given(body, content_type) => (body, content_type),

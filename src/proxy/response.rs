@@ -61,8 +61,8 @@ pub(super) struct Exchange<'a> {
     /// written, the client connection closes after the response: the rest of its body
     /// will never be read.
     pub(super) body_done: &'a Cell<bool>,
-    /// The worker is draining: checked when the response head is written.
-    pub(super) draining: &'a Cell<bool>,
+    /// The worker is draining or overloaded: checked when the response head is written.
+    pub(super) keepalive_off: super::Closing<'a>,
     /// Set once any response byte was handed to the client.
     pub(super) started: &'a Cell<bool>,
     /// Deadline for the response head.
@@ -182,7 +182,7 @@ pub(super) async fn respond<S: Stream, C: Stream>(
         return RespOutcome::Failed(resp.status);
     }
     let client_v = ex.head.version;
-    let mut close = ex.close || ex.draining.get() || !ex.body_done.get();
+    let mut close = ex.close || ex.keepalive_off.get() || !ex.body_done.get();
     let status = resp.status;
     let framing = resp.framing;
     let out = match framing {

@@ -72,7 +72,8 @@ fn serve(mut c: TcpStream, workers: &Workers, state: &Shared) {
             }
             b"/metrics" => {
                 let (sum, missing) = workers.snapshot(Duration::from_secs(1));
-                let process = state.lock().map(|s| s.process.clone()).unwrap_or_default();
+                let mut process = state.lock().map(|s| s.process.clone()).unwrap_or_default();
+                process.resident_bytes = crate::sys::resident_bytes().unwrap_or(0);
                 let mut text = render(&sum, &process);
                 text.push_str(&format!(
                     "# HELP ringway_scrape_missing_workers Workers that did not answer this scrape.\n\

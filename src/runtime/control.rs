@@ -1,5 +1,6 @@
 //! Messages from the main thread to the workers, off the request path: a new config to
-//! switch to, the new config's health checker channel, or a request for a metrics snapshot. Each worker drains its channel from a
+//! switch to, the new config's health checker channel, a request for a metrics snapshot, or
+//! the overload manager's word to shed load or stop. Each worker drains its channel from a
 //! small task every `POLL` (a `try_recv`, no lock on any request's path); the main thread
 //! waits for every worker's answer.
 
@@ -29,6 +30,9 @@ pub enum Control {
     Health(Receiver<HealthEvent>),
     /// Send this worker's counters.
     Snapshot(Sender<Snapshot>),
+    /// The process went over its memory threshold (the shared flag is up): cut off what
+    /// holds memory now.
+    Shed,
 }
 
 /// The main thread's handles to every worker's channel.
@@ -96,6 +100,13 @@ impl Workers {
             if let Some(rx) = rx {
                 let _ = s.send(Control::Health(rx));
             }
+        }
+    }
+
+    /// Tells every worker to cut off what holds memory now (see `Control::Shed`).
+    pub fn shed(&self) {
+        for s in &self.senders {
+            let _ = s.send(Control::Shed);
         }
     }
 

@@ -7,6 +7,7 @@
 mod admin;
 mod bind;
 pub mod control;
+mod overload;
 mod panic_guard;
 mod reload;
 mod upgrade;
@@ -171,10 +172,17 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     let mut shutdowns = Vec::new();
     let mut handles = Vec::new();
     let mut controls = control::Workers::default();
+    let overload = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for (id, socks) in listeners.into_iter().enumerate() {
         let control = controls.add();
         let socks: Vec<_> = socks.into_iter().zip(kinds.iter().cloned()).collect();
-        let share = worker::Share::of(id, workers, max_connections, max_in_flight);
+        let share = worker::Share::of(
+            id,
+            workers,
+            max_connections,
+            max_in_flight,
+            overload.clone(),
+        );
         let core = if pin && !cores.is_empty() {
             Some(cores[id % cores.len()])
         } else {
@@ -264,7 +272,16 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         }
         admin::start(listener, controls.clone(), state.clone()).map_err(RunError::Signals)?;
     }
+    let ceiling = Arc::new(std::sync::atomic::AtomicU64::new(cfg.limits.memory_ceiling));
+    overload::start(overload::Manager {
+        ceiling: ceiling.clone(),
+        flag: overload,
+        workers: controls.clone(),
+        state: state.clone(),
+    })
+    .map_err(RunError::Signals)?;
     let reload = reload::start(reload::Reloader {
+        ceiling,
         resolvers,
         resolved,
         file: file.to_string(),

@@ -38,6 +38,8 @@ pub struct Reloader {
     pub state: admin::Shared,
     /// The running config's health checker; replaced on each successful reload.
     pub health: crate::upstream::health::Checker,
+    /// The overload manager's `limits.memory_ceiling`, followed on reload.
+    pub ceiling: super::overload::Ceiling,
 }
 
 fn mtime(p: &str) -> Option<SystemTime> {
@@ -202,6 +204,10 @@ impl Reloader {
             .reload(&cfg, &self.file, &resolved, Duration::from_secs(30))
         {
             Ok(()) => {
+                self.ceiling.store(
+                    cfg.limits.memory_ceiling,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 self.active = cfg;
                 self.resolved = resolved;
                 self.restart_health(&compiled);
@@ -267,6 +273,7 @@ mod tests {
             workers,
             state: Default::default(),
             health: Default::default(),
+            ceiling: Default::default(),
         };
         r.apply_names(Resolved::from([("api.internal:80".to_string(), old)]));
         r.apply_names(Resolved::new());

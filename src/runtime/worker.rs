@@ -4,7 +4,9 @@
 use std::cell::Cell;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
@@ -27,19 +29,28 @@ pub enum DriverKind {
     Legacy,
 }
 
-/// This worker's share of the per-process limits (split evenly, at least 1 each).
-#[derive(Clone, Copy, Debug)]
+/// This worker's share of the per-process limits (split evenly, at least 1 each), and the
+/// process's overload flag.
+#[derive(Clone, Debug)]
 pub struct Share {
     pub max_connections: usize,
     pub max_in_flight: usize,
+    pub overload: Arc<AtomicBool>,
 }
 
 impl Share {
-    pub fn of(id: usize, workers: usize, max_connections: usize, max_in_flight: usize) -> Share {
+    pub fn of(
+        id: usize,
+        workers: usize,
+        max_connections: usize,
+        max_in_flight: usize,
+        overload: Arc<AtomicBool>,
+    ) -> Share {
         let split = |total: usize| (total / workers + usize::from(id < total % workers)).max(1);
         Share {
             max_connections: split(max_connections),
             max_in_flight: split(max_in_flight),
+            overload,
         }
     }
 }
@@ -153,7 +164,8 @@ async fn worker_main(
 ) {
     let drain_timeout = compiled.timeouts.drain;
     let salt = id_salt(id);
-    let mut shared = Shared::new(compiled, TcpConnector, share.max_in_flight, id, salt);
+    let mut shared = Shared::new(compiled, TcpConnector, share.max_in_flight, id, salt)
+        .with_overload(share.overload.clone());
     if let Some(sink) = access_log {
         shared = shared.with_access_log(sink);
     }
@@ -224,8 +236,8 @@ async fn accept_loop(
                 continue;
             }
         };
-        if conns.open.get() >= max_connections {
-            // Over the limit: close at once rather than leave it accepted but silent.
+        if conns.open.get() >= max_connections || shared.is_overloaded() {
+            // Over a limit: close at once rather than leave it accepted but silent.
             drop(stream);
             continue;
         }
@@ -269,7 +281,7 @@ fn follow_health(
 /// config (compiled here, on this core; requests in flight finish on the old one, and each
 /// keep-alive connection takes the new one at its next request; health state starts over,
 /// every server healthy, and the old checker's events are ignored), follows the new config's
-/// health checker, and answers metrics snapshots.
+/// health checker, answers metrics snapshots, and starts or stops shedding load.
 async fn obey(
     id: usize,
     shared: Rc<Shared<TcpConnector>>,
@@ -307,6 +319,7 @@ async fn obey(
                 Ok(Control::Snapshot(reply)) => {
                     let _ = reply.send(snapshot(&shared));
                 }
+                Ok(Control::Shed) => shared.shed_now(),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }

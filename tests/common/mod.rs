@@ -240,6 +240,16 @@ impl Gateway {
         }
     }
 
+    /// The admin listener's address, from the log (`[admin] listen = "127.0.0.1:0"`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self.wait_log("admin listening on ");
+        line.split("admin listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .expect("admin address")
+    }
+
     /// Resident set size of the gateway process in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status =
