@@ -187,6 +187,46 @@ both_drivers! {
 }
 
 both_drivers! {
+    fn a_connection_flood_past_max_connections_is_closed_at_once_and_service_returns_within_a_second(d) {
+        let origin = Origin::ok("x");
+        let gw = gateway_with(&origin, "[limits]\nmax_connections = 20", d);
+        let addr = gw.addr();
+        // 20 silent connections take every slot.
+        let held: Vec<_> = (0..20).map(|_| connect(addr)).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Until ringway accepted all of them, a new one may still get a slot: wait for the
+        // first refusal.
+        loop {
+            let mut probe = Reader::new(connect(addr));
+            if probe.closes_within(Duration::from_millis(500)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a 21st connection was never refused");
+        }
+        // A flood of 300 more: each is closed at once, none is left accepted but silent.
+        let flood: Vec<_> = (0..300).map(|_| Reader::new(connect(addr))).collect();
+        for (i, mut c) in flood.into_iter().enumerate() {
+            assert!(
+                c.closes_within(Duration::from_secs(1)),
+                "flood connection {i} was left open past the limit"
+            );
+        }
+        // The flood ends: service is back within a second.
+        drop(held);
+        let back = Instant::now();
+        loop {
+            let mut c = Reader::new(connect(addr));
+            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+            if c.response().map(|r| r.status) == Some(200) {
+                break;
+            }
+            assert!(back.elapsed() < Duration::from_secs(1), "service did not come back within a second");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+both_drivers! {
     fn a_client_that_stops_reading_is_dropped_after_the_write_timeout(d) {
         // 64 MiB is far more than the socket buffers between ringway and a client that
         // never reads, so ringway's write stalls until `write` gives up.
