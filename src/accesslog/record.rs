@@ -29,6 +29,8 @@ pub struct RequestLog {
     pub connect: Option<Duration>,
     sent: Option<Instant>,
     pub header: Option<Duration>,
+    /// When the upstream exchange ended (None: no exchange, or more was written after it).
+    pub end: Option<Instant>,
 }
 
 impl RequestLog {
@@ -65,6 +67,11 @@ impl RequestLog {
     pub fn connected(&mut self, now: Instant) {
         self.connect = self.attempt.map(|a| now.saturating_duration_since(a));
         self.sent = self.attempt.map(|_| now);
+    }
+
+    /// When the request ended: the end of its upstream exchange, or now.
+    pub fn end_or_now(&self) -> Instant {
+        self.end.unwrap_or_else(Instant::now)
     }
 
     /// The upstream's response head arrived with `status`.

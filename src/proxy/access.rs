@@ -87,7 +87,10 @@ where
             status: r.final_status(),
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
-            duration: r.start.map(|s| s.elapsed()).unwrap_or_default(),
+            duration: r
+                .start
+                .map(|s| r.end_or_now().saturating_duration_since(s))
+                .unwrap_or_default(),
             upstream_connect: r.connect,
             upstream_header: r.header,
             route: r

@@ -438,7 +438,7 @@ where
             log.route,
             log.upstream.is_some(),
             log.final_status(),
-            started.elapsed(),
+            log.end_or_now().saturating_duration_since(started),
         );
         crate::metrics::Metrics::add(&m.bytes_in, log.bytes_in);
         crate::metrics::Metrics::add(&m.bytes_out, log.bytes_out);

@@ -238,7 +238,12 @@ where
             let attempt = self
                 .exchange(cfg, route, &mut conn, (sent_at, body_deadline), retry)
                 .await;
-            self.shared.metrics.upstream_latency(sent_at.elapsed());
+            // One clock read ends both the upstream exchange and, unless more follows
+            // (a retry, an error of ringway's own), the request.
+            let done = Instant::now();
+            let took = done.saturating_duration_since(sent_at);
+            self.shared.metrics.upstream_latency(took);
+            self.cout.log.end = Some(done);
             let status = self.resp.status;
             if status >= 100 {
                 lb.report(upstream, &up.lb, server, status >= 500);

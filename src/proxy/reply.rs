@@ -70,6 +70,8 @@ where
             self.log_answer(cfg, status);
         }
         self.cout.log.status = status;
+        // The request ends with this answer, not with an upstream exchange before it.
+        self.cout.log.end = None;
         let close = close || !self.head.keep_alive || self.shared.keepalive_off();
         let keep_alive_10 = !close && self.head.version == crate::http::Version::Http10;
         let (body, content_type) = match own {
