@@ -46,24 +46,11 @@ impl Default for Trace {
 }
 
 impl Trace {
-    /// The client's value if `fields` hold exactly one valid `traceparent`, else a new
-    /// trace: its id is `request_id` then `random` (so it is unique per worker and not
-    /// guessable), its span id `span`, sampled.
-    pub fn of<'a>(
-        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-        request_id: u64,
-        random: u64,
-        span: u64,
-    ) -> Trace {
-        let mut found = None;
-        let mut count = 0;
-        for (name, value) in fields {
-            if name.eq_ignore_ascii_case(FIELD) {
-                count += 1;
-                found = Some(value);
-            }
-        }
-        if let (1, Some(v)) = (count, found) {
+    /// The client's value if `client` (the value of its only `traceparent` field) is valid,
+    /// else a new trace: its id is `request_id` then `random` (so it is unique per worker
+    /// and not guessable), its span id `span`, sampled.
+    pub fn of(client: Option<&[u8]>, request_id: u64, random: u64, span: u64) -> Trace {
+        if let Some(v) = client {
             if is_valid(v) {
                 let mut value = [0u8; LEN];
                 value.copy_from_slice(v);
@@ -171,15 +158,14 @@ mod tests {
 
     #[test]
     fn a_valid_client_value_is_kept_and_anything_else_is_replaced() {
-        let kept = Trace::of([(&b"TraceParent"[..], GOOD)].into_iter(), 1, 2, 3);
+        let kept = Trace::of(Some(GOOD), 1, 2, 3);
         assert!(!kept.generated);
         assert_eq!(kept.value(), GOOD);
-        let two = [(FIELD, GOOD), (FIELD, GOOD)];
-        let made = Trace::of(two.into_iter(), 0xabc, 0xdef, 0);
+        let made = Trace::of(Some(&GOOD[1..]), 0xabc, 0xdef, 0);
         assert!(made.generated);
         assert!(is_valid(made.value()));
         assert_eq!(made.trace_id(), b"0000000000000abc0000000000000def");
-        let zeros = Trace::of(std::iter::empty(), 0, 0, 0);
+        let zeros = Trace::of(None, 0, 0, 0);
         assert!(is_valid(zeros.value()), "never an all-zero id");
     }
 }

@@ -60,6 +60,9 @@ pub struct RequestHead {
     /// The target was `*` (an `OPTIONS *` that `server.allow_options_asterisk` lets in): it
     /// is routed and checked as the path `/` and forwarded as `*`.
     pub asterisk: bool,
+    /// The value of the `traceparent` field when there is exactly one (found in the same
+    /// pass as Host, so the trace context costs no scan of its own).
+    pub traceparent: Option<Span>,
 }
 
 impl Default for RequestHead {
@@ -78,6 +81,7 @@ impl Default for RequestHead {
             expect_continue: false,
             upgrade: None,
             asterisk: false,
+            traceparent: None,
         }
     }
 }
@@ -236,6 +240,7 @@ fn fill_semantics(
     let mut host: Option<&[u8]> = None;
     let mut expect_continue = false;
     let mut upgrade = None;
+    let (mut traceparent, mut traceparents) = (None, 0);
     for h in &out.headers {
         let name = h.name.get(head);
         if name.eq_ignore_ascii_case(b"host") {
@@ -256,8 +261,12 @@ fn fill_semantics(
                 let at = offset_in(head, p);
                 Span::new(at, at + p.len())
             }));
+        } else if name.eq_ignore_ascii_case(crate::trace::FIELD) {
+            traceparents += 1;
+            traceparent = Some(h.value);
         }
     }
+    out.traceparent = traceparent.filter(|_| traceparents == 1);
     out.host_lower.clear();
     match host {
         Some(h) => {

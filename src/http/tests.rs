@@ -626,3 +626,21 @@ fn protocols_compare_by_name_case_insensitively() {
     assert!(!same_protocol(b"websocket", b"websockets"));
     assert!(!same_protocol(b"h2c", b"websocket"));
 }
+
+#[test]
+fn the_only_traceparent_field_is_found_in_the_parse_and_two_count_as_none() {
+    let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut one = b"GET / HTTP/1.1\r\nHost: a\r\nTraceParent: ".to_vec();
+    one.extend_from_slice(tp);
+    one.extend_from_slice(b"\r\n\r\n");
+    let (h, _) = req(&one).expect("valid");
+    assert_eq!(h.traceparent.map(|s| s.get(&h.buf)), Some(&tp[..]));
+    let mut two = one[..one.len() - 2].to_vec();
+    two.extend_from_slice(b"traceparent: ");
+    two.extend_from_slice(tp);
+    two.extend_from_slice(b"\r\n\r\n");
+    let (h, _) = req(&two).expect("valid");
+    assert_eq!(h.traceparent, None);
+    let (h, _) = req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").expect("valid");
+    assert_eq!(h.traceparent, None);
+}

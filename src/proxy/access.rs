@@ -39,12 +39,8 @@ where
         let id = self.shared.request_id();
         let (random, span) = (self.shared.rng.next(), self.shared.rng.next());
         let h = &self.head;
-        let trace = if parsed {
-            let fields = (0..h.headers.len()).map(|i| h.header_at(i));
-            Trace::of(fields, id, random, span)
-        } else {
-            Trace::of(std::iter::empty(), id, random, span)
-        };
+        let client = h.traceparent.filter(|_| parsed).map(|v| v.get(&h.buf));
+        let trace = Trace::of(client, id, random, span);
         self.cout.log.begin(start, parsed, id, trace);
     }
 

@@ -153,6 +153,10 @@ impl State {
         tried: &Tried,
     ) -> Result<usize, NoServer> {
         let n = lb.addresses.len();
+        if n == 1 && tried.is_empty() && lb.all_unhealthy == AllUnhealthy::TryAll {
+            // The only server, taken healthy or not: no state to look at.
+            return Ok(0);
+        }
         let now = LazyNow::default();
         self.with(u, n, |s| {
             // The common case, without a scan: a request's first pick, one server or
