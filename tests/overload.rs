@@ -55,7 +55,7 @@ impl Kind {
     }
 }
 
-/// Opens connections of one kind (one every 2 ms) until `stop`, keeping them open; then
+/// Opens connections of one kind (one every 3 ms) until `stop`, keeping them open; then
 /// closes them all.
 fn flood(addr: SocketAddr, kind: Kind, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
     thread::spawn(move || {
@@ -70,7 +70,7 @@ fn flood(addr: SocketAddr, kind: Kind, stop: Arc<AtomicBool>) -> thread::JoinHan
                     open.push(s);
                 }
             }
-            thread::sleep(Duration::from_millis(2));
+            thread::sleep(Duration::from_millis(3));
         }
         open.len()
     })
