@@ -276,8 +276,9 @@ pub fn block_handled_signals() {
 }
 
 /// Makes the next close of socket `fd` abort the connection with a TCP reset instead of an
-/// orderly FIN (`SO_LINGER` on with a zero timeout). Used by the bundled origin's `reset`
-/// fault mode.
+/// orderly FIN (`SO_LINGER` on with a zero timeout), dropping whatever its send buffer
+/// still holds. Used for a client abandoned after a write timeout, and by the bundled
+/// origin's `reset` fault mode.
 pub fn reset_on_close(fd: RawFd) -> std::io::Result<()> {
     let linger = libc::linger {
         l_onoff: 1,

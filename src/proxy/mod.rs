@@ -303,6 +303,7 @@ pub async fn serve<S, C>(
     S: Stream,
     C: Connector,
 {
+    let fd = client.raw_fd();
     let (r, w) = client.into_split();
     let mut conn = ClientConn {
         shared,
@@ -314,6 +315,7 @@ pub async fn serve<S, C>(
             w,
             buf: BytesMut::with_capacity(4096),
             log: RequestLog::default(),
+            abandoned: false,
         },
         peer,
         hsts: None,
@@ -327,6 +329,12 @@ pub async fn serve<S, C>(
         meta,
     };
     conn.run(accepted).await;
+    if let (true, Some(fd)) = (conn.cout.abandoned, fd) {
+        // What the kernel still queues for a client that stopped reading (up to its send
+        // buffer) is not trickled out to it for as long as it keeps the connection open:
+        // the close aborts the connection (nginx's reset_timedout_connection).
+        let _ = crate::sys::reset_on_close(fd);
+    }
 }
 
 /// The client's read half and the bytes received from it but not yet consumed (which may
@@ -342,6 +350,8 @@ struct ClientOut<S: Stream> {
     buf: BytesMut,
     /// The current request's access log record (it counts the bytes written here).
     log: RequestLog,
+    /// A write to the client timed out or failed: the connection ends with a reset.
+    abandoned: bool,
 }
 
 impl<S: Stream> ClientOut<S> {
@@ -349,7 +359,9 @@ impl<S: Stream> ClientOut<S> {
     async fn flush(&mut self, timeout: Duration) -> Result<(), IoFail> {
         let buf = std::mem::take(&mut self.buf);
         let n = buf.len() as u64;
-        let mut b = write_all_within(&mut self.w, buf, timeout).await?;
+        let mut b = write_all_within(&mut self.w, buf, timeout)
+            .await
+            .inspect_err(|_| self.abandoned = true)?;
         self.log.bytes_out += n;
         b.clear();
         self.buf = b;

@@ -351,7 +351,10 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 self.cout.log.bytes_out += len;
                 true
             }
-            Err(SpliceFail::Destination) => false,
+            Err(SpliceFail::Destination) => {
+                self.cout.abandoned = true;
+                false
+            }
             Err(e) => {
                 log::warn!("upstream body ended early ({e:?}); aborting client");
                 false
@@ -432,7 +435,10 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                 *self.ubuf = b;
                 Ok(())
             }
-            Err(_) => Err(()),
+            Err(_) => {
+                self.cout.abandoned = true;
+                Err(())
+            }
         }
     }
 
