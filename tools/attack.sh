@@ -12,52 +12,55 @@
 #   1. starts the bundled origin and ringway (one worker, the deadlines below, an access
 #      log) on 127.0.0.1, port 0 each, waiting for their "listening on" lines;
 #   2. for each mode in MODES, one slowhttptest run against 127.0.0.1 only (CONNS
-#      connections opened at RATE per second, at most LENGTH seconds, `-g -o OUT/<mode>`
-#      for its CSV of connection states per second). slowhttptest opens each connection
-#      once and never reopens it, so a mode ends on its own ("No open connections left")
-#      once ringway has closed them all. Meanwhile:
+#      connections, X_CONNS for -X, opened at RATE per second, at most LENGTH seconds,
+#      `-g -o OUT/<mode>` for its CSV of connection states per second). slowhttptest opens
+#      each connection once and never reopens it, so a mode ends on its own ("No open
+#      connections left") once the attacker has seen them all closed. Meanwhile:
 #      - a probe: curl on a fresh connection every PROBE_EVERY s (`/small`, 2 s timeout),
 #        each result recorded with its time;
-#      - a sampler: every SAMPLE s, ringway's RSS and open fds (/proc/PID) and the sockets
-#        on ringway's port (/proc/net/tcp): each connection ringway holds (ESTABLISHED or
-#        CLOSE_WAIT on its side), by client port, and the orphans the kernel still flushes
-#        for it after ringway closed them (FIN_WAIT1);
+#      - a sampler: every SAMPLE s, ringway's RSS and open fds (/proc/PID), the host's TCP
+#        buffer memory (/proc/net/sockstat) and the sockets on ringway's port
+#        (/proc/net/tcp): by client port, each connection ringway holds (ESTABLISHED or
+#        CLOSE_WAIT on its side) and each socket ringway closed that the kernel is still
+#        flushing (FIN_WAIT1: its FIN waits behind unsent data);
 #   3. after each mode, waits (bounded) until ringway holds no more attack connection;
 #   4. checks and prints a markdown table per mode (also OUT/summary.md); exits 1 on any
 #      violation:
 #      a. availability: every probe during the attack got a 200 (100%), and slowhttptest's
 #         own probe ("service available") never failed;
-#      b. deadlines, "closed by its deadline" (see below);
+#      b. deadlines: every attacking connection closed by its deadline (see below);
 #      c. resources: ringway still runs, its open fds came back to their level before the
 #         mode (+ FD_SLACK), its RSS after the mode is within RSS_SLACK % + 16 MiB of before.
 #
 # How "closed by its deadline" is established, for every attacking connection:
-#   - server side (per connection, the primary check): the sampler sees each connection on
-#     ringway's side of the socket pair from its first to its last sample; since it was
-#     absent from the sample before and the sample after, it was held by ringway for at
-#     most (first sample after it vanished - last sample before it appeared). That upper
-#     bound must be at most the mode's deadline D + SLACK for every connection. ESTABLISHED
-#     and CLOSE_WAIT are the states in which ringway has not closed the socket yet (once it
-#     has, the kernel moves it to FIN_WAIT*/TIME_WAIT). D is counted from the accept:
+#   - at ringway's end (per connection, the primary check): the sampler sees each
+#     connection on ringway's side of the socket pair from its first to its last sample;
+#     since it was absent from the sample before and the sample after, ringway held it for
+#     at most (first sample after it went - last sample before it came). That bound must be
+#     at most the mode's deadline D + SLACK for every connection. ESTABLISHED and CLOSE_WAIT
+#     are the states in which ringway has not closed the socket yet (once it has, the kernel
+#     moves it to FIN_WAIT*/TIME_WAIT). D is counted from the accept:
 #     -H `timeouts.header`; -B the body deadline: min(`timeouts.body`, grace + what the most
 #     bytes slowhttptest can send in that time buy at `min_body_rate`); -X `timeouts.write`
-#     (the first write of the large response stalls at once, and ringway abandons a write
-#     that has not completed within `timeouts.write`);
-#   - client side (slowhttptest's CSV, one row per second): at every second t, the number
-#     of closed connections must be at least the number that had been opened (connected or
-#     closed) by t - D - SLACK - 1 (the CSV's 1 s granularity; for -X also the read
-#     interval -n: slowhttptest notices a close only when it next reads), i.e. the k-th
+#     (the first write that does not fit in the kernel's send buffer stalls at once, and
+#     ringway abandons a write that has not completed within `timeouts.write`);
+#   - at the kernel's end: a socket ringway closed must not stay in FIN_WAIT1 (the kernel
+#     still sending data queued before the close, for as long as the peer reads) for more
+#     than SLACK, measured per connection the same way;
+#   - at the attacker's end (slowhttptest's CSV, one row per second): at every second t, the
+#     number of closed connections must be at least the number that had been opened
+#     (connected or closed) by t - D - SLACK - 1 (the CSV's 1 s granularity), i.e. the k-th
 #     connection opened is closed no later than deadline + slack after it; the peak number
-#     of open attack connections must stay within RATE x (D + slack) (Little's law), and
-#     every connection must be closed before slowhttptest's own time limit.
-#   An -X connection that ringway abandons may still have a send queue in the kernel: its
-#   FIN follows that data, which a slow reader takes forever to read. The sampler counts
-#   these orphans; the client-side check is what shows whether the attacker noticed.
+#     of open attack connections must stay within RATE x that lag (Little's law); and the
+#     last connection must be closed before slowhttptest's time limit, within the lag after
+#     the last one opened. For -X this is reported but not required: a reader sees a FIN or
+#     a reset only after reading what its own kernel already holds for it, and slowhttptest
+#     reads 32 bytes every 2 s out of about a KiB.
 #
 # Environment (defaults; QUICK=1 is a short run: 200 connections, LENGTH 20, 2 s deadlines):
 #   RINGWAY_BIN (target/release/ringway, built with `cargo build --release` when absent),
 #   ORIGIN_BIN (ringway-origin next to RINGWAY_BIN), MODES ("H B X"), CONNS (1000),
-#   X_CONNS (200: each -X connection pins about 4 MiB of kernel socket buffers, see above),
+#   X_CONNS (200: each -X connection pins about 4 MiB of the host's TCP buffer memory),
 #   RATE (200), LENGTH (60), HEADER_S (5), BODY_S (10), MIN_BODY_RATE (1024), GRACE_S (3),
 #   IDLE_S (5), WRITE_S (5), SLACK (2), SAMPLE (0.25), PROBE_EVERY (0.15),
 #   READ_BYTES (2097152: the -X response body, more than the ~1.7 MB the kernel queues for
@@ -167,8 +170,8 @@ base="http://127.0.0.1:$port"
 curl -sf -o /dev/null -m 5 "$base/small" || { echo "ringway does not answer on $base" >&2; exit 1; }
 
 # The sampler (see the header): one line per sample,
-# `t rss_kib fds held orphans kernel_tcp_kib ports` (kernel_tcp_kib: all TCP socket buffers
-# of the host, /proc/net/sockstat).
+# `t rss_kib fds held flushing kernel_tcp_kib held_ports flushing_ports` (kernel_tcp_kib:
+# all TCP socket buffers of the host, /proc/net/sockstat).
 sampler() {
   exec python3 - "$gw" "$port" "$SAMPLE" "$1" <<'PY'
 import os, sys, time
@@ -183,7 +186,7 @@ with open(out, "a", buffering=1) as f:
             fds = len(os.listdir(f"/proc/{pid}/fd"))
         except (OSError, StopIteration):
             rss, fds = 0, 0
-        held, orphans = [], 0
+        held, flushing = [], []
         for line in open("/proc/net/tcp").readlines()[1:]:
             parts = line.split()
             local, remote, state = parts[1], parts[2], parts[3]
@@ -192,10 +195,11 @@ with open(out, "a", buffering=1) as f:
             if state in HELD:
                 held.append(str(int(remote.split(":")[1], 16)))
             elif state in ORPHAN:
-                orphans += 1
+                flushing.append(str(int(remote.split(":")[1], 16)))
         tcp = open("/proc/net/sockstat").read().split("TCP:")[1].split("\n")[0].split()
         kernel_kib = int(tcp[tcp.index("mem") + 1]) * PAGE_KIB
-        f.write(f"{t:.3f} {rss} {fds} {len(held)} {orphans} {kernel_kib} {','.join(held) or '-'}\n")
+        f.write(f"{t:.3f} {rss} {fds} {len(held)} {len(flushing)} {kernel_kib} "
+                f"{','.join(held) or '-'} {','.join(flushing) or '-'}\n")
         time.sleep(max(0.0, every - (time.time() - t)))
 PY
 }
@@ -298,13 +302,13 @@ try:
 except OSError:
     pass
 
-def spans(samples):
-    """Per connection (client port; a gap starts a new one): an upper bound of how long
-    ringway held it, from the last sample without it to the first sample without it again.
-    One still held at the last sample counts up to that sample."""
+def spans(samples, key):
+    """Per connection (client port; a gap starts a new one): an upper bound of how long it
+    was in the `key` set, from the last sample without it to the first sample without it
+    again. One still in it at the last sample counts up to that sample."""
     open_since, out_spans, prev, last_t = {}, [], set(), None
     for s in samples:
-        t, cur = s["t"], s["ports"]
+        t, cur = s["t"], s[key]
         for p in cur - prev:
             open_since[p] = last_t if last_t is not None else t
         for p in prev - cur:
@@ -320,14 +324,18 @@ for mode in modes:
     rss0, fd0, rss1, fd1 = int(rss0), int(fd0), int(rss1), int(fd1)
     samples = []
     for line in open(f"{out}/{mode}.samples"):
-        t, rss, fds, held, orph, kmem, ports = line.split()
+        t, rss, fds, held, flushing, kmem, ports, fports = line.split()
         samples.append({"t": float(t), "rss": int(rss), "fds": int(fds), "held": int(held),
-                        "orphans": int(orph), "kernel": int(kmem),
-                        "ports": set() if ports == "-" else set(ports.split(","))})
-    held = spans(samples)
+                        "flushing": int(flushing), "kernel": int(kmem),
+                        "ports": set() if ports == "-" else set(ports.split(",")),
+                        "fports": set() if fports == "-" else set(fports.split(","))})
+    held = spans(samples, "ports")
     longest = max(held, default=0.0)
     late = sum(1 for h in held if h > d + slack)
-    peak = {k: max(s[k] for s in samples) for k in ("rss", "fds", "held", "orphans", "kernel")}
+    flushed = spans(samples, "fports")
+    longest_flush = max(flushed, default=0.0)
+    late_flush = sum(1 for f in flushed if f > slack)
+    peak = {k: max(s[k] for s in samples) for k in ("rss", "fds", "held", "flushing", "kernel")}
 
     probes = [l.split() for l in open(f"{out}/{mode}.probe")]
     probes = [c for t, c, _ in probes if start <= float(t) <= end]
@@ -361,11 +369,24 @@ for mode in modes:
         (f"slowhttptest's probe: service available in all {len(rows)} seconds", available),
         (f"ringway's end: every connection held <= {d:.3g} + {slack:g} s ({len(held)} seen, longest "
          f"{longest:.2f} s, {late} late)", late == 0 and len(held) >= n * 0.9),
+        (f"kernel's end: no socket ringway closed was still being flushed (FIN_WAIT1) {slack:g} s "
+         f"later ({len(flushed)} flushed, longest {longest_flush:.1f} s, {late_flush} longer)",
+         late_flush == 0),
+    ]
+    attacker = [
         (f"attacker's end: closed(t) >= opened(t - {lag:.3g} s) every second (behind at {behind[:5]}"
          f"{'...' if len(behind) > 5 else ''})", not behind),
         (f"attacker's end: peak open {peak_client} <= {bound}", peak_client <= bound),
         (f"attacker's end: every connection closed before slowhttptest's time limit ({exit_status}), "
          f"at {ended} s <= {all_open} s (all open) + {lag:.3g} s", all_closed and ended <= all_open + lag),
+    ]
+    # A slow reader sees a close only after reading what its own kernel already holds for
+    # it (a KiB at 16 B/s: a minute, even after a reset): reported, not required.
+    if mode == "X":
+        for name, c in attacker:
+            print(("INFO" if c else "INFO not met:") + f" -{mode} " + name)
+        attacker = []
+    checks += attacker + [
         ("ringway still runs", alive),
         (f"fds back: {fd1} <= {fd0} + {fd_slack}", fd1 <= fd0 + fd_slack),
         (f"RSS back: {rss1} KiB <= {rss0} KiB + {rss_slack:g}% + 16 MiB",
@@ -375,19 +396,21 @@ for mode in modes:
         print(("PASS" if c else "FAIL") + f" -{mode} " + name)
     passed = all(c for _, c in checks)
     failed |= not passed
-    attacker = (f"{rows[-1]['Closed'] if rows else 0}/{opened} closed, "
-                f"{'in time' if not behind else f'late from {behind[0]} s'}")
+    seen = (f"{rows[-1]['Closed'] if rows else 0}/{opened} closed, "
+            f"{'in time' if not behind else f'late from {behind[0]} s'}")
     table.append(
         f"| {NAME[mode]} | {opened} | {peak['held']} | `{WHAT[mode]}` {d:.3g} s | {longest:.1f} s | {late} | "
-        f"{attacker} | {ok}/{len(probes)} | {'yes' if available else '**no**'} | {st} | "
+        f"{peak['flushing']} / {longest_flush:.1f} s | {seen} | {ok}/{len(probes)} | "
+        f"{'yes' if available else '**no**'} | {st} | "
         f"{rss0 / 1024:.0f} / {peak['rss'] / 1024:.0f} / {rss1 / 1024:.0f} | {fd0} / {peak['fds']} / {fd1} | "
-        f"{peak['orphans']} / {peak['kernel'] / 1024:.0f} MiB | {'pass' if passed else '**FAIL**'} |")
+        f"{peak['kernel'] / 1024:.0f} MiB | {'pass' if passed else '**FAIL**'} |")
 
 summary = (
     "| attack | connections | peak held by ringway | deadline | longest held by ringway | late | "
-    "attacker's view | probe 200s | slowhttptest: available | attack statuses | "
-    "RSS MiB before / peak / after | fds before / peak / after | peak orphans / kernel TCP | result |\n"
-    "|---|---:|---:|---|---:|---:|---|---:|---|---|---:|---:|---:|---|\n" + "\n".join(table) + "\n")
+    "flushed by the kernel after ringway closed: peak / longest | attacker's view | probe 200s | "
+    "slowhttptest: available | attack statuses | RSS MiB before / peak / after | "
+    "fds before / peak / after | kernel TCP memory peak | result |\n"
+    "|---|---:|---:|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---|\n" + "\n".join(table) + "\n")
 open(f"{out}/summary.md", "w").write(summary)
 print()
 print(summary)
