@@ -11,12 +11,13 @@
 //! - at the attacker's end (`-H`, `-B`): slowhttptest's CSV gives its connection states each
 //!   second. At every second as many connections must be closed as had been opened by the
 //!   deadline + `SLACK` + 1 s (the CSV's granularity) earlier, and slowhttptest must end
-//!   because no connection is left open, not on its time limit.
+//!   because no connection is left open, not on its time limit, within that lag after its
+//!   last connection opened.
 //!
 //! A slow reader (`-X`) notices a close only after reading what its own kernel already
 //! holds for it (about a KiB at 16 B/s: a minute, even after a reset), so its end is not
 //! checked. ringway lets go of it at the write deadline, but it closes the socket with a FIN
-//! queued behind the ~1.7 MB still in the send queue, which the kernel keeps flushing to the
+//! queued behind the ~1.6 MB still in the send queue, which the kernel keeps flushing to the
 //! reader (FIN_WAIT1) as long as the reader keeps reading: that half is the ignored test at
 //! the end (README, "Attack script").
 //!
@@ -66,7 +67,7 @@ enum Attack {
     /// `-B`: a POST body of a few bytes a second.
     Body,
     /// `-X`: a 2 MiB body (more than the kernel buffers for one such connection, about
-    /// 1.7 MB, so that ringway's write stalls) read 32 bytes every 2 s through a tiny
+    /// 1.6 MB, so that ringway's write stalls) read 32 bytes every 2 s through a tiny
     /// receive window.
     Read,
 }
@@ -548,7 +549,7 @@ both_drivers! {
         }
     }
 
-    #[ignore = "ringway closes an abandoned slow reader with a FIN behind ~1.7 MB of unsent \
+    #[ignore = "ringway closes an abandoned slow reader with a FIN behind ~1.6 MB of unsent \
                 data, which the kernel keeps flushing (FIN_WAIT1) while the reader reads; an \
                 abort (SO_LINGER 0) would free it (README, Attack script)"]
     fn slow_readers_abandoned_by_ringway_leave_nothing_for_the_kernel_to_flush(d) {

@@ -64,7 +64,7 @@
 #   X_CONNS (200: each -X connection pins about 4 MiB of the host's TCP buffer memory),
 #   RATE (200), LENGTH (60), HEADER_S (5), BODY_S (10), MIN_BODY_RATE (1024), GRACE_S (3),
 #   IDLE_S (5), WRITE_S (5), SLACK (2), SAMPLE (0.25), PROBE_EVERY (0.15),
-#   READ_BYTES (2097152: the -X response body, more than the ~1.7 MB the kernel queues for
+#   READ_BYTES (2097152: the -X response body, more than the ~1.6 MB the kernel queues for
 #   one such reader, so that ringway's write stalls), FD_SLACK (8), RSS_SLACK (10),
 #   OUT (target/attack/DATE-TIME).
 # Exit status: 0 all checks passed, 1 a check failed, 2 a tool or binary is missing.
