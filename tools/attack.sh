@@ -139,10 +139,7 @@ origin=$!
 pids+=("$origin")
 origin_addr=$(wait_listening "$OUT/origin.txt" "$origin")
 
-cat >"$dir/ringway.toml" <<CONF
-[server]
-listen = ["127.0.0.1:0"]
-workers = 1
+deadlines=$(cat <<CONF
 [timeouts]
 header = "${HEADER_S}s"
 body = "${BODY_S}s"
@@ -154,13 +151,9 @@ min_body_rate = $MIN_BODY_RATE
 min_body_rate_grace = "${GRACE_S}s"
 [access_log]
 path = "$OUT/access.log"
-[[upstreams]]
-name = "origin"
-servers = ["$origin_addr"]
-[[routes]]
-path_prefix = "/"
-upstream = "origin"
 CONF
+)
+one_route_config "$dir/ringway.toml" 127.0.0.1:0 "$origin_addr" 1 "$deadlines"
 cp "$dir/ringway.toml" "$OUT/ringway.toml"
 RINGWAY_LOG=info "$RINGWAY_BIN" run -c "$dir/ringway.toml" >"$OUT/ringway.log" 2>&1 &
 gw=$!
