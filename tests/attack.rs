@@ -74,20 +74,22 @@ enum Attack {
 
 impl Attack {
     fn args(self, base: &str) -> Vec<String> {
-        let args = match self {
-            Attack::Headers => format!("-H -i 1 -x 24 -c 200 -u {base}/"),
-            Attack::Body => format!("-B -i 1 -x 10 -s 8192 -c 200 -u {base}/sink"),
-            // Fewer: each pins about 4 MiB of kernel socket buffers (truesize) until
-            // slowhttptest exits, and a small CI machine has a few hundred MiB for TCP.
-            Attack::Read => {
-                format!("-X -w 512 -y 1024 -n 2 -z 32 -k 1 -c 50 -u {base}/bytes/2097152")
-            }
+        let mode = match self {
+            Attack::Headers => format!("-H -i 1 -x 24 -u {base}/"),
+            Attack::Body => format!("-B -i 1 -x 10 -s 8192 -u {base}/sink"),
+            Attack::Read => format!("-X -w 512 -y 1024 -n 2 -z 32 -k 1 -u {base}/bytes/2097152"),
         };
-        args.split_whitespace().map(String::from).collect()
+        let conns = format!(" -c {}", self.conns());
+        (mode + &conns)
+            .split_whitespace()
+            .map(String::from)
+            .collect()
     }
 
     fn conns(self) -> usize {
         match self {
+            // Fewer: each pins about 4 MiB of kernel socket buffers (truesize) until
+            // slowhttptest exits, and a small CI machine has a few hundred MiB for TCP.
             Attack::Read => 50,
             _ => 200,
         }
