@@ -58,7 +58,8 @@
 #     a reset only after reading what its own kernel already holds for it, and slowhttptest
 #     reads 32 bytes every 2 s out of about a KiB.
 #
-# Environment (defaults; QUICK=1 is a short run: 200 connections, LENGTH 20, 2 s deadlines):
+# Environment (defaults; QUICK=1 is a short run: 200 connections, 100 for -X, LENGTH 20, 2 s
+# deadlines):
 #   RINGWAY_BIN (target/release/ringway, built with `cargo build --release` when absent),
 #   ORIGIN_BIN (ringway-origin next to RINGWAY_BIN), MODES ("H B X"), CONNS (1000),
 #   X_CONNS (200: each -X connection pins about 4 MiB of the host's TCP buffer memory),
