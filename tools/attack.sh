@@ -60,7 +60,7 @@
 #
 # Environment (defaults; QUICK=1 is a short run: 200 connections, 100 for -X, LENGTH 20, 2 s
 # deadlines):
-#   RINGWAY_BIN (target/release/ringway, built with `cargo build --release` when absent),
+#   RINGWAY_BIN (default: target/release/ringway after `cargo build --release --bins`),
 #   ORIGIN_BIN (ringway-origin next to RINGWAY_BIN), MODES ("H B X"), CONNS (1000),
 #   X_CONNS (200: each -X connection pins about 4 MiB of the host's TCP buffer memory),
 #   RATE (200), LENGTH (60), HEADER_S (5), BODY_S (10), MIN_BODY_RATE (1024), GRACE_S (3),
