@@ -13,8 +13,11 @@
 //!
 //! `RINGWAY_MUTATION_CASES` (default 100 000) sets the number of cases,
 //! `RINGWAY_MUTATION_SEED` the run seed; a failure prints the run seed, the case's own seed
-//! and the command that replays that case alone (`RINGWAY_MUTATION_CASE_SEED`).
+//! and the command that replays that case alone (`RINGWAY_MUTATION_CASE_SEED`). The
+//! serialiser round trip lives in `mutation/roundtrip.rs`.
 
+#[path = "mutation/roundtrip.rs"]
+mod roundtrip;
 #[path = "mutation/seeded.rs"]
 mod seeded;
 #[path = "mutation/wire.rs"]
