@@ -302,6 +302,15 @@ async fn run_case(
             checked.forwarded
         ));
     }
+    // Stricter: only requests ringway proxies reach the origin (not those it answers
+    // itself, nor any after the connection must close), each at most once.
+    let proxied = wire::proxied(&fates);
+    if checked.forwarded > proxied {
+        return Err(format!(
+            "{} requests forwarded for {proxied} proxied client requests: {fates:?}",
+            checked.forwarded
+        ));
+    }
     checked.responses = wire::check_responses(&received, &fates).map_err(|e| {
         let upstream: Vec<String> = logs
             .borrow()

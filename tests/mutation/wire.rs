@@ -244,6 +244,18 @@ pub fn fates(bytes: &[u8], cfg: &Compiled) -> Vec<Fate> {
     out
 }
 
+/// How many of these requests ringway forwards (the last one's body perhaps cut short).
+pub fn proxied(fates: &[Fate]) -> usize {
+    fates
+        .iter()
+        .filter(|f| match f {
+            Fate::Answer(owed) => owed.own.is_none(),
+            Fate::BodyCut { .. } => true,
+            Fate::Refused(_) | Fate::HeadCut => false,
+        })
+        .count()
+}
+
 /// One response as the client read it.
 #[derive(Debug)]
 enum Got {
