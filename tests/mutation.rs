@@ -240,7 +240,7 @@ impl<F: Future> Future for Named<F> {
 #[derive(Default)]
 struct Checked {
     forwarded: usize,
-    responses: usize,
+    client: wire::Tally,
 }
 
 /// Runs one case; Err describes the violated property.
@@ -311,7 +311,7 @@ async fn run_case(
             checked.forwarded
         ));
     }
-    checked.responses = wire::check_responses(&received, &fates).map_err(|e| {
+    wire::check_responses(&received, &fates, &mut checked.client).map_err(|e| {
         let upstream: Vec<String> = logs
             .borrow()
             .iter()
@@ -402,7 +402,7 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
                 match res {
                     Ok(c) => {
                         checked.forwarded += c.forwarded;
-                        checked.responses += c.responses;
+                        checked.client.add(&c.client);
                     }
                     Err(e) => panic!("{name}\n{e}\nclient: {shown:?}\norigin: {shown_resp:?}"),
                 }
@@ -414,24 +414,34 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
         }
         checked
     });
+    let c = &checked.client;
     eprintln!(
-        "{total} mutation cases (run seed {:#018x}): {} forwarded requests and {} client \
-         responses checked in {:?}",
+        "{total} mutation cases (run seed {:#018x}) in {:?}: {} forwarded requests and {} \
+         client responses checked ({} relayed with their request's tag, {} cut short by an \
+         abort, {} refusing a request that did not parse; {} 100 Continue)",
         run.seed,
+        started.elapsed(),
         checked.forwarded,
-        checked.responses,
-        started.elapsed()
+        c.responses,
+        c.echoed,
+        c.cut,
+        c.refused,
+        c.continues,
     );
-    // The properties are only meaningful if plenty of traffic actually got through.
-    if run.replay.is_none() {
+    // The properties are only meaningful if plenty of traffic got through and every rule
+    // was put to use.
+    if run.replay.is_none() && total >= 10_000 {
         let enough = (total / 2) as usize;
         assert!(
-            checked.forwarded > enough && checked.responses > enough,
-            "only {} requests reached the origin and {} responses the client in {total} cases \
-             (run seed {:#018x})",
+            checked.forwarded > enough
+                && c.responses > enough
+                && c.echoed > enough / 4
+                && c.cut > 0
+                && c.refused > 0
+                && c.continues > 0,
+            "too little exercised in {total} cases (run seed {:#018x}): {} forwarded, {c:?}",
+            run.seed,
             checked.forwarded,
-            checked.responses,
-            run.seed
         );
     }
 }

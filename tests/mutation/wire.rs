@@ -256,6 +256,31 @@ pub fn proxied(fates: &[Fate]) -> usize {
         .count()
 }
 
+/// What the client-side checks saw, summed over cases: evidence that each rule was used.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Final responses read (whole or cut short).
+    pub responses: usize,
+    /// Relayed responses cut short by an abort.
+    pub cut: usize,
+    /// Errors answering a request that did not parse (head or body).
+    pub refused: usize,
+    /// Relayed responses echoing their request's tag.
+    pub echoed: usize,
+    /// `100 Continue` interim responses.
+    pub continues: usize,
+}
+
+impl Tally {
+    pub fn add(&mut self, o: &Tally) {
+        self.responses += o.responses;
+        self.cut += o.cut;
+        self.refused += o.refused;
+        self.echoed += o.echoed;
+        self.continues += o.continues;
+    }
+}
+
 /// One response as the client read it.
 #[derive(Debug)]
 enum Got {
@@ -273,7 +298,12 @@ enum Got {
 
 /// Reads the next final response from `buf`, strictly: interim responses are allowed only
 /// as one `100 Continue` when `continue_ok`; a head is never cut short.
-fn next_response(buf: &mut BytesMut, is_head: bool, mut continue_ok: bool) -> Result<Got, String> {
+fn next_response(
+    buf: &mut BytesMut,
+    is_head: bool,
+    mut continue_ok: bool,
+    tally: &mut Tally,
+) -> Result<Got, String> {
     let mut r = ResponseHead::default();
     loop {
         if buf.is_empty() {
@@ -285,6 +315,7 @@ fn next_response(buf: &mut BytesMut, is_head: bool, mut continue_ok: bool) -> Re
                     return Err(format!("unexpected interim response {}", r.status));
                 }
                 continue_ok = false;
+                tally.continues += 1;
             }
             Ok(true) => break,
             Ok(false) => return Err("response head cut short".into()),
@@ -340,17 +371,16 @@ fn check_answer(
 /// Checks everything the client received against the fates of its requests: each answered
 /// request got exactly one final response, strictly valid, in order; a refused one got
 /// exactly its error and `Connection: close`; nothing follows a response that closes or
-/// one that was cut short. Returns the number of responses read.
-pub fn check_responses(bytes: &[u8], fates: &[Fate]) -> Result<usize, String> {
+/// one that was cut short. Adds what it saw to `tally`.
+pub fn check_responses(bytes: &[u8], fates: &[Fate], tally: &mut Tally) -> Result<(), String> {
     let mut buf = BytesMut::from(bytes);
-    let mut count = 0;
     for (i, fate) in fates.iter().enumerate() {
         let (is_head, continue_ok) = match fate {
             Fate::Answer(owed) => (owed.is_head, false),
             Fate::BodyCut { continue_ok } => (false, *continue_ok),
             Fate::Refused(_) | Fate::HeadCut => (false, false),
         };
-        let got = next_response(&mut buf, is_head, continue_ok)
+        let got = next_response(&mut buf, is_head, continue_ok, tally)
             .map_err(|e| format!("request {i} ({fate:?}): {e}"))?;
         let closed = match (fate, &got) {
             (Fate::HeadCut | Fate::BodyCut { .. }, Got::Nothing) => true,
@@ -369,9 +399,14 @@ pub fn check_responses(bytes: &[u8], fates: &[Fate]) -> Result<usize, String> {
             (Fate::Answer(owed), Got::Cut) if owed.own.is_none() => true,
             _ => return Err(format!("request {i} ({fate:?}): got {got:?}")),
         };
-        if !matches!(got, Got::Nothing) {
-            count += 1;
+        match (fate, &got) {
+            (_, Got::Nothing) => {}
+            (Fate::Refused(_), _) => tally.refused += 1,
+            (_, Got::Cut) => tally.cut += 1,
+            (_, Got::Whole { echo: Some(_), .. }) => tally.echoed += 1,
+            _ => {}
         }
+        tally.responses += usize::from(!matches!(got, Got::Nothing));
         if closed {
             break;
         }
@@ -384,5 +419,5 @@ pub fn check_responses(bytes: &[u8], fates: &[Fate]) -> Result<usize, String> {
             String::from_utf8_lossy(&buf)
         ));
     }
-    Ok(count)
+    Ok(())
 }
