@@ -39,6 +39,7 @@ use monoio::net::UnixStream;
 use ringway::compiled::Compiled;
 use ringway::http::response::parse_response_at;
 use ringway::http::{Limits, ResponseHead};
+use ringway::notify::LocalNotify;
 use ringway::proxy::io::Connector;
 use ringway::proxy::{serve, Shared};
 
@@ -326,7 +327,23 @@ async fn run_case(
 }
 
 /// Cases in flight at once.
-const BATCH: u64 = 256;
+const IN_FLIGHT: usize = 256;
+
+/// How a case ended: its name, what it found, whether it took too long, and its client
+/// stream and origin response as text.
+type Outcome = (Rc<str>, Result<Checked, String>, bool, String, String);
+
+/// Adds a case's findings to the total, or fails the test with the case's seeds.
+fn settle((name, res, slow, client, origin): Outcome, checked: &mut Checked) {
+    match res {
+        Ok(c) => {
+            checked.forwarded += c.forwarded;
+            checked.client.add(&c.client);
+        }
+        Err(e) => panic!("{name}\n{e}\nclient: {client:?}\norigin: {origin:?}"),
+    }
+    assert!(!slow, "{name}\nhung: client {client:?} origin {origin:?}");
+}
 
 /// One case drawn from its seed: a client byte stream (one to four requests, each with its
 /// own `X-Tag`) and the origin's script, one or both mutated.
@@ -376,41 +393,40 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
     let total = run.cases();
     let started = Instant::now();
     let checked = rt.block_on(async move {
-        let mut case = 0;
+        let done: Rc<RefCell<Vec<Outcome>>> = Rc::default();
+        let wake = Rc::new(LocalNotify::default());
+        let mut running = 0;
         let mut checked = Checked::default();
-        while case < total {
-            // Cases run in concurrent batches so that the ones waiting on a timeout overlap.
-            let mut batch = Vec::new();
-            for id in case..total.min(case + BATCH) {
-                let (client, script) = make_case(&mut Rng::new(run.case_seed(id)));
-                let compiled = compiled.clone();
-                let name: Rc<str> = run.describe(TEST, id).into();
-                let label = name.clone();
-                let task = async move {
-                    let shown = String::from_utf8_lossy(&client).into_owned();
-                    let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
-                    let started = Instant::now();
-                    let res = run_case(&compiled, client, script, name.clone()).await;
-                    let slow = started.elapsed() > Duration::from_secs(5);
-                    (name, res, slow, shown, shown_resp)
-                };
-                batch.push(monoio::spawn(Named::new(label, task)));
+        // Keeps IN_FLIGHT cases running, so that the ones waiting on a timeout overlap; a
+        // new case starts as soon as any case ends.
+        let mut settle_until = |running: &mut usize, limit: usize, done: &RefCell<Vec<_>>| {
+            for outcome in done.borrow_mut().drain(..) {
+                *running -= 1;
+                settle(outcome, &mut checked);
             }
-            case = total.min(case + BATCH);
-            for t in batch {
-                let (name, res, slow, shown, shown_resp) = t.await;
-                match res {
-                    Ok(c) => {
-                        checked.forwarded += c.forwarded;
-                        checked.client.add(&c.client);
-                    }
-                    Err(e) => panic!("{name}\n{e}\nclient: {shown:?}\norigin: {shown_resp:?}"),
-                }
-                assert!(
-                    !slow,
-                    "{name}\nhung: client {shown:?} origin {shown_resp:?}"
-                );
+            *running < limit
+        };
+        for id in 0..total {
+            while !settle_until(&mut running, IN_FLIGHT, &done) {
+                wake.notified().await;
             }
+            let (client, script) = make_case(&mut Rng::new(run.case_seed(id)));
+            let (compiled, done, wake) = (compiled.clone(), done.clone(), wake.clone());
+            let name: Rc<str> = run.describe(TEST, id).into();
+            let task = async move {
+                let shown = String::from_utf8_lossy(&client).into_owned();
+                let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
+                let started = Instant::now();
+                let res = run_case(&compiled, client, script, name.clone()).await;
+                let slow = started.elapsed() > Duration::from_secs(5);
+                done.borrow_mut().push((name, res, slow, shown, shown_resp));
+                wake.notify_all();
+            };
+            monoio::spawn(Named::new(run.describe(TEST, id).into(), task));
+            running += 1;
+        }
+        while !settle_until(&mut running, 1, &done) {
+            wake.notified().await;
         }
         checked
     });
