@@ -4,12 +4,16 @@
 //!
 //! For every case: no panic; no hang; every byte the origin receives parses with the
 //! strict parser as a sequence of valid requests (a final body may be cut short when the
-//! client aborted); the origin never receives more requests than the client sent valid
-//! ones; and what the client receives is, strictly parsed, exactly one final response per
+//! client aborted); only requests ringway proxies reach the origin, each once — an
+//! idempotent one without a body at most twice, ringway's one retry on a fresh connection
+//! after a reused one answered junk (`wire::retries`) — so, retries aside, the origin never
+//! receives more requests than the client sent valid ones; and what the client receives
+//! is, strictly parsed, exactly one final response per
 //! request ringway answers, in order (see `wire::fates` for what ringway owes each request
 //! and `wire::check_responses` for the rules), nothing after a response that closes the
 //! connection, and a relayed response is the origin's answer to that very request (each
-//! client request carries an `X-Tag`, which the origin echoes).
+//! client request carries an `X-Tag`, which the origin echoes). The origin answers each
+//! whole request it receives, sometimes in two writes, and closes when its answer says so.
 //!
 //! `RINGWAY_MUTATION_CASES` (default 100 000) sets the number of cases,
 //! `RINGWAY_MUTATION_SEED` the run seed; a failure prints the run seed, the case's own seed
@@ -112,6 +116,8 @@ struct Script {
     response: Vec<u8>,
     /// Closes after sending an answer that does not parse (else waits for more).
     close_after_garbage: bool,
+    /// Sends each answer in two writes, this many bytes first, with a pause between.
+    split_at: Option<usize>,
 }
 
 /// `response` with `X-Tag-Echo: <tag>` added after the status line of its final head
@@ -175,7 +181,16 @@ async fn scripted_origin(mut s: UnixStream, script: Rc<Script>, log: ConnLog) {
         let whole = wire::whole_requests(&log.borrow());
         for req in &whole[answered..] {
             answered += 1;
-            let answer = tagged(&script.response, req.tag.as_deref());
+            let mut answer = tagged(&script.response, req.tag.as_deref());
+            if let Some(at) = script.split_at.filter(|&at| at < answer.len()) {
+                let rest = answer.split_off(at);
+                let (res, _) = s.write_all(answer).await;
+                if res.is_err() {
+                    return;
+                }
+                monoio::time::sleep(Duration::from_millis(1)).await;
+                answer = rest;
+            }
             let (res, _) = s.write_all(answer).await;
             if res.is_err() || closes_after(&script.response, req.is_head, &script) {
                 return;
@@ -241,6 +256,7 @@ impl<F: Future> Future for Named<F> {
 #[derive(Default)]
 struct Checked {
     forwarded: usize,
+    retries: usize,
     client: wire::Tally,
 }
 
@@ -288,30 +304,30 @@ async fn run_case(
     server.await;
     drop(shared);
     let mut checked = Checked::default();
+    let mut forwarded = Vec::new();
     for (i, log) in logs.borrow().iter().enumerate() {
         let bytes = log.borrow();
-        checked.forwarded += wire::strict_messages(&bytes).map_err(|e| {
+        forwarded.extend(wire::strict_messages(&bytes).map_err(|e| {
             format!(
                 "upstream conn {i}: {e}: {:?}",
                 String::from_utf8_lossy(&bytes)
             )
-        })?;
+        })?);
     }
-    if checked.forwarded > sent_valid {
-        return Err(format!(
-            "{} requests forwarded for {sent_valid} valid client requests",
-            checked.forwarded
-        ));
-    }
-    // Stricter: only requests ringway proxies reach the origin (not those it answers
-    // itself, nor any after the connection must close), each at most once.
+    checked.forwarded = forwarded.len();
+    // Each request ringway proxies reaches the origin once, or twice for a retried
+    // idempotent one (`wire::retries`); none it answers itself, none after a close.
+    let retries = wire::retries(&forwarded, &fates)?;
+    let first_attempts = checked.forwarded - retries;
     let proxied = wire::proxied(&fates);
-    if checked.forwarded > proxied {
+    if first_attempts > sent_valid || first_attempts > proxied {
         return Err(format!(
-            "{} requests forwarded for {proxied} proxied client requests: {fates:?}",
+            "{} requests forwarded ({retries} retries) for {sent_valid} valid client requests, \
+             {proxied} of them proxied",
             checked.forwarded
         ));
     }
+    checked.retries = retries;
     wire::check_responses(&received, &fates, &mut checked.client).map_err(|e| {
         let upstream: Vec<String> = logs
             .borrow()
@@ -338,6 +354,7 @@ fn settle((name, res, slow, client, origin): Outcome, checked: &mut Checked) {
     match res {
         Ok(c) => {
             checked.forwarded += c.forwarded;
+            checked.retries += c.retries;
             checked.client.add(&c.client);
         }
         Err(e) => panic!("{name}\n{e}\nclient: {client:?}\norigin: {origin:?}"),
@@ -370,11 +387,13 @@ fn make_case(rng: &mut Rng) -> (Vec<u8>, Script) {
         }
     }
     let close_after_garbage = rng.one_in(2);
+    let split_at = rng.one_in(3).then(|| rng.below(80));
     (
         client,
         Script {
             response,
             close_after_garbage,
+            split_at,
         },
     )
 }
@@ -434,7 +453,7 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
     eprintln!(
         "{total} mutation cases (run seed {:#018x}) in {:?}: {} forwarded requests and {} \
          client responses checked ({} relayed with their request's tag, {} cut short by an \
-         abort, {} refusing a request that did not parse; {} 100 Continue)",
+         abort, {} refusing a request that did not parse; {} 100 Continue; {} retries)",
         run.seed,
         started.elapsed(),
         checked.forwarded,
@@ -443,6 +462,7 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
         c.cut,
         c.refused,
         c.continues,
+        checked.retries,
     );
     // The properties are only meaningful if plenty of traffic got through and every rule
     // was put to use.

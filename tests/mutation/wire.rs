@@ -76,25 +76,63 @@ pub fn skip_body(buf: &mut BytesMut, framing: BodyFraming) -> Body {
     }
 }
 
-/// Counts the strictly valid requests that make up `bytes`. A final message whose body is
-/// cut short (the client aborted) counts; anything invalid is an error.
-pub fn strict_messages(bytes: &[u8]) -> Result<usize, String> {
+/// The tags of the strictly valid requests that make up `bytes`, in order. A final
+/// message whose body is cut short (the client aborted) counts; anything invalid is an error.
+pub fn strict_messages(bytes: &[u8]) -> Result<Vec<Option<Vec<u8>>>, String> {
     let mut buf = BytesMut::from(bytes);
     let mut head = RequestHead::default();
-    let mut count = 0;
+    let mut tags = Vec::new();
     while !buf.is_empty() {
+        let count = tags.len();
         match parse_request(&mut buf, &loose(), &mut head) {
-            Ok(true) => count += 1,
+            Ok(true) => tags.push(head.header(TAG).map(<[u8]>::to_vec)),
             Ok(false) => return Err(format!("truncated head after {count} messages")),
             Err(e) => return Err(format!("message {count} invalid: {e}")),
         }
         match skip_body(&mut buf, head.framing) {
             Body::Complete => {}
-            Body::Truncated => return Ok(count),
+            Body::Truncated => return Ok(tags),
             Body::Invalid(e) => return Err(format!("message {count}: {e}")),
         }
     }
-    Ok(count)
+    Ok(tags)
+}
+
+/// How many of the `forwarded` requests (by tag) were second attempts ringway may make:
+/// an idempotent request without a body is sent once more, on a fresh connection, when a
+/// reused connection answers with no valid response head (a stale keep-alive, or leftovers
+/// of an earlier answer). Err if some request reached the origin more often than that, or
+/// one ringway never proxies reached it at all.
+pub fn retries(forwarded: &[Option<Vec<u8>>], fates: &[Fate]) -> Result<usize, String> {
+    let mut retries = 0;
+    let mut seen: Vec<&Option<Vec<u8>>> = Vec::new();
+    for tag in forwarded {
+        if seen.contains(&tag) {
+            continue;
+        }
+        seen.push(tag);
+        let sent = forwarded.iter().filter(|t| *t == tag).count();
+        let (mut proxied, mut replayable) = (0, 0);
+        for fate in fates {
+            match fate {
+                Fate::Answer(o) if o.own.is_none() && &o.tag == tag => {
+                    proxied += 1;
+                    replayable += usize::from(o.replayable);
+                }
+                Fate::BodyCut { tag: t, .. } if t == tag => proxied += 1,
+                _ => {}
+            }
+        }
+        if sent > proxied + replayable {
+            return Err(format!(
+                "tag {:?} reached the origin {sent} times for {proxied} proxied requests \
+                 ({replayable} of them retryable): {fates:?}",
+                tag.as_deref().map(String::from_utf8_lossy)
+            ));
+        }
+        retries += sent.saturating_sub(proxied);
+    }
+    Ok(retries)
 }
 
 /// Number of requests at the front of `bytes` that the strict parser accepts.
@@ -146,6 +184,8 @@ pub struct Owed {
     pub must_close: bool,
     /// The request's tag: a relayed answer echoing a tag must echo this one.
     pub tag: Option<Vec<u8>>,
+    /// Idempotent and without a body: ringway may send it upstream a second time.
+    pub replayable: bool,
 }
 
 /// What ringway must do with one request of the client's stream, in order.
@@ -156,7 +196,10 @@ pub enum Fate {
     Answer(Owed),
     /// The client's stream ended inside the body of a proxied request: no final response
     /// (a `100 Continue` if `continue_ok`), then close.
-    BodyCut { continue_ok: bool },
+    BodyCut {
+        continue_ok: bool,
+        tag: Option<Vec<u8>>,
+    },
     /// A head that does not parse, or a proxied request whose body does not: exactly one
     /// response with this status and `Connection: close`.
     Refused(u16),
@@ -202,6 +245,11 @@ pub fn fates(bytes: &[u8], cfg: &Compiled) -> Vec<Fate> {
             is_head: head.is_head(),
             own: own_answer(cfg, &head, &mut scratch),
             must_close: !head.keep_alive,
+            replayable: !has_body
+                && matches!(
+                    head.method(),
+                    b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+                ),
             tag,
         };
         if let Some(status) = owed.own {
@@ -229,6 +277,7 @@ pub fn fates(bytes: &[u8], cfg: &Compiled) -> Vec<Fate> {
             Body::Truncated => {
                 out.push(Fate::BodyCut {
                     continue_ok: head.expect_continue && !body_arrived,
+                    tag: owed.tag,
                 });
                 break;
             }
@@ -377,7 +426,7 @@ pub fn check_responses(bytes: &[u8], fates: &[Fate], tally: &mut Tally) -> Resul
     for (i, fate) in fates.iter().enumerate() {
         let (is_head, continue_ok) = match fate {
             Fate::Answer(owed) => (owed.is_head, false),
-            Fate::BodyCut { continue_ok } => (false, *continue_ok),
+            Fate::BodyCut { continue_ok, .. } => (false, *continue_ok),
             Fate::Refused(_) | Fate::HeadCut => (false, false),
         };
         let got = next_response(&mut buf, is_head, continue_ok, tally)
