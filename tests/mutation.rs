@@ -2,35 +2,67 @@
 //! crates): mutated client byte streams go through `proxy::serve` over real Unix socket
 //! pairs to an in-process scripted origin, and mutated origin responses come back.
 //!
-//! For every case: no panic; every byte the origin receives parses with the strict parser
-//! as a sequence of valid requests (a final body may be cut short when the client aborted);
-//! and the origin never receives more requests than the client sent valid ones.
+//! For every case: no panic; no hang; every byte the origin receives parses with the
+//! strict parser as a sequence of valid requests (a final body may be cut short when the
+//! client aborted); only requests ringway proxies reach the origin, each once — an
+//! idempotent one without a body at most twice, ringway's one retry on a fresh connection
+//! after a reused one answered junk (`wire::retries`) — so, retries aside, the origin never
+//! receives more requests than the client sent valid ones; and what the client receives
+//! is, strictly parsed, exactly one final response per
+//! request ringway answers, in order (see `wire::fates` for what ringway owes each request
+//! and `wire::check_responses` for the rules), nothing after a response that closes the
+//! connection, and a relayed response is the origin's answer to that very request (each
+//! client request carries an `X-Tag`, which the origin echoes). The origin answers each
+//! whole request it receives, sometimes in two writes, and closes when its answer says so.
+//!
+//! `RINGWAY_MUTATION_CASES` (default 100 000) sets the number of cases,
+//! `RINGWAY_MUTATION_SEED` the run seed; a failure prints the run seed, the case's own seed
+//! and the command that replays that case alone (`RINGWAY_MUTATION_CASE_SEED`). The
+//! serialiser round trip lives in `mutation/roundtrip.rs`.
+
+#[path = "mutation/roundtrip.rs"]
+mod roundtrip;
+#[path = "mutation/seeded.rs"]
+mod seeded;
+#[path = "mutation/wire.rs"]
+mod wire;
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::UnixStream;
 
 use ringway::compiled::Compiled;
-use ringway::http::chunked::{ChunkEvent, ChunkedDecoder};
-use ringway::http::{parse_request, BodyFraming, Limits, RequestHead};
+use ringway::http::response::parse_response_at;
+use ringway::http::{Limits, ResponseHead};
+use ringway::notify::LocalNotify;
 use ringway::proxy::io::Connector;
 use ringway::proxy::{serve, Shared};
 
+use seeded::{mutate, Rng, Run};
+
+/// The client always sends its whole stream and then EOF, and always reads, so the client
+/// timeouts never fire on their own; they are long so that a loaded machine cannot fire
+/// them either (a header timeout before ringway first reads would close the connection
+/// unanswered). The upstream response timeout does fire, on purpose: an origin that sends
+/// a response cut short keeps its connection open, and ringway answers 504 or aborts.
 const CONFIG: &str = r#"
 [server]
 listen = ["127.0.0.1:0"]
 workers = 1
 [timeouts]
-header = "50ms"
-body = "50ms"
-idle = "20ms"
-write = "200ms"
+header = "2s"
+body = "2s"
+idle = "2s"
+write = "2s"
 upstream_connect = "200ms"
 upstream_response = "50ms"
 [limits]
@@ -60,6 +92,10 @@ const REQUESTS: &[&[u8]] = &[
     b"HEAD /h HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     b"PUT /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
     b"GET http://a/abs/../x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+    b"GET /close HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET /old HTTP/1.0\r\n\r\n",
+    b"POST /deny/body HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
+    b"PUT /wait HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
 ];
 
 const RESPONSES: &[&[u8]] = &[
@@ -69,160 +105,69 @@ const RESPONSES: &[&[u8]] = &[
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
     b"HTTP/1.0 200 OK\r\n\r\nuntil close",
     b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy",
 ];
 
-const TOKENS: &[&[u8]] = &[
-    b"\r\n",
-    b"\n",
-    b"\r",
-    b"\0",
-    b" ",
-    b":",
-    b"chunked",
-    b"Content-Length: 3\r\n",
-    b"Transfer-Encoding: chunked\r\n",
-    b"0\r\n\r\n",
-    b"ffffffffffffffffff",
-    b"%2F",
-    b"/../",
-    b"\t",
-    b"HTTP/1.1",
-    b"Host: b\r\n",
-    b";",
-    b"\xff",
-    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-];
-
-/// xorshift64*: tiny, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// How the origin behaves on one case's connections.
+struct Script {
+    /// Its answer to every whole request (before the request's tag is added).
+    response: Vec<u8>,
+    /// Closes after sending an answer that does not parse (else waits for more).
+    close_after_garbage: bool,
+    /// Sends each answer in two writes, this many bytes first, with a pause between.
+    split_at: Option<usize>,
 }
 
-fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
-    for _ in 0..=rng.below(3) {
-        let len = input.len();
-        match rng.below(7) {
-            0 if len > 0 => {
-                let i = rng.below(len);
-                input[i] ^= 1 << rng.below(8);
-            }
-            1 if len > 0 => {
-                let i = rng.below(len);
-                input.remove(i);
-            }
-            2 => {
-                let i = rng.below(len + 1);
-                input.insert(i, rng.next() as u8);
-            }
-            3 => {
-                let i = rng.below(len + 1);
-                let t = TOKENS[rng.below(TOKENS.len())];
-                input.splice(i..i, t.iter().copied());
-            }
-            4 if len > 0 => {
-                let i = rng.below(len);
-                input.truncate(i);
-            }
-            5 if len > 2 => {
-                let a = rng.below(len);
-                let b = (a + rng.below(32)).min(len);
-                let piece = input[a..b].to_vec();
-                let at = rng.below(len + 1);
-                input.splice(at..at, piece);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// How a message body at the front of a buffer ended.
-enum Body {
-    /// Complete: consumed from the buffer.
-    Complete,
-    /// The buffer ended inside the body.
-    Truncated,
-    Invalid(String),
-}
-
-/// Skips the body the head announced, strictly decoding a chunked one.
-fn skip_body(buf: &mut BytesMut, framing: BodyFraming) -> Body {
-    match framing {
-        BodyFraming::None => Body::Complete,
-        BodyFraming::Length(n) => {
-            let have = buf.len();
-            buf.advance((n as usize).min(have));
-            if (have as u64) < n {
-                Body::Truncated
-            } else {
-                Body::Complete
-            }
-        }
-        BodyFraming::Chunked => {
-            let mut dec = ChunkedDecoder::new(4096, 64 * 1024);
-            loop {
-                match dec.step(buf) {
-                    Ok(ChunkEvent::Data { end, .. }) => buf.advance(end),
-                    Ok(ChunkEvent::Done { consumed }) => {
-                        buf.advance(consumed);
-                        return Body::Complete;
-                    }
-                    Ok(ChunkEvent::NeedMore { consumed }) => {
-                        buf.advance(consumed);
-                        return if buf.is_empty() {
-                            Body::Truncated
-                        } else {
-                            Body::Invalid("stuck chunked body".into())
-                        };
-                    }
-                    Err(e) => return Body::Invalid(format!("bad chunked body: {e}")),
-                }
-            }
-        }
-    }
-}
-
-/// Counts the strictly valid requests that make up `bytes`. A final message whose body is
-/// cut short (the client aborted) counts; anything invalid is an error.
-fn strict_messages(bytes: &[u8]) -> Result<usize, String> {
-    let limits = Limits {
-        max_header_bytes: 64 * 1024,
-        max_headers: 256,
-        max_uri_bytes: 16 * 1024,
-        ..Limits::default()
+/// `response` with `X-Tag-Echo: <tag>` added after the status line of its final head
+/// (the first line after the last interim head, or the first line).
+fn tagged(response: &[u8], tag: Option<&[u8]>) -> Vec<u8> {
+    let Some(tag) = tag else {
+        return response.to_vec();
     };
-    let mut buf = BytesMut::from(bytes);
-    let mut head = RequestHead::default();
-    let mut count = 0;
-    while !buf.is_empty() {
-        match parse_request(&mut buf, &limits, &mut head) {
-            Ok(true) => count += 1,
-            Ok(false) => return Err(format!("truncated head after {count} messages")),
-            Err(e) => return Err(format!("message {count} invalid: {e}")),
-        }
-        match skip_body(&mut buf, head.framing) {
-            Body::Complete => {}
-            Body::Truncated => return Ok(count),
-            Body::Invalid(e) => return Err(format!("message {count}: {e}")),
-        }
-    }
-    Ok(count)
+    let find = |from: usize, what: &[u8]| {
+        response[from..]
+            .windows(what.len())
+            .position(|w| w == what)
+            .map(|p| from + p)
+    };
+    let last_head = (0..response.len())
+        .rev()
+        .find(|&i| response[i..].starts_with(b"\r\n\r\nHTTP/1."))
+        .map_or(0, |i| i + 4);
+    let Some(line_end) = find(last_head, b"\r\n") else {
+        return response.to_vec();
+    };
+    let at = line_end + 2;
+    let mut out = response[..at].to_vec();
+    out.extend_from_slice(b"X-Tag-Echo: ");
+    out.extend_from_slice(tag);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&response[at..]);
+    out
 }
 
-/// Origin side of one upstream connection: answers each received head with `response`
+/// Whether a server that sent `response` closes the connection after it: when its final
+/// head says so (close-delimited, `Connection: close`, HTTP/1.0 without keep-alive), or
+/// when the response is garbage and the script says so.
+fn closes_after(response: &[u8], is_head: bool, script: &Script) -> bool {
+    let limits = Limits::default();
+    let mut head = ResponseHead::default();
+    let mut pos = 0;
+    loop {
+        match parse_response_at(&response[pos..], &limits, is_head, &mut head) {
+            Ok(Some(n)) if head.is_informational() => pos += n,
+            Ok(Some(_)) => return !head.keep_alive,
+            _ => return script.close_after_garbage,
+        }
+    }
+}
+
+/// Origin side of one upstream connection: answers each whole request (head and body, as
+/// the strict parser reads them) with the script's response tagged with the request's tag,
 /// and records every byte it received.
-async fn scripted_origin(mut s: UnixStream, response: Rc<Vec<u8>>, log: Rc<RefCell<Vec<u8>>>) {
+async fn scripted_origin(mut s: UnixStream, script: Rc<Script>, log: ConnLog) {
     let mut answered = 0;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -233,11 +178,21 @@ async fn scripted_origin(mut s: UnixStream, response: Rc<Vec<u8>>, log: Rc<RefCe
             Ok(n) => n,
         };
         log.borrow_mut().extend_from_slice(&buf[..n]);
-        let heads = log.borrow().windows(4).filter(|w| w == b"\r\n\r\n").count();
-        while answered < heads {
+        let whole = wire::whole_requests(&log.borrow());
+        for req in &whole[answered..] {
             answered += 1;
-            let (res, _) = s.write_all(response.to_vec()).await;
-            if res.is_err() {
+            let mut answer = tagged(&script.response, req.tag.as_deref());
+            if let Some(at) = script.split_at.filter(|&at| at < answer.len()) {
+                let rest = answer.split_off(at);
+                let (res, _) = s.write_all(answer).await;
+                if res.is_err() {
+                    return;
+                }
+                monoio::time::sleep(Duration::from_millis(1)).await;
+                answer = rest;
+            }
+            let (res, _) = s.write_all(answer).await;
+            if res.is_err() || closes_after(&script.response, req.is_head, &script) {
                 return;
             }
         }
@@ -249,8 +204,10 @@ type ConnLog = Rc<RefCell<Vec<u8>>>;
 
 /// Hands out socket pairs whose far end runs `scripted_origin`.
 struct ScriptedConnector {
-    response: Rc<Vec<u8>>,
+    script: Rc<Script>,
     logs: Rc<RefCell<Vec<ConnLog>>>,
+    /// The case, for a panic in an origin task.
+    case: Rc<str>,
 }
 
 impl Connector for ScriptedConnector {
@@ -259,89 +216,168 @@ impl Connector for ScriptedConnector {
         let (near, far) = UnixStream::pair()?;
         let log = Rc::new(RefCell::new(Vec::new()));
         self.logs.borrow_mut().push(log.clone());
-        monoio::spawn(scripted_origin(far, self.response.clone(), log));
+        let origin = scripted_origin(far, self.script.clone(), log);
+        monoio::spawn(Named::new(self.case.clone(), origin));
         Ok(near)
     }
 }
 
-/// Number of requests at the front of `bytes` that the strict parser accepts.
-fn valid_prefix(bytes: &[u8]) -> usize {
-    let limits = Limits::default();
-    let mut buf = BytesMut::from(bytes);
-    let mut head = RequestHead::default();
-    let mut n = 0;
-    while let Ok(true) = parse_request(&mut buf, &limits, &mut head) {
-        n += 1;
-        if !matches!(skip_body(&mut buf, head.framing), Body::Complete) {
-            break;
+/// A future that names its case when it panics (the panic then goes on as before), so a
+/// panic anywhere in ringway prints the seeds that reproduce it.
+struct Named<F> {
+    case: Rc<str>,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Named<F> {
+    fn new(case: Rc<str>, fut: F) -> Self {
+        Named {
+            case,
+            fut: Box::pin(fut),
         }
     }
-    n
+}
+
+impl<F: Future> Future for Named<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                eprintln!("PANIC in {}", this.case);
+                resume_unwind(panic)
+            }
+        }
+    }
+}
+
+/// What one case checked.
+#[derive(Default)]
+struct Checked {
+    forwarded: usize,
+    retries: usize,
+    client: wire::Tally,
 }
 
 /// Runs one case; Err describes the violated property.
 async fn run_case(
     cfg: &Rc<Compiled>,
     client_bytes: Vec<u8>,
-    response: Vec<u8>,
-) -> Result<usize, String> {
+    script: Script,
+    case: Rc<str>,
+) -> Result<Checked, String> {
     let logs = Rc::new(RefCell::new(Vec::new()));
     let connector = ScriptedConnector {
-        response: Rc::new(response),
+        script: Rc::new(script),
         logs: logs.clone(),
+        case: case.clone(),
     };
     let shared = Rc::new(Shared::new(cfg.clone(), connector, 64, 0, 7));
     let (near, mut far) = UnixStream::pair().map_err(|e| e.to_string())?;
     let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|_| "addr")?;
-    let sent_valid = valid_prefix(&client_bytes);
-    let server = monoio::spawn(serve(
-        shared.clone(),
-        near,
-        peer,
-        Instant::now(),
-        Default::default(),
+    let sent_valid = wire::valid_prefix(&client_bytes);
+    let fates = wire::fates(&client_bytes, cfg);
+    let server = monoio::spawn(Named::new(
+        case,
+        serve(
+            shared.clone(),
+            near,
+            peer,
+            Instant::now(),
+            Default::default(),
+        ),
     ));
     let (_, _) = far.write_all(client_bytes).await;
     let _ = far.shutdown().await;
-    // Drain the client side so the server never blocks on a full socket.
+    // Read everything ringway sends until it closes (never blocking it on a full socket).
+    let mut received = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let (res, b) = far.read(buf).await;
         buf = b;
-        if !matches!(res, Ok(n) if n > 0) {
-            break;
+        match res {
+            Ok(n) if n > 0 => received.extend_from_slice(&buf[..n]),
+            _ => break,
         }
     }
     server.await;
     drop(shared);
-    let mut forwarded = 0;
+    let mut checked = Checked::default();
+    let mut forwarded = Vec::new();
     for (i, log) in logs.borrow().iter().enumerate() {
         let bytes = log.borrow();
-        forwarded += strict_messages(&bytes).map_err(|e| {
+        forwarded.extend(wire::strict_messages(&bytes).map_err(|e| {
             format!(
                 "upstream conn {i}: {e}: {:?}",
                 String::from_utf8_lossy(&bytes)
             )
-        })?;
+        })?);
     }
-    if forwarded > sent_valid {
+    checked.forwarded = forwarded.len();
+    // Each request ringway proxies reaches the origin once, or twice for a retried
+    // idempotent one (`wire::retries`); none it answers itself, none after a close.
+    let retries = wire::retries(&forwarded, &fates)?;
+    let first_attempts = checked.forwarded - retries;
+    let proxied = wire::proxied(&fates);
+    if first_attempts > sent_valid || first_attempts > proxied {
         return Err(format!(
-            "{forwarded} requests forwarded for {sent_valid} valid client requests"
+            "{} requests forwarded ({retries} retries) for {sent_valid} valid client requests, \
+             {proxied} of them proxied",
+            checked.forwarded
         ));
     }
-    Ok(forwarded)
+    checked.retries = retries;
+    wire::check_responses(&received, &fates, &mut checked.client).map_err(|e| {
+        let upstream: Vec<String> = logs
+            .borrow()
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.borrow()).into_owned())
+            .collect();
+        format!(
+            "client side: {e}\nringway sent: {:?}\norigin received: {upstream:?}",
+            String::from_utf8_lossy(&received)
+        )
+    })?;
+    Ok(checked)
 }
 
 /// Cases in flight at once.
-const BATCH: usize = 256;
+const IN_FLIGHT: usize = 256;
 
-/// A client byte stream and an origin response, one or both mutated.
-fn make_case(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
-    let mut client = Vec::new();
-    for _ in 0..=rng.below(3) {
-        client.extend_from_slice(REQUESTS[rng.below(REQUESTS.len())]);
+/// How a case ended: its name, what it found, whether it took too long, and its client
+/// stream and origin response as text.
+type Outcome = (Rc<str>, Result<Checked, String>, bool, String, String);
+
+/// Adds a case's findings to the total, or fails the test with the case's seeds.
+fn settle((name, res, slow, client, origin): Outcome, checked: &mut Checked) {
+    match res {
+        Ok(c) => {
+            checked.forwarded += c.forwarded;
+            checked.retries += c.retries;
+            checked.client.add(&c.client);
+        }
+        Err(e) => panic!("{name}\n{e}\nclient: {client:?}\norigin: {origin:?}"),
     }
-    let mut response = RESPONSES[rng.below(RESPONSES.len())].to_vec();
+    assert!(!slow, "{name}\nhung: client {client:?} origin {origin:?}");
+}
+
+/// One case drawn from its seed: a client byte stream (one to four requests, each with its
+/// own `X-Tag`) and the origin's script, one or both mutated.
+fn make_case(rng: &mut Rng) -> (Vec<u8>, Script) {
+    let mut client = Vec::new();
+    for i in 0..=rng.below(3) {
+        let req = *rng.pick(REQUESTS);
+        // The tag goes right after the request line.
+        let at = req
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |p| p + 2);
+        client.extend_from_slice(&req[..at]);
+        client.extend_from_slice(format!("X-Tag: {i}\r\n").as_bytes());
+        client.extend_from_slice(&req[at..]);
+    }
+    let mut response = rng.pick(RESPONSES).to_vec();
     match rng.below(3) {
         0 => mutate(rng, &mut client),
         1 => mutate(rng, &mut response),
@@ -350,15 +386,19 @@ fn make_case(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
             mutate(rng, &mut response);
         }
     }
-    (client, response)
+    let close_after_garbage = rng.one_in(2);
+    let split_at = rng.one_in(3).then(|| rng.below(80));
+    (
+        client,
+        Script {
+            response,
+            close_after_garbage,
+            split_at,
+        },
+    )
 }
 
-fn cases() -> usize {
-    std::env::var("RINGWAY_MUTATION_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
+const TEST: &str = "mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin";
 
 #[test]
 fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
@@ -368,47 +408,76 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
         .enable_timer()
         .build()
         .expect("runtime");
-    let total = cases();
+    let run = Run::from_env();
+    let total = run.cases();
     let started = Instant::now();
-    rt.block_on(async move {
-        let mut rng = Rng(0x5EED_1234_ABCD_0001);
-        let mut case = 0;
-        let mut forwarded_total = 0;
-        while case < total {
-            // Cases run in concurrent batches so that the ones waiting on a timeout overlap.
-            let mut batch = Vec::new();
-            for _ in 0..BATCH.min(total - case) {
-                let (client, response) = make_case(&mut rng);
-                let compiled = compiled.clone();
-                let id = case;
-                case += 1;
-                batch.push(monoio::spawn(async move {
-                    let shown = String::from_utf8_lossy(&client).into_owned();
-                    let shown_resp = String::from_utf8_lossy(&response).into_owned();
-                    let started = Instant::now();
-                    let res = run_case(&compiled, client, response).await;
-                    let slow = started.elapsed() > Duration::from_secs(5);
-                    (id, res, slow, shown, shown_resp)
-                }));
+    let checked = rt.block_on(async move {
+        let done: Rc<RefCell<Vec<Outcome>>> = Rc::default();
+        let wake = Rc::new(LocalNotify::default());
+        let mut running = 0;
+        let mut checked = Checked::default();
+        // Keeps IN_FLIGHT cases running, so that the ones waiting on a timeout overlap; a
+        // new case starts as soon as any case ends.
+        let mut settle_until = |running: &mut usize, limit: usize, done: &RefCell<Vec<_>>| {
+            for outcome in done.borrow_mut().drain(..) {
+                *running -= 1;
+                settle(outcome, &mut checked);
             }
-            for t in batch {
-                let (id, res, slow, shown, shown_resp) = t.await;
-                match res {
-                    Ok(n) => forwarded_total += n,
-                    Err(e) => panic!("case {id}: {e}\nclient: {shown:?}\norigin: {shown_resp:?}"),
-                }
-                assert!(
-                    !slow,
-                    "case {id} hung: client {shown:?} origin {shown_resp:?}"
-                );
+            *running < limit
+        };
+        for id in 0..total {
+            while !settle_until(&mut running, IN_FLIGHT, &done) {
+                wake.notified().await;
             }
+            let (client, script) = make_case(&mut Rng::new(run.case_seed(id)));
+            let (compiled, done, wake) = (compiled.clone(), done.clone(), wake.clone());
+            let name: Rc<str> = run.describe(TEST, id).into();
+            let task = async move {
+                let shown = String::from_utf8_lossy(&client).into_owned();
+                let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
+                let started = Instant::now();
+                let res = run_case(&compiled, client, script, name.clone()).await;
+                let slow = started.elapsed() > Duration::from_secs(5);
+                done.borrow_mut().push((name, res, slow, shown, shown_resp));
+                wake.notify_all();
+            };
+            monoio::spawn(Named::new(run.describe(TEST, id).into(), task));
+            running += 1;
         }
-        // The property is only meaningful if plenty of traffic actually got through.
-        assert!(
-            forwarded_total > total / 2,
-            "only {forwarded_total} requests reached the origin in {total} cases"
-        );
-        eprintln!("{forwarded_total} forwarded requests checked");
+        while !settle_until(&mut running, 1, &done) {
+            wake.notified().await;
+        }
+        checked
     });
-    eprintln!("{total} mutation cases in {:?}", started.elapsed());
+    let c = &checked.client;
+    eprintln!(
+        "{total} mutation cases (run seed {:#018x}) in {:?}: {} forwarded requests and {} \
+         client responses checked ({} relayed with their request's tag, {} cut short by an \
+         abort, {} refusing a request that did not parse; {} 100 Continue; {} retries)",
+        run.seed,
+        started.elapsed(),
+        checked.forwarded,
+        c.responses,
+        c.echoed,
+        c.cut,
+        c.refused,
+        c.continues,
+        checked.retries,
+    );
+    // The properties are only meaningful if plenty of traffic got through and every rule
+    // was put to use.
+    if run.replay.is_none() && total >= 10_000 {
+        let enough = (total / 2) as usize;
+        assert!(
+            checked.forwarded > enough
+                && c.responses > enough
+                && c.echoed > enough / 4
+                && c.cut > 0
+                && c.refused > 0
+                && c.continues > 0,
+            "too little exercised in {total} cases (run seed {:#018x}): {} forwarded, {c:?}",
+            run.seed,
+            checked.forwarded,
+        );
+    }
 }
