@@ -2,6 +2,7 @@
 //! traits that let the connection state machine run over real sockets or in-memory streams
 //! (the mutation harness uses the latter).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -166,11 +167,12 @@ pub async fn read_some_until<S: AsyncReadRent>(
     min_spare: usize,
     deadline: Instant,
 ) -> Result<(usize, BytesMut), IoFail> {
-    let fut = read_some(s, buf, min_spare);
-    match monoio::time::timeout_at(deadline.into(), fut).await {
-        Err(_) => Err(IoFail::Timeout),
-        Ok((Ok(n), buf)) => Ok((n, buf)),
-        Ok((Err(e), _)) => Err(IoFail::Io(e)),
+    let read = std::pin::pin!(read_some(s, buf, min_spare));
+    let sleep = std::pin::pin!(monoio::time::sleep_until(deadline.into()));
+    match within(read, sleep).await {
+        None => Err(IoFail::Timeout),
+        Some((Ok(n), buf)) => Ok((n, buf)),
+        Some((Err(e), _)) => Err(IoFail::Io(e)),
     }
 }
 
@@ -183,9 +185,27 @@ pub async fn write_all_within<S: AsyncWriteRent, B>(
 where
     B: monoio::buf::IoBuf + 'static,
 {
-    match monoio::time::timeout(timeout, s.write_all(buf)).await {
-        Err(_) => Err(IoFail::Timeout),
-        Ok((Ok(_), buf)) => Ok(buf),
-        Ok((Err(e), _)) => Err(IoFail::Io(e)),
+    let write = std::pin::pin!(s.write_all(buf));
+    let sleep = std::pin::pin!(monoio::time::sleep(timeout));
+    match within(write, sleep).await {
+        None => Err(IoFail::Timeout),
+        Some((Ok(_), buf)) => Ok(buf),
+        Some((Err(e), _)) => Err(IoFail::Io(e)),
     }
+}
+
+/// `op`'s output, or None once `sleep` ends first (`op` is then dropped by the caller,
+/// which cancels it). Both are pinned where the caller's state keeps them: unlike wrapping
+/// `op` in a `Timeout`, nothing is moved after it was made (a move copies the whole
+/// operation state, on every read and write).
+fn within<'a, F: Future>(
+    mut op: std::pin::Pin<&'a mut F>,
+    mut sleep: std::pin::Pin<&'a mut monoio::time::Sleep>,
+) -> impl Future<Output = Option<F::Output>> + 'a {
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(out) = op.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
+        }
+        sleep.as_mut().poll(cx).map(|()| None)
+    })
 }
