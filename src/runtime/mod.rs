@@ -272,7 +272,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         }
         admin::start(listener, controls.clone(), state.clone()).map_err(RunError::Signals)?;
     }
-    let ceiling = Arc::new(std::sync::atomic::AtomicU64::new(cfg.limits.memory_ceiling));
+    let ceiling = overload::Ceiling::new(cfg.limits.memory_ceiling);
     overload::start(overload::Manager {
         ceiling: ceiling.clone(),
         flag: overload,

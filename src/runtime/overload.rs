@@ -8,7 +8,7 @@
 //! `RESUME_PERCENT` of the ceiling (the gap keeps it from flapping).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,34 @@ pub const SHED_PERCENT: u64 = 90;
 /// Shedding stops below this share of the ceiling.
 pub const RESUME_PERCENT: u64 = 80;
 
-/// The ceiling in force (bytes; 0 = off), updated by reloads.
-pub type Ceiling = Arc<AtomicU64>;
+/// The ceiling in force (bytes; 0 = off), updated by reloads. While it is off the
+/// sampling thread sleeps until a reload sets one.
+#[derive(Default)]
+pub struct Ceiling {
+    bytes: AtomicU64,
+    sampler: OnceLock<thread::Thread>,
+}
+
+impl Ceiling {
+    pub fn new(bytes: u64) -> Arc<Ceiling> {
+        Arc::new(Ceiling {
+            bytes: AtomicU64::new(bytes),
+            sampler: OnceLock::new(),
+        })
+    }
+
+    /// A reload's ceiling; wakes the sampling thread if it slept with none.
+    pub fn set(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+        if let Some(t) = self.sampler.get() {
+            t.unpark();
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
 
 /// Whether the process should shed, given its resident memory and whether it sheds now.
 pub fn over(resident: u64, ceiling: u64, shedding: bool) -> bool {
@@ -41,7 +67,7 @@ pub fn over(resident: u64, ceiling: u64, shedding: bool) -> bool {
 
 /// What the sampling thread works with.
 pub struct Manager {
-    pub ceiling: Ceiling,
+    pub ceiling: Arc<Ceiling>,
     /// Up while shedding: every worker reads it (relaxed) on accept and per request.
     pub flag: Arc<AtomicBool>,
     /// Told once per episode to cut off what holds memory (`Control::Shed`).
@@ -54,14 +80,17 @@ pub fn start(m: Manager) -> std::io::Result<()> {
     thread::Builder::new()
         .name("ringway-overload".into())
         .spawn(move || {
+            let _ = m.ceiling.sampler.set(thread::current());
             let mut shedding = false;
             let mut quiet = Quiet::default();
             loop {
-                thread::sleep(SAMPLE);
-                let limit = m.ceiling.load(Ordering::Relaxed);
-                if limit == 0 && !shedding && quiet.unlogged == 0 {
+                if m.ceiling.get() == 0 && !shedding && quiet.unlogged == 0 {
+                    // Off: nothing to sample until a reload sets a ceiling (`Ceiling::set`).
+                    thread::park();
                     continue;
                 }
+                thread::sleep(SAMPLE);
+                let limit = m.ceiling.get();
                 let Some(resident) = crate::sys::resident_bytes() else {
                     continue;
                 };

@@ -39,7 +39,7 @@ pub struct Reloader {
     /// The running config's health checker; replaced on each successful reload.
     pub health: crate::upstream::health::Checker,
     /// The overload manager's `limits.memory_ceiling`, followed on reload.
-    pub ceiling: super::overload::Ceiling,
+    pub ceiling: Arc<super::overload::Ceiling>,
 }
 
 fn mtime(p: &str) -> Option<SystemTime> {
@@ -204,10 +204,7 @@ impl Reloader {
             .reload(&cfg, &self.file, &resolved, Duration::from_secs(30))
         {
             Ok(()) => {
-                self.ceiling.store(
-                    cfg.limits.memory_ceiling,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                self.ceiling.set(cfg.limits.memory_ceiling);
                 self.active = cfg;
                 self.resolved = resolved;
                 self.restart_health(&compiled);
