@@ -2,7 +2,8 @@
 //! flood of slow heads (slowloris), slow bodies and silent connections together keeps
 //! ringway's resident memory under the ceiling (it sheds from 90% of it), ringway never
 //! leaves a connection accepted but silent, still serves between shedding episodes, closes
-//! idle keep-alive connections when it sheds, and serves normally again once the flood ends.
+//! idle keep-alive connections and heads still arriving when it sheds, and serves normally
+//! again once the flood ends.
 //! Also: a ceiling set by a reload is followed, and one too small is refused with its field.
 
 mod common;
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const CEILING: u64 = 64 << 20;
+const CEILING: u64 = 128 << 20;
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(4);
 /// Connections each flooding thread keeps open at most (three threads, well under the
@@ -238,7 +239,7 @@ both_drivers! {
         );
     }
 
-    fn a_ceiling_set_by_a_reload_is_followed_and_sheds_heads_still_arriving(d) {
+    fn a_ceiling_set_by_a_reload_is_followed_and_closes_heads_still_arriving(d) {
         let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
         let origin = Origin::ok("fine");
         let gw = Gateway::start(&config(&origin, 0), d);
@@ -257,12 +258,11 @@ both_drivers! {
         gw.signal("HUP");
         gw.wait_log("config reloaded");
         gw.wait_log("shedding new requests and connections");
-        // Each connection still waiting for its head gets a 503 and is closed.
-        for r in silent.iter_mut().take(20) {
-            let resp = r.response().expect("a 503 for a head still awaited");
-            assert_eq!(resp.status, 503);
-            assert_eq!(resp.header("Connection"), Some("close"));
-            assert!(r.closes_within(Duration::from_secs(1)));
+        // Each connection still waiting for its head is closed, unanswered (an answer
+        // would cost memory).
+        for r in silent.iter_mut() {
+            assert!(r.closes_within(Duration::from_secs(2)), "a silent connection stayed open");
+            assert!(r.leftover().is_empty(), "a shed connection was answered");
         }
         drop(silent);
         // The ceiling off again: served.
@@ -273,7 +273,7 @@ both_drivers! {
             assert!(Instant::now() < deadline, "still shedding with the ceiling off");
             thread::sleep(Duration::from_millis(20));
         }
-        assert!(metric(admin, "ringway_overload_shed_total") >= 20);
+        assert!(metric(admin, "ringway_overload_shed_total") >= 600);
         assert_eq!(metric(admin, "ringway_overloads_total"), 1);
     }
 }

@@ -179,10 +179,10 @@ pub struct LimitsConfig {
     /// 1/`min_body_rate` seconds more. Default 5s.
     pub min_body_rate_grace: Duration,
     /// Resident memory (bytes) the whole process must stay under. From 90% of it ringway
-    /// sheds load: new requests and heads still arriving get 503 with `Connection: close`,
-    /// keep-alive is off, idle keep-alive connections and new connections are closed at
-    /// once. Service resumes below 80% of it. Sampled every 100 ms off the request path.
-    /// Default 0 (off).
+    /// sheds load: new requests get 503 with `Connection: close`; heads and request bodies
+    /// still arriving, idle keep-alive connections and new connections are closed at once;
+    /// keep-alive is off. Service resumes below 80% of it. Sampled every 20 ms off the
+    /// request path. Default 0 (off).
     pub memory_ceiling: u64,
 }
 

@@ -177,9 +177,9 @@ impl<C: Connector> Shared<C> {
 
     /// The overload manager's word that the process went over its memory threshold (the
     /// flag is up already): connections waiting between requests, heads still arriving
-    /// and request bodies still arriving are cut off now with 503 (or closed), and this
-    /// worker's spare buffers and free pages go back to the OS (again each second while it
-    /// lasts: see `release_idle_memory`).
+    /// and request bodies still arriving are closed now, unanswered (an answer would cost
+    /// memory), and this worker's spare buffers and free pages go back to the OS (again
+    /// each second while it lasts: see `release_idle_memory`).
     pub fn shed_now(&self) {
         self.idle_wake.notify_all();
         self.shed.notify_all();
@@ -519,18 +519,21 @@ where
             }
             let had_bytes = !self.cin.buf.is_empty();
             if self.shared.is_overloaded() {
+                // Over the memory threshold a head still arriving is not waited for, and
+                // not answered either: writing an answer would touch the connection's
+                // untouched response buffer, a page each, across a whole flood.
                 crate::metrics::bump(&self.shared.metrics.shed);
-                return HeadRead::Reject(503);
+                return HeadRead::Closed;
             }
             let buf = std::mem::take(&mut self.cin.buf);
             let shared = self.shared.clone();
             let read = monoio::select! {
                 r = read_some_until(&mut self.cin.r, buf, CLIENT_READ, deadline) => r,
-                // Over the memory ceiling, a head still arriving is not waited for (a
-                // slowloris flood must not hold memory): the read and its bytes are dropped.
+                // Over the memory threshold, likewise (a slowloris flood must not hold
+                // memory): the read and its bytes are dropped, the connection closed.
                 _ = shared.shed.notified() => {
                     crate::metrics::bump(&shared.metrics.shed);
-                    return HeadRead::Reject(503);
+                    return HeadRead::Closed;
                 }
             };
             match read {

@@ -443,8 +443,8 @@ enum BodyEnd {
 
 /// Runs the body pump and the response side together. The response side decides the
 /// outcome; the pump's end only matters when the response had not started. Over the memory
-/// threshold (`Shared::shed_now`) a body still arriving is cut off: 503 if nothing was
-/// answered yet, else the connection is aborted.
+/// threshold (`Shared::shed_now`) a body still arriving is cut off: the connection is
+/// closed, unanswered.
 async fn duplex<P, R, C: Connector>(
     pump: P,
     response: R,
@@ -472,10 +472,7 @@ where
         o = &mut response => return (o, BodyEnd::Unfinished),
         _ = shared.shed.notified() => {
             crate::metrics::bump(&shared.metrics.shed);
-            if started.get() {
-                return (RespOutcome::Aborted, BodyEnd::ClientGone);
-            }
-            return (RespOutcome::Failed(503), BodyEnd::ClientError(503));
+            return (RespOutcome::Aborted, BodyEnd::ClientGone);
         }
     };
     (response.await, body_end)

@@ -1,9 +1,10 @@
 //! The overload manager: one thread samples the process's resident memory every
 //! `SAMPLE` and, once it reaches `SHED_PERCENT` of `limits.memory_ceiling`, raises a flag
 //! every worker reads (a relaxed load, written only on transitions) and tells each worker
-//! through its control channel to cut off what holds memory. Each worker then
-//! sheds new requests and heads still arriving with 503, turns keep-alive off, closes idle
-//! keep-alive connections and new connections, and returns its spare memory, so the
+//! through its control channel to cut off what holds memory. Each worker then answers
+//! new requests 503, closes heads and request bodies still arriving unanswered, turns
+//! keep-alive off, closes idle keep-alive connections and new connections, and returns its
+//! spare memory, so the
 //! process stays under the ceiling itself; it resumes once the process is back below
 //! `RESUME_PERCENT` of the ceiling (the gap keeps it from flapping).
 
