@@ -357,14 +357,23 @@ struct ClientOut<S: Stream> {
 impl<S: Stream> ClientOut<S> {
     /// Writes `self.buf` to the client within `timeout`, leaving it empty.
     async fn flush(&mut self, timeout: Duration) -> Result<(), IoFail> {
-        let buf = std::mem::take(&mut self.buf);
+        let mut buf = std::mem::take(&mut self.buf);
+        let sent = self.send(&mut buf, timeout).await;
+        self.buf = buf;
+        sent
+    }
+
+    /// Writes all of `buf` to the client within `timeout` and counts it, leaving `buf`
+    /// empty with its capacity. A write that fails or times out abandons the connection
+    /// (it ends with a reset; see `serve`).
+    async fn send(&mut self, buf: &mut BytesMut, timeout: Duration) -> Result<(), IoFail> {
         let n = buf.len() as u64;
-        let mut b = write_all_within(&mut self.w, buf, timeout)
+        let mut b = write_all_within(&mut self.w, std::mem::take(buf), timeout)
             .await
             .inspect_err(|_| self.abandoned = true)?;
         self.log.bytes_out += n;
         b.clear();
-        self.buf = b;
+        *buf = b;
         Ok(())
     }
 }

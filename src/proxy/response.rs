@@ -11,7 +11,7 @@ use monoio::io::OwnedReadHalf;
 
 use super::bufs::BodyBufs;
 use super::forward::{self, OutFraming, ResponseCtx};
-use super::io::{read_some_until, write_all_within, IoFail, Stream};
+use super::io::{read_some_until, IoFail, Stream};
 use super::request_body::MAX_CHUNK_LINE;
 use super::splice::{self, PipePair, Pipes, ReadLimit, SpliceFail};
 use super::{ClientOut, MAX_INTERIM, UPSTREAM_READ};
@@ -426,20 +426,7 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
 
     /// Writes all of `ubuf` to the client and empties it.
     async fn write_ubuf(&mut self, write: std::time::Duration) -> Result<(), ()> {
-        let buf = std::mem::take(self.ubuf);
-        let n = buf.len() as u64;
-        match write_all_within(&mut self.cout.w, buf, write).await {
-            Ok(mut b) => {
-                self.cout.log.bytes_out += n;
-                b.clear();
-                *self.ubuf = b;
-                Ok(())
-            }
-            Err(_) => {
-                self.cout.abandoned = true;
-                Err(())
-            }
-        }
+        self.cout.send(self.ubuf, write).await.map_err(|_| ())
     }
 
     /// Chunked upstream body, decoded strictly and re-framed for the client. The head goes
