@@ -61,7 +61,7 @@ pub struct Metrics {
     pub rate_limited: Cell<u64>,
     pub auth_rejected: Cell<u64>,
     pub blocked: Cell<u64>,
-    /// Requests answered 503 over the memory ceiling.
+    /// Requests and connections shed over the memory threshold (answered 503 or closed).
     pub shed: Cell<u64>,
     /// Counts by route index (slot 0: no route) and whether an upstream was used, by
     /// status class: no string on the request path.
@@ -346,7 +346,7 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
     counter(
         &mut out,
         "ringway_overload_shed_total",
-        "Requests answered 503 while over limits.memory_ceiling.",
+        "Requests and connections shed (503 or closed) while over limits.memory_ceiling.",
         s.shed,
     );
     let mut seen: Vec<&str> = Vec::new();

@@ -4,9 +4,8 @@
 //! through its control channel to cut off what holds memory. Each worker then answers
 //! new requests 503, closes heads and request bodies still arriving unanswered, turns
 //! keep-alive off, closes idle keep-alive connections and new connections, and returns its
-//! spare memory, so the
-//! process stays under the ceiling itself; it resumes once the process is back below
-//! `RESUME_PERCENT` of the ceiling (the gap keeps it from flapping).
+//! spare memory, so the process stays under the ceiling itself; it resumes once the
+//! process is back below `RESUME_PERCENT` of the ceiling (the gap keeps it from flapping).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

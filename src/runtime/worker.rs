@@ -238,6 +238,9 @@ async fn accept_loop(
         };
         if conns.open.get() >= max_connections || shared.is_overloaded() {
             // Over a limit: close at once rather than leave it accepted but silent.
+            if shared.is_overloaded() {
+                crate::metrics::bump(&shared.metrics.shed);
+            }
             drop(stream);
             continue;
         }
