@@ -114,10 +114,43 @@ both_drivers! {
             assert_eq!(r.status, 403, "{target}");
         }
         assert!(origin.all_bytes().is_empty(), "origin must see none of them");
-        // An encoded slash is not a segment separator: /admin%2Fx is not under /admin/.
+        // An encoded slash is not a segment separator, but a dot-segment behind one is
+        // refused: a backend that decodes %2F would serve /admin.
         let r = get(gw.addr(), "/public%2F..%2Fadmin");
+        assert_eq!(r.status, 400);
+        let r = get(gw.addr(), "/public%2Fadmin");
         assert_eq!(r.status, 200);
-        assert_eq!(origin.wait_requests(1)[0].target, "/public%2F..%2Fadmin");
+        assert_eq!(origin.wait_requests(1)[0].target, "/public%2Fadmin");
+    }
+
+    fn absolute_form_is_routed_and_forwarded_by_its_own_authority(driver) {
+        let origin = Origin::ok("ok");
+        let cfg = Config::new()
+            .upstream("app", &[origin.addr()])
+            .route("host = \"evil.example\"\npath_prefix = \"/\"\nrespond = { status = 403 }")
+            .route("host = \"localhost\"\npath_prefix = \"/\"\nupstream = \"app\"")
+            .render();
+        let gw = Gateway::start(&cfg, driver);
+        // RFC 9112 §3.2.2: the received Host is ignored and replaced by the target's.
+        let r = roundtrip(gw.addr(), b"GET http://localhost:8080/abs?q=1 HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+            .expect("response");
+        assert_eq!(r.status, 200);
+        let seen = origin.wait_requests(1);
+        assert_eq!(seen[0].target, "/abs?q=1");
+        assert_eq!(seen[0].header_all("host"), vec!["localhost:8080"]);
+        assert_eq!(seen[0].header("x-forwarded-host"), Some("localhost:8080"));
+        assert!(!seen[0].head_text().contains("evil"), "{}", seen[0].head_text());
+        // The other way round: the target's host is the one refused.
+        let r = roundtrip(gw.addr(), b"GET http://evil.example/abs HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("response");
+        assert_eq!(r.status, 403);
+        // HTTP/1.0 without Host: the target's authority is sent as Host.
+        let r = roundtrip(gw.addr(), b"GET http://LocalHost/ten HTTP/1.0\r\n\r\n").expect("response");
+        assert_eq!(r.status, 200);
+        let seen = origin.wait_requests(2);
+        assert_eq!(seen[1].target, "/ten");
+        assert_eq!(seen[1].header_all("host"), vec!["LocalHost"]);
+        assert_eq!(origin.requests().len(), 2);
     }
 
     fn strip_prefix_removes_the_matched_prefix_and_keeps_the_query(driver) {

@@ -51,7 +51,9 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 /// What an escaped slash (`%2F`, or `%5C`, a backslash) in a path means.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EscapedSlashes {
-    /// Kept as an escape: part of a segment, never a separator (nginx's behaviour).
+    /// Kept as an escape: part of a segment, never a separator. A path that would hold a
+    /// `.` or `..` segment once they were decoded is refused (400): a backend that decodes
+    /// them would resolve it (`/x/..%2Fadmin` is `/admin` to it).
     #[default]
     Keep,
     /// The request is refused (400).
@@ -222,7 +224,43 @@ fn normalize_inner(
     if trailing || out.is_empty() {
         out.push(b'/');
     }
+    if mode == EscapedSlashes::Keep && dot_segment_behind_escape(out) {
+        // `/x/..%2Fadmin` stays one segment here, but a backend that decodes `%2F` before
+        // it resolves dot-segments (nginx as an origin, many application servers) serves
+        // `/admin`: every prefix rule would be walked past.
+        return Err(ParseError::Bad(
+            "dot-segment behind an escaped slash in path",
+        ));
+    }
     Ok(parts)
+}
+
+/// True when the normalised `path` would hold a `.` or `..` segment once its escaped
+/// slashes (`%2F`, `%5C`: uppercase after normalisation) were decoded. Costs one scan for
+/// '%' on a path without escapes.
+fn dot_segment_behind_escape(path: &[u8]) -> bool {
+    if !path.contains(&b'%') {
+        return false;
+    }
+    // Segments bounded by plain slashes alone lost their dot-segments already: any `.` or
+    // `..` piece left touches an escaped slash.
+    let (mut start, mut i) = (0, 0);
+    while i <= path.len() {
+        let sep = match path.get(i) {
+            None | Some(b'/') => 1,
+            Some(b'%') if matches!(path.get(i + 1..i + 3), Some(b"2F" | b"5C")) => 3,
+            Some(_) => {
+                i += 1;
+                continue;
+            }
+        };
+        if matches!(&path[start..i], b"." | b"..") {
+            return true;
+        }
+        i += sep;
+        start = i;
+    }
+    false
 }
 
 /// The target after `http://` or `https://` (case-insensitive), if it starts with either.
@@ -330,5 +368,47 @@ mod tests {
         assert_eq!(q, Some((19, 23)));
         assert_eq!(run("/x%5C%5Cy", Decode).map(|r| r.0).as_deref(), Ok("/x/y"));
         assert!(run("/a%2Fb?x#y", Decode).is_err());
+    }
+
+    #[test]
+    fn a_dot_segment_behind_an_escaped_slash_is_refused_unless_decoded() {
+        use EscapedSlashes::*;
+        let run = |t: &str, mode| {
+            let mut out = Vec::new();
+            normalize_with(t.as_bytes(), &mut out, mode)
+                .map(|_| String::from_utf8_lossy(&out).into_owned())
+        };
+        for t in [
+            "/x/..%2fadmin",
+            "/x/..%2Fadmin",
+            "/x%2f..",
+            "/x%2F../y",
+            "/.%2fadmin",
+            "/%2e%2e%2fadmin",
+            "/%2E%2e%2Fadmin",
+            "/a/b/..%5cadmin",
+            "/a/%2e%5Cb",
+            "/a/b%2f.",
+            "/a%2f%2e%2e",
+            "http://h/x/..%2fadmin?q=1",
+        ] {
+            assert!(run(t, Keep).is_err(), "{t} (keep)");
+            assert!(run(t, Reject).is_err(), "{t} (reject)");
+        }
+        assert_eq!(run("/x/..%2fadmin", Decode).as_deref(), Ok("/admin"));
+        assert_eq!(run("/.%2fadmin", Decode).as_deref(), Ok("/admin"));
+        assert_eq!(run("/a%2f%2e%2e", Decode).as_deref(), Ok("/"));
+        // Dots that are no whole segment, and escaped slashes without dots, still pass.
+        for (t, want) in [
+            ("/a%2fb", "/a%2Fb"),
+            ("/x/...%2fy", "/x/...%2Fy"),
+            ("/x/.a%2F", "/x/.a%2F"),
+            ("/x%2F%2Fy", "/x%2F%2Fy"),
+            ("/v1.2%2fz", "/v1.2%2Fz"),
+            ("/a/..b%2f", "/a/..b%2F"),
+            ("/a%25%2e%2e", "/a%25.."),
+        ] {
+            assert_eq!(run(t, Keep).as_deref(), Ok(want), "{t}");
+        }
     }
 }

@@ -39,8 +39,12 @@ pub struct RequestHead {
     pub version: Version,
     /// All fields in order, names and values as sent (values OWS-trimmed).
     pub headers: Vec<HeaderIdx>,
-    /// Authority for routing: the Host field value, lowercased copy in `host_lower`
-    /// with any port removed. Empty when absent (only allowed for HTTP/1.0).
+    /// The request's authority (`host[:port]`): the target's in absolute form, else the
+    /// Host field's value (in absolute form the Host field's span is moved to the target's
+    /// authority too). None only for an HTTP/1.0 request without either.
+    pub authority: Option<Span>,
+    /// The authority's host, lowercased, without the port: what routing matches. Empty
+    /// when there is no authority.
     pub host_lower: Vec<u8>,
     /// Normalised path (see `path::normalize`), always starts with '/'.
     pub path: Vec<u8>,
@@ -73,6 +77,7 @@ impl Default for RequestHead {
             target: Span::default(),
             version: Version::Http11,
             headers: Vec::new(),
+            authority: None,
             host_lower: Vec::new(),
             path: Vec::new(),
             query: None,
@@ -237,17 +242,17 @@ fn fill_semantics(
     target_start: usize,
     out: &mut RequestHead,
 ) -> Result<(), ParseError> {
-    let mut host: Option<&[u8]> = None;
+    let mut host: Option<usize> = None;
     let mut expect_continue = false;
     let mut upgrade = None;
     let (mut traceparent, mut traceparents) = (None, 0);
-    for h in &out.headers {
+    for (i, h) in out.headers.iter().enumerate() {
         let name = h.name.get(head);
         if name.eq_ignore_ascii_case(b"host") {
             if host.is_some() {
                 return Err(ParseError::Bad("more than one Host"));
             }
-            host = Some(h.value.get(head));
+            host = Some(i);
         } else if name.eq_ignore_ascii_case(b"expect") {
             for item in list_items(h.value.get(head)) {
                 if item.eq_ignore_ascii_case(b"100-continue") {
@@ -267,34 +272,31 @@ fn fill_semantics(
         }
     }
     out.traceparent = traceparent.filter(|_| traceparents == 1);
+    if host.is_none() && out.version == Version::Http11 {
+        return Err(ParseError::Bad("missing Host"));
+    }
+    // The authority requests are routed by and forwarded with: the target's own in
+    // absolute form (RFC 9112 §3.2.2: the received Host is ignored and replaced by it),
+    // else Host's. Either must be a valid host[:port].
+    let host_span = host.map(|i| out.headers[i].value);
+    if let Some(span) = host_span {
+        split_host(span.get(head))?;
+    }
+    let authority = match parts.authority {
+        Some((a, b)) => Some(Span::new(target_start + a, target_start + b)),
+        None => host_span,
+    };
+    if let (Some(i), Some(a)) = (host, parts.authority.and(authority)) {
+        // Everything that reads Host from here on (routing, rules, forwarding,
+        // X-Forwarded-Host) sees the target's authority.
+        out.headers[i].value = a;
+    }
+    out.authority = authority;
     out.host_lower.clear();
-    match host {
-        Some(h) => {
-            let (name, port) = split_host(h)?;
-            if let Some((a, b)) = parts.authority {
-                let target = &head[target_start..];
-                let scheme_https = target.len() > 5 && target[..5].eq_ignore_ascii_case(b"https");
-                let (aname, aport) = split_host(&target[a..b])?;
-                let default = if scheme_https { 443 } else { 80 };
-                if !aname.eq_ignore_ascii_case(name)
-                    || aport.unwrap_or(default) != port.unwrap_or(default)
-                {
-                    return Err(ParseError::Bad(
-                        "absolute-form authority disagrees with Host",
-                    ));
-                }
-            }
-            out.host_lower
-                .extend(name.iter().map(u8::to_ascii_lowercase));
-        }
-        None if out.version == Version::Http11 => return Err(ParseError::Bad("missing Host")),
-        None => {
-            if let Some((a, b)) = parts.authority {
-                let (name, _) = split_host(&head[target_start + a..target_start + b])?;
-                out.host_lower
-                    .extend(name.iter().map(u8::to_ascii_lowercase));
-            }
-        }
+    if let Some(a) = authority {
+        let (name, _) = split_host(a.get(head))?;
+        out.host_lower
+            .extend(name.iter().map(u8::to_ascii_lowercase));
     }
     let f = framing_fields(head, &out.headers)?;
     if f.has_te && out.version == Version::Http10 {

@@ -143,8 +143,11 @@ fn syntax_rules_are_strict() {
         b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /#f HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
-        b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
-        b"GET http://a:81/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a:x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://b/ HTTP/1.1\r\n\r\n",
+        b"GET http://b/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET /x/..%2fadmin HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\n\r\n",
@@ -187,10 +190,21 @@ fn the_switches_let_underscores_and_options_asterisk_in() {
 }
 
 #[test]
-fn absolute_form_agreeing_with_host_is_accepted() {
+fn absolute_form_authority_replaces_host() {
     let (h, _) = req(b"GET http://A:80/x HTTP/1.1\r\nHost: a\r\n\r\n").expect("valid");
     assert_eq!(h.path, b"/x");
     assert_eq!(h.host_lower, b"a");
+    let (h, _) = req(b"GET http://Good.example:8080/x HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+        .expect("another Host is ignored");
+    assert_eq!(h.host_lower, b"good.example");
+    assert_eq!(h.header(b"host"), Some(&b"Good.example:8080"[..]));
+    assert_eq!(
+        h.authority.map(|a| a.get(&h.buf)),
+        Some(&b"Good.example:8080"[..])
+    );
+    let (h, _) = req(b"GET http://a.example/x HTTP/1.0\r\n\r\n").expect("1.0 without Host");
+    assert_eq!(h.host_lower, b"a.example");
+    assert_eq!(h.header(b"host"), None);
     let (h, _) = req(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").expect("ipv6 host");
     assert_eq!(h.host_lower, b"[::1]");
 }

@@ -206,7 +206,13 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
         put_field(out, name, value);
     }
     if !have_host {
-        let _ = write!(out, "Host: {}\r\n", ctx.upstream_addr);
+        // An HTTP/1.0 request without Host: its absolute-form authority, else the server.
+        match req.authority {
+            Some(a) => put_field(out, b"Host", a.get(&req.buf)),
+            None => {
+                let _ = write!(out, "Host: {}\r\n", ctx.upstream_addr);
+            }
+        }
     }
     put_framing(out, ctx.framing);
     put_edits(out, ctx.edits);
