@@ -701,6 +701,46 @@ both_drivers! {
         assert_eq!(get(gw.addr(), "/").status, 502);
     }
 
+    fn a_tls_connection_is_never_lent_to_an_upstream_with_other_tls_settings(driver) {
+        // Two upstreams on one TLS address, as virtual hosts behind one IP: the
+        // certificate holds only the first one's name.
+        let dir = Dir::new("up-shared");
+        let backend_ca = ca("backend CA");
+        dir.write("backend-ca.pem", &backend_ca.cert.pem());
+        let origin = TlsOrigin::start(&leaf(&backend_ca, &["api.internal"], "api", false, 10), None, "vhost");
+        let o = origin.addr;
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+             [[upstreams]]\nname = \"good\"\nservers = [\"{o}\"]\n\
+             tls = {{ ca_file = \"backend-ca.pem\", server_name = \"api.internal\" }}\n\n\
+             [[upstreams]]\nname = \"other\"\nservers = [\"{o}\"]\n\
+             tls = {{ ca_file = \"backend-ca.pem\", server_name = \"other.internal\" }}\n\n\
+             [[routes]]\npath_prefix = \"/good\"\nupstream = \"good\"\n\n\
+             [[routes]]\npath_prefix = \"/other\"\nupstream = \"other\"\n"
+        );
+        let gw = Gateway::start_in(&cfg, driver, dir.path());
+        let mut c = Reader::new(connect(gw.addr()));
+        let mut ask = |path: &str| {
+            c.send(format!("GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes());
+            c.response().expect("response")
+        };
+        // Both orders, on one client connection, with a pooled connection waiting.
+        for order in [["/good", "/other"], ["/other", "/good"]] {
+            for path in order {
+                let r = ask(path);
+                if path == "/good" {
+                    assert_eq!((r.status, &r.body[..]), (200, &b"vhost"[..]), "{order:?}");
+                } else {
+                    assert_eq!(r.status, 502, "{order:?}: a connection verified for api.internal was lent");
+                }
+            }
+        }
+        assert_eq!(ask("/other").status, 502);
+        assert_eq!(ask("/good").status, 200);
+        // The good upstream's one connection was pooled and reused throughout.
+        assert_eq!(origin.handshakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     fn upstream_tls_refuses_bad_backends_with_502(driver) {
         let dir = Dir::new("up-bad");
         let backend_ca = ca("backend CA");

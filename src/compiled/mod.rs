@@ -216,6 +216,8 @@ pub struct Upstream {
     pub hosts: Vec<String>,
     /// TLS to the servers, when configured.
     pub tls: Option<crate::tls::UpstreamTls>,
+    /// Each server's connection settings: its idle connections are pooled under this.
+    pub pool_keys: Vec<crate::upstream::PoolKey>,
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
     /// Balancing, health and breaker settings.
@@ -440,7 +442,7 @@ fn build_upstream(
     errors: &mut Vec<ConfigError>,
 ) -> (Upstream, String) {
     let mut servers = Vec::new();
-    let hosts = u
+    let hosts: Vec<String> = u
         .servers
         .iter()
         .map(|s| {
@@ -483,12 +485,23 @@ fn build_upstream(
             )),
         }
     }
+    let pool_keys = servers
+        .iter()
+        .zip(&hosts)
+        .map(
+            |(&addr, host): (&SocketAddr, &String)| crate::upstream::PoolKey {
+                addr,
+                settings: tls.as_ref().map_or(0, |t| t.connection_settings(host)),
+            },
+        )
+        .collect();
     (
         Upstream {
             name: u.name.clone(),
             servers,
             hosts,
             tls,
+            pool_keys,
             keepalive: u.keepalive,
             keepalive_timeout: u.keepalive_timeout.0,
             lb: crate::upstream::Lb::build(u),

@@ -1,4 +1,6 @@
-//! Per-core upstream keep-alive pool, keyed by server address. A connection enters the pool
+//! Per-core upstream keep-alive pool, keyed by server address and connection settings
+//! (`upstream::PoolKey`: a TLS connection is reused only with the very settings it was made
+//! with). A connection enters the pool
 //! only after a response was fully read and correctly framed; it leaves it on reuse, when it
 //! is older than the upstream's `keepalive_timeout`, or when a peek shows its peer closed it.
 //!
@@ -10,12 +12,12 @@
 //! checked connection.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
 use super::io::{Stream, UpConn};
+use crate::upstream::PoolKey;
 
 /// Idle time after which a pooled connection is always checked before reuse.
 const PEEK_AFTER: Duration = Duration::from_secs(1);
@@ -26,7 +28,7 @@ struct Idle<C: Stream> {
 }
 
 pub struct Pool<C: Stream> {
-    idle: RefCell<AHashMap<SocketAddr, Vec<Idle<C>>>>,
+    idle: RefCell<AHashMap<PoolKey, Vec<Idle<C>>>>,
 }
 
 impl<C: Stream> Default for Pool<C> {
@@ -38,17 +40,17 @@ impl<C: Stream> Default for Pool<C> {
 }
 
 impl<C: Stream> Pool<C> {
-    /// The most recently used idle connection to `addr` that is within `max_idle_time` and
+    /// The most recently used idle connection made with `key` that is within `max_idle_time` and
     /// not seen closed, if any. `replayable`: the request can be retried elsewhere, so a
     /// recently used connection needs no check (see the module docs).
     pub fn take(
         &self,
-        addr: SocketAddr,
+        key: PoolKey,
         max_idle_time: Duration,
         replayable: bool,
     ) -> Option<UpConn<C>> {
         let mut map = self.idle.borrow_mut();
-        let list = map.get_mut(&addr)?;
+        let list = map.get_mut(&key)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
             let idle_for = now.duration_since(idle.since);
@@ -64,12 +66,12 @@ impl<C: Stream> Pool<C> {
     }
 
     /// Returns a connection for reuse; the oldest idle one is closed when `max_idle` is reached.
-    pub fn put(&self, addr: SocketAddr, conn: UpConn<C>, max_idle: usize) {
+    pub fn put(&self, key: PoolKey, conn: UpConn<C>, max_idle: usize) {
         if max_idle == 0 {
             return;
         }
         let mut map = self.idle.borrow_mut();
-        let list = map.entry(addr).or_default();
+        let list = map.entry(key).or_default();
         if list.len() >= max_idle {
             list.remove(0);
         }
@@ -80,11 +82,11 @@ impl<C: Stream> Pool<C> {
     }
 
     /// Closes connections idle for longer than `max_idle_time`.
-    pub fn sweep(&self, max_idle_time: impl Fn(SocketAddr) -> Duration) {
+    pub fn sweep(&self, max_idle_time: impl Fn(PoolKey) -> Duration) {
         let now = Instant::now();
         let mut map = self.idle.borrow_mut();
-        for (addr, list) in map.iter_mut() {
-            let limit = max_idle_time(*addr);
+        for (key, list) in map.iter_mut() {
+            let limit = max_idle_time(*key);
             list.retain(|i| now.duration_since(i.since) < limit);
         }
         map.retain(|_, l| !l.is_empty());

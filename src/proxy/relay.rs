@@ -168,7 +168,7 @@ where
             let pooled = if fresh_retry {
                 None
             } else {
-                pool.take(addr, up.keepalive_timeout, replay_ok)
+                pool.take(up.pool_keys[server], up.keepalive_timeout, replay_ok)
             };
             let reused = pooled.is_some();
             let mut conn = match pooled {
@@ -251,7 +251,7 @@ where
             match attempt {
                 Attempt::Finished { next, pool: reuse } => {
                     if reuse {
-                        pool.put(addr, conn, up.keepalive);
+                        pool.put(up.pool_keys[server], conn, up.keepalive);
                     }
                     return next;
                 }

@@ -436,10 +436,10 @@ async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
             continue;
         }
         let cfg = shared.config();
-        let timeout = |addr| {
+        let timeout = |key| {
             cfg.upstreams
                 .iter()
-                .find(|u| u.servers.contains(&addr))
+                .find(|u| u.pool_keys.contains(&key))
                 .map(|u| u.keepalive_timeout)
                 .unwrap_or(Duration::ZERO)
         };

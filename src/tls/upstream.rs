@@ -26,6 +26,10 @@ pub struct UpstreamTls {
     connector: monoio_rustls::TlsConnector,
     /// The configured name, or None to use each server's host.
     server_name: Option<ServerName<'static>>,
+    /// A digest of every setting a connection is made with (trust anchors, names,
+    /// client certificate, ALPN): connections are pooled under it, so one made for these
+    /// settings is never lent to an upstream with others (see `connection_settings`).
+    settings: u64,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -73,6 +77,16 @@ impl UpstreamTls {
                     return None;
                 }
             }
+        }
+        let mut settings = Settings::default();
+        settings.add(b"ca");
+        for ca in roots.roots.iter() {
+            settings.add(ca.subject.as_ref());
+            settings.add(ca.subject_public_key_info.as_ref());
+        }
+        for (field, v) in [("sni", &cfg.server_name), ("verify", &cfg.verify_name)] {
+            settings.add(field.as_bytes());
+            settings.add(v.as_deref().unwrap_or("\0").as_bytes());
         }
         let mut name = |field: &str, v: &Option<String>| match v {
             Some(n) => match ServerName::try_from(n.clone()) {
@@ -131,6 +145,10 @@ impl UpstreamTls {
                         return None;
                     }
                 };
+                settings.add(b"client");
+                for cert in &chain {
+                    settings.add(cert.as_ref());
+                }
                 let key_path = resolve(base, k);
                 let key = match PrivateKeyDer::from_pem_file(&key_path) {
                     Ok(k) => k,
@@ -159,10 +177,27 @@ impl UpstreamTls {
             }
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        settings.add(b"alpn");
+        for p in &config.alpn_protocols {
+            settings.add(p);
+        }
         Some(UpstreamTls {
             connector: monoio_rustls::TlsConnector::from(config),
             server_name,
+            settings: settings.0,
         })
+    }
+
+    /// A digest of everything a connection to a server named `host` in the config is made
+    /// with: these settings and the name sent as SNI (the configured one, else `host`).
+    /// Equal digests mean interchangeable connections (to the same address).
+    pub fn connection_settings(&self, host: &str) -> u64 {
+        let mut s = Settings(self.settings);
+        if self.server_name.is_none() {
+            s.add(host.as_bytes());
+        }
+        // Never 0: that is a plain connection's.
+        s.0 | 1
     }
 
     /// Connects to `addr` (TCP_NODELAY) and completes the handshake, naming the server
@@ -193,6 +228,24 @@ impl UpstreamTls {
                 std::io::Error::other(format!("tls handshake with {}: {why}", name_text(&name)))
             })?;
         Ok((tls, fd))
+    }
+}
+
+/// FNV-1a over length-prefixed parts: stable, and cheap enough to build once per upstream.
+struct Settings(u64);
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Settings {
+    fn add(&mut self, part: &[u8]) {
+        let len = (part.len() as u64).to_le_bytes();
+        for &b in len.iter().chain(part) {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 }
 

@@ -26,6 +26,18 @@ pub use state::State;
 use crate::config::{AllUnhealthy, Balance, HashOn, HealthCheckConfig, UpstreamConfig};
 use crate::http::RequestHead;
 
+/// What an upstream connection was made with: the server's address and, for TLS, a digest
+/// of every TLS setting (trust anchors, SNI and verified names, client certificate, ALPN).
+/// Pools file idle connections under it, so a connection is reused only for a request
+/// whose connection settings are the same (two upstreams on one address with different
+/// TLS names never share one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub addr: std::net::SocketAddr,
+    /// 0 for plain TCP.
+    pub settings: u64,
+}
+
 /// An upstream's balancing and health settings, compiled.
 #[derive(Debug)]
 pub struct Lb {
