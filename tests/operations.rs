@@ -126,6 +126,26 @@ both_drivers! {
         assert!(ok > 100, "the load ran");
     }
 
+    fn a_reload_applies_to_the_next_request_on_an_open_keep_alive_connection(driver) {
+        let origin = Origin::ok("ok");
+        let gw = Gateway::start(&versioned(&origin, "v1", ""), driver);
+        let mut c = Reader::new(connect(gw.addr()));
+        let mut ask = || {
+            c.send(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+            c.response().expect("response").header("x-version").map(str::to_owned)
+        };
+        assert_eq!(ask().as_deref(), Some("v1"));
+        for v in 2..=4 {
+            std::fs::write(gw.config_path(), versioned(&origin, &format!("v{v}"), "")).unwrap();
+            gw.signal("HUP");
+            gw.wait_log(&format!("config reloaded (version {v})"));
+            // The very next request on the connection already has it.
+            assert_eq!(ask(), Some(format!("v{v}")), "the first request after reload {v}");
+            assert_eq!(ask(), Some(format!("v{v}")));
+        }
+        assert_eq!(origin.connections(), 1, "one upstream connection throughout");
+    }
+
     fn a_bad_config_is_refused_and_the_old_one_keeps_serving(driver) {
         let origin = Origin::ok("ok");
         let gw = Gateway::start(&versioned(&origin, "v1", ""), driver);

@@ -408,19 +408,24 @@ where
     async fn run(&mut self, accepted: Instant) {
         let mut first = true;
         loop {
-            let cfg = self.shared.config();
             // When the request began: the accept for the first one, its first bytes after.
             let start = if first {
                 accepted
             } else {
-                if self.cin.buf.is_empty() && !self.wait_for_bytes(cfg.timeouts.idle).await {
+                let idle = self.shared.config.borrow().timeouts.idle;
+                if self.cin.buf.is_empty() && !self.wait_for_bytes(idle).await {
                     return;
                 }
                 Instant::now()
             };
+            let cfg = self.shared.config();
             let deadline = start + cfg.timeouts.header;
             first = false;
-            match self.read_head(&cfg, deadline).await {
+            let read = self.read_head(&cfg, deadline).await;
+            // The config is taken again once the head is in: a reload applied while this
+            // connection waited for it (idle, or a slow head) applies to this request.
+            let cfg = self.shared.config();
+            match read {
                 HeadRead::Ok => self.begin_log(start, true),
                 HeadRead::Closed => return,
                 HeadRead::Reject(status) => {
