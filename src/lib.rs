@@ -8,6 +8,7 @@
 pub mod accesslog;
 pub mod compiled;
 pub mod config;
+pub mod grammar;
 pub mod http;
 pub mod logger;
 pub mod metrics;

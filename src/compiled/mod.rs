@@ -3,11 +3,9 @@
 //! header edits, CIDR lists). Immutable once built, cheap to look up, no I/O after build,
 //! no allocation or string building per lookup. Each worker owns its own copy.
 
-mod cidr;
 mod protect;
 mod route_table;
 
-pub use cidr::Cidr;
 pub use protect::{hsts_value, ErrorPage, Protect};
 pub use route_table::{HeaderPredicate, HostMatch, PathMatch, RouteMatch, RouteTable};
 
@@ -17,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{
-    ConfigError, ConfigErrors, GatewayConfig, HeaderEditsConfig, IoDriver, RouteConfig,
+    Cidr, ConfigError, ConfigErrors, GatewayConfig, HeaderEditsConfig, IoDriver, RouteConfig,
     UpstreamConfig,
 };
 use crate::http::path::EscapedSlashes;
@@ -70,10 +68,6 @@ impl<R: RequestView> RequestView for Folded<'_, R> {
         self.req.header(name)
     }
 }
-
-/// Default of `server.splice_threshold`: below it a body is copied through user space
-/// (measured crossover; see README, Performance).
-pub const DEFAULT_SPLICE_THRESHOLD: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -239,6 +233,7 @@ impl Compiled {
         resolved: Option<&Resolved>,
     ) -> Result<Compiled, ConfigErrors> {
         let mut errors = Vec::new();
+        check_route_paths(cfg, &mut errors);
         let base_dir = std::path::Path::new(file)
             .parent()
             .unwrap_or(std::path::Path::new("."));
@@ -434,6 +429,21 @@ pub fn resolve_names(cfg: &GatewayConfig) -> Resolved {
     out
 }
 
+impl Compiled {
+    /// Every upstream as the health checker sees it, in config order.
+    pub fn health_targets(&self) -> Vec<crate::upstream::health::Checked<'_>> {
+        self.upstreams
+            .iter()
+            .map(|u| crate::upstream::health::Checked {
+                name: &u.name,
+                servers: &u.servers,
+                lb: &u.lb,
+                tls: u.tls.is_some(),
+            })
+            .collect()
+    }
+}
+
 fn build_upstream(
     i: usize,
     u: &UpstreamConfig,
@@ -524,6 +534,38 @@ fn build_edits(h: &HeaderEditsConfig) -> HeaderEdits {
             .iter()
             .map(|n| Bytes::from(n.to_ascii_lowercase()))
             .collect(),
+    }
+}
+
+/// A normalised path (its leading '/' is checked by `config`): no empty, "." or ".." segments, only uppercase
+/// escapes of characters that normalisation keeps escaped, no query or fragment.
+fn check_path(p: &str) -> Result<(), String> {
+    let mut out = Vec::new();
+    match crate::http::path::normalize(p.as_bytes(), &mut out) {
+        Ok(parts) if parts.query.is_some() => Err(format!("{p:?} must not contain '?'")),
+        Ok(_) if out != p.as_bytes() => Err(format!(
+            "{p:?} is not a normalised path; requests are matched on \"{}\"",
+            String::from_utf8_lossy(&out)
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{p:?} is not a valid path: {e}")),
+    }
+}
+
+/// Every route path a request is matched against or rewritten to must be a normalised
+/// path (the config layer checks the rest of a route; normalisation is HTTP's).
+fn check_route_paths(cfg: &GatewayConfig, errors: &mut Vec<ConfigError>) {
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let fields = [
+            ("path_prefix", &r.path_prefix),
+            ("path", &r.path),
+            ("rewrite_prefix", &r.rewrite_prefix),
+        ];
+        for (field, value) in fields {
+            if let Some(Err(why)) = value.as_deref().map(check_path) {
+                errors.push(ConfigError::new(format!("routes[{i}].{field}"), why));
+            }
+        }
     }
 }
 

@@ -1,12 +1,20 @@
 //! The config file exactly as a user writes it (TOML, serde, `deny_unknown_fields`), its
 //! documented defaults, and `validate()`, which reports *every* problem as
-//! `ConfigError { path: "routes[2].upstream", reason }`. No I/O beyond reading the file;
-//! nothing here is used on the request path (see `compiled/`).
+//! `ConfigError { path: "routes[2].upstream", reason }`. At its bottom, the small value
+//! types a config is parsed into (`Duration`, `Cidr`, `Glob`, `Rate`), which the compiled
+//! form runs on too.
+//!
+//! Where it sits: the bottom layer of the crate. It imports only leaves (`grammar`,
+//! `redact`); everything else (`compiled`, `http`, `policy`, ...) builds on it, never the
+//! other way round (`tests/architecture.rs` keeps it so). No I/O beyond reading the file.
 
 mod access_log;
+mod cidr;
 mod duration;
 mod error;
+mod glob;
 mod policy;
+mod rate;
 mod tls;
 mod types;
 mod upstream;
@@ -16,15 +24,30 @@ mod validate_protect;
 mod validate_upstream;
 
 pub use access_log::AccessLogConfig;
+pub use cidr::Cidr;
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
+pub use glob::{Glob, MAX_GLOB};
 pub use policy::*;
+pub use rate::Rate;
 pub use tls::*;
 pub use types::*;
 pub use upstream::*;
 pub use validate_protect::parse_error_status;
 
 use std::path::Path;
+
+/// Fields a header edit may never touch: they carry framing or belong to one hop.
+const RESERVED_FIELDS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 /// Reads, parses and validates `path`. Errors carry the file name.
 pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {

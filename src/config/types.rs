@@ -439,8 +439,12 @@ fn default_upgrade_protocols() -> Vec<String> {
 fn default_dns_refresh() -> Duration {
     secs(30)
 }
+/// Default of `server.splice_threshold`: below it a body is copied through user space
+/// (the measured crossover; see docs/performance.md).
+pub const DEFAULT_SPLICE_THRESHOLD: u64 = 256 * 1024;
+
 fn default_splice_threshold() -> u64 {
-    crate::compiled::DEFAULT_SPLICE_THRESHOLD
+    DEFAULT_SPLICE_THRESHOLD
 }
 
 fn default_keepalive() -> usize {

@@ -167,7 +167,7 @@ impl HashOn {
             return Ok(HashOn::ClientIp);
         }
         let (kind, name) = s.split_once(':').ok_or_else(bad)?;
-        if name.is_empty() || !crate::http::head::is_token(name.as_bytes()) {
+        if name.is_empty() || !crate::grammar::is_token(name.as_bytes()) {
             return Err(bad());
         }
         match kind {

@@ -4,21 +4,9 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::{ConfigError, GatewayConfig, HeaderEditsConfig, RouteConfig};
-use crate::compiled::Cidr;
-use crate::http::head::{is_field_value, is_token};
-
-/// Fields a header edit may never touch: they carry framing or belong to one hop.
-pub(super) const RESERVED_FIELDS: [&str; 8] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
+use super::{ConfigError, GatewayConfig, HeaderEditsConfig, RouteConfig, RESERVED_FIELDS};
+use crate::config::Cidr;
+use crate::grammar::{is_field_value, is_token};
 
 struct Errors(Vec<ConfigError>);
 
@@ -296,21 +284,11 @@ fn check_server(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A normalised path: starts with '/', no empty, "." or ".." segments, only uppercase
-/// escapes of characters that normalisation keeps escaped, no query or fragment.
-fn check_path(p: &str) -> Result<(), String> {
+/// A route path must start with '/' (whether it is a normalised path is checked where
+/// routes are compiled: normalisation is HTTP's).
+fn starts_with_slash(path: &str, p: &str, e: &mut Errors) {
     if !p.starts_with('/') {
-        return Err(format!("{p:?} must start with '/'"));
-    }
-    let mut out = Vec::new();
-    match crate::http::path::normalize(p.as_bytes(), &mut out) {
-        Ok(parts) if parts.query.is_some() => Err(format!("{p:?} must not contain '?'")),
-        Ok(_) if out != p.as_bytes() => Err(format!(
-            "{p:?} is not a normalised path; requests are matched on \"{}\"",
-            String::from_utf8_lossy(&out)
-        )),
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("{p:?} is not a valid path: {e}")),
+        e.push(path, format!("{p:?} must start with '/'"));
     }
 }
 
@@ -339,16 +317,8 @@ fn route(cfg: &GatewayConfig, i: usize, r: &RouteConfig, e: &mut Errors) {
     match (&r.path_prefix, &r.path) {
         (None, None) => e.push(&p, "set path_prefix (e.g. \"/\") or path"),
         (Some(_), Some(_)) => e.push(&p, "set only one of path_prefix and path"),
-        (Some(x), None) => {
-            if let Err(why) = check_path(x) {
-                e.push(format!("{p}.path_prefix"), why);
-            }
-        }
-        (None, Some(x)) => {
-            if let Err(why) = check_path(x) {
-                e.push(format!("{p}.path"), why);
-            }
-        }
+        (Some(x), None) => starts_with_slash(&format!("{p}.path_prefix"), x, e),
+        (None, Some(x)) => starts_with_slash(&format!("{p}.path"), x, e),
     }
     if let Some(h) = &r.host {
         if let Err(why) = check_host(h) {
@@ -403,9 +373,7 @@ fn route(cfg: &GatewayConfig, i: usize, r: &RouteConfig, e: &mut Errors) {
         );
     }
     if let Some(rw) = &r.rewrite_prefix {
-        if let Err(why) = check_path(rw) {
-            e.push(format!("{p}.rewrite_prefix"), why);
-        }
+        starts_with_slash(&format!("{p}.rewrite_prefix"), rw, e);
     }
     match (&r.upstream, &r.respond) {
         (None, None) => e.push(&p, "set upstream (a name from [[upstreams]]) or respond"),

@@ -6,10 +6,9 @@ use std::collections::HashSet;
 
 use super::{AccessConfig, FieldRuleConfig, GatewayConfig, RulesConfig};
 use super::{ConfigError, PathPatternConfig};
-use crate::compiled::Cidr;
-use crate::http::head::{is_field_value, is_hop_by_hop, is_token};
-use crate::policy::ratelimit::Rate;
-use crate::policy::rules::Glob;
+use super::{Glob, Rate};
+use crate::config::Cidr;
+use crate::grammar::{is_field_value, is_hop_by_hop, is_token};
 
 pub(super) fn validate(cfg: &GatewayConfig, e: &mut Vec<ConfigError>) {
     let mut push = |p: String, r: String| e.push(ConfigError::new(p, r));

@@ -1,9 +1,8 @@
 //! Checks for `[protect]` and `routes[i].hsts`. Error pages named by a file are read by
 //! `compiled/` (the only place that knows the config file's directory), not here.
 
-use super::validate::RESERVED_FIELDS;
-use super::{ConfigError, GatewayConfig};
-use crate::http::head::{is_field_value, is_token};
+use super::{ConfigError, GatewayConfig, RESERVED_FIELDS};
+use crate::grammar::{is_field_value, is_token};
 
 pub fn validate(cfg: &GatewayConfig, errors: &mut Vec<ConfigError>) {
     let mut push = |p: String, r: String| errors.push(ConfigError::new(p, r));

@@ -69,7 +69,7 @@ fn upstream(p: &str, u: &UpstreamConfig, e: &mut Vec<ConfigError>) {
             );
         }
         if let Some(host) = &h.host {
-            if host.is_empty() || !crate::http::head::is_field_value(host.as_bytes()) {
+            if host.is_empty() || !crate::grammar::is_field_value(host.as_bytes()) {
                 push(
                     format!("{q}.host"),
                     format!("{host:?} is not a valid Host value"),

@@ -2,6 +2,7 @@
 //! line scanner that enforces CRLF-only line endings, field checks, and hop-by-hop rules.
 
 use super::ParseError;
+pub use crate::grammar::{is_field_value, is_hop_by_hop, is_tchar, is_token};
 
 /// A half-open byte range `start..end` into a head buffer. `u32` keeps headers small.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,22 +53,6 @@ impl Version {
     }
 }
 
-/// Fields that are hop-by-hop by definition (RFC 9110 §7.6.1) and never forwarded.
-/// `Upgrade` is included: a tunnelled upgrade gets `Connection: Upgrade` and its `Upgrade`
-/// field written by the forwarding rules themselves, never copied. Case-insensitive.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 7] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
-
 /// Iterates the elements of a comma-separated list value, OWS-trimmed, empties skipped.
 pub fn list_items(list: &[u8]) -> impl Iterator<Item = &[u8]> {
     list.split(|&b| b == b',')
@@ -89,23 +74,6 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
-}
-
-/// RFC 9110 tchar.
-pub fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
-}
-
-pub fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
-}
-
-/// Field value bytes: VCHAR, SP, HTAB, obs-text. No NUL, CR, LF, other CTLs or DEL.
-pub fn is_field_value(s: &[u8]) -> bool {
-    s.iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
 /// Finds the end of a head (index just past the empty line) at the front of `buf`,

@@ -19,9 +19,11 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use self::identity::{AuthCaches, AuthMethod, AuthOutcome, Authenticators, Identity, Methods};
-use self::ratelimit::{KeyHasher, Limiter, Rate, Verdict};
-use self::rules::{percent_decode, query_pairs, CidrSet, FieldRule, Glob, PathPattern};
-use crate::compiled::Cidr;
+use self::ratelimit::{KeyHasher, Limiter, Verdict};
+use self::rules::{percent_decode, query_pairs, CidrSet, FieldRule, PathPattern};
+use crate::config::Cidr;
+use crate::config::Glob;
+use crate::config::Rate;
 use crate::config::{
     AccessConfig, ConfigError, FieldRuleConfig, GatewayConfig, PathPatternConfig, RulesConfig,
 };

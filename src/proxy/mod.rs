@@ -10,6 +10,7 @@
 
 mod access;
 mod bufs;
+mod deadline;
 pub mod forward;
 pub mod io;
 pub mod pool;

@@ -16,10 +16,11 @@ use std::time::Instant;
 
 use bytes::BufMut;
 
+use super::deadline::BodyDeadline;
 use super::forward::{self, OutFraming, RequestCtx};
 use super::io::{Connector, Stream, UpConn};
 use super::pool::Pool;
-use super::request_body::{flush_upstream, pump_body, BodyDeadline, BodyState, SendFail};
+use super::request_body::{flush_upstream, pump_body, BodyState, SendFail};
 use super::response::{respond, Exchange, RespOutcome};
 use super::tunnel;
 use super::{ClientConn, Next};

@@ -2,11 +2,12 @@
 //! (Content-Length or chunked, re-chunked for the upstream), the body deadline and size
 //! limit, and the pump that streams the rest of a body while the response is relayed.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, BufMut, BytesMut};
 use monoio::io::OwnedWriteHalf;
 
+use super::deadline::BodyDeadline;
 use super::io::{read_some_until, write_all_within, IoFail, Stream};
 use super::splice::{self, Pipes, ReadLimit, SpliceFail};
 use super::{ClientIn, CLIENT_READ};
@@ -18,47 +19,6 @@ use crate::http::BodyFraming;
 pub(super) const MAX_CHUNK_LINE: usize = 4096;
 /// Flush re-chunked output once this much is queued.
 pub(super) const FLUSH_AT: usize = 64 * 1024;
-
-/// When the rest of a request body must have arrived: `timeouts.body` after it began in
-/// any case, and sooner when `limits.min_body_rate` is set and the client falls behind it
-/// (the rule of Apache's mod_reqtimeout `MinRate`: a head start of
-/// `limits.min_body_rate_grace`, then each byte received buys 1/rate seconds more). A
-/// client trickling a byte at a time is closed long before the total deadline.
-#[derive(Clone, Copy, Debug)]
-pub struct BodyDeadline {
-    total: Instant,
-    paced_from: Instant,
-    /// Bytes per second; 0 = no minimum rate.
-    rate: u64,
-}
-
-impl BodyDeadline {
-    pub(super) fn new(cfg: &Compiled, start: Instant) -> BodyDeadline {
-        let t = &cfg.timeouts;
-        BodyDeadline {
-            total: start + t.body,
-            paced_from: start + t.min_body_rate_grace,
-            rate: t.min_body_rate,
-        }
-    }
-
-    /// `timeouts.body` after the body began.
-    pub(super) fn total(&self) -> Instant {
-        self.total
-    }
-
-    /// The deadline for the next read once `received` body bytes came in.
-    pub fn at(&self, received: u64) -> Instant {
-        if self.rate == 0 {
-            return self.total;
-        }
-        let nanos = u128::from(received) * 1_000_000_000 / u128::from(self.rate);
-        let earned = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        self.paced_from
-            .checked_add(earned)
-            .map_or(self.total, |t| t.min(self.total))
-    }
-}
 
 /// Why sending the request did not complete.
 pub(super) enum SendFail {
@@ -308,27 +268,5 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
             }
             _ => state.stage(&mut cin.buf, obuf)?,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_body_deadline_moves_with_the_bytes_received_up_to_the_total() {
-        let start = Instant::now();
-        let mut d = BodyDeadline {
-            total: start + Duration::from_secs(60),
-            paced_from: start + Duration::from_secs(5),
-            rate: 0,
-        };
-        assert_eq!(d.at(0), d.total());
-        assert_eq!(d.at(u64::MAX), d.total());
-        d.rate = 1000;
-        assert_eq!(d.at(0), start + Duration::from_secs(5));
-        assert_eq!(d.at(500), start + Duration::from_millis(5500));
-        assert_eq!(d.at(1_000_000), d.total());
-        assert_eq!(d.at(u64::MAX), d.total());
     }
 }

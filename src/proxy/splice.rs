@@ -16,8 +16,8 @@ use monoio::io::{OwnedReadHalf, OwnedWriteHalf};
 use monoio::net::unix::new_pipe;
 use monoio::net::Pipe;
 
+use super::deadline::BodyDeadline;
 use super::io::Stream;
-use super::request_body::BodyDeadline;
 
 /// Most bytes asked of one splice: a default pipe holds 64 KiB.
 const STEP: u32 = 64 * 1024;

@@ -148,8 +148,8 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         first.max_connections,
         first.max_in_flight,
     );
-    let (checker, mut health) =
-        crate::upstream::health::start(&first, workers).map_err(RunError::Health)?;
+    let (checker, mut health) = crate::upstream::health::start(&first.health_targets(), workers)
+        .map_err(RunError::Health)?;
     let access_log = match &cfg.access_log {
         Some(a) => Some(
             crate::accesslog::AccessLog::start(a, workers).map_err(|source| {

@@ -227,7 +227,7 @@ impl Reloader {
     /// new config; the workers follow it from their next control poll.
     fn restart_health(&mut self, compiled: &crate::compiled::Compiled) {
         self.health = crate::upstream::health::Checker::default();
-        match crate::upstream::health::start(compiled, self.workers.len()) {
+        match crate::upstream::health::start(&compiled.health_targets(), self.workers.len()) {
             Ok((checker, receivers)) => {
                 self.health = checker;
                 self.workers.follow_health(receivers);

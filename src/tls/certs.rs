@@ -67,7 +67,7 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Option<String> {
         })
     };
     cn.or_else(san)
-        .filter(|s| !s.is_empty() && crate::http::head::is_field_value(s.as_bytes()))
+        .filter(|s| !s.is_empty() && crate::grammar::is_field_value(s.as_bytes()))
 }
 
 impl CertSet {

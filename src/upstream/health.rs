@@ -20,9 +20,18 @@ use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
-use super::State;
-use crate::compiled::Compiled;
+use super::{Lb, State};
 use crate::config::HealthCheckConfig;
+
+/// What the checker needs of one upstream (in config order: events name it by position).
+pub struct Checked<'a> {
+    pub name: &'a str,
+    /// Its servers' addresses, in config order.
+    pub servers: &'a [SocketAddr],
+    pub lb: &'a Lb,
+    /// Its servers speak TLS.
+    pub tls: bool,
+}
 
 /// How often a worker looks at its channel.
 const POLL: Duration = Duration::from_millis(100);
@@ -63,8 +72,8 @@ pub type Receivers = Vec<Option<Receiver<HealthEvent>>>;
 
 /// Starts the checker thread when some upstream has a `health_check`; returns its handle
 /// and one receiver per worker.
-pub fn start(cfg: &Compiled, workers: usize) -> std::io::Result<(Checker, Receivers)> {
-    let targets = targets(cfg);
+pub fn start(upstreams: &[Checked<'_>], workers: usize) -> std::io::Result<(Checker, Receivers)> {
+    let targets = targets(upstreams);
     if targets.is_empty() {
         return Ok((Checker::default(), (0..workers).map(|_| None).collect()));
     }
@@ -84,10 +93,10 @@ fn stopped(stop: &Receiver<()>) -> bool {
     matches!(stop.try_recv(), Err(TryRecvError::Disconnected))
 }
 
-fn targets(cfg: &Compiled) -> Vec<Target> {
+fn targets(upstreams: &[Checked<'_>]) -> Vec<Target> {
     let now = Instant::now();
     let mut out = Vec::new();
-    for (u, up) in cfg.upstreams.iter().enumerate() {
+    for (u, up) in upstreams.iter().enumerate() {
         let Some(check) = &up.lb.health_check else {
             continue;
         };
@@ -113,7 +122,7 @@ fn targets(cfg: &Compiled) -> Vec<Target> {
                 ),
                 addr: *addr,
                 request,
-                tls: up.tls.is_some(),
+                tls: up.tls,
                 check: check.clone(),
                 healthy: true,
                 streak: 0,

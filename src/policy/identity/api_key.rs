@@ -16,7 +16,7 @@ use super::{
     config_lines, read_config_file, AuthMethod, AuthOutcome, Identity, MAX_CREDENTIAL_BYTES,
 };
 use crate::config::{ApiKeyConfig, ConfigError, GatewayConfig};
-use crate::http::head::is_token;
+use crate::grammar::is_token;
 use crate::http::path::hex_val;
 use crate::http::RequestHead;
 

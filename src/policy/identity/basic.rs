@@ -23,7 +23,7 @@ use super::{
     MAX_CREDENTIAL_BYTES,
 };
 use crate::config::{BasicConfig, ConfigError};
-use crate::http::head::is_field_value;
+use crate::grammar::is_field_value;
 
 /// Standard alphabet; padding optional (some clients leave it out).
 const B64: GeneralPurpose = GeneralPurpose::new(

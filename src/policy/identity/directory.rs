@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::{AuthMethod, Identity};
 use crate::config::{ConfigError, GatewayConfig};
-use crate::http::head::is_field_value;
+use crate::grammar::is_field_value;
 
 /// Declared consumers and groups. Group ids index `group_names`; the declared groups are
 /// every group named in `consumers[i].groups` plus `policy.groups`, in that order.

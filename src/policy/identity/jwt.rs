@@ -16,7 +16,7 @@ use super::directory::Directory;
 use super::jwt_keys::{build_keys, JwtKey};
 use super::{scheme_param, AuthMethod, AuthOutcome, CacheStats, Identity, MAX_CREDENTIAL_BYTES};
 use crate::config::{ConfigError, JwtConfig};
-use crate::http::head::{is_field_value, is_token};
+use crate::grammar::{is_field_value, is_token};
 use crate::http::RequestHead;
 
 pub(super) struct Jwt {
