@@ -10,6 +10,7 @@ pub mod compiled;
 pub mod config;
 pub mod grammar;
 pub mod http;
+pub mod io;
 pub mod logger;
 pub mod metrics;
 pub mod notify;

@@ -43,8 +43,8 @@ use monoio::net::UnixStream;
 use ringway::compiled::Compiled;
 use ringway::http::response::parse_response_at;
 use ringway::http::{Limits, ResponseHead};
+use ringway::io::Connector;
 use ringway::notify::LocalNotify;
-use ringway::proxy::io::Connector;
 use ringway::proxy::{serve, Shared};
 
 use seeded::{mutate, Rng, Run};

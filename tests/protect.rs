@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ringway::compiled::Compiled;
-use ringway::proxy::io::TcpConnector;
+use ringway::io::TcpConnector;
 use ringway::proxy::{serve, Shared};
 use sha2::{Digest, Sha256};
 

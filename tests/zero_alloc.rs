@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use ringway::accesslog::{AccessLog, Sink};
 use ringway::compiled::Compiled;
 use ringway::config::AccessLogConfig;
-use ringway::proxy::io::TcpConnector;
+use ringway::io::TcpConnector;
 use ringway::proxy::{serve, Shared};
 
 // ------------------------------------------------------------------ counting allocator

@@ -69,6 +69,18 @@ impl<R: RequestView> RequestView for Folded<'_, R> {
     }
 }
 
+impl Timeouts {
+    /// The deadline of a request body that began at `start`.
+    pub fn body_deadline(&self, start: std::time::Instant) -> crate::io::deadline::BodyDeadline {
+        crate::io::deadline::BodyDeadline::new(
+            start,
+            self.body,
+            self.min_body_rate_grace,
+            self.min_body_rate,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub header: Duration,

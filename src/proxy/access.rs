@@ -5,10 +5,10 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::io::{Connector, Stream};
 use super::{ClientConn, Shared};
 use crate::accesslog::{CoreLog, Line, RequestId, Sink};
 use crate::compiled::Compiled;
+use crate::io::{Connector, Stream};
 use crate::trace::Trace;
 
 impl<C: Connector> Shared<C> {

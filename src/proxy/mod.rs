@@ -9,16 +9,11 @@
 //! a request with a body is never retried.
 
 mod access;
-mod bufs;
-mod deadline;
 pub mod forward;
-pub mod io;
-pub mod pool;
 mod relay;
 mod reply;
 mod request_body;
 mod response;
-pub mod splice;
 mod tunnel;
 
 use std::cell::{Cell, RefCell};
@@ -37,8 +32,8 @@ use crate::http::{parse_request, BodyFraming, RequestHead, ResponseHead};
 use crate::notify::LocalNotify;
 use crate::policy::{Denial, Grant, PolicyState};
 
-use self::io::{read_some_until, write_all_within, Connector, IoFail, Stream};
-use self::pool::Pool;
+use crate::io::{bufs, read_some_until, splice, write_all_within, Connector, IoFail, Stream};
+use crate::upstream::pool::Pool;
 
 /// Spare room kept for each client read.
 const CLIENT_READ: usize = 16 * 1024;

@@ -16,17 +16,17 @@ use std::time::Instant;
 
 use bytes::BufMut;
 
-use super::deadline::BodyDeadline;
 use super::forward::{self, OutFraming, RequestCtx};
-use super::io::{Connector, Stream, UpConn};
-use super::pool::Pool;
 use super::request_body::{flush_upstream, pump_body, BodyState, SendFail};
 use super::response::{respond, Exchange, RespOutcome};
 use super::tunnel;
 use super::{ClientConn, Next};
 use crate::compiled::{Compiled, Route, Upstream};
 use crate::http::{canned, BodyFraming};
+use crate::io::deadline::BodyDeadline;
+use crate::io::{Connector, Stream, UpConn};
 use crate::tls::{UpTlsStream, UpstreamTls};
+use crate::upstream::pool::Pool;
 use crate::upstream::state::RetryGuard;
 use crate::upstream::{bump, Tried};
 
@@ -135,7 +135,7 @@ where
         let request_id = self.cout.log.request_id;
         let replay_ok = !has_body && is_idempotent(self.head.method());
         // Read the clock for it only when there is a body to wait for.
-        let body_deadline = has_body.then(|| BodyDeadline::new(cfg, Instant::now()));
+        let body_deadline = has_body.then(|| cfg.timeouts.body_deadline(Instant::now()));
         let lb = self.shared.lb.clone();
         let Some(_pending) = lb.admit(upstream, &up.lb) else {
             log::debug!("upstream {}: max_pending reached; 503", up.name);
@@ -291,7 +291,7 @@ where
         retry: Option<&dyn Fn(u16) -> bool>,
     ) -> Attempt {
         // Without a body (the only case without a body deadline) it is never waited on.
-        let body_deadline = body_deadline.unwrap_or_else(|| BodyDeadline::new(cfg, sent_at));
+        let body_deadline = body_deadline.unwrap_or_else(|| cfg.timeouts.body_deadline(sent_at));
         let has_body = self.head.framing != BodyFraming::None;
         let mut body = BodyState::new(
             self.head.framing,

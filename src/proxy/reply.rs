@@ -5,10 +5,10 @@
 
 use bytes::Bytes;
 
-use super::io::{Connector, Stream};
 use super::{ClientConn, Next};
 use crate::compiled::Compiled;
 use crate::http::canned::{self, Canned};
+use crate::io::{Connector, Stream};
 use crate::policy::Denial;
 
 /// Where the body of one of ringway's own responses comes from.

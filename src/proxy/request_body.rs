@@ -7,13 +7,13 @@ use std::time::Instant;
 use bytes::{Buf, BufMut, BytesMut};
 use monoio::io::OwnedWriteHalf;
 
-use super::deadline::BodyDeadline;
-use super::io::{read_some_until, write_all_within, IoFail, Stream};
-use super::splice::{self, Pipes, ReadLimit, SpliceFail};
 use super::{ClientIn, CLIENT_READ};
 use crate::compiled::Compiled;
 use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
 use crate::http::BodyFraming;
+use crate::io::deadline::BodyDeadline;
+use crate::io::splice::{self, Pipes, ReadLimit, SpliceFail};
+use crate::io::{read_some_until, write_all_within, IoFail, Stream};
 
 /// Longest chunk-size line (with extensions) accepted in either direction.
 pub(super) const MAX_CHUNK_LINE: usize = 4096;

@@ -9,16 +9,16 @@ use std::time::Instant;
 use bytes::{Buf, BufMut, BytesMut};
 use monoio::io::OwnedReadHalf;
 
-use super::bufs::BodyBufs;
 use super::forward::{self, OutFraming, ResponseCtx};
-use super::io::{read_some_until, IoFail, Stream};
 use super::request_body::MAX_CHUNK_LINE;
-use super::splice::{self, PipePair, Pipes, ReadLimit, SpliceFail};
 use super::{ClientOut, MAX_INTERIM, UPSTREAM_READ};
 use crate::compiled::{Compiled, Route};
 use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
 use crate::http::response::parse_response_at;
 use crate::http::{Limits, RequestHead, ResponseFraming, ResponseHead, Version};
+use crate::io::bufs::BodyBufs;
+use crate::io::splice::{self, PipePair, Pipes, ReadLimit, SpliceFail};
+use crate::io::{read_some_until, IoFail, Stream};
 
 /// How the response exchange ended.
 pub(super) enum RespOutcome {

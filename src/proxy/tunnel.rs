@@ -20,12 +20,12 @@ use bytes::{BufMut, BytesMut};
 use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
 
 use super::forward::{self, OutFraming, ResponseCtx};
-use super::io::{read_some, write_all_within, Connector, Stream, UpConn};
-use super::splice::{self, Burst, Pipes};
 use super::{ClientConn, Next};
 use crate::compiled::{Compiled, Route};
 use crate::http::head::{first_protocol, same_protocol};
 use crate::http::{RequestHead, ResponseHead, Version};
+use crate::io::splice::{self, Burst, Pipes};
+use crate::io::{read_some, write_all_within, Connector, Stream, UpConn};
 
 /// Least room for each tunnel read. Small on purpose: a tunnel may sit idle for long, and
 /// bulk transfers go through splice bursts (see `splice::burst`) once a read fills it.

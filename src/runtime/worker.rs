@@ -17,8 +17,8 @@ use super::control::Control;
 use super::panic_guard::CatchPanic;
 use crate::compiled::Compiled;
 use crate::config::IoDriver;
+use crate::io::TcpConnector;
 use crate::notify::{LocalNotify, Shutdown};
-use crate::proxy::io::TcpConnector;
 use crate::proxy::{serve, ConnMeta, Shared};
 use crate::tls::ListenerKind;
 

@@ -12,6 +12,7 @@
 
 pub mod balance;
 pub mod health;
+pub mod pool;
 pub mod retry;
 pub mod state;
 

@@ -1,6 +1,13 @@
-//! I/O seams of the proxy: how it reads into growable buffers under deadlines, and the
-//! traits that let the connection state machine run over real sockets or in-memory streams
-//! (the mutation harness uses the latter).
+//! Byte streams under deadlines, below everything that speaks HTTP: how ringway reads into
+//! growable buffers and writes within a timeout, the `Stream` trait that lets the connection
+//! state machines run over real sockets, TLS or in-memory streams (the mutation harness uses
+//! the latter), upstream connections split once (`UpConn`), zero-copy relays through kernel
+//! pipes (`splice`), the worker's pool of large body buffers (`bufs`) and the request body's
+//! deadline (`deadline`). Nothing here parses HTTP.
+
+pub mod bufs;
+pub mod deadline;
+pub mod splice;
 
 use std::future::Future;
 use std::io;

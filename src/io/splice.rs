@@ -17,7 +17,7 @@ use monoio::net::unix::new_pipe;
 use monoio::net::Pipe;
 
 use super::deadline::BodyDeadline;
-use super::io::Stream;
+use super::Stream;
 
 /// Most bytes asked of one splice: a default pipe holds 64 KiB.
 const STEP: u32 = 64 * 1024;
@@ -53,7 +53,7 @@ impl Pipes {
     }
 
     /// Returns an empty pipe for reuse.
-    pub(super) fn give(&self, pipe: PipePair) {
+    pub fn give(&self, pipe: PipePair) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < KEEP {
             idle.push(pipe);

@@ -1,9 +1,7 @@
 //! The request body's deadline: a total one, and a pace when `limits.min_body_rate` is set.
-//! Used by the body pump (`request_body`) and by spliced runs of a body (`splice`).
+//! Used by the body pump and by spliced runs of a body (`splice`).
 
 use std::time::{Duration, Instant};
-
-use crate::compiled::Compiled;
 
 /// When the rest of a request body must have arrived: `timeouts.body` after it began in
 /// any case, and sooner when `limits.min_body_rate` is set and the client falls behind it
@@ -19,17 +17,18 @@ pub struct BodyDeadline {
 }
 
 impl BodyDeadline {
-    pub(super) fn new(cfg: &Compiled, start: Instant) -> BodyDeadline {
-        let t = &cfg.timeouts;
+    /// A body that began at `start`: it must end within `total`, and after `grace` it must
+    /// keep up with `rate` bytes per second (0: no minimum rate).
+    pub fn new(start: Instant, total: Duration, grace: Duration, rate: u64) -> BodyDeadline {
         BodyDeadline {
-            total: start + t.body,
-            paced_from: start + t.min_body_rate_grace,
-            rate: t.min_body_rate,
+            total: start + total,
+            paced_from: start + grace,
+            rate,
         }
     }
 
-    /// `timeouts.body` after the body began.
-    pub(super) fn total(&self) -> Instant {
+    /// `total` after the body began.
+    pub fn total(&self) -> Instant {
         self.total
     }
 
