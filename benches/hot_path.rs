@@ -18,7 +18,7 @@ use ringway::compiled::Compiled;
 use ringway::http::{
     parse_request, parse_response, Limits, RequestHead, ResponseFraming, ResponseHead, Version,
 };
-use ringway::proxy::forward::{self, OutFraming, RequestCtx, ResponseCtx};
+use ringway::pipeline::forward::{self, OutFraming, RequestCtx, ResponseCtx};
 
 const REQUEST: &[u8] = b"GET /v1/users/42?fields=name HTTP/1.1\r\nHost: api.example.com\r\n\
 User-Agent: bench/1.0\r\nAccept: application/json\r\nAccept-Encoding: gzip\r\n\

@@ -8,14 +8,15 @@
 pub mod accesslog;
 pub mod compiled;
 pub mod config;
+pub mod front;
 pub mod grammar;
 pub mod http;
 pub mod io;
 pub mod logger;
 pub mod metrics;
 pub mod notify;
+pub mod pipeline;
 pub mod policy;
-pub mod proxy;
 pub mod redact;
 pub mod runtime;
 pub mod sys;

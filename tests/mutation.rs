@@ -1,5 +1,5 @@
 //! Seeded random-mutation test of the connection state machine (stable Rust, no fuzzing
-//! crates): mutated client byte streams go through `proxy::serve` over real Unix socket
+//! crates): mutated client byte streams go through `front::http1::serve` over real Unix socket
 //! pairs to an in-process scripted origin, and mutated origin responses come back.
 //!
 //! For every case: no panic; no hang; every byte the origin receives parses with the
@@ -41,11 +41,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::UnixStream;
 
 use ringway::compiled::Compiled;
+use ringway::front::http1::serve;
 use ringway::http::response::parse_response_at;
 use ringway::http::{Limits, ResponseHead};
 use ringway::io::Connector;
 use ringway::notify::LocalNotify;
-use ringway::proxy::{serve, Shared};
+use ringway::pipeline::Shared;
 
 use seeded::{mutate, Rng, Run};
 

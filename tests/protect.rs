@@ -13,8 +13,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ringway::compiled::Compiled;
+use ringway::front::http1::serve;
 use ringway::io::TcpConnector;
-use ringway::proxy::{serve, Shared};
+use ringway::pipeline::Shared;
 use sha2::{Digest, Sha256};
 
 /// An origin answer that names its software the way real backends do.
@@ -83,7 +84,7 @@ fn serve_one_as_tls(config: &str, d: Driver) -> SocketAddr {
                 .expect("send addr");
             let shared = Rc::new(Shared::new(Rc::new(compiled), TcpConnector, 64, 0, 1));
             let (stream, peer) = listener.accept().await.expect("accept");
-            let meta = ringway::proxy::ConnMeta {
+            let meta = ringway::pipeline::ConnMeta {
                 tls: true,
                 ..Default::default()
             };

@@ -2,7 +2,7 @@
 //!
 //! A counting global allocator (this test binary only) counts `alloc`, `alloc_zeroed` and
 //! `realloc` calls made on the gateway worker thread; frees are not counted. The real
-//! pipeline (`proxy::serve` with the real `TcpConnector` and keep-alive pool) runs on a
+//! pipeline (`front::http1::serve` with the real `TcpConnector` and keep-alive pool) runs on a
 //! monoio runtime in-process, under both drivers, over loopback TCP between a blocking
 //! client (the test thread) and a blocking origin (its own threads, not counted).
 //!
@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 use ringway::accesslog::{AccessLog, Sink};
 use ringway::compiled::Compiled;
 use ringway::config::AccessLogConfig;
+use ringway::front::http1::serve;
 use ringway::io::TcpConnector;
-use ringway::proxy::{serve, Shared};
+use ringway::pipeline::Shared;
 
 // ------------------------------------------------------------------ counting allocator
 

@@ -15,8 +15,8 @@ pub struct RequestLog {
     pub parsed: bool,
     pub request_id: u64,
     pub trace: Trace,
-    /// The status sent to the client; 0 while none was.
-    pub status: u16,
+    /// The status sent to the client, once one was.
+    pub status: Option<u16>,
     /// Request body bytes relayed upstream.
     pub bytes_in: u64,
     /// Bytes written to the client, heads included.
@@ -48,11 +48,7 @@ impl RequestLog {
     /// The status to report: the one sent, or nginx's 499 when the client went away
     /// before any answer.
     pub fn final_status(&self) -> u16 {
-        if self.status == 0 {
-            499
-        } else {
-            self.status
-        }
+        self.status.unwrap_or(499)
     }
 
     /// An upstream connection to `addr` is being taken from the pool or opened. `timed`:
@@ -76,7 +72,7 @@ impl RequestLog {
 
     /// The upstream's response head arrived with `status`.
     pub fn response_head(&mut self, status: u16) {
-        self.status = status;
+        self.status = Some(status);
         self.header = self.sent.map(|s| s.elapsed());
     }
 }

@@ -79,6 +79,8 @@ pub struct Canned<'a> {
     pub extra: &'a [(&'a [u8], &'a [u8])],
     /// Adds `Connection: close`.
     pub close: bool,
+    /// Adds `Connection: keep-alive` (unless `close`): an HTTP/1.0 client that asked for it.
+    pub keep_alive: bool,
     /// Omit the body bytes (response to HEAD) but keep the Content-Length.
     pub head_only: bool,
 }
@@ -93,6 +95,7 @@ impl<'a> Canned<'a> {
             server: None,
             extra: &[],
             close: false,
+            keep_alive: false,
             head_only: false,
         }
     }
@@ -110,6 +113,7 @@ pub fn write_response(r: &Canned<'_>, out: &mut BytesMut) {
         server,
         extra,
         close,
+        keep_alive,
         head_only,
     } = *r;
     let reason = reason(status);
@@ -138,6 +142,8 @@ pub fn write_response(r: &Canned<'_>, out: &mut BytesMut) {
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
+    } else if keep_alive {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     for (name, value) in extra {
         out.extend_from_slice(name);

@@ -17,9 +17,10 @@ use super::control::Control;
 use super::panic_guard::CatchPanic;
 use crate::compiled::Compiled;
 use crate::config::IoDriver;
+use crate::front::http1::serve;
 use crate::io::TcpConnector;
 use crate::notify::{LocalNotify, Shutdown};
-use crate::proxy::{serve, ConnMeta, Shared};
+use crate::pipeline::{ConnMeta, Shared};
 use crate::tls::ListenerKind;
 
 /// Which monoio driver a worker ended up on.

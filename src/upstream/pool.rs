@@ -8,7 +8,7 @@
 //! a connection idle for less than `PEEK_AFTER` is handed out unchecked to a request that
 //! can be replayed (idempotent, no body), which is retried on a fresh connection if the
 //! upstream turns out to have closed it or to have left stray bytes on it (see
-//! `proxy::response::RespOutcome::NoResponse`). Requests that cannot be replayed always get a
+//! `pipeline::response::RespOutcome::NoResponse`). Requests that cannot be replayed always get a
 //! checked connection.
 
 use std::cell::RefCell;

@@ -1,14 +1,13 @@
 //! The pipeline's side of the access log and of trace context: each request starts a
-//! `RequestLog` (request id, `traceparent`), the pipeline fills it as it goes, and when the
+//! `RequestLog` (request id, `traceparent`), the phases fill it as they go, and when the
 //! request is over one line goes to this worker's buffer, if the access log is on. Nothing
 //! here does I/O; with the access log off nothing here allocates.
 
 use std::time::{Instant, SystemTime};
 
-use super::{ClientConn, Shared};
+use super::{Front, Life, ResponseSink, Shared};
 use crate::accesslog::{CoreLog, Line, RequestId, Sink};
-use crate::compiled::Compiled;
-use crate::io::{Connector, Stream};
+use crate::io::Connector;
 use crate::trace::Trace;
 
 impl<C: Connector> Shared<C> {
@@ -27,30 +26,27 @@ impl<C: Connector> Shared<C> {
     }
 }
 
-impl<S, C> ClientConn<S, C>
-where
-    S: Stream,
-    C: Connector,
-{
+impl<C: Connector, F: Front> Life<'_, C, F> {
     /// Starts the record of the request whose first bytes arrived at `start`: its id and
     /// its trace (the client's valid `traceparent`, or a new one). `parsed`: the head parsed
-    /// (otherwise nothing of `self.head` belongs to this request).
+    /// (otherwise nothing of `req.head` belongs to this request).
     pub(super) fn begin_log(&mut self, start: Instant, parsed: bool) {
         let id = self.shared.request_id();
         let (random, span) = (self.shared.rng.next(), self.shared.rng.next());
-        let h = &self.head;
+        let h = &self.req.head;
         let client = h.traceparent.filter(|_| parsed).map(|v| v.get(&h.buf));
         let trace = Trace::of(client, id, random, span);
-        self.cout.log.begin(start, parsed, id, trace);
+        self.front.sink().log().begin(start, parsed, id, trace);
     }
 
     /// Writes the finished request's line, when the access log is on.
-    pub(super) fn end_log(&self, cfg: &Compiled) {
+    pub(super) fn end_log(&mut self) {
         let Some(core) = &self.shared.access_log else {
             return;
         };
-        let r = &self.cout.log;
-        let h = &self.head;
+        let cfg = self.cfg;
+        let r = self.front.sink().log();
+        let h = &self.req.head;
         let client_id = cfg
             .request_id_header
             .as_deref()
@@ -62,10 +58,11 @@ where
             })
             .map(|(_, v)| v);
         let consumer = self
+            .req
             .grant
             .identity
             .as_deref()
-            .or(self.meta.cert.as_deref())
+            .or(self.client.meta.cert.as_deref())
             .filter(|_| r.parsed)
             .map(|id| &id.consumer[..]);
         let (method, path): (&[u8], &[u8]) = if r.parsed {
@@ -77,7 +74,7 @@ where
             time: SystemTime::now(),
             request_id: client_id.map_or(RequestId::Own(r.request_id), RequestId::Client),
             trace_id: r.trace.trace_id(),
-            client_ip: self.peer.ip(),
+            client_ip: self.client.peer.ip(),
             method,
             path,
             status: r.final_status(),
@@ -95,7 +92,7 @@ where
                 .map(|route| route.name.as_str()),
             upstream: r.upstream,
             consumer,
-            tls: self.meta.tls,
+            tls: self.client.meta.tls,
         };
         core.write(&line);
     }

@@ -1,7 +1,8 @@
-//! The response on its way to the client: the strictly parsed head (1xx skipped, stray
-//! bytes refused, a 101 refused unless it accepts the upgrade that was forwarded, which
-//! hands the connection to `tunnel`), the re-serialised head, and the body relay with the
-//! framing the client needs. Decides whether the upstream connection may be pooled afterwards.
+//! The response on its way to the client: the upstream's head, strictly parsed (1xx skipped,
+//! stray bytes refused, a 101 refused unless it accepts the upgrade that was forwarded),
+//! then its body decoded from the upstream's framing and handed to the front end's sink
+//! as it comes (Content-Length bodies with ringway's head joined in front of their first
+//! bytes, large runs spliced). Decides whether the upstream connection may be pooled.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -9,23 +10,26 @@ use std::time::Instant;
 use bytes::{Buf, BufMut, BytesMut};
 use monoio::io::OwnedReadHalf;
 
-use super::forward::{self, OutFraming, ResponseCtx};
-use super::request_body::MAX_CHUNK_LINE;
-use super::{ClientOut, MAX_INTERIM, UPSTREAM_READ};
+use super::front::{HeadOut, ResponseSink};
+use super::outcome::UpstreamFault;
+use super::{Closing, MAX_INTERIM, UPSTREAM_READ};
 use crate::compiled::{Compiled, Route};
-use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
+use crate::http::chunked::{ChunkEvent, ChunkedDecoder};
 use crate::http::response::parse_response_at;
-use crate::http::{Limits, RequestHead, ResponseFraming, ResponseHead, Version};
+use crate::http::{Limits, RequestHead, ResponseFraming, ResponseHead};
 use crate::io::bufs::BodyBufs;
 use crate::io::splice::{self, PipePair, Pipes, ReadLimit, SpliceFail};
 use crate::io::{read_some_until, IoFail, Stream};
+
+/// Longest chunk-size line (with extensions) accepted from an upstream.
+const MAX_CHUNK_LINE: usize = 4096;
 
 /// How the response exchange ended.
 pub(super) enum RespOutcome {
     /// The whole response reached the client; `reusable` if the upstream may be pooled.
     Done { reusable: bool, close: bool },
-    /// Nothing reached the client yet: answer this status.
-    Failed(u16),
+    /// Nothing reached the client yet: ringway answers it.
+    Failed(UpstreamFault),
     /// No response came: the upstream closed or reset before sending a byte, or its first
     /// bytes were no response head. On a reused connection that is a stale keep-alive
     /// (closed while idle, or holding leftovers of an earlier answer such as bytes past its
@@ -37,8 +41,18 @@ pub(super) enum RespOutcome {
     Retry(u16),
     /// The upstream switched protocols (a 101 accepting the requested upgrade, in `resp`);
     /// nothing was sent to the client yet, and the upstream's bytes after its head start
-    /// at this offset of `ubuf`. The tunnel takes over (see `tunnel`).
+    /// at this offset of `ubuf`. The front end's tunnel takes over.
     Switched(usize),
+}
+
+/// How a body relay ended.
+enum RelayEnd {
+    /// Every byte reached the client.
+    Complete,
+    /// It broke after bytes reached the client: the client is aborted.
+    Broken,
+    /// It broke before any did: the client gets ringway's own answer.
+    NotStarted(UpstreamFault),
 }
 
 pub(super) fn upstream_limits(cfg: &Compiled) -> Limits {
@@ -62,7 +76,7 @@ pub(super) struct Exchange<'a> {
     /// will never be read.
     pub(super) body_done: &'a Cell<bool>,
     /// The worker is draining or overloaded: checked when the response head is written.
-    pub(super) keepalive_off: super::Closing<'a>,
+    pub(super) keepalive_off: Closing<'a>,
     /// Set once any response byte was handed to the client.
     pub(super) started: &'a Cell<bool>,
     /// Deadline for the response head.
@@ -82,10 +96,10 @@ pub(super) struct Exchange<'a> {
 /// Reads the final response head into `resp`, skipping 1xx interim responses, and returns
 /// where the body starts in `ubuf`.
 ///
-/// `ubuf` becomes a pooled body buffer (see `bufs`) whose first `HEADROOM` bytes are left
-/// free: the head and, usually, the whole body of a response up to 64 KiB arrive in one
-/// read, and ringway's own head is later written into the room just in front of the body,
-/// so head and body leave in one write with no copy of the body.
+/// `ubuf` becomes a pooled body buffer (see `io::bufs`) whose first `HEADROOM` bytes are
+/// left free: the head and, usually, the whole body of a response up to 64 KiB arrive in
+/// one read, and ringway's own head is later written into the room just in front of the
+/// body, so head and body leave in one write with no copy of the body.
 pub(super) async fn read_response_head<C: Stream>(
     r: &mut OwnedReadHalf<C>,
     ubuf: &mut BytesMut,
@@ -100,19 +114,20 @@ pub(super) async fn read_response_head<C: Stream>(
     ex.bufs.give(previous);
     ubuf.put_bytes(0, HEADROOM);
     let mut pos = HEADROOM;
+    let invalid = RespOutcome::Failed(UpstreamFault::Invalid);
     loop {
         match parse_response_at(&ubuf[pos..], &limits, is_head, resp) {
             Ok(Some(n)) if resp.status == 101 => {
-                if ex.upgrade.is_some_and(|p| super::tunnel::accepts(resp, p)) {
+                if ex.upgrade.is_some_and(|p| super::accepts_upgrade(resp, p)) {
                     return Ok(pos + n);
                 }
                 log::warn!("upstream answered 101 to no matching upgrade");
-                return Err(RespOutcome::Failed(502));
+                return Err(invalid);
             }
             Ok(Some(n)) if resp.is_informational() => {
                 interim += 1;
                 if interim > MAX_INTERIM {
-                    return Err(RespOutcome::Failed(502));
+                    return Err(invalid);
                 }
                 pos += n;
                 continue;
@@ -124,7 +139,7 @@ pub(super) async fn read_response_head<C: Stream>(
                 return Err(if interim == 0 {
                     RespOutcome::NoResponse
                 } else {
-                    RespOutcome::Failed(502)
+                    invalid
                 });
             }
         }
@@ -134,7 +149,7 @@ pub(super) async fn read_response_head<C: Stream>(
             Ok((0, buf)) => {
                 *ubuf = buf;
                 return Err(if got_any {
-                    RespOutcome::Failed(502)
+                    invalid
                 } else {
                     RespOutcome::NoResponse
                 });
@@ -145,27 +160,27 @@ pub(super) async fn read_response_head<C: Stream>(
             }
             Err(IoFail::Timeout) => {
                 log::warn!("upstream response head timed out");
-                return Err(RespOutcome::Failed(504));
+                return Err(RespOutcome::Failed(UpstreamFault::ResponseTimeout));
             }
             Err(_) if !got_any => return Err(RespOutcome::NoResponse),
-            Err(_) => return Err(RespOutcome::Failed(502)),
+            Err(_) => return Err(invalid),
         }
     }
 }
 
-/// Reads the response and relays it to the client.
-pub(super) async fn respond<S: Stream, C: Stream>(
+/// Reads the response and relays it to the client through `sink`.
+pub(super) async fn respond<K: ResponseSink, C: Stream>(
     r: &mut OwnedReadHalf<C>,
     ubuf: &mut BytesMut,
     resp: &mut ResponseHead,
-    cout: &mut ClientOut<S>,
+    sink: &mut K,
     ex: &Exchange<'_>,
 ) -> RespOutcome {
     let body_start = match read_response_head(r, ubuf, resp, ex).await {
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
-    cout.log.response_head(resp.status);
+    sink.log().response_head(resp.status);
     if resp.status == 101 {
         return RespOutcome::Switched(body_start);
     }
@@ -179,26 +194,9 @@ pub(super) async fn respond<S: Stream, C: Stream>(
             "upstream answered {}; sending ringway's own page instead",
             resp.status
         );
-        return RespOutcome::Failed(resp.status);
+        return RespOutcome::Failed(UpstreamFault::Status(resp.status));
     }
-    let client_v = ex.head.version;
-    let mut close = ex.close || ex.keepalive_off.get() || !ex.body_done.get();
-    let status = resp.status;
     let framing = resp.framing;
-    let out = match framing {
-        ResponseFraming::None if ex.head.is_head() || status == 304 => OutFraming::HeadersOnly,
-        ResponseFraming::None if status == 204 => OutFraming::None,
-        ResponseFraming::None => OutFraming::Length(0),
-        ResponseFraming::Length(n) => OutFraming::Length(n),
-        ResponseFraming::Chunked | ResponseFraming::CloseDelimited => {
-            if client_v == Version::Http11 {
-                OutFraming::Chunked
-            } else {
-                close = true;
-                OutFraming::Close
-            }
-        }
-    };
     // Bytes beyond a declared body that arrived with the head: the upstream is confused.
     let declared = match framing {
         ResponseFraming::None => Some(0),
@@ -207,103 +205,71 @@ pub(super) async fn respond<S: Stream, C: Stream>(
     };
     if declared.is_some_and(|n| (ubuf.len() - body_start) as u64 > n) {
         log::warn!("upstream sent more bytes than its response declared");
-        return RespOutcome::Failed(502);
+        return RespOutcome::Failed(UpstreamFault::Invalid);
     }
-    cout.buf.clear();
-    let ctx = ResponseCtx {
+    let out = HeadOut {
         cfg: ex.cfg,
         edits: &ex.route.response_edits,
-        framing: out,
-        close,
-        client_version: client_v,
         hsts: ex.hsts,
-        upgrade: None,
+        close: ex.close || ex.keepalive_off.get() || !ex.body_done.get(),
+        head_request: ex.head.is_head(),
     };
-    forward::response_head(&mut cout.buf, resp, &ctx);
+    let close = sink.start(resp, &out);
     ex.started.set(true);
-    // A Content-Length body is relayed from `ubuf` with ringway's head in front of it
-    // (written into the room before the body, or, if it does not fit, with the body bytes
-    // copied behind it); other framings decode the body from where it starts.
-    let mut head_len = 0;
-    if let ResponseFraming::Length(_) = framing {
-        head_len = cout.buf.len();
-        if head_len <= body_start {
-            let at = body_start - head_len;
-            ubuf[at..body_start].copy_from_slice(&cout.buf);
-            ubuf.advance(at);
-        } else {
-            cout.buf.put_slice(&ubuf[body_start..]);
-            ubuf.clear();
-            ubuf.put_slice(&cout.buf);
+    // A Content-Length body is relayed from `ubuf` with ringway's head in front of it;
+    // other framings decode the body from where it starts.
+    let head_len = match framing {
+        ResponseFraming::Length(_) => sink.join_head(ubuf, body_start),
+        _ => {
+            ubuf.advance(body_start);
+            0
         }
-        cout.buf.clear();
-    } else {
-        ubuf.advance(body_start);
-    }
+    };
     let mut relay = Relay {
         r,
         ubuf,
-        cout,
+        sink,
         cfg: ex.cfg,
         pipes: ex.pipes,
-        out,
         stray: false,
     };
-    let outcome = match framing {
-        ResponseFraming::None => finished(relay.cout.flush(ex.cfg.timeouts.write).await.is_ok()),
-        ResponseFraming::Length(n) => relayed(relay.length(n, head_len).await, ex),
-        ResponseFraming::Chunked => relayed(relay.chunked().await, ex),
-        // Never pooled: the upstream ends this body by closing.
-        ResponseFraming::CloseDelimited if relay.until_close().await => RespOutcome::Done {
-            reusable: false,
-            close,
+    let write = ex.cfg.timeouts.write;
+    let end = match framing {
+        ResponseFraming::None => match relay.sink.flush(write).await {
+            Ok(()) => RelayEnd::Complete,
+            Err(_) => RelayEnd::Broken,
         },
-        ResponseFraming::CloseDelimited => RespOutcome::Aborted,
+        ResponseFraming::Length(n) => relay.length(n, head_len).await,
+        ResponseFraming::Chunked => relay.chunked().await,
+        ResponseFraming::CloseDelimited => relay.until_close().await,
     };
-    let outcome = match outcome {
-        RespOutcome::Done { reusable, .. } => RespOutcome::Done {
-            reusable: reusable && resp.keep_alive && relay.ubuf.is_empty() && !relay.stray,
+    let outcome = match end {
+        RelayEnd::Complete => RespOutcome::Done {
+            // A close-delimited body ended with the connection.
+            reusable: framing != ResponseFraming::CloseDelimited
+                && resp.keep_alive
+                && relay.ubuf.is_empty()
+                && !relay.stray,
             close,
         },
-        other => other,
+        RelayEnd::Broken => RespOutcome::Aborted,
+        RelayEnd::NotStarted(fault) => {
+            ex.started.set(false);
+            RespOutcome::Failed(fault)
+        }
     };
     ex.bufs.give(std::mem::take(ubuf));
     outcome
 }
 
-/// The outcome of a relay that ran to its end (`clean`) or broke after the head went out;
-/// `respond` then fills in whether the upstream may be pooled and the client closed.
-fn finished(clean: bool) -> RespOutcome {
-    if clean {
-        RespOutcome::Done {
-            reusable: true,
-            close: false,
-        }
-    } else {
-        RespOutcome::Aborted
-    }
-}
-
-/// The outcome of a relay that may break before anything reached the client: then
-/// (`Err(status)`) the client gets an answer of ringway's own instead of a cut connection.
-fn relayed(relay: Result<bool, u16>, ex: &Exchange<'_>) -> RespOutcome {
-    match relay {
-        Ok(clean) => finished(clean),
-        Err(status) => {
-            ex.started.set(false);
-            RespOutcome::Failed(status)
-        }
-    }
-}
-
-/// Appends more of the response body to `buf`: Ok(0) at EOF; on timeout or error, the
-/// status a client that has seen nothing yet would get (504 or 502).
+/// Appends more of the response body to `buf`: Ok(0) at EOF; on timeout or error, what a
+/// client that has seen nothing yet would be told.
 async fn read_more<C: Stream>(
     r: &mut OwnedReadHalf<C>,
     buf: &mut BytesMut,
     spare: usize,
     cfg: &Compiled,
-) -> Result<usize, u16> {
+) -> Result<usize, UpstreamFault> {
     let deadline = Instant::now() + cfg.timeouts.upstream_response;
     let b = std::mem::take(buf);
     match read_some_until(r, b, spare, deadline).await {
@@ -311,8 +277,8 @@ async fn read_more<C: Stream>(
             *buf = b;
             Ok(n)
         }
-        Err(IoFail::Timeout) => Err(504),
-        Err(_) => Err(502),
+        Err(IoFail::Timeout) => Err(UpstreamFault::ResponseTimeout),
+        Err(_) => Err(UpstreamFault::Invalid),
     }
 }
 
@@ -324,21 +290,20 @@ const MIN_BODY_READ: usize = 16 * 1024;
 /// than this is joined to the body by a copy instead.
 const HEADROOM: usize = 512;
 
-/// The response body relay: upstream read half -> client write half.
-pub(super) struct Relay<'a, S: Stream, C: Stream> {
+/// The response body relay: upstream read half -> the front end's sink.
+struct Relay<'a, K: ResponseSink, C: Stream> {
     r: &'a mut OwnedReadHalf<C>,
     ubuf: &'a mut BytesMut,
-    cout: &'a mut ClientOut<S>,
+    sink: &'a mut K,
     cfg: &'a Compiled,
     pipes: &'a Pipes,
-    out: OutFraming,
     /// The upstream sent bytes past the declared body: never reuse it.
     stray: bool,
 }
 
-impl<S: Stream, C: Stream> Relay<'_, S, C> {
+impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
     /// Reads more of the response body: Ok(0) at EOF, Err on timeout or error.
-    async fn read(&mut self) -> Result<usize, u16> {
+    async fn read(&mut self) -> Result<usize, UpstreamFault> {
         read_more(self.r, self.ubuf, UPSTREAM_READ, self.cfg).await
     }
 
@@ -346,15 +311,13 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
     async fn splice(&mut self, pipe: PipePair, len: u64) -> bool {
         let read = ReadLimit::Each(self.cfg.timeouts.upstream_response);
         let write = self.cfg.timeouts.write;
-        match splice::relay(self.pipes, pipe, self.r, &mut self.cout.w, len, read, write).await {
-            Ok(()) => {
-                self.cout.log.bytes_out += len;
-                true
-            }
-            Err(SpliceFail::Destination) => {
-                self.cout.abandoned = true;
-                false
-            }
+        match self
+            .sink
+            .splice_from(self.pipes, pipe, self.r, len, read, write)
+            .await
+        {
+            Ok(()) => true,
+            Err(SpliceFail::Destination) => false,
             Err(e) => {
                 log::warn!("upstream body ended early ({e:?}); aborting client");
                 false
@@ -364,7 +327,7 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
 
     /// A pipe when `remaining` body bytes are worth splicing and one can be had.
     fn splice_pipe(&self, remaining: u64) -> Option<PipePair> {
-        if splice::worth_it::<C, S>(remaining, self.cfg.splice_threshold) {
+        if splice::worth_it::<C, K::Stream>(remaining, self.cfg.splice_threshold) {
             self.pipes.take()
         } else {
             None
@@ -376,20 +339,24 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
     /// rest is read into the same buffer and written from it, or spliced when large.
     ///
     /// Unless the whole body came with it, the head waits for the next body bytes, so
-    /// that they leave together (nginx's `postpone_output` does the same). Ok(false): the
-    /// relay broke after bytes reached the client; Err(status): it broke before any did.
-    async fn length(&mut self, len: u64, head_len: usize) -> Result<bool, u16> {
+    /// that they leave together (nginx's `postpone_output` does the same).
+    async fn length(&mut self, len: u64, head_len: usize) -> RelayEnd {
         let mut remaining = len.saturating_sub((self.ubuf.len() - head_len) as u64);
         let write = self.cfg.timeouts.write;
         let pipe = self.splice_pipe(remaining);
         if remaining == 0 || pipe.is_some() {
-            if self.write_ubuf(write).await.is_err() {
-                return Ok(false);
+            if self.sink.send(self.ubuf, write).await.is_err() {
+                return RelayEnd::Broken;
             }
-            return Ok(match pipe {
+            let done = match pipe {
                 Some(pipe) => self.splice(pipe, remaining).await,
                 None => true,
-            });
+            };
+            return if done {
+                RelayEnd::Complete
+            } else {
+                RelayEnd::Broken
+            };
         }
         let mut head_pending = true;
         while remaining > 0 {
@@ -398,15 +365,15 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
             match read_more(self.r, self.ubuf, spare, self.cfg).await {
                 Ok(0) if head_pending => {
                     log::warn!("upstream closed before its body; nothing relayed yet");
-                    return Err(502);
+                    return RelayEnd::NotStarted(UpstreamFault::Invalid);
                 }
-                Err(status) if head_pending => {
+                Err(fault) if head_pending => {
                     log::warn!("upstream body did not come; nothing relayed yet");
-                    return Err(status);
+                    return RelayEnd::NotStarted(fault);
                 }
                 Ok(0) | Err(_) => {
                     log::warn!("upstream closed mid-body; aborting client");
-                    return Ok(false);
+                    return RelayEnd::Broken;
                 }
                 Ok(_) => {}
             }
@@ -417,43 +384,32 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
             }
             remaining -= (self.ubuf.len() - base) as u64;
             head_pending = false;
-            if self.write_ubuf(write).await.is_err() {
-                return Ok(false);
+            if self.sink.send(self.ubuf, write).await.is_err() {
+                return RelayEnd::Broken;
             }
         }
-        Ok(true)
+        RelayEnd::Complete
     }
 
-    /// Writes all of `ubuf` to the client and empties it.
-    async fn write_ubuf(&mut self, write: std::time::Duration) -> Result<(), ()> {
-        self.cout.send(self.ubuf, write).await.map_err(|_| ())
-    }
-
-    /// Chunked upstream body, decoded strictly and re-framed for the client. The head goes
-    /// out with the chunks that came with it. Ok(false): the relay broke after bytes
-    /// reached the client; Err(502): bad framing before any did.
-    async fn chunked(&mut self) -> Result<bool, u16> {
+    /// Chunked upstream body, decoded strictly and handed on as payload. The head goes out
+    /// with the chunks that came with it.
+    async fn chunked(&mut self) -> RelayEnd {
         let mut dec = ChunkedDecoder::new(MAX_CHUNK_LINE, 64 * 1024);
-        let before = self.cout.log.bytes_out;
+        let before = self.sink.log().bytes_out;
+        let write = self.cfg.timeouts.write;
         loop {
             loop {
                 match dec.step(self.ubuf) {
-                    Err(_) if self.cout.log.bytes_out == before => {
+                    Err(_) if self.sink.log().bytes_out == before => {
                         log::warn!("upstream sent bad chunked framing; nothing relayed yet");
-                        return Err(502);
+                        return RelayEnd::NotStarted(UpstreamFault::Invalid);
                     }
                     Err(_) => {
                         log::warn!("upstream sent bad chunked framing; aborting client");
-                        return Ok(false);
+                        return RelayEnd::Broken;
                     }
                     Ok(ChunkEvent::Data { start, end }) => {
-                        if self.out == OutFraming::Chunked {
-                            put_chunk_header(end - start, &mut self.cout.buf);
-                            self.cout.buf.put_slice(&self.ubuf[start..end]);
-                            self.cout.buf.put_slice(CHUNK_END);
-                        } else {
-                            self.cout.buf.put_slice(&self.ubuf[start..end]);
-                        }
+                        self.sink.put(&self.ubuf[start..end]);
                         self.ubuf.advance(end);
                     }
                     Ok(ChunkEvent::NeedMore { consumed }) => {
@@ -462,75 +418,63 @@ impl<S: Stream, C: Stream> Relay<'_, S, C> {
                     }
                     Ok(ChunkEvent::Done { consumed }) => {
                         self.ubuf.advance(consumed);
-                        if self.out == OutFraming::Chunked {
-                            self.cout.buf.put_slice(LAST_CHUNK);
-                        }
-                        return Ok(self.cout.flush(self.cfg.timeouts.write).await.is_ok());
+                        self.sink.end();
+                        return match self.sink.flush(write).await {
+                            Ok(()) => RelayEnd::Complete,
+                            Err(_) => RelayEnd::Broken,
+                        };
                     }
                 }
             }
             let pending = dec.pending_data();
             if let Some(pipe) = self.splice_pipe(pending) {
-                // One chunk for the whole rest of this payload, spliced between our lines.
-                if self.out == OutFraming::Chunked {
-                    put_chunk_header(pending as usize, &mut self.cout.buf);
-                }
-                if self.cout.flush(self.cfg.timeouts.write).await.is_err()
-                    || !self.splice(pipe, pending).await
-                {
-                    return Ok(false);
+                // One run for the whole rest of this payload, spliced between our framing.
+                self.sink.begin_run(pending);
+                if self.sink.flush(write).await.is_err() || !self.splice(pipe, pending).await {
+                    return RelayEnd::Broken;
                 }
                 dec.skip_data(pending);
-                if self.out == OutFraming::Chunked {
-                    self.cout.buf.put_slice(CHUNK_END);
-                }
+                self.sink.end_run();
                 continue;
             }
             // A lone chunk terminator waits for the next write instead of costing its own.
-            let only_crlf = self.cout.buf[..] == *CHUNK_END;
-            if !self.cout.buf.is_empty()
-                && !only_crlf
-                && self.cout.flush(self.cfg.timeouts.write).await.is_err()
+            if !self.sink.is_empty()
+                && !self.sink.holds_framing_only()
+                && self.sink.flush(write).await.is_err()
             {
-                return Ok(false);
+                return RelayEnd::Broken;
             }
             match self.read().await {
                 Ok(0) | Err(_) => {
                     log::warn!("upstream closed mid-body; aborting client");
-                    return Ok(false);
+                    return RelayEnd::Broken;
                 }
                 Ok(_) => {}
             }
         }
     }
 
-    /// Close-delimited upstream body: chunked to 1.1 clients, raw (then close) to 1.0 ones.
-    async fn until_close(&mut self) -> bool {
+    /// Close-delimited upstream body: handed on as it comes until the upstream closes.
+    async fn until_close(&mut self) -> RelayEnd {
+        let write = self.cfg.timeouts.write;
         loop {
             if !self.ubuf.is_empty() {
-                if self.out == OutFraming::Chunked {
-                    put_chunk_header(self.ubuf.len(), &mut self.cout.buf);
-                    self.cout.buf.put_slice(self.ubuf);
-                    self.cout.buf.put_slice(CHUNK_END);
-                } else {
-                    self.cout.buf.put_slice(self.ubuf);
-                }
+                self.sink.put(self.ubuf);
                 self.ubuf.clear();
             }
-            if !self.cout.buf.is_empty() && self.cout.flush(self.cfg.timeouts.write).await.is_err()
-            {
-                return false;
+            if !self.sink.is_empty() && self.sink.flush(write).await.is_err() {
+                return RelayEnd::Broken;
             }
             match self.read().await {
                 Ok(0) => {
-                    if self.out == OutFraming::Chunked {
-                        self.cout.buf.put_slice(LAST_CHUNK);
-                        return self.cout.flush(self.cfg.timeouts.write).await.is_ok();
-                    }
-                    return true;
+                    self.sink.end();
+                    return match self.sink.flush(write).await {
+                        Ok(()) => RelayEnd::Complete,
+                        Err(_) => RelayEnd::Broken,
+                    };
                 }
                 Ok(_) => {}
-                Err(_) => return false,
+                Err(_) => return RelayEnd::Broken,
             }
         }
     }

@@ -1,35 +1,79 @@
-//! The request body on its way upstream: strict decoding of what the client sends
-//! (Content-Length or chunked, re-chunked for the upstream), the body deadline and size
-//! limit, and the pump that streams the rest of a body while the response is relayed.
+//! The request body as an HTTP/1.1 client sends it: strict decoding of its framing
+//! (Content-Length, or chunked re-chunked for the upstream), the body limit, and the pump
+//! that streams the rest of a body upstream while the response comes back (large runs of
+//! raw bytes spliced). This is the HTTP/1.1 front end's `BodySource`.
 
 use std::time::Instant;
 
 use bytes::{Buf, BufMut, BytesMut};
-use monoio::io::OwnedWriteHalf;
+use monoio::io::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::{ClientIn, CLIENT_READ};
-use crate::compiled::Compiled;
 use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
 use crate::http::BodyFraming;
-use crate::io::deadline::BodyDeadline;
-use crate::io::splice::{self, Pipes, ReadLimit, SpliceFail};
-use crate::io::{read_some_until, write_all_within, IoFail, Stream};
+use crate::io::splice::{self, ReadLimit, SpliceFail};
+use crate::io::{read_some_until, IoFail, Stream};
+use crate::pipeline::flush_upstream;
+use crate::pipeline::{BodySource, ClientFault, Pump, SendFail};
 
-/// Longest chunk-size line (with extensions) accepted in either direction.
-pub(super) const MAX_CHUNK_LINE: usize = 4096;
+use super::CLIENT_READ;
+
+/// Longest chunk-size line (with extensions) accepted from a client.
+const MAX_CHUNK_LINE: usize = 4096;
 /// Flush re-chunked output once this much is queued.
-pub(super) const FLUSH_AT: usize = 64 * 1024;
+const FLUSH_AT: usize = 64 * 1024;
 
-/// Why sending the request did not complete.
-pub(super) enum SendFail {
-    /// Writing to the upstream failed.
-    Upstream,
-    /// The client went away or broke the body rules: answer `status` (0 = none) and close.
-    Client(u16),
+/// The client's read half and the bytes received from it but not yet consumed (which may
+/// hold pipelined requests), with the state of the current request's body.
+pub struct ClientIn<S: Stream> {
+    pub(super) r: OwnedReadHalf<S>,
+    pub(super) buf: BytesMut,
+    state: BodyState,
+}
+
+impl<S: Stream> ClientIn<S> {
+    pub(super) fn new(r: OwnedReadHalf<S>, buf: BytesMut) -> Self {
+        ClientIn {
+            r,
+            buf,
+            state: BodyState::Done(0),
+        }
+    }
+}
+
+impl<S: Stream> BodySource for ClientIn<S> {
+    type Stream = S;
+
+    fn begin(&mut self, framing: BodyFraming, limit: u64, max_trailer: usize) {
+        self.state = BodyState::new(framing, max_trailer, limit);
+    }
+
+    fn stage(&mut self, out: &mut BytesMut) -> Result<(), SendFail> {
+        self.state.stage(&mut self.buf, out)
+    }
+
+    fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
+
+    async fn pump<U: Stream>(
+        &mut self,
+        out: &mut BytesMut,
+        w: &mut OwnedWriteHalf<U>,
+        p: Pump<'_>,
+    ) -> Result<(), SendFail> {
+        let mut state = std::mem::replace(&mut self.state, BodyState::Done(0));
+        let sent = pump_body(self, out, w, &mut state, p).await;
+        self.state = state;
+        sent
+    }
+
+    fn relayed(&self, framing: BodyFraming) -> u64 {
+        self.state.relayed(framing)
+    }
 }
 
 /// Where the request body stands.
-pub(super) enum BodyState {
+enum BodyState {
     Length {
         remaining: u64,
     },
@@ -46,7 +90,7 @@ pub(super) enum BodyState {
 impl BodyState {
     /// `max_body`: the request's body limit (0 = unlimited); a Content-Length body was
     /// checked against it before this.
-    pub(super) fn new(framing: BodyFraming, max_trailer: usize, max_body: u64) -> BodyState {
+    fn new(framing: BodyFraming, max_trailer: usize, max_body: u64) -> BodyState {
         match framing {
             BodyFraming::None | BodyFraming::Length(0) => BodyState::Done(0),
             BodyFraming::Length(n) => BodyState::Length { remaining: n },
@@ -59,7 +103,7 @@ impl BodyState {
     }
 
     /// Body payload bytes relayed so far, for the access log (`framing`: the request's).
-    pub(super) fn relayed(&self, framing: BodyFraming) -> u64 {
+    fn relayed(&self, framing: BodyFraming) -> u64 {
         let declared = match framing {
             BodyFraming::Length(n) => n,
             _ => 0,
@@ -71,7 +115,7 @@ impl BodyState {
         }
     }
 
-    pub(super) fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         matches!(self, BodyState::Done(_))
     }
 
@@ -91,7 +135,7 @@ impl BodyState {
         if let BodyState::Chunked { total, limit, .. } = self {
             *total += n;
             if *limit > 0 && *total > *limit {
-                return Err(SendFail::Client(413));
+                return Err(SendFail::Client(ClientFault::BodyTooLarge));
             }
             put_chunk_header(n as usize, out);
         }
@@ -117,11 +161,7 @@ impl BodyState {
 
     /// Moves body bytes from the client buffer into `out` (re-chunking a chunked body)
     /// until the buffer runs dry, the body ends, or `out` holds `FLUSH_AT` bytes.
-    pub(super) fn stage(
-        &mut self,
-        input: &mut BytesMut,
-        out: &mut BytesMut,
-    ) -> Result<(), SendFail> {
+    fn stage(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<(), SendFail> {
         match self {
             BodyState::Done(_) => Ok(()),
             BodyState::Length { remaining } => {
@@ -137,11 +177,11 @@ impl BodyState {
             BodyState::Chunked { dec, total, limit } => {
                 while out.len() < FLUSH_AT {
                     match dec.step(input) {
-                        Err(_) => return Err(SendFail::Client(400)),
+                        Err(e) => return Err(SendFail::Client(ClientFault::Body(e))),
                         Ok(ChunkEvent::Data { start, end }) => {
                             *total += (end - start) as u64;
                             if *limit > 0 && *total > *limit {
-                                return Err(SendFail::Client(413));
+                                return Err(SendFail::Client(ClientFault::BodyTooLarge));
                             }
                             put_chunk_header(end - start, out);
                             out.put_slice(&input[start..end]);
@@ -166,23 +206,6 @@ impl BodyState {
     }
 }
 
-/// Writes `buf` to the upstream within `timeout`, leaving it empty.
-pub(super) async fn flush_upstream<C: Stream>(
-    w: &mut OwnedWriteHalf<C>,
-    buf: &mut BytesMut,
-    cfg: &Compiled,
-) -> Result<(), SendFail> {
-    let out = std::mem::take(buf);
-    match write_all_within(w, out, cfg.timeouts.write).await {
-        Ok(mut b) => {
-            b.clear();
-            *buf = b;
-            Ok(())
-        }
-        Err(_) => Err(SendFail::Upstream),
-    }
-}
-
 impl<S: Stream> ClientIn<S> {
     /// Reads more request body before the body deadline; the number of bytes read.
     async fn read_body(&mut self, deadline: Instant) -> Result<u64, SendFail> {
@@ -190,35 +213,39 @@ impl<S: Stream> ClientIn<S> {
         match read_some_until(&mut self.r, buf, CLIENT_READ, deadline).await {
             Ok((0, buf)) => {
                 self.buf = buf;
-                Err(SendFail::Client(0))
+                Err(SendFail::ClientGone)
             }
             Ok((n, buf)) => {
                 self.buf = buf;
                 Ok(n as u64)
             }
-            Err(IoFail::Timeout) => Err(SendFail::Client(408)),
-            Err(_) => Err(SendFail::Client(0)),
+            Err(IoFail::Timeout) => Err(SendFail::Client(ClientFault::BodyTimeout)),
+            Err(_) => Err(SendFail::ClientGone),
         }
     }
 }
 
 /// Streams the rest of the request body from the client to the upstream; a large run of
 /// raw body bytes (Content-Length, or one chunk's payload) is spliced.
-pub(super) async fn pump_body<S: Stream, C: Stream>(
+async fn pump_body<S: Stream, C: Stream>(
     cin: &mut ClientIn<S>,
     obuf: &mut BytesMut,
     w: &mut OwnedWriteHalf<C>,
     state: &mut BodyState,
-    cfg: &Compiled,
-    deadline: BodyDeadline,
-    pipes: &Pipes,
+    p: Pump<'_>,
 ) -> Result<(), SendFail> {
+    let Pump {
+        write,
+        splice_threshold,
+        deadline,
+        pipes,
+    } = p;
     // Body bytes read from the client here, for the minimum rate.
     let mut received = 0u64;
     loop {
         // A lone chunk terminator waits for the next write instead of costing its own.
         if !obuf.is_empty() && (state.is_done() || obuf[..] != *CHUNK_END) {
-            flush_upstream(w, obuf, cfg).await?;
+            flush_upstream(w, obuf, write).await?;
         }
         if state.is_done() {
             return Ok(());
@@ -233,7 +260,7 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
             }
         }
         let run = state.raw_run();
-        let pipe = if cin.buf.is_empty() && splice::worth_it::<S, C>(run, cfg.splice_threshold) {
+        let pipe = if cin.buf.is_empty() && splice::worth_it::<S, C>(run, splice_threshold) {
             pipes.take()
         } else {
             None
@@ -241,9 +268,8 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
         if let Some(pipe) = pipe {
             state.begin_raw(run, obuf)?;
             if !obuf.is_empty() {
-                flush_upstream(w, obuf, cfg).await?;
+                flush_upstream(w, obuf, write).await?;
             }
-            let write = cfg.timeouts.write;
             let read = ReadLimit::By(deadline, received);
             match splice::relay(pipes, pipe, &mut cin.r, w, run, read, write).await {
                 Ok(()) => {
@@ -251,8 +277,10 @@ pub(super) async fn pump_body<S: Stream, C: Stream>(
                     state.end_raw(run, obuf);
                 }
                 Err(SpliceFail::Destination) => return Err(SendFail::Upstream),
-                Err(SpliceFail::SourceTimeout) => return Err(SendFail::Client(408)),
-                Err(_) => return Err(SendFail::Client(0)),
+                Err(SpliceFail::SourceTimeout) => {
+                    return Err(SendFail::Client(ClientFault::BodyTimeout))
+                }
+                Err(_) => return Err(SendFail::ClientGone),
             }
             continue;
         }

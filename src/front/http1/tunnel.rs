@@ -19,36 +19,19 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
 
-use super::forward::{self, OutFraming, ResponseCtx};
-use super::{ClientConn, Next};
-use crate::compiled::{Compiled, Route};
-use crate::http::head::{first_protocol, same_protocol};
-use crate::http::{RequestHead, ResponseHead, Version};
+use super::Http1;
+use crate::http::Version;
 use crate::io::splice::{self, Burst, Pipes};
-use crate::io::{read_some, write_all_within, Connector, Stream, UpConn};
+use crate::io::{read_some, write_all_within, Stream, UpConn};
+use crate::pipeline::forward::{self, OutFraming, ResponseCtx};
+use crate::pipeline::{Next, ResponseSink, Tunnel};
 
 /// Least room for each tunnel read. Small on purpose: a tunnel may sit idle for long, and
 /// bulk transfers go through splice bursts (see `splice::burst`) once a read fills it.
 const TUNNEL_READ: usize = 16 * 1024;
 
-/// The protocol `head` asks to switch to, if the config tunnels it.
-pub(super) fn requested<'a>(cfg: &Compiled, head: &'a RequestHead) -> Option<&'a [u8]> {
-    let protocol = head.upgrade?.get(&head.buf);
-    cfg.upgrade_protocols
-        .iter()
-        .any(|allowed| same_protocol(allowed, protocol))
-        .then_some(protocol)
-}
-
-/// True when the 101 in `resp` switches to `protocol` (the one that was forwarded).
-pub(super) fn accepts(resp: &ResponseHead, protocol: &[u8]) -> bool {
-    resp.header(b"upgrade")
-        .and_then(first_protocol)
-        .is_some_and(|p| same_protocol(p, protocol))
-}
-
 /// What both directions of one tunnel share.
-struct Tunnel<'a> {
+struct Relay<'a> {
     pipes: &'a Pipes,
     write: Duration,
     /// Both streams are plain sockets and splicing is on.
@@ -57,55 +40,55 @@ struct Tunnel<'a> {
     moved: &'a Cell<Instant>,
 }
 
-impl<S, C> ClientConn<S, C>
-where
-    S: Stream,
-    C: Connector,
-{
-    /// Runs the tunnel after the upstream's 101 (in `self.resp`, its following bytes at
-    /// `at` in `self.ubuf`) until it ends; the client connection then closes.
-    pub(super) async fn tunnel<U: Stream>(
+impl<S: Stream> Http1<S> {
+    /// Runs the tunnel after the upstream's 101 until it ends; the client connection then
+    /// closes.
+    pub(super) async fn run_tunnel<U: Stream>(
         &mut self,
-        cfg: &Compiled,
-        route: &Route,
         conn: &mut UpConn<U>,
-        at: usize,
+        t: Tunnel<'_>,
     ) -> Next {
-        self.cout.buf.clear();
+        let cfg = t.cfg;
+        let out = &mut self.out;
+        out.buf.clear();
         let ctx = ResponseCtx {
             cfg,
-            edits: &route.response_edits,
+            edits: t.edits,
             framing: OutFraming::None,
             close: false,
             client_version: Version::Http11,
-            hsts: self.hsts.as_deref(),
-            upgrade: Some(self.resp.header(b"upgrade").unwrap_or_default()),
+            hsts: t.hsts,
+            upgrade: Some(t.resp.header(b"upgrade").unwrap_or_default()),
         };
-        forward::response_head(&mut self.cout.buf, &self.resp, &ctx);
+        forward::response_head(&mut out.buf, t.resp, &ctx);
         // The upstream's first tunnelled bytes leave with the head.
-        self.cout
-            .buf
-            .put_slice(self.ubuf.get(at..).unwrap_or_default());
-        self.ubuf.clear();
-        if self.cout.flush(cfg.timeouts.write).await.is_err() {
+        out.buf.put_slice(t.ubuf.get(t.at..).unwrap_or_default());
+        t.ubuf.clear();
+        if out.flush(cfg.timeouts.write).await.is_err() {
             return Next::Close;
         }
         log::debug!("client {}: tunnel open", self.peer);
         let moved = Cell::new(Instant::now());
-        let t = Tunnel {
-            pipes: &self.shared.pipes,
+        let relay = Relay {
+            pipes: t.pipes,
             write: cfg.timeouts.write,
             splice: S::SPLICE && U::SPLICE && cfg.splice_threshold > 0,
             moved: &moved,
         };
         let pending = std::mem::take(&mut self.cin.buf);
-        let mut up = pin!(pump(&mut self.cin.r, &mut conn.w, pending, &t, "client"));
-        let down_buf = std::mem::take(&mut self.ubuf);
+        let mut up = pin!(pump(
+            &mut self.cin.r,
+            &mut conn.w,
+            pending,
+            &relay,
+            "client"
+        ));
+        let down_buf = std::mem::take(t.ubuf);
         let mut down = pin!(pump(
             &mut conn.r,
-            &mut self.cout.w,
+            &mut self.out.w,
             down_buf,
-            &t,
+            &relay,
             "upstream"
         ));
         let idle = cfg.timeouts.tunnel_idle;
@@ -151,7 +134,7 @@ async fn pump<A: Stream, B: Stream>(
     src: &mut OwnedReadHalf<A>,
     dst: &mut OwnedWriteHalf<B>,
     mut buf: BytesMut,
-    t: &Tunnel<'_>,
+    t: &Relay<'_>,
     from: &'static str,
 ) -> Result<(), &'static str> {
     let mut spliced = false;

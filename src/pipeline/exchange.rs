@@ -1,0 +1,589 @@
+//! The upstream half of the request's life: pick a server, get a connection to it (pooled,
+//! or opened; a failed connect moves to another server), send the request head with
+//! whatever of the body is at hand, then run the two directions at once: the rest of the
+//! body (client -> upstream) and the response (upstream -> client). Running them together
+//! means an upstream that answers early (a 413 before reading the body) or streams its
+//! answer while still reading (an echo) is relayed instead of deadlocking. A response whose
+//! status the route retries on is dropped unread for another server while the budget
+//! allows (see `upstream::retry`).
+//!
+//! A request with a body is never retried after its bytes went out; an idempotent request
+//! without one is retried once on a fresh connection when a pooled connection turns out to
+//! be closed, or to hold stray bytes where its response head should start.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use monoio::io::OwnedWriteHalf;
+
+use super::forward::{self, OutFraming, RequestCtx};
+use super::front::{BodySource, Front, Pump, SendFail, Tunnel};
+use super::outcome::{Holdback, Next, Refusal, UpstreamFault};
+use super::response::{respond, Exchange, RespOutcome};
+use super::{requested_upgrade, Life, ResponseSink, Shared};
+use crate::compiled::{Compiled, Route, Upstream};
+use crate::http::BodyFraming;
+use crate::io::deadline::BodyDeadline;
+use crate::io::{write_all_within, Connector, Stream, UpConn};
+use crate::tls::{UpTlsStream, UpstreamTls};
+use crate::upstream::pool::Pool;
+use crate::upstream::state::RetryGuard;
+use crate::upstream::{bump, Tried};
+
+fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
+}
+
+/// How one kind of upstream connection is opened.
+#[allow(async_fn_in_trait)]
+pub(super) trait Open<U: Stream> {
+    /// Connects to `addr` (`host`: its configured host name, for TLS).
+    async fn open(&self, addr: SocketAddr, host: &str) -> std::io::Result<UpConn<U>>;
+}
+
+/// Plain TCP through the worker's connector.
+struct Plain<'a, C>(&'a C);
+
+impl<C: Connector> Open<C::Conn> for Plain<'_, C> {
+    async fn open(&self, addr: SocketAddr, _host: &str) -> std::io::Result<UpConn<C::Conn>> {
+        self.0.connect(addr).await.map(UpConn::new)
+    }
+}
+
+impl Open<UpTlsStream> for UpstreamTls {
+    async fn open(&self, addr: SocketAddr, host: &str) -> std::io::Result<UpConn<UpTlsStream>> {
+        let (stream, fd) = self.connect(addr, host).await?;
+        Ok(UpConn::with_fd(stream, fd))
+    }
+}
+
+/// Connects within the connect timeout (the TLS handshake included), logging why not.
+async fn connect<U: Stream, O: Open<U>>(
+    cfg: &Compiled,
+    open: &O,
+    addr: SocketAddr,
+    host: &str,
+) -> Result<UpConn<U>, UpstreamFault> {
+    match monoio::time::timeout(cfg.timeouts.upstream_connect, open.open(addr, host)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => {
+            log::warn!("upstream {addr}: connect failed: {e}");
+            Err(UpstreamFault::ConnectFailed)
+        }
+        Err(_) => {
+            log::warn!("upstream {addr}: connect timed out");
+            Err(UpstreamFault::ConnectTimeout)
+        }
+    }
+}
+
+/// Writes `buf` to the upstream within `timeout`, leaving it empty.
+pub async fn flush_upstream<U: Stream>(
+    w: &mut OwnedWriteHalf<U>,
+    buf: &mut BytesMut,
+    timeout: std::time::Duration,
+) -> Result<(), SendFail> {
+    let out = std::mem::take(buf);
+    match write_all_within(w, out, timeout).await {
+        Ok(mut b) => {
+            b.clear();
+            *buf = b;
+            Ok(())
+        }
+        Err(_) => Err(SendFail::Upstream),
+    }
+}
+
+/// Where a request stands among the servers of its upstream.
+struct Plan {
+    upstream: usize,
+    key: Option<u64>,
+    server: usize,
+    tried: Tried,
+    /// The request may be replayed elsewhere (idempotent, no body).
+    replay_ok: bool,
+    /// The route retries on some statuses and this request may be.
+    status_retries: bool,
+    /// Requests that went out (a status retry needs fewer than `attempts`).
+    sent: u32,
+    /// Held while this request counts as retrying (the retry budget).
+    retrying: Option<RetryGuard>,
+    /// The next attempt opens a fresh connection (a pooled one turned out stale).
+    fresh: bool,
+}
+
+/// How getting a connection ended.
+enum Connected<U: Stream> {
+    Ready {
+        conn: UpConn<U>,
+        reused: bool,
+    },
+    /// Nothing reached the upstream: another server was picked.
+    Failover,
+    Failed(UpstreamFault),
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Finished {
+        next: Next,
+        pool: bool,
+    },
+    /// No response head came (closed, reset, or bytes that are no head) for a request
+    /// without a body: retried once on a fresh connection if this one was reused.
+    Retry,
+    /// The upstream answered a status the route retries on (only its head was read).
+    RetryStatus(u16),
+}
+
+/// How the request body ended.
+enum BodyEnd {
+    Sent,
+    /// The response ended first; the rest of the body was never read.
+    Unfinished,
+    /// The client broke the body rules (400, 408, 413).
+    ClientError(Refusal),
+    /// The client went away mid-body.
+    ClientGone,
+    /// The upstream stopped taking the body.
+    UpstreamFailed,
+}
+
+impl<C: Connector, F: Front> Life<'_, C, F> {
+    /// Forwards the request to `up`, over plain TCP or TLS with that kind's pool.
+    pub(super) async fn proxy(
+        &mut self,
+        cfg: &Compiled,
+        route: &Route,
+        upstream: usize,
+        up: &Upstream,
+    ) -> Next {
+        let shared = self.shared.clone();
+        match &up.tls {
+            None => {
+                let open = Plain(&shared.connector);
+                self.forward(cfg, route, upstream, up, &shared.pool, &open)
+                    .await
+            }
+            Some(tls) => {
+                self.forward(cfg, route, upstream, up, &shared.tls_pool, tls)
+                    .await
+            }
+        }
+    }
+
+    /// `proxy` over one kind of upstream connection: admit, pick a server, then attempt
+    /// until one attempt finishes the request.
+    async fn forward<U: Stream, O: Open<U>>(
+        &mut self,
+        cfg: &Compiled,
+        route: &Route,
+        upstream: usize,
+        up: &Upstream,
+        pool: &Pool<U>,
+        open: &O,
+    ) -> Next {
+        let has_body = self.req.head.framing != BodyFraming::None;
+        let write = cfg.timeouts.write;
+        if self.front.forwarding(&self.req.head, write).await.is_err() {
+            return Next::Close;
+        }
+        self.req.path.clear();
+        route.rewrite.apply(&self.req.head.path, &mut self.req.path);
+        // Read the clock for it only when there is a body to wait for.
+        let body_deadline = has_body.then(|| cfg.timeouts.body_deadline(Instant::now()));
+        let lb = self.shared.lb.clone();
+        let Some(_pending) = lb.admit(upstream, &up.lb) else {
+            log::debug!("upstream {}: max_pending reached; 503", up.name);
+            return self
+                .refuse(Refusal::Ringway(Holdback::Breaker), has_body)
+                .await;
+        };
+        let key = up.lb.hash_key(&self.req.head, self.client.peer.ip());
+        let tried = Tried::default();
+        let Ok(server) = lb.pick(upstream, &up.lb, key, &tried) else {
+            bump(&lb.counters.no_healthy_server);
+            log::debug!("upstream {}: no healthy server; 503", up.name);
+            return self
+                .refuse(Refusal::Ringway(Holdback::NoHealthyServer), has_body)
+                .await;
+        };
+        let replay_ok = !has_body && is_idempotent(self.req.head.method());
+        let mut plan = Plan {
+            upstream,
+            key,
+            server,
+            tried,
+            replay_ok,
+            status_retries: replay_ok && route.retry.retries_statuses(),
+            sent: 0,
+            retrying: None,
+            fresh: false,
+        };
+        loop {
+            plan.tried.insert(plan.server);
+            let Some(_busy) = lb.begin(upstream, &up.lb, plan.server) else {
+                log::debug!("upstream {}: max_connections reached; 503", up.name);
+                return self
+                    .refuse(Refusal::Ringway(Holdback::Breaker), has_body)
+                    .await;
+            };
+            let (mut conn, reused) =
+                match self.connection(cfg, route, up, pool, open, &mut plan).await {
+                    Connected::Ready { conn, reused } => (conn, reused),
+                    Connected::Failover => continue,
+                    Connected::Failed(fault) => {
+                        return self.refuse(Refusal::Upstream(fault), has_body).await
+                    }
+                };
+            let attempt = self
+                .attempt(cfg, route, up, &mut conn, &plan, body_deadline)
+                .await;
+            match attempt {
+                Attempt::Finished { next, pool: reuse } => {
+                    if reuse {
+                        pool.put(up.pool_keys[plan.server], conn, up.keepalive);
+                    }
+                    return next;
+                }
+                Attempt::Retry if reused && plan.replay_ok && !plan.fresh => plan.fresh = true,
+                Attempt::Retry => {
+                    let addr = up.servers[plan.server];
+                    log::warn!("upstream {addr}: closed or answered no valid response head");
+                    return self
+                        .refuse(Refusal::Upstream(UpstreamFault::Invalid), false)
+                        .await;
+                }
+                Attempt::RetryStatus(status) => {
+                    plan.sent += 1;
+                    if plan.retrying.is_none() {
+                        plan.retrying = lb.start_retry(|_| true);
+                    } else {
+                        bump(&lb.counters.retries);
+                    }
+                    let addr = up.servers[plan.server];
+                    log::info!("upstream {addr}: answered {status}; retrying on another server");
+                    match lb.pick(upstream, &up.lb, key, &plan.tried) {
+                        Ok(next) => plan.server = next,
+                        // `wants_retry` checked that one is left; answer as the upstream did.
+                        Err(_) => {
+                            return self
+                                .refuse(Refusal::Upstream(UpstreamFault::Status(status)), false)
+                                .await
+                        }
+                    }
+                    plan.fresh = false;
+                }
+            }
+        }
+    }
+
+    /// A connection to the plan's server: a pooled one unless a fresh one is due, else a
+    /// new one. A failed connect reached nothing, so any request may go to another server.
+    async fn connection<U: Stream, O: Open<U>>(
+        &mut self,
+        cfg: &Compiled,
+        route: &Route,
+        up: &Upstream,
+        pool: &Pool<U>,
+        open: &O,
+        plan: &mut Plan,
+    ) -> Connected<U> {
+        let addr = up.servers[plan.server];
+        let timed = self.shared.access_log.is_some();
+        self.front.sink().log().connecting(addr, timed);
+        if !plan.fresh {
+            let key = up.pool_keys[plan.server];
+            if let Some(conn) = pool.take(key, up.keepalive_timeout, plan.replay_ok) {
+                return Connected::Ready { conn, reused: true };
+            }
+        }
+        let host = up.hosts.get(plan.server).map_or("", String::as_str);
+        let fault = match connect(cfg, open, addr, host).await {
+            Ok(conn) => {
+                return Connected::Ready {
+                    conn,
+                    reused: false,
+                }
+            }
+            Err(fault) => fault,
+        };
+        let lb = &self.shared.lb;
+        lb.report(plan.upstream, &up.lb, plan.server, true);
+        if route.retry.on_connect {
+            if let Ok(next) = lb.pick(plan.upstream, &up.lb, plan.key, &plan.tried) {
+                bump(&lb.counters.connect_failovers);
+                plan.server = next;
+                plan.fresh = false;
+                return Connected::Failover;
+            }
+        }
+        Connected::Failed(fault)
+    }
+
+    /// One attempt on one connection: the head, then the exchange; accounts its time and
+    /// its server's health.
+    async fn attempt<U: Stream>(
+        &mut self,
+        cfg: &Compiled,
+        route: &Route,
+        up: &Upstream,
+        conn: &mut UpConn<U>,
+        plan: &Plan,
+        body_deadline: Option<BodyDeadline>,
+    ) -> Attempt {
+        let sent_at = Instant::now();
+        self.encode_head(cfg, route, up.servers[plan.server], sent_at);
+        let lb = self.shared.lb.clone();
+        let shared: &Rc<Shared<C>> = self.shared;
+        // Called with the response status once its head is read, before anything of it
+        // reaches the client: true drops the response for a retry elsewhere.
+        let wants_retry = |status: u16| {
+            let p = &route.retry;
+            if !(p.on_status(status)
+                && plan.sent + 1 < p.attempts
+                && lb.has_untried(plan.upstream, &up.lb, &plan.tried))
+            {
+                return false;
+            }
+            let budget = plan.retrying.is_some()
+                || p.budget_allows(lb.retries_in_flight(), shared.in_flight.get());
+            if !budget {
+                bump(&lb.counters.retry_budget_exhausted);
+            }
+            budget
+        };
+        let retry: Option<&dyn Fn(u16) -> bool> = if plan.status_retries {
+            Some(&wants_retry)
+        } else {
+            None
+        };
+        self.front.sink().log().status = None;
+        let deadline = body_deadline.unwrap_or_else(|| cfg.timeouts.body_deadline(sent_at));
+        let attempt = self
+            .exchange(cfg, route, conn, sent_at, deadline, retry)
+            .await;
+        // One clock read ends both the upstream exchange and, unless more follows (a
+        // retry, an error of ringway's own), the request.
+        let done = Instant::now();
+        self.shared
+            .metrics
+            .upstream_latency(done.saturating_duration_since(sent_at));
+        let log = self.front.sink().log();
+        log.end = Some(done);
+        if let Some(status) = log.status {
+            lb.report(plan.upstream, &up.lb, plan.server, status >= 500);
+        }
+        attempt
+    }
+
+    /// The upstream request head into `req.obuf`; the request goes out at `sent_at`.
+    fn encode_head(&mut self, cfg: &Compiled, route: &Route, addr: SocketAddr, sent_at: Instant) {
+        let req = &mut *self.req;
+        let log = self.front.sink().log();
+        log.connected(sent_at);
+        let trace = &log.trace;
+        let ctx = RequestCtx {
+            cfg,
+            edits: &route.request_edits,
+            path: &req.path,
+            peer: self.client.peer.ip(),
+            framing: match req.head.framing {
+                BodyFraming::None => OutFraming::None,
+                BodyFraming::Length(n) => OutFraming::Length(n),
+                BodyFraming::Chunked => OutFraming::Chunked,
+            },
+            upstream_addr: addr,
+            request_id: log.request_id,
+            grant: Some(&req.grant),
+            tls: self.client.meta.tls,
+            client_cert: self.client.meta.cert.as_deref().map(|c| &c.consumer[..]),
+            upgrade: requested_upgrade(cfg, &req.head),
+            traceparent: trace.generated.then(|| trace.value()),
+        };
+        req.obuf.clear();
+        forward::request_head(&mut req.obuf, &req.head, &ctx);
+    }
+
+    /// One exchange on one upstream connection: the head and the buffered body first, then
+    /// the rest of the body and the response at the same time. `req.obuf` holds the head.
+    async fn exchange<U: Stream>(
+        &mut self,
+        cfg: &Compiled,
+        route: &Route,
+        conn: &mut UpConn<U>,
+        sent_at: Instant,
+        body_deadline: BodyDeadline,
+        retry: Option<&dyn Fn(u16) -> bool>,
+    ) -> Attempt {
+        let req = &mut *self.req;
+        let framing = req.head.framing;
+        let has_body = framing != BodyFraming::None;
+        let write = cfg.timeouts.write;
+        let body = self.front.body();
+        body.begin(framing, req.body_limit, cfg.limits.max_header_bytes);
+        if let Err(fail) = body.stage(&mut req.obuf) {
+            let next = match fail {
+                SendFail::Client(fault) => self.refuse(Refusal::Client(fault), true).await,
+                _ => Next::Close,
+            };
+            return Attempt::Finished { next, pool: false };
+        }
+        if flush_upstream(&mut conn.w, &mut req.obuf, write)
+            .await
+            .is_err()
+        {
+            // Only a request without a body may be replayed on another connection.
+            if has_body {
+                let next = self
+                    .refuse(Refusal::Upstream(UpstreamFault::Invalid), true)
+                    .await;
+                return Attempt::Finished { next, pool: false };
+            }
+            return Attempt::Retry;
+        }
+        let started = Cell::new(false);
+        let (body, sink) = self.front.split();
+        let body_pending = !body.is_done();
+        let body_done = Cell::new(!body_pending);
+        let upgrade = requested_upgrade(cfg, &req.head);
+        let ex = Exchange {
+            cfg,
+            route,
+            head: &req.head,
+            close: !req.head.keep_alive,
+            body_done: &body_done,
+            keepalive_off: self.shared.closing(),
+            pipes: &self.shared.pipes,
+            bufs: &self.shared.bufs,
+            hsts: req.hsts.as_deref(),
+            upgrade,
+            started: &started,
+            retry,
+            // While the body still streams, the head may legitimately wait for all of it.
+            head_deadline: if body_pending {
+                body_deadline.total() + cfg.timeouts.upstream_response
+            } else {
+                sent_at + cfg.timeouts.upstream_response
+            },
+        };
+        let (outcome, body_end) = if body_pending {
+            let pump = async {
+                let p = Pump {
+                    write,
+                    splice_threshold: cfg.splice_threshold,
+                    deadline: body_deadline,
+                    pipes: &self.shared.pipes,
+                };
+                let sent = body.pump(&mut req.obuf, &mut conn.w, p).await;
+                body_done.set(sent.is_ok());
+                sent
+            };
+            let response = respond(&mut conn.r, &mut req.ubuf, &mut req.resp, sink, &ex);
+            // Boxed: the two concurrent state machines would otherwise make every
+            // connection's future (idle ones included) as large as both; this path already
+            // streams a body.
+            Box::pin(duplex(pump, response, &started, self.shared)).await
+        } else {
+            let o = respond(&mut conn.r, &mut req.ubuf, &mut req.resp, sink, &ex).await;
+            (o, BodyEnd::Sent)
+        };
+        let relayed = self.front.body().relayed(framing);
+        self.front.sink().log().bytes_in = relayed;
+        let body_sent = matches!(body_end, BodyEnd::Sent);
+        match outcome {
+            RespOutcome::Done { reusable, close } => Attempt::Finished {
+                next: if close || !body_sent {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                },
+                pool: reusable && body_sent && !self.shared.is_draining(),
+            },
+            RespOutcome::Switched(at) => {
+                let t = Tunnel {
+                    cfg,
+                    edits: &route.response_edits,
+                    hsts: self.req.hsts.as_deref(),
+                    resp: &self.req.resp,
+                    ubuf: &mut self.req.ubuf,
+                    at,
+                    pipes: &self.shared.pipes,
+                };
+                Attempt::Finished {
+                    next: self.front.tunnel(conn, t).await,
+                    pool: false,
+                }
+            }
+            RespOutcome::Aborted => Attempt::Finished {
+                next: Next::Close,
+                pool: false,
+            },
+            RespOutcome::NoResponse if !has_body => Attempt::Retry,
+            RespOutcome::Retry(status) => Attempt::RetryStatus(status),
+            RespOutcome::NoResponse | RespOutcome::Failed(_) => {
+                let refusal = match (outcome, body_end) {
+                    // The client broke the body rules: that is the answer.
+                    (_, BodyEnd::ClientError(r)) => r,
+                    (_, BodyEnd::ClientGone) => {
+                        return Attempt::Finished {
+                            next: Next::Close,
+                            pool: false,
+                        }
+                    }
+                    (RespOutcome::Failed(fault), _) => Refusal::Upstream(fault),
+                    _ => Refusal::Upstream(UpstreamFault::Invalid),
+                };
+                let next = self.refuse(refusal, !body_sent).await;
+                Attempt::Finished { next, pool: false }
+            }
+        }
+    }
+}
+
+/// Runs the body pump and the response side together. The response side decides the
+/// outcome; the pump's end only matters when the response had not started. Over the memory
+/// threshold (`Shared::shed_now`) a body still arriving is cut off: the connection is
+/// closed, unanswered.
+async fn duplex<P, R, C: Connector>(
+    pump: P,
+    response: R,
+    started: &Cell<bool>,
+    shared: &Shared<C>,
+) -> (RespOutcome, BodyEnd)
+where
+    P: std::future::Future<Output = Result<(), SendFail>>,
+    R: std::future::Future<Output = RespOutcome>,
+{
+    let mut pump = std::pin::pin!(pump);
+    let mut response = std::pin::pin!(response);
+    let body_end = monoio::select! {
+        p = &mut pump => match p {
+            Ok(()) => BodyEnd::Sent,
+            Err(SendFail::Client(fault)) if !started.get() => {
+                // Nothing was answered yet: the client's fault is the answer.
+                return (RespOutcome::NoResponse, BodyEnd::ClientError(Refusal::Client(fault)));
+            }
+            Err(SendFail::ClientGone) if !started.get() => {
+                return (RespOutcome::NoResponse, BodyEnd::ClientGone);
+            }
+            Err(SendFail::Client(_) | SendFail::ClientGone) => {
+                return (RespOutcome::Aborted, BodyEnd::ClientGone)
+            }
+            // The upstream stopped reading; it may still have answered.
+            Err(SendFail::Upstream) => BodyEnd::UpstreamFailed,
+        },
+        o = &mut response => return (o, BodyEnd::Unfinished),
+        _ = shared.shed.notified() => {
+            crate::metrics::bump(&shared.metrics.shed);
+            return (RespOutcome::Aborted, BodyEnd::ClientGone);
+        }
+    };
+    (response.await, body_end)
+}

@@ -1,0 +1,546 @@
+//! The request's life, written once for every protocol. A front end (HTTP/1.1 today, see
+//! `front::http1`) parses a request head into the protocol-neutral `RequestHead` and hands
+//! it here with a `Front` (where the body comes from, where the response goes); the request
+//! then goes through its phases, top to bottom in `Life::handle`: admit (overload,
+//! redirect) -> route -> policy -> answer a `respond` route, or pick an upstream server ->
+//! forward the head and stream the body -> relay the response -> log and count. Each phase
+//! either goes on or answers now with a typed `Refusal` (see `outcome`).
+//!
+//! All state is per core (`Shared` lives in one worker); nothing here locks or touches
+//! atomics on the request path (the overload flag is one relaxed load).
+//!
+//! Invariants: a request is answered exactly once; once response bytes reached the client,
+//! a failure aborts the connection instead of answering again; an upstream connection goes
+//! back to the pool only after a complete, correctly framed response with no stray bytes;
+//! a request with a body is never retried after any of it went out.
+//!
+//! Where it sits: below the front ends and the runtime; above `upstream`, `policy`,
+//! `compiled`, `io` and `http`.
+
+mod access;
+mod exchange;
+pub mod forward;
+pub mod front;
+pub mod outcome;
+mod reply;
+mod response;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::accesslog::RequestLog;
+use crate::compiled::{Action, Compiled};
+use crate::http::head::{first_protocol, same_protocol};
+use crate::http::{BodyFraming, RequestHead, ResponseHead};
+use crate::io::{bufs, splice, Connector};
+use crate::notify::LocalNotify;
+use crate::policy::{Denial, Grant, PolicyState};
+use crate::upstream::pool::Pool;
+
+pub use exchange::flush_upstream;
+pub use front::{BodySource, Front, HeadOut, Pump, ResponseSink, SendFail, Tunnel};
+pub use outcome::{ClientFault, Holdback, Next, Refusal, UpstreamFault};
+
+/// Spare room kept for each upstream read while relaying bodies.
+const UPSTREAM_READ: usize = 64 * 1024;
+/// Interim (1xx) responses tolerated before the final one.
+const MAX_INTERIM: usize = 8;
+
+/// Per-worker state shared by all of its connections.
+pub struct Shared<C: Connector> {
+    pub(crate) config: RefCell<Rc<Compiled>>,
+    pub connector: C,
+    pub pool: Pool<C::Conn>,
+    /// Idle TLS upstream connections.
+    pub tls_pool: Pool<crate::tls::UpTlsStream>,
+    /// Empty pipes for spliced bodies.
+    pub pipes: splice::Pipes,
+    /// Large body buffers, shared by the connections in turn.
+    pub(crate) bufs: bufs::BodyBufs,
+    pub(crate) in_flight: Cell<usize>,
+    max_in_flight: usize,
+    draining: Cell<bool>,
+    drain: LocalNotify,
+    /// Set by the overload manager's thread while the process is over its memory
+    /// threshold: new connections, new requests and heads still arriving are shed. A
+    /// relaxed load on the request path; written only on transitions, so never contended.
+    overload: Arc<AtomicBool>,
+    /// Wakes the connections waiting between requests (drain, overload) so they close.
+    pub(crate) idle_wake: LocalNotify,
+    /// Wakes the connections waiting for the rest of a head (overload) so they close.
+    pub(crate) shed: LocalNotify,
+    /// Balancers, health, ejections, breakers and the retry budget of this worker.
+    pub lb: Rc<crate::upstream::State>,
+    next_id: Cell<u64>,
+    id_salt: u64,
+    /// Connections that gave their buffers back since `release_idle_memory` last looked.
+    pub(crate) shrunk: Cell<usize>,
+    /// This worker's counters (summed with the others' at scrape time).
+    pub metrics: crate::metrics::Metrics,
+    /// The policy's caches and rate limiter.
+    pub(crate) policy: RefCell<PolicyState>,
+    /// Origin of the monotonic clock the rate limiter reads.
+    epoch: Instant,
+    /// This worker's access log buffer (None: no access log).
+    pub(crate) access_log: Option<crate::accesslog::CoreLog>,
+    /// Random bits for trace and span ids.
+    pub(crate) rng: crate::trace::Rng,
+}
+
+impl<C: Connector> Shared<C> {
+    /// `max_in_flight` is this worker's share of the process limit; `worker` is its index.
+    pub fn new(
+        config: Rc<Compiled>,
+        connector: C,
+        max_in_flight: usize,
+        worker: usize,
+        id_salt: u64,
+    ) -> Self {
+        Shared {
+            policy: RefCell::new(config.policy.new_state()),
+            epoch: Instant::now(),
+            config: RefCell::new(config),
+            connector,
+            pool: Pool::default(),
+            tls_pool: Pool::default(),
+            pipes: splice::Pipes::default(),
+            bufs: bufs::BodyBufs::default(),
+            in_flight: Cell::new(0),
+            max_in_flight: max_in_flight.max(1),
+            draining: Cell::new(false),
+            drain: LocalNotify::default(),
+            overload: Arc::default(),
+            idle_wake: LocalNotify::default(),
+            shed: LocalNotify::default(),
+            lb: Rc::new(crate::upstream::State::new(worker)),
+            next_id: Cell::new(0),
+            id_salt,
+            shrunk: Cell::new(0),
+            metrics: crate::metrics::Metrics::default(),
+            access_log: None,
+            rng: crate::trace::Rng::new(id_salt.rotate_left(17) ^ 0x2545_F491_4F6C_DD1D),
+        }
+    }
+
+    pub fn config(&self) -> Rc<Compiled> {
+        self.config.borrow().clone()
+    }
+
+    /// Switches to a reloaded config. Requests in flight keep the `Rc` they took; the
+    /// policy's caches and rate-limit state start afresh with the new rules.
+    pub fn set_config(&self, config: Rc<Compiled>) {
+        let old = self.config();
+        self.metrics
+            .retire(&|r, proxied| old.metric_names(r, proxied));
+        *self.policy.borrow_mut() = config.policy.new_state();
+        *self.config.borrow_mut() = config;
+    }
+
+    /// Off the request path, once a second: if connections went idle and gave their
+    /// buffers back since the last call, drops the pooled body buffers too and hands the
+    /// freed pages to the OS (an idle worker's allocator would otherwise keep them).
+    pub fn release_idle_memory(&self) {
+        if self.shrunk.replace(0) > 0 || self.is_overloaded() {
+            self.bufs.clear();
+            crate::sys::release_free_memory();
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Stop keeping connections alive; wakes idle connections so they close now.
+    pub fn start_drain(&self) {
+        self.draining.set(true);
+        self.pool.clear();
+        self.tls_pool.clear();
+        self.drain.notify_all();
+        self.idle_wake.notify_all();
+    }
+
+    /// Follow this process-wide overload flag (the overload manager's).
+    pub fn with_overload(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.overload = flag;
+        self
+    }
+
+    pub fn is_overloaded(&self) -> bool {
+        self.overload.load(Ordering::Relaxed)
+    }
+
+    /// The overload manager's word that the process went over its memory threshold (the
+    /// flag is up already): connections waiting between requests, heads still arriving
+    /// and request bodies still arriving are closed now, unanswered (an answer would cost
+    /// memory), and this worker's spare buffers and free pages go back to the OS (again
+    /// each second while it lasts: see `release_idle_memory`).
+    pub fn shed_now(&self) {
+        self.idle_wake.notify_all();
+        self.shed.notify_all();
+        self.bufs.clear();
+        crate::sys::release_free_memory();
+    }
+
+    /// Responses close their connections (draining or overloaded).
+    pub fn keepalive_off(&self) -> bool {
+        self.closing().get()
+    }
+
+    /// What `keepalive_off` reads, to be read later (when a response head is written).
+    pub(crate) fn closing(&self) -> Closing<'_> {
+        Closing {
+            draining: &self.draining,
+            overload: &self.overload,
+        }
+    }
+
+    /// Resolves at the next `start_drain`.
+    pub fn drain_notified(&self) -> crate::notify::Notified<'_> {
+        self.drain.notified()
+    }
+
+    /// Runs the policy for one request (no I/O; the clock reads are vDSO calls).
+    fn check_policy(
+        &self,
+        cfg: &Compiled,
+        head: &RequestHead,
+        route: Option<&crate::compiled::Route>,
+        peer: std::net::IpAddr,
+        cert: Option<&Rc<crate::policy::identity::Identity>>,
+    ) -> Result<Grant, Denial> {
+        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut st = self.policy.borrow_mut();
+        cfg.policy.check(
+            &mut st,
+            head,
+            route.map(|r| r.index),
+            peer,
+            cert,
+            now_ns,
+            now_unix,
+        )
+    }
+
+    fn request_id(&self) -> u64 {
+        let n = self.next_id.get().wrapping_add(1);
+        self.next_id.set(n);
+        // A bijective mix so ids look unrelated while staying unique per worker.
+        (n ^ self.id_salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.id_salt.rotate_left(32)
+    }
+}
+
+/// Whether responses close their connections now: the worker is draining or the process
+/// is overloaded.
+#[derive(Clone, Copy)]
+pub(crate) struct Closing<'a> {
+    draining: &'a Cell<bool>,
+    overload: &'a AtomicBool,
+}
+
+impl Closing<'_> {
+    pub(crate) fn get(&self) -> bool {
+        self.draining.get() || self.overload.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<C: Connector>(Rc<Shared<C>>);
+
+impl<C: Connector> Drop for InFlight<C> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .set(self.0.in_flight.get().saturating_sub(1));
+    }
+}
+
+/// What the accept path learned about a client connection.
+#[derive(Default)]
+pub struct ConnMeta {
+    /// The connection is TLS (X-Forwarded-Proto: https).
+    pub tls: bool,
+    /// The identity of the client certificate verified in the handshake (mTLS).
+    pub cert: Option<Rc<crate::policy::identity::Identity>>,
+    /// Answer every request with a redirect to HTTPS on this port.
+    pub redirect_https: Option<u16>,
+}
+
+/// One client connection as every request on it sees it.
+pub struct Client {
+    pub peer: SocketAddr,
+    pub meta: ConnMeta,
+}
+
+/// A connection's per-request state, reused request after request: buffers and heads keep
+/// their capacity, so a warm connection allocates nothing per request.
+pub struct Request {
+    /// The protocol-neutral request head, filled by the front end.
+    pub head: RequestHead,
+    resp: ResponseHead,
+    /// The path to forward (normalised, rewritten).
+    path: Vec<u8>,
+    /// The policy's decision for the current request.
+    grant: Grant,
+    /// The current request's body limit (0 = unlimited).
+    body_limit: u64,
+    /// The current request's `Strict-Transport-Security` value (its route's, on TLS only).
+    hsts: Option<Bytes>,
+    /// Upstream bytes received and not yet consumed.
+    ubuf: BytesMut,
+    /// Bytes being prepared for the upstream.
+    obuf: BytesMut,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request {
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+            path: Vec::new(),
+            grant: Grant::default(),
+            body_limit: 0,
+            hsts: None,
+            ubuf: BytesMut::new(),
+            obuf: BytesMut::with_capacity(4096),
+        }
+    }
+}
+
+impl Request {
+    /// Drops every buffer (the connection is idle), including the copies of the last
+    /// request and response heads.
+    pub fn shrink(&mut self) {
+        *self = Request {
+            obuf: BytesMut::new(),
+            ..Request::default()
+        };
+    }
+}
+
+/// The protocol `head` asks to switch to, if the config tunnels it.
+pub fn requested_upgrade<'a>(cfg: &Compiled, head: &'a RequestHead) -> Option<&'a [u8]> {
+    let protocol = head.upgrade?.get(&head.buf);
+    cfg.upgrade_protocols
+        .iter()
+        .any(|allowed| same_protocol(allowed, protocol))
+        .then_some(protocol)
+}
+
+/// True when the 101 in `resp` switches to `protocol` (the one that was forwarded).
+fn accepts_upgrade(resp: &ResponseHead, protocol: &[u8]) -> bool {
+    resp.header(b"upgrade")
+        .and_then(first_protocol)
+        .is_some_and(|p| same_protocol(p, protocol))
+}
+
+/// Serves one request whose head the front end has parsed into `req.head` (its first
+/// bytes arrived at `start`): the whole life, from admission to the access log line.
+pub async fn serve<C: Connector, F: Front>(
+    shared: &Rc<Shared<C>>,
+    cfg: &Rc<Compiled>,
+    client: &Client,
+    req: &mut Request,
+    front: &mut F,
+    start: Instant,
+) -> Next {
+    let mut life = Life {
+        shared,
+        cfg,
+        client,
+        req,
+        front,
+    };
+    life.begin_log(start, true);
+    let next = life.handle().await;
+    life.count(start);
+    life.end_log();
+    next
+}
+
+/// Answers a request whose head did not parse (`req.head` may hold the previous request,
+/// so nothing of it is consulted) with the client's fault; the connection then closes.
+pub async fn refuse_unparsed<C: Connector, F: Front>(
+    shared: &Rc<Shared<C>>,
+    cfg: &Rc<Compiled>,
+    client: &Client,
+    req: &mut Request,
+    front: &mut F,
+    start: Instant,
+    fault: ClientFault,
+) {
+    req.head.keep_alive = false;
+    req.head.method = Default::default();
+    req.hsts = None;
+    let mut life = Life {
+        shared,
+        cfg,
+        client,
+        req,
+        front,
+    };
+    life.begin_log(start, false);
+    life.refuse(Refusal::Client(fault), true).await;
+    life.end_log();
+}
+
+/// One request on its way through the phases.
+struct Life<'a, C: Connector, F: Front> {
+    shared: &'a Rc<Shared<C>>,
+    cfg: &'a Rc<Compiled>,
+    client: &'a Client,
+    req: &'a mut Request,
+    front: &'a mut F,
+}
+
+impl<C: Connector, F: Front> Life<'_, C, F> {
+    /// The phases, top to bottom.
+    async fn handle(&mut self) -> Next {
+        let cfg = self.cfg.clone();
+        let has_body = self.req.head.framing != BodyFraming::None;
+        if self.shared.is_overloaded() {
+            // Shed before any work: no routing, policy or upstream, and the connection
+            // closes (its buffers go back).
+            crate::metrics::bump(&self.shared.metrics.shed);
+            return self
+                .refuse(Refusal::Ringway(Holdback::Overloaded), true)
+                .await;
+        }
+        if let Some(port) = self.client.meta.redirect_https {
+            return self.redirect_https(port, has_body).await;
+        }
+        // Route.
+        let route = cfg.route_for(&self.req.head, &mut self.req.path);
+        self.front.sink().log().route = route.map(|r| r.index);
+        self.req.hsts = route
+            .filter(|_| self.client.meta.tls)
+            .and_then(|r| r.hsts.clone());
+        // Policy.
+        if let Err(denial) = self.police(&cfg, route) {
+            return self.refuse(Refusal::Policy(denial), has_body).await;
+        }
+        let Some(route) = route else {
+            return self.refuse(Refusal::NoRoute, has_body).await;
+        };
+        // A `respond` route answers here.
+        let upstream = match &route.action {
+            Action::Respond {
+                status,
+                body,
+                content_type,
+            } => {
+                return self
+                    .respond(*status, body.as_deref(), content_type.as_deref(), has_body)
+                    .await;
+            }
+            Action::Proxy { upstream } => *upstream,
+        };
+        let Some(up) = cfg.upstreams.get(upstream) else {
+            return self
+                .refuse(Refusal::Ringway(Holdback::Internal), true)
+                .await;
+        };
+        if let BodyFraming::Length(n) = self.req.head.framing {
+            if self.req.body_limit > 0 && n > self.req.body_limit {
+                return self
+                    .refuse(Refusal::Client(ClientFault::BodyTooLarge), true)
+                    .await;
+            }
+        }
+        // Admit it as in flight, then forward and relay.
+        let shared = self.shared;
+        if shared.in_flight.get() >= shared.max_in_flight {
+            return self
+                .refuse(Refusal::Ringway(Holdback::InFlight), has_body)
+                .await;
+        }
+        shared.in_flight.set(shared.in_flight.get() + 1);
+        let _guard = InFlight(shared.clone());
+        self.proxy(&cfg, route, upstream, up).await
+    }
+
+    /// Runs the policy, leaving its grant (and the body limit it sets) in `req`; counts a
+    /// denial in the metrics.
+    fn police(
+        &mut self,
+        cfg: &Compiled,
+        route: Option<&crate::compiled::Route>,
+    ) -> Result<(), Denial> {
+        self.req.grant = Grant::default();
+        self.req.body_limit = cfg.max_body_bytes;
+        if !cfg.policy.is_active() {
+            return Ok(());
+        }
+        let cert = self.client.meta.cert.as_ref();
+        let verdict =
+            self.shared
+                .check_policy(cfg, &self.req.head, route, self.client.peer.ip(), cert);
+        match verdict {
+            Ok(grant) => {
+                if let Some(m) = grant.max_body {
+                    self.req.body_limit = match self.req.body_limit {
+                        0 => m,
+                        l => l.min(m),
+                    };
+                }
+                self.req.grant = grant;
+                Ok(())
+            }
+            Err(denial) => {
+                let m = &self.shared.metrics;
+                let counter = match denial {
+                    Denial::Unauthorized(_) => &m.auth_rejected,
+                    Denial::RateLimited { .. } => &m.rate_limited,
+                    Denial::Status(_) | Denial::MethodNotAllowed(_) => &m.blocked,
+                };
+                crate::metrics::bump(counter);
+                Err(denial)
+            }
+        }
+    }
+
+    /// `https://host[:port]/path?query` for a plain listener that only redirects: 301 for
+    /// GET and HEAD, 308 (method and body kept) for the rest.
+    async fn redirect_https(&mut self, port: u16, has_body: bool) -> Next {
+        let head = &self.req.head;
+        let mut location = Vec::with_capacity(64);
+        location.extend_from_slice(b"https://");
+        location.extend_from_slice(&head.host_lower);
+        if port != 443 {
+            location.push(b':');
+            location.extend_from_slice(port.to_string().as_bytes());
+        }
+        location.extend_from_slice(&head.path);
+        location.extend_from_slice(head.query());
+        let status = match head.method() {
+            b"GET" | b"HEAD" => 301,
+            _ => 308,
+        };
+        let fields: [(&[u8], &[u8]); 1] = [(b"Location", &location)];
+        self.answer(status, reply::OwnBody::ErrorPage, &fields, has_body)
+            .await
+    }
+
+    /// Adds the request just answered to this worker's metrics (from the same record the
+    /// access log writes).
+    fn count(&mut self, started: Instant) {
+        let m = &self.shared.metrics;
+        let log: &RequestLog = self.front.sink().log();
+        m.request(
+            log.route,
+            log.upstream.is_some(),
+            log.final_status(),
+            log.end_or_now().saturating_duration_since(started),
+        );
+        crate::metrics::Metrics::add(&m.bytes_in, log.bytes_in);
+        crate::metrics::Metrics::add(&m.bytes_out, log.bytes_out);
+    }
+}
