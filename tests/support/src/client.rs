@@ -8,8 +8,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::bytes::{decode_chunked, find};
 use crate::wait::TIMEOUT;
+use crate::wire::{decode_chunked, find, header, header_lines};
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
@@ -131,10 +131,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     pub fn has_header(&self, name: &str) -> bool {
@@ -153,11 +150,7 @@ impl Response {
         let version = parts.next().unwrap_or("").to_string();
         let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
         let reason = parts.next().unwrap_or("").to_string();
-        let headers = lines
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.to_string(), v.trim().to_string()))
-            .collect();
+        let headers = header_lines(lines);
         Response {
             status,
             reason,

@@ -8,20 +8,20 @@
 
 mod binaries;
 mod bundled;
-mod bytes;
 mod client;
 mod config;
 mod drivers;
 mod gateway;
 mod origin;
 mod wait;
+mod wire;
 
 pub use binaries::{binary, binary_beside_test};
 pub use bundled::BundledOrigin;
-pub use bytes::{decode_chunked, find};
 pub use client::{ask, connect, dead_addr, get, roundtrip, send, Reader, Request, Response};
 pub use config::Config;
 pub use drivers::Driver;
 pub use gateway::Gateway;
 pub use origin::{answer_heads, Origin, OriginRequest, Reply};
 pub use wait::{eventually, Eventually, Probe, TIMEOUT};
+pub use wire::{decode_chunked, find};

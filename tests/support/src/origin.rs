@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::bytes::{decode_chunked, find};
 use crate::wait::eventually;
+use crate::wire::{decode_chunked, find, header, header_lines};
 
 /// One request as the origin received it.
 #[derive(Clone, Debug)]
@@ -30,10 +30,7 @@ pub struct OriginRequest {
 
 impl OriginRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
@@ -176,9 +173,9 @@ impl Origin {
     /// Waits until at least `n` complete requests arrived; all of them.
     pub fn wait_requests(&self, n: usize) -> Vec<OriginRequest> {
         eventually(format!("{n} requests at the origin")).until(|| {
-            let reqs = self.requests();
+            let reqs = self.state.requests.lock().expect("lock");
             if reqs.len() >= n {
-                Ok(reqs)
+                Ok(reqs.clone())
             } else {
                 Err(format!("{} requests", reqs.len()))
             }
@@ -286,11 +283,7 @@ fn parse_request(buf: &[u8]) -> Option<(usize, OriginRequest)> {
     let mut parts = line.split(' ');
     let method = parts.next()?.to_string();
     let target = parts.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.to_string(), v.trim().to_string()))
-        .collect();
+    let headers = header_lines(lines);
     let mut req = OriginRequest {
         conn: 0,
         raw: Vec::new(),

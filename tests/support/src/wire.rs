@@ -1,5 +1,6 @@
-//! Byte helpers both sides of the wire share: finding a needle (a head's end) and decoding a
-//! complete chunked body. Pure functions over slices; no I/O.
+//! HTTP/1.1 byte helpers the origin and the client share: finding a needle (a head's end),
+//! splitting header lines, looking a header up, decoding a complete chunked body. Lenient on
+//! purpose (tests must see malformed bytes, not trip on them); pure functions, no I/O.
 
 /// Where `needle` first occurs in `hay`.
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -32,4 +33,22 @@ pub fn decode_chunked(buf: &[u8]) -> Option<(usize, Vec<u8>)> {
         body.extend_from_slice(&buf[pos..pos + size]);
         pos += size + 2;
     }
+}
+
+/// The `name: value` lines of a head (the start line already taken), values trimmed; lines
+/// without a colon are left out.
+pub(crate) fn header_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The first value of header `name` (any case).
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
