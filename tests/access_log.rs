@@ -2,8 +2,7 @@
 //! a proxied answer, a 404 and a policy refusal produce, that secrets stay out, reopening
 //! after SIGUSR1 (logrotate), stdout output, and `traceparent` kept or made.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,23 +63,14 @@ fn file_lines(path: &Path) -> Vec<Value> {
 
 /// Waits until `read` returns at least `n` lines.
 fn wait_lines(n: usize, read: impl Fn() -> Vec<Value>) -> Vec<Value> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
+    eventually(format!("{n} access log lines")).until(|| {
         let lines = read();
         if lines.len() >= n {
-            return lines;
+            Ok(lines)
+        } else {
+            Err(format!("{} of {n} lines: {lines:?}", lines.len()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} lines: {lines:?}",
-            lines.len()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-fn ask(addr: std::net::SocketAddr, head: &str) -> Response {
-    roundtrip(addr, head.as_bytes()).expect("a response")
+    })
 }
 
 both_drivers! {
@@ -88,12 +78,11 @@ both_drivers! {
         let origin = Origin::ok("hello");
         let path = log_path("fields");
         let gw = gateway(&origin, &path.display().to_string(), driver);
-        let ok = ask(gw.addr(), "GET /app/a/../hi?x=1 HTTP/1.1\r\nHost: gw\r\n\r\n");
+        let ok = ask(gw.addr(), Request::get("/app/a/../hi?x=1"));
         assert_eq!(ok.status, 200);
-        assert_eq!(ask(gw.addr(), "GET /nowhere HTTP/1.1\r\nHost: gw\r\n\r\n").status, 404);
-        assert_eq!(ask(gw.addr(), "GET /private/x HTTP/1.1\r\nHost: gw\r\n\r\n").status, 401);
-        let post = "POST /private/y HTTP/1.1\r\nHost: gw\r\nX-Api-Key: alice-key\r\n\
-                    Content-Length: 5\r\n\r\nabcde";
+        assert_eq!(ask(gw.addr(), Request::get("/nowhere")).status, 404);
+        assert_eq!(ask(gw.addr(), Request::get("/private/x")).status, 401);
+        let post = Request::new("POST", "/private/y").headers("X-Api-Key: alice-key\r\n").body("abcde");
         assert_eq!(ask(gw.addr(), post).status, 200);
         let seen = origin.wait_requests(2);
         let lines = wait_lines(4, || file_lines(&path));
@@ -140,9 +129,9 @@ both_drivers! {
         let origin = Origin::ok("hello");
         let path = log_path("own");
         let gw = gateway(&origin, &path.display().to_string(), driver);
-        let pong = ask(gw.addr(), "GET /ping?q=1 HTTP/1.1\r\nHost: gw\r\n\r\n");
+        let pong = ask(gw.addr(), Request::get("/ping?q=1"));
         assert_eq!(pong.status, 200);
-        let bad = ask(gw.addr(), "GET /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        let bad = ask(gw.addr(), Request::get("/x").headers("Content-Length: 1\r\nContent-Length: 2\r\n"));
         assert_eq!(bad.status, 400);
         let lines = wait_lines(2, || file_lines(&path));
         let l = &lines[0];
@@ -166,14 +155,11 @@ both_drivers! {
         let gw = gateway(&origin, &path.display().to_string(), driver);
         // Above the default splice_threshold (256 KiB): both directions are spliced.
         let big = "b".repeat(300_000);
-        let post = format!(
-            "POST /app/big HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{big}",
-            big.len()
-        );
-        let r = ask(gw.addr(), &post);
+        let r = ask(gw.addr(), Request::new("POST", "/app/big").body(&big));
         assert_eq!((r.status, r.body.len()), (200, big.len()));
-        let chunked = "POST /app/c HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\
-                       3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n";
+        let chunked = Request::new("POST", "/app/c")
+            .headers("Transfer-Encoding: chunked\r\n")
+            .raw_body("3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
         let c = ask(gw.addr(), chunked);
         assert_eq!(c.body, b"abcdefg");
         let lines = wait_lines(2, || file_lines(&path));
@@ -192,8 +178,8 @@ both_drivers! {
         let gw = gateway(&origin, &path.display().to_string(), driver);
         let r = ask(
             gw.addr(),
-            "GET /app/x?api_key=secret&x=1 HTTP/1.1\r\nHost: gw\r\n\
-             Authorization: Bearer secret\r\nCookie: s=secret\r\n\r\n",
+            Request::get("/app/x?api_key=secret&x=1")
+                .headers("Authorization: Bearer secret\r\nCookie: s=secret\r\n"),
         );
         assert_eq!(r.status, 200);
         let lines = wait_lines(1, || file_lines(&path));
@@ -208,7 +194,7 @@ both_drivers! {
         let path = log_path("rotate");
         let rotated = path.with_extension("log.1");
         let gw = gateway(&origin, &path.display().to_string(), driver);
-        assert_eq!(ask(gw.addr(), "GET /app/one HTTP/1.1\r\nHost: gw\r\n\r\n").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/app/one")).status, 200);
         wait_lines(1, || file_lines(&path));
         std::fs::rename(&path, &rotated).expect("rename");
         let killed = Command::new("kill")
@@ -217,12 +203,14 @@ both_drivers! {
             .expect("kill");
         assert!(killed.success());
         // Reopening creates the file at the configured path again.
-        let deadline = Instant::now() + TIMEOUT;
-        while !path.exists() {
-            assert!(Instant::now() < deadline, "not reopened: {}", gw.stderr_text());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert_eq!(ask(gw.addr(), "GET /app/two HTTP/1.1\r\nHost: gw\r\n\r\n").status, 200);
+        eventually("the log file to be reopened").until(|| {
+            if path.exists() {
+                Ok(())
+            } else {
+                Err(gw.stderr_text())
+            }
+        });
+        assert_eq!(ask(gw.addr(), Request::get("/app/two")).status, 200);
         let lines = wait_lines(1, || file_lines(&path));
         assert_eq!(lines[0]["path"], "/app/two");
         let old = file_lines(&rotated);
@@ -235,7 +223,7 @@ both_drivers! {
     fn the_log_can_go_to_stdout(driver) {
         let origin = Origin::ok("hello");
         let gw = gateway(&origin, "stdout", driver);
-        assert_eq!(ask(gw.addr(), "GET /app/out HTTP/1.1\r\nHost: gw\r\n\r\n").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/app/out")).status, 200);
         let lines = wait_lines(1, || parse(gw.stdout_lines().into_iter()));
         assert_eq!(lines[0]["path"], "/app/out");
         assert_eq!(lines[0]["status"], 200);
@@ -246,10 +234,8 @@ both_drivers! {
         let path = log_path("trace");
         let gw = gateway(&origin, &path.display().to_string(), driver);
         let with = |tp: &str| {
-            let head = format!(
-                "GET /app/t HTTP/1.1\r\nHost: gw\r\n{tp}tracestate: v=1\r\n\r\n"
-            );
-            assert_eq!(ask(gw.addr(), &head).status, 200);
+            let request = Request::get("/app/t").headers(tp).headers("tracestate: v=1\r\n");
+            assert_eq!(ask(gw.addr(), request).status, 200);
         };
         with(&format!("traceparent: {GOOD_TRACE}\r\n"));
         with("");
@@ -299,18 +285,13 @@ fn an_access_log_that_cannot_be_opened_stops_startup() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
+    let status = eventually("ringway to stop for want of its access log")
+        .try_until(|| child.try_wait().expect("wait"))
+        .unwrap_or_else(|| {
             let _ = child.kill();
             let _ = child.wait();
             panic!("ringway kept running without its access log");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+        });
     let mut err = String::new();
     use std::io::Read as _;
     let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));

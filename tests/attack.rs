@@ -25,8 +25,7 @@
 //! slowhttptest is a Debian package, which `.ci/run` installs. Without it these tests fail
 //! with a message saying so; `RINGWAY_SKIP_ATTACK=1` skips them explicitly.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -203,10 +202,9 @@ impl Watcher {
     /// Waits (bounded) until the kernel flushes no socket ringway closed; how many it
     /// still flushes then.
     fn wait_none_flushing(&self, within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        while self.flushing.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            thread::sleep(SAMPLE);
-        }
+        eventually("the kernel to flush no socket ringway closed")
+            .within(within)
+            .try_until(|| self.flushing.load(Ordering::SeqCst) == 0);
         self.flushing.load(Ordering::SeqCst)
     }
 
@@ -217,10 +215,9 @@ impl Watcher {
 
     /// Waits (bounded) until ringway holds no connection on its port.
     fn wait_none_held(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while self.now.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            thread::sleep(SAMPLE);
-        }
+        eventually("ringway to hold no connection on its port")
+            .within(within)
+            .try_until(|| self.now.load(Ordering::SeqCst) == 0);
     }
 
     fn finish(self) -> Held {
@@ -412,20 +409,25 @@ fn run(attack: Attack, d: Driver, until: Until) -> Outcome {
 
     let out = dir.join("attack");
     let mut child = spawn_slowhttptest(attack, &format!("http://{addr}"), &out);
-    let limit = Instant::now() + Duration::from_secs(LENGTH + 15);
+    // Until slowhttptest ends (`Some(false)`) or, if that is what the test waits for,
+    // ringway let go of every attacking connection (`Some(true)`); `None` past the limit.
+    let ended = eventually("slowhttptest to end")
+        .within(Duration::from_secs(LENGTH + 15))
+        .try_until(|| {
+            if child.try_wait().expect("slowhttptest").is_some() {
+                return Some(false);
+            }
+            let let_go = until == Until::RingwayLetGo && watcher.all_let_go(attack.conns());
+            let_go.then_some(true)
+        });
     let mut flushing_after = 0;
-    while child.try_wait().expect("slowhttptest").is_none() {
-        let let_go = until == Until::RingwayLetGo && watcher.all_let_go(attack.conns());
-        if let_go {
-            // Still attacking (its sockets open): does the kernel let go too?
-            flushing_after = watcher.wait_none_flushing(SLACK);
-        }
-        if let_go || Instant::now() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
+    if ended == Some(true) {
+        // Still attacking (its sockets open): does the kernel let go too?
+        flushing_after = watcher.wait_none_flushing(SLACK);
+    }
+    if ended != Some(false) {
+        let _ = child.kill();
+        let _ = child.wait();
     }
     stop.store(true, Ordering::SeqCst);
     let probes = prober.join().expect("probe");

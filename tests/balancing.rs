@@ -1,8 +1,7 @@
 //! Load balancing end to end: each algorithm's distribution over recording origins that
 //! answer with their own name, and consistent hashing's stability when a server goes away.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;

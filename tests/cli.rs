@@ -1,8 +1,7 @@
 //! The command line: `check` on good and bad configs, `--version`, and `run` draining
 //! in-flight requests on SIGTERM.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
@@ -304,4 +303,19 @@ fn bad_balancing_health_and_retry_fields_name_the_field() {
         ),
     ];
     assert_each_fails(cases);
+}
+
+/// The support library starts the very binaries cargo built for these tests, whether cargo
+/// tells it where they are or it works that out from the test's own path.
+#[test]
+fn the_test_support_runs_the_binaries_cargo_built() {
+    for (name, built) in [
+        ("ringway", env!("CARGO_BIN_EXE_ringway")),
+        ("ringway-origin", env!("CARGO_BIN_EXE_ringway-origin")),
+    ] {
+        let built = std::path::Path::new(built).canonicalize().expect("built");
+        for found in [binary(name), binary_beside_test(name)] {
+            assert_eq!(found.canonicalize().expect(name), built, "{name}");
+        }
+    }
 }

@@ -1,8 +1,7 @@
 //! Forwarding rules on both sides of the wire: hop-by-hop stripping, X-Forwarded-*, Via,
 //! request ids, 100-continue, bodiless responses, and re-framing of upstream bodies.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::time::Duration;
 
 both_drivers! {

@@ -1,8 +1,7 @@
 //! Request framing and syntax rejections: each gets its status, `Connection: close`, the
 //! connection closes, and the origin receives nothing.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::time::Duration;
 
 fn assert_rejected(driver: Driver, request: &[u8], status: u16) {

@@ -2,8 +2,7 @@
 //! body rate), a client that reads a large response slowly (backpressure to the origin,
 //! bounded memory), and a thousand pipelined requests (answered in order, bounded memory).
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -235,21 +234,19 @@ fn small_receive_buffer_client(addr: SocketAddr) -> std::net::TcpStream {
     c
 }
 
-/// Waits until `value()` has not moved for 300 ms; returns it.
+/// Waits (bounded) until `value()` has not moved for 300 ms; returns it (the last value
+/// seen if it never settles).
 fn settled(value: impl Fn() -> u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = value();
     let mut since = Instant::now();
-    while Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
+    eventually("a value to settle for 300 ms").try_until(|| {
         let now = value();
         if now != last {
             last = now;
             since = Instant::now();
-        } else if since.elapsed() >= Duration::from_millis(300) {
-            break;
         }
-    }
+        since.elapsed() >= Duration::from_millis(300)
+    });
     last
 }
 
@@ -344,11 +341,9 @@ both_drivers! {
         let gw = gateway_for(&origin, "[timeouts]\nwrite = \"1s\"", d);
         let mut c = small_receive_buffer_client(gw.addr());
         c.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").expect("request");
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while !origin.gone.load(Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "ringway never gave up on the stalled client");
-            thread::sleep(Duration::from_millis(20));
-        }
+        eventually("ringway to give up on the stalled client")
+            .within(Duration::from_secs(8))
+            .until(|| origin.gone.load(Ordering::SeqCst));
         assert!(origin.written.load(Ordering::SeqCst) < 16 * 1024 * 1024);
         // The client's connection was closed too: after what was buffered, EOF.
         let mut r = Reader::new(c);

@@ -1,7 +1,6 @@
 //! Keep-alive on both sides, pipelining, and HTTP/1.0 connection handling.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::time::Duration;
 
 /// Sends `batch` (a first request whose framing ends the connection, then a second one) in

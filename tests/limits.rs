@@ -1,8 +1,7 @@
 //! Limits and timeouts: 408 (total header deadline, body deadline), idle close, 413, 414,
 //! 431, 503 past max_in_flight, and max_connections.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,6 +11,13 @@ fn gateway_with(origin: &Origin, sections: &str, d: Driver) -> Gateway {
         &Config::proxy_all(origin.addr()).section(sections).render(),
         d,
     )
+}
+
+/// A GET on a fresh connection is answered 200.
+fn served(addr: std::net::SocketAddr) -> bool {
+    let mut c = Reader::new(connect(addr));
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.response().map(|r| r.status) == Some(200)
 }
 
 both_drivers! {
@@ -173,16 +179,9 @@ both_drivers! {
         assert!(third.closes_within(Duration::from_secs(1)), "third connection must be closed");
         drop(a);
         // Once a slot frees, new connections are served again.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let mut c = Reader::new(connect(gw.addr()));
-            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-            if c.response().map(|r| r.status) == Some(200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "service did not come back");
-            thread::sleep(Duration::from_millis(20));
-        }
+        eventually("service to come back")
+            .within(Duration::from_secs(5))
+            .until(|| served(gw.addr()));
     }
 }
 
@@ -193,16 +192,11 @@ both_drivers! {
         let addr = gw.addr();
         // 20 silent connections take every slot.
         let held: Vec<_> = (0..20).map(|_| connect(addr)).collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
         // Until ringway accepted all of them, a new one may still get a slot: wait for the
         // first refusal.
-        loop {
-            let mut probe = Reader::new(connect(addr));
-            if probe.closes_within(Duration::from_millis(500)) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "a 21st connection was never refused");
-        }
+        eventually("a 21st connection to be refused")
+            .within(Duration::from_secs(5))
+            .until(|| Reader::new(connect(addr)).closes_within(Duration::from_millis(500)));
         // A flood of 300 more: each is closed at once, none is left accepted but silent.
         let flood: Vec<_> = (0..300).map(|_| Reader::new(connect(addr))).collect();
         for (i, mut c) in flood.into_iter().enumerate() {
@@ -213,16 +207,9 @@ both_drivers! {
         }
         // The flood ends: service is back within a second.
         drop(held);
-        let back = Instant::now();
-        loop {
-            let mut c = Reader::new(connect(addr));
-            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-            if c.response().map(|r| r.status) == Some(200) {
-                break;
-            }
-            assert!(back.elapsed() < Duration::from_secs(1), "service did not come back within a second");
-            thread::sleep(Duration::from_millis(10));
-        }
+        eventually("service to come back within a second")
+            .within(Duration::from_secs(1))
+            .until(|| served(addr));
     }
 }
 

@@ -1,8 +1,7 @@
 //! The bundled load generator against ringway in front of the bundled origin: closed and
 //! open loop, JSON output, error counting, and the SVG plot with an overlay.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::process::{Command, Stdio};
 
 fn loadgen(args: &[&str]) -> serde_json::Value {

@@ -2,8 +2,7 @@
 //! admin endpoints and their metrics, and the maximum connection age. End to end over
 //! real sockets, under both I/O drivers.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -83,15 +82,14 @@ impl Load {
 
     /// Waits (bounded) until `n` requests succeeded.
     fn wait_for(&self, n: usize) {
-        let deadline = Instant::now() + TIMEOUT;
-        while self.ok() < n {
-            assert!(
-                Instant::now() < deadline,
-                "the load stalled at {}",
-                self.ok()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually(format!("{n} requests to succeed under load")).until(|| {
+            let ok = self.ok();
+            if ok >= n {
+                Ok(())
+            } else {
+                Err(format!("the load stalled at {ok}"))
+            }
+        });
     }
 
     /// Stops the clients; (succeeded, failed).
@@ -214,17 +212,13 @@ both_drivers! {
         let gw = Gateway::start(&versioned(&origin, "v1", "[timeouts]\nmax_connection_age = \"300ms\""), driver);
         let mut r = Reader::new(connect(gw.addr()));
         let start = Instant::now();
-        loop {
+        eventually("a response with Connection: close (never closed)").until(|| {
             r.send(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n");
             let resp = r.response().expect("response");
             assert_eq!(resp.status, 200);
-            if resp.header("connection") == Some("close") {
-                assert!(start.elapsed() >= Duration::from_millis(300));
-                break;
-            }
-            assert!(start.elapsed() < TIMEOUT, "never closed");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            resp.header("connection") == Some("close")
+        });
+        assert!(start.elapsed() >= Duration::from_millis(300));
         assert!(r.closes_within(TIMEOUT));
     }
 }
@@ -267,11 +261,8 @@ both_drivers! {
         assert_eq!(failed, 0, "requests failed during the upgrade");
         // The new process listens for the next upgrade.
         new.wait_log("listening on");
-        let deadline = Instant::now() + TIMEOUT;
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "no upgrade socket from the new process");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually("the new process's upgrade socket")
+            .until(|| std::os::unix::net::UnixStream::connect(&sock).is_ok());
         let _ = std::fs::remove_file(&sock);
     }
 }

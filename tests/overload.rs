@@ -6,8 +6,7 @@
 //! again once the flood ends.
 //! Also: a ceiling set by a reload is followed, and one too small is refused with its field.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -212,11 +211,9 @@ both_drivers! {
         assert!(idle.closes_within(Duration::from_secs(1)), "the idle keep-alive connection stayed open");
 
         // The flood is over: service is back within a second and stays.
-        let back = Instant::now();
-        while probe(addr) != 200 {
-            assert!(back.elapsed() < Duration::from_secs(1), "service did not come back");
-            thread::sleep(Duration::from_millis(20));
-        }
+        eventually("service to come back")
+            .within(Duration::from_secs(1))
+            .until(|| probe(addr) == 200);
         for _ in 0..20 {
             assert_eq!(probe(addr), 200);
         }
@@ -247,11 +244,8 @@ both_drivers! {
         assert_eq!(probe(addr), 200);
         // Connections that sent nothing yet hold memory (their head buffers and tasks).
         let mut silent: Vec<_> = (0..600).map(|_| Reader::new(connect(addr))).collect();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while gw.rss_kib() << 10 < (24 << 20) {
-            assert!(Instant::now() < deadline, "600 connections cost nothing?");
-            thread::sleep(Duration::from_millis(20));
-        }
+        eventually("600 connections to cost 24 MiB (they cost nothing?)")
+            .until(|| gw.rss_kib() << 10 >= (24 << 20));
         // A ceiling under what ringway now uses: it sheds at once.
         let ceiling = (gw.rss_kib() << 10) * 9 / 10;
         std::fs::write(gw.config_path(), config(&origin, ceiling)).expect("rewrite config");
@@ -268,11 +262,9 @@ both_drivers! {
         // The ceiling off again: served.
         std::fs::write(gw.config_path(), config(&origin, 0)).expect("rewrite config");
         gw.signal("HUP");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while probe(addr) != 200 {
-            assert!(Instant::now() < deadline, "still shedding with the ceiling off");
-            thread::sleep(Duration::from_millis(20));
-        }
+        eventually("service with the ceiling off (still shedding?)")
+            .within(Duration::from_secs(5))
+            .until(|| probe(addr) == 200);
         assert!(metric(admin, "ringway_overload_shed_total") >= 600);
         assert_eq!(metric(admin, "ringway_overloads_total"), 1);
     }

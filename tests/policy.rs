@@ -2,10 +2,8 @@
 //! loopback, under both I/O drivers. Each refusal is checked on both sides of the wire: the
 //! client gets ringway's own answer and the origin never sees the request.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -36,14 +34,6 @@ fn hs256(claims: serde_json::Value) -> String {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .expect("encode token")
-}
-
-fn ask(addr: SocketAddr, path: &str, extra: &str) -> Response {
-    roundtrip(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: gw\r\n{extra}\r\n").as_bytes(),
-    )
-    .expect("a response")
 }
 
 /// Consumers alice (admins) and bob (readers) with API keys, HS256 JWT, Basic for carol.
@@ -116,9 +106,9 @@ both_drivers! {
     fn api_keys_identify_consumers_and_are_stripped(driver) {
         let origin = Origin::ok("hello");
         let gw = gateway(&origin, driver);
-        let r = ask(gw.addr(), "/private/x", "X-Api-Key: bob-key\r\nX-Consumer: mallory\r\n");
+        let r = ask(gw.addr(), Request::get("/private/x").headers("X-Api-Key: bob-key\r\nX-Consumer: mallory\r\n"));
         assert_eq!(r.status, 200);
-        let r = ask(gw.addr(), "/private/q?a=1&api_key=alice-key&b=2", "");
+        let r = ask(gw.addr(), Request::get("/private/q?a=1&api_key=alice-key&b=2"));
         assert_eq!(r.status, 200);
         let seen = origin.wait_requests(2);
         assert_eq!(seen[0].header("x-consumer"), Some("bob"));
@@ -129,7 +119,7 @@ both_drivers! {
         assert_eq!(seen[1].header("x-consumer"), Some("alice"));
 
         // Missing and wrong keys: 401 with every configured challenge, nothing forwarded.
-        let r = ask(gw.addr(), "/private/x", "");
+        let r = ask(gw.addr(), Request::get("/private/x"));
         assert_eq!(r.status, 401);
         let challenges: Vec<&str> = r
             .headers
@@ -139,13 +129,13 @@ both_drivers! {
             .collect();
         assert!(challenges.iter().any(|c| c.starts_with("Bearer realm=")), "{challenges:?}");
         assert!(challenges.iter().any(|c| c.starts_with("Basic realm=\"tests\"")), "{challenges:?}");
-        assert_eq!(ask(gw.addr(), "/private/x", "X-Api-Key: nope\r\n").status, 401);
+        assert_eq!(ask(gw.addr(), Request::get("/private/x").headers("X-Api-Key: nope\r\n")).status, 401);
         // A route that keeps credentials forwards the key.
-        assert_eq!(ask(gw.addr(), "/keys-only", "X-Api-Key: bob-key\r\n").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/keys-only").headers("X-Api-Key: bob-key\r\n")).status, 200);
         // A route accepting only API keys does not take a valid token.
         let t = hs256(json!({"sub": "alice", "exp": now() + 60, "iss": "https://issuer.test", "aud": "ringway-tests"}));
         let bearer = format!("Authorization: Bearer {t}\r\n");
-        assert_eq!(ask(gw.addr(), "/keys-only", &bearer).status, 401);
+        assert_eq!(ask(gw.addr(), Request::get("/keys-only").headers(&bearer)).status, 401);
         let seen = origin.wait_requests(3);
         assert_eq!(seen.len(), 3, "refused requests never reach the origin");
         assert_eq!(seen[2].header("x-api-key"), Some("bob-key"));
@@ -154,15 +144,15 @@ both_drivers! {
     fn groups_decide_between_200_and_403(driver) {
         let origin = Origin::ok("ok");
         let gw = gateway(&origin, driver);
-        assert_eq!(ask(gw.addr(), "/admin/panel", "X-Api-Key: alice-key\r\n").status, 200);
-        let r = ask(gw.addr(), "/admin/panel", "X-Api-Key: bob-key\r\n");
+        assert_eq!(ask(gw.addr(), Request::get("/admin/panel").headers("X-Api-Key: alice-key\r\n")).status, 200);
+        let r = ask(gw.addr(), Request::get("/admin/panel").headers("X-Api-Key: bob-key\r\n"));
         assert_eq!(r.status, 403);
         assert!(r.body_text().contains("403"), "ringway's own body: {}", r.body_text());
-        assert_eq!(ask(gw.addr(), "/admin/panel", &basic("carol", "carol-pw")).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/admin/panel").headers(&basic("carol", "carol-pw"))).status, 403);
         // A group that only comes from a token.
         let t = hs256(json!({"sub": "dave", "groups": ["token-admins"], "exp": now() + 60,
             "iss": "https://issuer.test", "aud": "ringway-tests"}));
-        assert_eq!(ask(gw.addr(), "/admin/x", &format!("Authorization: Bearer {t}\r\n")).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/admin/x").headers(&format!("Authorization: Bearer {t}\r\n"))).status, 200);
         let seen = origin.wait_requests(2);
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[1].header("x-consumer"), Some("dave"));
@@ -180,10 +170,10 @@ both_drivers! {
         };
         let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
         let good = hs256(base.clone());
-        let r = ask(gw.addr(), "/private", &format!("{}X-User-Email: spoof\r\n", bearer(&good)));
+        let r = ask(gw.addr(), Request::get("/private").headers(&format!("{}X-User-Email: spoof\r\n", bearer(&good))));
         assert_eq!(r.status, 200);
         // Cached on the second use: still accepted.
-        assert_eq!(ask(gw.addr(), "/private", &bearer(&good)).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/private").headers(&bearer(&good))).status, 200);
         let seen = origin.wait_requests(2);
         assert_eq!(seen[0].header("x-consumer"), Some("alice"));
         assert_eq!(seen[0].header("x-consumer-groups"), Some("admins"));
@@ -211,7 +201,7 @@ both_drivers! {
         for (what, t) in [("expired", &expired), ("not yet valid", &early),
             ("wrong audience", &wrong_aud), ("wrong issuer", &wrong_iss),
             ("tampered", &tampered), ("alg none", &none), ("other key", &other_key)] {
-            let r = ask(gw.addr(), "/private", &bearer(t));
+            let r = ask(gw.addr(), Request::get("/private").headers(&bearer(t)));
             assert_eq!(r.status, 401, "{what}");
             let challenge = r.header("www-authenticate").unwrap_or("");
             assert!(r.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("www-authenticate")
@@ -223,11 +213,11 @@ both_drivers! {
     fn basic_auth_checks_bcrypt_passwords(driver) {
         let origin = Origin::ok("ok");
         let gw = gateway(&origin, driver);
-        assert_eq!(ask(gw.addr(), "/private", &basic("carol", "carol-pw")).status, 200);
-        assert_eq!(ask(gw.addr(), "/private", &basic("carol", "carol-pw")).status, 200);
-        assert_eq!(ask(gw.addr(), "/private", &basic("carol", "wrong")).status, 401);
-        assert_eq!(ask(gw.addr(), "/private", &basic("nobody", "carol-pw")).status, 401);
-        let r = ask(gw.addr(), "/private", "Authorization: Basic !!!\r\n");
+        assert_eq!(ask(gw.addr(), Request::get("/private").headers(&basic("carol", "carol-pw"))).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/private").headers(&basic("carol", "carol-pw"))).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/private").headers(&basic("carol", "wrong"))).status, 401);
+        assert_eq!(ask(gw.addr(), Request::get("/private").headers(&basic("nobody", "carol-pw"))).status, 401);
+        let r = ask(gw.addr(), Request::get("/private").headers("Authorization: Basic !!!\r\n"));
         assert_eq!(r.status, 401);
         let seen = origin.wait_requests(2);
         assert_eq!(seen.len(), 2);
@@ -238,7 +228,7 @@ both_drivers! {
     fn public_routes_still_pass_without_credentials(driver) {
         let origin = Origin::ok("ok");
         let gw = gateway(&origin, driver);
-        let r = ask(gw.addr(), "/open", "Authorization: Bearer not-a-token\r\nX-Consumer: x\r\n");
+        let r = ask(gw.addr(), Request::get("/open").headers("Authorization: Bearer not-a-token\r\nX-Consumer: x\r\n"));
         assert_eq!(r.status, 200);
         let seen = origin.wait_requests(1);
         // No access table: credentials are the upstream's business; reserved fields never pass.
@@ -251,7 +241,7 @@ both_drivers! {
         let gw = gateway(&origin, driver);
         for path in ["/admin", "/./admin", "//admin", "/x/../admin", "/%61dmin/",
             "/admin/./x", "/a/b/../../admin/y"] {
-            assert_eq!(ask(gw.addr(), path, "").status, 401, "{path}");
+            assert_eq!(ask(gw.addr(), Request::get(path)).status, 401, "{path}");
         }
         let abs = roundtrip(gw.addr(), b"GET http://gw/admin HTTP/1.1\r\nHost: gw\r\n\r\n")
             .expect("response");
@@ -271,9 +261,9 @@ both_drivers! {
             .render();
         let gw = Gateway::start(&cfg, driver);
         for path in ["/ADMIN/x", "/Admin/./x", "/admin%2Fx", "/x%2F..%2Fadmin/y", "/ADMIN%5cx"] {
-            assert_eq!(ask(gw.addr(), path, "").status, 401, "{path}");
+            assert_eq!(ask(gw.addr(), Request::get(path)).status, 401, "{path}");
         }
-        assert_eq!(ask(gw.addr(), "/other/Path", "").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/other/Path")).status, 200);
         let seen = origin.wait_requests(1);
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].target, "/other/Path", "the path is forwarded as sent");
@@ -281,8 +271,8 @@ both_drivers! {
 
         let cfg = cfg.replace("escaped_slashes = \"decode\"", "escaped_slashes = \"reject\"");
         let gw = Gateway::start(&cfg, driver);
-        assert_eq!(ask(gw.addr(), "/admin%2Fx", "").status, 400);
-        assert_eq!(ask(gw.addr(), "/y%5Cz", "").status, 400);
+        assert_eq!(ask(gw.addr(), Request::get("/admin%2Fx")).status, 400);
+        assert_eq!(ask(gw.addr(), Request::get("/y%5Cz")).status, 400);
         assert_eq!(origin.requests().len(), 1);
     }
 }
@@ -307,7 +297,7 @@ both_drivers! {
     fn block_rules_refuse_before_the_upstream(driver) {
         let origin = Origin::ok("ok");
         let gw = rules_gateway(&origin, driver, "");
-        assert_eq!(ask(gw.addr(), "/api/ok?id=n5", "User-Agent: curl/8\r\n").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/api/ok?id=n5").headers("User-Agent: curl/8\r\n")).status, 200);
         let r = roundtrip(gw.addr(), b"DELETE /api/x HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
         assert_eq!(r.status, 405);
         assert_eq!(r.header("allow"), Some("GET, POST"));
@@ -322,7 +312,7 @@ both_drivers! {
             ("/api/x?debug=1", ""),
             ("/api/x?id=abc", ""),
         ] {
-            assert_eq!(ask(gw.addr(), path, extra).status, 403, "{path} {extra}");
+            assert_eq!(ask(gw.addr(), Request::get(path).headers(extra)).status, 403, "{path} {extra}");
         }
         // Body size: a declared length above the route's limit, and a chunked body that
         // grows past it.
@@ -333,7 +323,7 @@ both_drivers! {
             b"POST /api/up HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n").unwrap();
         assert_eq!(r.status, 413);
         // Elsewhere the same requests pass.
-        assert_eq!(ask(gw.addr(), "/other/x.php?debug=1", "User-Agent: sqlmap\r\n").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/other/x.php?debug=1").headers("User-Agent: sqlmap\r\n")).status, 200);
         let seen = origin.wait_requests(2);
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[1].target, "/other/x.php?debug=1");
@@ -343,15 +333,15 @@ both_drivers! {
         let origin = Origin::ok("ok");
         // The peer is 127.0.0.1; without trust its X-Forwarded-For is ignored.
         let gw = rules_gateway(&origin, driver, "[rules]\nip_deny = [\"203.0.113.0/24\"]\nip_allow = [\"127.0.0.0/8\", \"198.51.100.0/24\"]");
-        assert_eq!(ask(gw.addr(), "/x", "X-Forwarded-For: 203.0.113.7\r\n").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/x").headers("X-Forwarded-For: 203.0.113.7\r\n")).status, 200);
         drop(gw);
         let trusted = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n\n[rules]\nip_deny = [\"203.0.113.0/24\"]\nip_allow = [\"198.51.100.0/24\"]";
         let gw = rules_gateway(&origin, driver, trusted);
-        assert_eq!(ask(gw.addr(), "/x", "X-Forwarded-For: 203.0.113.7\r\n").status, 403);
-        assert_eq!(ask(gw.addr(), "/x", "X-Forwarded-For: 192.0.2.1\r\n").status, 403);
-        assert_eq!(ask(gw.addr(), "/x", "X-Forwarded-For: 203.0.113.7, 198.51.100.9\r\n").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/x").headers("X-Forwarded-For: 203.0.113.7\r\n")).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/x").headers("X-Forwarded-For: 192.0.2.1\r\n")).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/x").headers("X-Forwarded-For: 203.0.113.7, 198.51.100.9\r\n")).status, 200);
         // No field: the peer itself (127.0.0.1) is not in ip_allow.
-        assert_eq!(ask(gw.addr(), "/x", "").status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/x")).status, 403);
         assert_eq!(origin.requests().len(), 2);
     }
 
@@ -369,11 +359,11 @@ both_drivers! {
             .replacen("listen = [\"127.0.0.1:0\"]\n", "", 1);
         let gw = Gateway::start(&cfg, driver);
         assert!(gw.addr().is_ipv6());
-        assert_eq!(ask(gw.addr(), "/", "").status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/")).status, 403);
         drop(gw);
         let cfg = cfg.replace("::1/128", "2001:db8::/32");
         let gw = Gateway::start(&cfg, driver);
-        assert_eq!(ask(gw.addr(), "/", "").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/")).status, 200);
     }
 }
 
@@ -398,7 +388,7 @@ both_drivers! {
         let mut codes = Vec::new();
         let mut limited = None;
         for _ in 0..40 {
-            let r = ask(gw.addr(), "/", "");
+            let r = ask(gw.addr(), Request::get("/"));
             if r.status == 429 && limited.is_none() {
                 limited = Some(r.clone());
             }
@@ -426,7 +416,7 @@ both_drivers! {
         }
         assert_eq!(statuses, vec![200, 200, 429, 200, 200, 429]);
         // Without the field the limit does not apply.
-        assert_eq!(ask(gw.addr(), "/", "").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/")).status, 200);
     }
 
     fn a_key_flood_keeps_memory_bounded(driver) {
@@ -459,16 +449,16 @@ both_drivers! {
             .replace("[server]\n", "[server]\nworkers = 1\n");
         let gw = Gateway::start(&text, driver);
         let alice = "X-Api-Key: example-key-alice\r\n";
-        assert_eq!(ask(gw.addr(), "/admin/stats", alice).status, 200);
-        assert_eq!(ask(gw.addr(), "/admin/stats", "X-Api-Key: example-key-ci\r\n").status, 403);
-        assert_eq!(ask(gw.addr(), "/admin/stats", "").status, 401);
-        assert_eq!(ask(gw.addr(), "/orders/7", &basic("carol", "example-password")).status, 200);
-        assert_eq!(ask(gw.addr(), "/orders/7?debug=1", alice).status, 403);
-        assert_eq!(ask(gw.addr(), "/.env", "").status, 403);
-        assert_eq!(ask(gw.addr(), "/x/y.php", "").status, 403);
-        assert_eq!(ask(gw.addr(), "/admin%2Fstats", alice).status, 400);
-        assert_eq!(ask(gw.addr(), "/", "User-Agent: sqlmap/1.8\r\n").status, 403);
-        assert_eq!(ask(gw.addr(), "/", "").status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/admin/stats").headers(alice)).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/admin/stats").headers("X-Api-Key: example-key-ci\r\n")).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/admin/stats")).status, 401);
+        assert_eq!(ask(gw.addr(), Request::get("/orders/7").headers(&basic("carol", "example-password"))).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/orders/7?debug=1").headers(alice)).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/.env")).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/x/y.php")).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/admin%2Fstats").headers(alice)).status, 400);
+        assert_eq!(ask(gw.addr(), Request::get("/").headers("User-Agent: sqlmap/1.8\r\n")).status, 403);
+        assert_eq!(ask(gw.addr(), Request::get("/")).status, 200);
         let r = roundtrip(gw.addr(), b"POST /ingest HTTP/1.1\r\nHost: gw\r\nX-Api-Key: example-key-ci\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").unwrap();
         assert_eq!(r.status, 200);
         let seen = origin.wait_requests(4);
@@ -549,13 +539,13 @@ both_drivers! {
         };
         let es = EncodingKey::from_ec_der(ec8.as_ref());
         let eddsa = EncodingKey::from_ed_der(ed8.as_ref());
-        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::ES256, "ec-1", &es)).status, 200);
-        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::EdDSA, "ed-1", &eddsa)).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/").headers(&signed(Algorithm::ES256, "ec-1", &es))).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/").headers(&signed(Algorithm::EdDSA, "ed-1", &eddsa))).status, 200);
         // The right key, the wrong kid or algorithm: refused.
-        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::ES256, "ed-1", &es)).status, 401);
-        assert_eq!(ask(gw.addr(), "/", &signed(Algorithm::ES256, "nope", &es)).status, 401);
-        assert_eq!(ask(gw.addr(), "/", &basic("erin", "erin-pw")).status, 200);
-        assert_eq!(ask(gw.addr(), "/", &basic("erin", "nope")).status, 401);
+        assert_eq!(ask(gw.addr(), Request::get("/").headers(&signed(Algorithm::ES256, "ed-1", &es))).status, 401);
+        assert_eq!(ask(gw.addr(), Request::get("/").headers(&signed(Algorithm::ES256, "nope", &es))).status, 401);
+        assert_eq!(ask(gw.addr(), Request::get("/").headers(&basic("erin", "erin-pw"))).status, 200);
+        assert_eq!(ask(gw.addr(), Request::get("/").headers(&basic("erin", "nope"))).status, 401);
         let seen = origin.wait_requests(3);
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[2].header("x-consumer"), Some("erin"));

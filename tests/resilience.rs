@@ -1,8 +1,7 @@
 //! Health checks, outlier ejection, all-unhealthy handling, retries with their budget, and
 //! circuit breaking, end to end. Every wait is a poll with a deadline.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,15 +23,6 @@ fn config(servers: &[SocketAddr], extra: &str, route_extra: &str) -> String {
             "path_prefix = \"/\"\nupstream = \"app\"\n{route_extra}"
         ))
         .render()
-}
-
-/// Polls `cond` until it holds or `TIMEOUT` passes.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// True when the next `n` requests all get a 200 with body `body`.
@@ -73,16 +63,16 @@ both_drivers! {
         let a = checked_origin("a", a_up.clone());
         let b = checked_origin("b", Arc::new(AtomicBool::new(true)));
         let gw = Gateway::start(&config(&[a.addr(), b.addr()], CHECK, ""), d);
-        eventually("both servers are checked", || {
+        eventually("both servers are checked").until(|| {
             a.requests().iter().any(|r| r.target == "/healthz")
                 && b.requests().iter().any(|r| r.target == "/healthz")
         });
         a_up.store(false, Ordering::SeqCst);
-        eventually("a is taken out", || all_answered_by(gw.addr(), 6, "b"));
+        eventually("a is taken out").until(|| all_answered_by(gw.addr(), 6, "b"));
         assert!(gw.stderr_text().contains("is unhealthy: status 503"), "{}", gw.stderr_text());
         let before = app_requests(&a);
         a_up.store(true, Ordering::SeqCst);
-        eventually("a is put back", || {
+        eventually("a is put back").until(|| {
             let _ = get(gw.addr(), "/");
             app_requests(&a) > before
         });
@@ -95,20 +85,20 @@ both_drivers! {
         let b = checked_origin("b", b_up.clone());
         let check = CHECK.replace("50ms", "100ms");
         let gw = Gateway::start(&config(&[a.addr()], &check, ""), d);
-        eventually("a is checked", || a.requests().iter().any(|r| r.target == "/healthz"));
+        eventually("a is checked").until(|| a.requests().iter().any(|r| r.target == "/healthz"));
         std::fs::write(gw.config_path(), config(&[a.addr(), b.addr()], &check, ""))
             .expect("rewrite config");
         gw.signal("HUP");
         gw.wait_log("config reloaded (version 2)");
         // Only a checker that follows the reload knows b (server 1 of the new config).
         gw.wait_log(&format!("upstream server app/{} is unhealthy: status 503", b.addr()));
-        eventually("every worker took b out", || all_answered_by(gw.addr(), 30, "a"));
+        eventually("every worker took b out").until(|| all_answered_by(gw.addr(), 30, "a"));
         let before = app_requests(&b);
         assert!(all_answered_by(gw.addr(), 30, "a"));
         assert_eq!(app_requests(&b), before, "no request reaches b while it is down");
         b_up.store(true, Ordering::SeqCst);
         gw.wait_log(&format!("upstream server app/{} is healthy again", b.addr()));
-        eventually("b gets traffic again", || {
+        eventually("b gets traffic again").until(|| {
             let _ = get(gw.addr(), "/");
             app_requests(&b) > before
         });
@@ -120,7 +110,7 @@ both_drivers! {
         // Without connect retries, a request sent to the dead server would be a 502.
         let cfg = config(&[dead_addr(), good.addr()], &extra, "retries = { on = [] }");
         let gw = Gateway::start(&cfg, d);
-        eventually("only the live server is used", || all_answered_by(gw.addr(), 6, "good"));
+        eventually("only the live server is used").until(|| all_answered_by(gw.addr(), 6, "good"));
     }
 
     fn consecutive_failures_eject_a_server(d) {

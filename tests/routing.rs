@@ -1,8 +1,7 @@
 //! Routing: the priority matrix, path normalisation against deny rules, strip/rewrite, and
 //! header edits — checked on both sides of the wire.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 
 fn respond(fields: &str, body: &str) -> String {
     format!("{fields}\nrespond = {{ status = 200, body = \"{body}\" }}")
@@ -46,15 +45,6 @@ fn matrix_config() -> String {
         .render()
 }
 
-fn ask(addr: std::net::SocketAddr, method: &str, host: &str, path: &str, extra: &str) -> Response {
-    roundtrip(
-        addr,
-        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\n\r\n")
-            .as_bytes(),
-    )
-    .expect("a response")
-}
-
 both_drivers! {
     fn route_priority_matrix_picks_the_documented_winner(driver) {
         let gw = Gateway::start(&matrix_config(), driver);
@@ -77,7 +67,7 @@ both_drivers! {
             ("GET", "t", "/nothing", "", "any-root"),
         ];
         for (method, host, path, extra, want) in cases {
-            let r = ask(a, method, host, path, extra);
+            let r = ask(a, Request::new(method, path).host(host).headers(extra).body(""));
             assert_eq!(r.status, 200, "{method} {host} {path}");
             assert_eq!(r.body_text(), *want, "{method} {host}{path} {extra:?}");
         }

@@ -3,8 +3,7 @@
 //! the bytes on both sides of the wire, that keep-alive and the upstream pool survive a
 //! spliced body, and that failures mid-splice end the way they do on the copy path.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;

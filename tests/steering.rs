@@ -2,19 +2,15 @@
 //! connection from one source IP to the same worker's listener, while different sources
 //! still spread over the workers. Clients are plain blocking sockets (the kernel completes
 //! the handshake into the accept queue); the listeners are drained with non-blocking
-//! accepts polled until every connection is seen or a deadline passes.
+//! accepts, polled with `eventually` until every connection is seen.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use ringway::runtime::bind_all;
+use ringway_test_support::eventually;
 use socket2::{Domain, Socket, Type};
-
-const DEADLINE: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(2);
 
 /// One listener per worker for `addr`, or None when the address cannot be bound here.
 fn bind(addr: &str, workers: usize, steer: bool) -> Option<Vec<TcpListener>> {
@@ -41,28 +37,25 @@ fn connect_from(source: IpAddr, to: SocketAddr) -> TcpStream {
 fn accept_all(listeners: &[TcpListener], expected: usize) -> BTreeMap<IpAddr, Vec<usize>> {
     let mut seen: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
     let mut count = 0;
-    let start = Instant::now();
-    while count < expected {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "accepted {count} of {expected} connections"
-        );
-        let mut idle = true;
+    eventually(format!("{expected} connections to be accepted")).until(|| {
         for (i, l) in listeners.iter().enumerate() {
-            match l.accept() {
-                Ok((_, peer)) => {
-                    seen.entry(peer.ip()).or_default().push(i);
-                    count += 1;
-                    idle = false;
+            loop {
+                match l.accept() {
+                    Ok((_, peer)) => {
+                        seen.entry(peer.ip()).or_default().push(i);
+                        count += 1;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("accept: {e}"),
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("accept: {e}"),
             }
         }
-        if idle {
-            thread::sleep(POLL);
+        if count >= expected {
+            Ok(())
+        } else {
+            Err(format!("accepted {count} of {expected} connections"))
         }
-    }
+    });
     seen
 }
 

@@ -1,8 +1,7 @@
 //! Streaming: 64 MiB through ringway in each direction, Content-Length and chunked, with the
 //! gateway's memory staying bounded. The bundled origin (`ringway-origin`) is the far side.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

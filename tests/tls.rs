@@ -2,14 +2,12 @@
 //! recording plain-HTTP origin, under both I/O drivers. Certificates are generated per test
 //! with rcgen; no private key is checked in.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
@@ -254,25 +252,18 @@ fn parse_response(buf: &[u8]) -> Option<Response> {
 
 /// The address of the listener logged as `https`.
 fn tls_addr(gw: &Gateway) -> SocketAddr {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
+    eventually("an https listener in the log").until(|| {
         let log = gw.stderr_text();
-        if let Some(a) = log.lines().filter(|l| l.contains("(https;")).find_map(|l| {
+        let addr = log.lines().filter(|l| l.contains("(https;")).find_map(|l| {
             l.split("listening on ")
                 .nth(1)?
                 .split_whitespace()
                 .next()?
                 .parse()
                 .ok()
-        }) {
-            return a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no https listener in the log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        });
+        addr.ok_or(log)
+    })
 }
 
 struct Setup {
@@ -488,23 +479,22 @@ both_drivers! {
         let renewed = leaf(&ca("renewed CA"), &["a.test", "127.0.0.1"], "a.test", false, 99);
         s.dir.write("a.key", &renewed.key_pem);
         s.dir.write("a.pem", &renewed.cert_pem);
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
+        eventually("the renewed certificate in service").until(|| {
             let t = Tls::connect(addr, Some("a.test"), &client).unwrap();
             if t.served_cert() == renewed.der {
-                break;
+                Ok(())
+            } else {
+                Err(format!("not reloaded:\n{}", gw.stderr_text()))
             }
-            assert!(Instant::now() < deadline, "not reloaded:\n{}", gw.stderr_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        wait_log(&gw, "tls certificates reloaded");
+        });
+        gw.wait_log("tls certificates reloaded");
         // The connection opened before the reload still works.
         assert_eq!(open.get("/again", "").unwrap().status, 200);
 
         // A broken file keeps the current certificate in service; SIGHUP retries.
         std::fs::write(s.dir_path.join("a.pem"), "not a certificate").unwrap();
-        send_sighup(gw.pid());
-        wait_log(&gw, "not reloaded");
+        gw.signal("HUP");
+        gw.wait_log("not reloaded");
         let t = Tls::connect(addr, Some("a.test"), &client).unwrap();
         assert!(t.served_cert() == renewed.der);
     }
@@ -525,33 +515,6 @@ both_drivers! {
         assert_eq!(r.status, 308);
         assert_eq!(origin.requests().len(), 0);
     }
-}
-
-/// Waits (bounded) for a log line containing `needle` and returns it: the log is read by
-/// another thread, so it can trail the response.
-fn wait_log(gw: &Gateway, needle: &str) -> String {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(l) = gw.stderr_text().lines().find(|l| l.contains(needle)) {
-            return l.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the log:\n{}",
-            gw.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Sends SIGHUP to a process this test started.
-fn send_sighup(pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "kill -HUP {pid}");
 }
 
 #[test]
@@ -756,7 +719,8 @@ both_drivers! {
             let gw = upstream_tls_gateway(&dir, origin.addr, tls, driver);
             let r = get(gw.addr(), "/");
             assert_eq!(r.status, 502, "{what}");
-            let line = wait_log(&gw, "connect failed: tls handshake with");
+            // The log is read by another thread, so it can trail the response.
+            let line = gw.wait_log("connect failed: tls handshake with");
             assert!(line.contains(reason), "{what}: {line}");
         }
     }
@@ -944,11 +908,14 @@ both_drivers! {
         assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{text}");
         assert!(text.contains("\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"), "{text}");
         t.conn.write_all(b"ping").unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        while !origin.conn_bytes(0).ends_with(b"earlyping") {
-            assert!(Instant::now() < deadline, "{:?}", String::from_utf8_lossy(&origin.conn_bytes(0)));
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually("the client's bytes at the origin").until(|| {
+            let got = origin.conn_bytes(0);
+            if got.ends_with(b"earlyping") {
+                Ok(())
+            } else {
+                Err(format!("{:?}", String::from_utf8_lossy(&got)))
+            }
+        });
         let got = origin.conn_bytes(0);
         let end = find(&got, b"\r\n\r\n").map_or(0, |p| p + 4);
         assert_eq!(&got[end..], b"earlyping", "client bytes follow the forwarded head");
@@ -963,15 +930,11 @@ both_drivers! {
         let client = client_config(&all_versions(), None);
         let mut t = Tls::connect(tls_addr(&gw), Some("a.test"), &client).unwrap();
         assert_eq!(t.get("/x", "").unwrap().status, 200);
-        let deadline = Instant::now() + TIMEOUT;
-        let line = loop {
+        let line = eventually("an access log line").until(|| {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(l) = text.lines().next() {
-                break serde_json::from_str::<serde_json::Value>(l).expect("json line");
-            }
-            assert!(Instant::now() < deadline, "no access log line");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            let line = text.lines().next()?;
+            Some(serde_json::from_str::<serde_json::Value>(line).expect("json line"))
+        });
         assert_eq!(line["tls"], true);
         assert_eq!(line["path"], "/x");
         assert_eq!(line["status"], 200);

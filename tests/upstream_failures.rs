@@ -3,8 +3,7 @@
 //! connections, early answers. The bundled origin's fault modes (closes, resets, trickles,
 //! silence, bad lengths, 1xx storms...) are driven in `upstream_faults.rs`.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::time::{Duration, Instant};
 
 /// Asserts that `bad` from the origin gives the client a 502 and that ringway closes that

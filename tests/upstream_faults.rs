@@ -7,8 +7,7 @@
 //! reach the next request, a request with a body is never replayed, and random faults fail
 //! no more requests than they hit.
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 use std::time::{Duration, Instant};
 
 /// `timeouts.upstream_response` of these tests.
@@ -281,11 +280,7 @@ both_drivers! {
         };
         assert!(body.len() == 100 && is_pattern(&body));
         // The stray bytes reach the pooled connection after its response was complete.
-        let deadline = Instant::now() + TIMEOUT;
-        while origin.stat("faults_done") < 1 {
-            assert!(Instant::now() < deadline, "the origin never finished the fault");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually("the origin to finish the fault").until(|| origin.stat("faults_done") >= 1);
         next_request_goes_on_a_fresh_connection(&origin, &gw, "stray-after-body");
         assert!(origin.wait_open(1), "only the fresh connection is left: {:?}", origin.stats());
     }

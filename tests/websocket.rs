@@ -4,12 +4,11 @@
 //! HTTP/1.1 connection, half-close and the idle timeout end tunnels, and large transfers
 //! go both ways intact (spliced, or copied with splicing off).
 
-mod common;
-use common::*;
+use ringway_test_support::*;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,14 +58,14 @@ struct Seen {
 /// then echoes every byte until EOF, then sends `farewell` and closes.
 struct TunnelOrigin {
     addr: SocketAddr,
-    seen: Arc<(Mutex<Seen>, Condvar)>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl TunnelOrigin {
     fn start(greeting: &'static [u8], farewell: &'static [u8]) -> TunnelOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+        let seen = Arc::new(Mutex::new(Seen::default()));
         let st = seen.clone();
         thread::spawn(move || {
             if let Ok((s, _)) = listener.accept() {
@@ -77,28 +76,23 @@ impl TunnelOrigin {
     }
 
     fn update(&self, f: impl FnOnce(&mut Seen)) {
-        f(&mut self.seen.0.lock().expect("lock"));
+        record(&self.seen, f);
     }
 
     /// Waits until `ready` holds for what the origin saw, then returns it.
     fn wait(&self, what: &str, ready: impl Fn(&Seen) -> bool) -> Seen {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut seen = self.seen.0.lock().expect("lock");
-        while !ready(&seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "origin never saw {what}");
-            seen = self.seen.1.wait_timeout(seen, left).expect("lock").0;
-        }
-        seen.clone()
+        eventually(format!("the origin to see {what}")).until(|| {
+            let seen = self.seen.lock().expect("lock");
+            ready(&seen).then(|| seen.clone())
+        })
     }
 }
 
-fn record(st: &(Mutex<Seen>, Condvar), f: impl FnOnce(&mut Seen)) {
-    f(&mut st.0.lock().expect("lock"));
-    st.1.notify_all();
+fn record(st: &Mutex<Seen>, f: impl FnOnce(&mut Seen)) {
+    f(&mut st.lock().expect("lock"));
 }
 
-fn tunnel_conn(mut s: TcpStream, st: &(Mutex<Seen>, Condvar), greeting: &[u8], farewell: &[u8]) {
+fn tunnel_conn(mut s: TcpStream, st: &Mutex<Seen>, greeting: &[u8], farewell: &[u8]) {
     let mut buf = Vec::new();
     let mut tmp = vec![0u8; 256 * 1024];
     let end = loop {
