@@ -71,10 +71,6 @@ impl<R: RequestView> RequestView for Folded<'_, R> {
     }
 }
 
-/// Default of `server.splice_threshold`: below it a body is copied through user space
-/// (measured crossover; see README, Performance).
-pub const DEFAULT_SPLICE_THRESHOLD: u64 = 256 * 1024;
-
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub header: Duration,

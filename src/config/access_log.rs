@@ -1,7 +1,7 @@
 //! `[access_log]`: where the JSON-lines access log goes and how much each core buffers.
 //! Absent section: no access log.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
@@ -9,7 +9,7 @@ use super::ConfigError;
 pub const MIN_ACCESS_LOG_BUFFER: usize = 4 * 1024;
 pub const MAX_ACCESS_LOG_BUFFER: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConfig {
     /// A file (opened for appending, created if missing; reopened on SIGUSR1) or "stdout".
@@ -22,7 +22,7 @@ pub struct AccessLogConfig {
 }
 
 fn default_buffer_bytes() -> usize {
-    64 * 1024
+    super::defaults::access_log::BUFFER_BYTES
 }
 
 pub(super) fn validate(cfg: &Option<AccessLogConfig>, errors: &mut Vec<ConfigError>) {

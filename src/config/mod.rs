@@ -4,6 +4,7 @@
 //! nothing here is used on the request path (see `compiled/`).
 
 mod access_log;
+pub mod defaults;
 mod duration;
 mod error;
 mod policy;

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::defaults::{auth as d, policy as p};
 use super::Duration;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Field carrying the authenticated consumer's name to the upstream; "" = none.
@@ -32,10 +33,10 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            consumer_header: "X-Consumer".into(),
-            groups_header: "X-Consumer-Groups".into(),
-            strip_credentials: true,
-            client_cert_header: "X-Client-Cert-Identity".into(),
+            consumer_header: d::CONSUMER_HEADER.into(),
+            groups_header: d::GROUPS_HEADER.into(),
+            strip_credentials: d::STRIP_CREDENTIALS,
+            client_cert_header: d::CLIENT_CERT_HEADER.into(),
             api_key: None,
             jwt: None,
             basic: None,
@@ -43,7 +44,7 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// Request field holding the key. Default "X-Api-Key"; "" = do not read a field.
@@ -58,7 +59,7 @@ pub struct ApiKeyConfig {
     pub keys_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Field holding `Bearer <token>`. Default "Authorization".
@@ -74,7 +75,7 @@ pub struct JwtConfig {
     #[serde(default = "default_leeway")]
     pub leeway: Duration,
     /// Require an `exp` claim. Default true.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_require_exp")]
     pub require_exp: bool,
     /// Claim naming the consumer. Default "sub".
     #[serde(default = "default_sub")]
@@ -96,7 +97,7 @@ pub struct JwtConfig {
     pub cache_size: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeyConfig {
     /// Key id matched against the token's `kid`; a key without one matches any token.
@@ -112,7 +113,7 @@ pub struct JwtKeyConfig {
     pub pem_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BasicConfig {
     /// Realm in `WWW-Authenticate: Basic realm="..."`. Default "ringway".
@@ -133,7 +134,7 @@ pub struct BasicConfig {
     pub cache_ttl: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Unique name; also the Basic-auth user name and the JWT consumer claim value it matches.
@@ -145,7 +146,7 @@ pub struct ConsumerConfig {
     pub api_keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Groups that only come from tokens (JWT claims), declared so that rules may name them.
@@ -173,17 +174,17 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             groups: Vec::new(),
-            client_ip_from: "x-forwarded-for".into(),
-            rate_limit_keys: 65536,
-            steer_by_client: "auto".into(),
-            escaped_slashes: "keep".into(),
-            case_insensitive_paths: false,
+            client_ip_from: p::CLIENT_IP_FROM.into(),
+            rate_limit_keys: p::RATE_LIMIT_KEYS,
+            steer_by_client: p::STEER_BY_CLIENT.into(),
+            escaped_slashes: p::ESCAPED_SLASHES.into(),
+            case_insensitive_paths: p::CASE_INSENSITIVE_PATHS,
         }
     }
 }
 
 /// Who may call a route. Absent = public.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AccessConfig {
     /// Public routes accept anyone (credentials are still read when sent). Default false
@@ -206,7 +207,7 @@ pub struct AccessConfig {
 }
 
 /// Blocking rules; `[rules]` applies to every request, `routes[i].rules` to one route.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// Client IPs (CIDR) allowed; when non-empty, any other client gets 403.
@@ -235,7 +236,7 @@ pub struct RulesConfig {
 }
 
 /// Exactly one of `exact`, `prefix` or `glob`. Matched against the normalised path.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PathPatternConfig {
     #[serde(default)]
@@ -251,7 +252,7 @@ pub struct PathPatternConfig {
 }
 
 /// A rule on one header field or query parameter.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FieldRuleConfig {
     pub name: String,
@@ -272,7 +273,7 @@ pub struct FieldRuleConfig {
     pub case_sensitive: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Optional name, shown in logs.
@@ -288,33 +289,33 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
 }
 
-fn default_true() -> bool {
-    true
+fn default_require_exp() -> bool {
+    d::JWT_REQUIRE_EXP
 }
 fn default_api_key_header() -> String {
-    "X-Api-Key".into()
+    d::API_KEY_HEADER.into()
 }
 fn default_authorization() -> String {
-    "Authorization".into()
+    d::JWT_HEADER.into()
 }
 fn default_leeway() -> Duration {
-    Duration(std::time::Duration::from_secs(30))
+    d::JWT_LEEWAY
 }
 fn default_sub() -> String {
-    "sub".into()
+    d::JWT_CONSUMER_CLAIM.into()
 }
 fn default_jwt_cache() -> usize {
-    4096
+    d::JWT_CACHE_SIZE
 }
 fn default_realm() -> String {
-    "ringway".into()
+    d::BASIC_REALM.into()
 }
 fn default_basic_cache() -> usize {
-    1024
+    d::BASIC_CACHE_SIZE
 }
 fn default_basic_ttl() -> Duration {
-    Duration(std::time::Duration::from_secs(300))
+    d::BASIC_CACHE_TTL
 }
 fn default_rl_key() -> String {
-    "ip".into()
+    super::defaults::rules::RATE_LIMIT_KEY.into()
 }

@@ -1,9 +1,12 @@
-//! serde types for `ringway.toml`. Every field has a documented default (see README).
+//! serde types for `ringway.toml`: `[server]`, `[timeouts]`, `[limits]`, `[[upstreams]]`,
+//! `[[routes]]`, `[admin]` and `[protect]`. Their defaults come from `defaults.rs` and are
+//! documented in docs/configuration.md; nothing here does I/O.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::defaults::{self, strings};
 use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, RulesConfig};
 use super::tls::ListenerConfig;
 use super::upstream::{
@@ -11,7 +14,7 @@ use super::upstream::{
 };
 use super::Duration;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub server: ServerConfig,
@@ -47,7 +50,7 @@ pub struct GatewayConfig {
     pub access_log: Option<super::AccessLogConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// "ip:port". Default "127.0.0.1:9901" (localhost only).
@@ -56,10 +59,10 @@ pub struct AdminConfig {
 }
 
 fn default_admin_listen() -> String {
-    "127.0.0.1:9901".into()
+    defaults::admin::LISTEN.into()
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum IoDriver {
     /// io_uring when the kernel allows it, else the legacy epoll driver.
@@ -69,7 +72,7 @@ pub enum IoDriver {
     Legacy,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Plain-HTTP addresses to listen on ("ip:port"; IPv6 as "[::1]:8080"). At least one
@@ -80,7 +83,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub workers: Option<usize>,
     /// Pin worker i to core i (mod cores). Default true.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_pin_workers")]
     pub pin_workers: bool,
     /// I/O driver. Default "auto". The env var RINGWAY_IO_DRIVER overrides it.
     #[serde(default)]
@@ -99,7 +102,7 @@ pub struct ServerConfig {
     pub request_id_header: String,
     /// A body (either direction) with at least this many bytes still to relay after the
     /// first read is spliced through a kernel pipe instead of copied; 0 disables splicing.
-    /// Default 262144 (see README, Performance).
+    /// Default 262144 (see docs/performance.md).
     #[serde(default = "default_splice_threshold")]
     pub splice_threshold: u64,
     /// Reload when the config file changes (checked every second), as on SIGHUP.
@@ -122,11 +125,11 @@ pub struct ServerConfig {
     pub upgrade_protocols: Vec<String>,
     /// Accept `OPTIONS *` (routed and checked as the path `/`, forwarded as `*`); when
     /// false it is refused with 400. Default false.
-    #[serde(default)]
+    #[serde(default = "default_allow_options_asterisk")]
     pub allow_options_asterisk: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
     /// Total time to receive a request head -> 408. Default 10s.
@@ -151,7 +154,7 @@ pub struct TimeoutsConfig {
     pub tunnel_idle: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Default 16384 -> 431.
@@ -186,7 +189,7 @@ pub struct LimitsConfig {
     pub memory_ceiling: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Unique name routes refer to.
@@ -227,7 +230,7 @@ pub struct UpstreamConfig {
     pub max_pending: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
     /// PEM CA bundle the servers' certificates must chain to; default: the system roots.
@@ -249,7 +252,7 @@ pub struct UpstreamTlsConfig {
     pub key_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Optional name used in logs.
@@ -300,7 +303,7 @@ pub struct RouteConfig {
     pub retries: RetriesConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HstsConfig {
     /// `max-age`; must be above zero. Default "365d".
@@ -315,14 +318,14 @@ pub struct HstsConfig {
 }
 
 /// `[protect]`: backend details hidden from clients, secrets kept out of logs.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtectConfig {
     /// `Server` value on every response; "" = no `Server` field. The upstream's own
     /// `Server` is always removed. Default "ringway".
     pub server_header: String,
     /// Fields removed from every upstream response (case-insensitive); a list given here
-    /// replaces the default list. Default `DEFAULT_REMOVED_RESPONSE_HEADERS`.
+    /// replaces the default list. Default `defaults::protect::REMOVE_RESPONSE_HEADERS`.
     pub remove_response_headers: Vec<String>,
     /// Status ("404", "502", ...; 400 to 599) -> the page ringway sends instead of its
     /// short default body. Default none.
@@ -335,17 +338,8 @@ pub struct ProtectConfig {
     pub redact_headers: Vec<String>,
 }
 
-/// Fields an upstream response loses by default (they name the backend's software).
-pub const DEFAULT_REMOVED_RESPONSE_HEADERS: [&str; 5] = [
-    "X-Powered-By",
-    "X-AspNet-Version",
-    "X-AspNetMvc-Version",
-    "X-Runtime",
-    "X-Generator",
-];
-
 /// One error page: exactly one of `body` and `file`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorPageConfig {
     /// The page itself.
@@ -362,11 +356,8 @@ pub struct ErrorPageConfig {
 impl Default for ProtectConfig {
     fn default() -> Self {
         ProtectConfig {
-            server_header: "ringway".into(),
-            remove_response_headers: DEFAULT_REMOVED_RESPONSE_HEADERS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            server_header: defaults::protect::SERVER_HEADER.into(),
+            remove_response_headers: strings(&defaults::protect::REMOVE_RESPONSE_HEADERS),
             error_pages: BTreeMap::new(),
             replace_upstream_5xx: false,
             redact_headers: Vec::new(),
@@ -375,13 +366,13 @@ impl Default for ProtectConfig {
 }
 
 fn default_hsts_max_age() -> Duration {
-    secs(365 * 86_400)
+    defaults::hsts::MAX_AGE
 }
 fn default_error_page_type() -> String {
-    "text/html; charset=utf-8".into()
+    defaults::protect::ERROR_PAGE_CONTENT_TYPE.into()
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatchConfig {
     /// Field name (case-insensitive).
@@ -394,7 +385,7 @@ pub struct HeaderMatchConfig {
     pub absent: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RespondConfig {
     /// 200..=599.
@@ -407,7 +398,7 @@ pub struct RespondConfig {
     pub content_type: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderEditsConfig {
     /// Replace (or add) these fields.
@@ -421,68 +412,69 @@ pub struct HeaderEditsConfig {
     pub remove: Vec<String>,
 }
 
-fn default_true() -> bool {
-    true
+fn default_pin_workers() -> bool {
+    defaults::server::PIN_WORKERS
 }
 fn default_backlog() -> u32 {
-    1024
+    defaults::server::BACKLOG
 }
 fn default_via() -> String {
-    "ringway".into()
+    defaults::server::VIA.into()
 }
 fn default_request_id_header() -> String {
-    "X-Request-Id".into()
+    defaults::server::REQUEST_ID_HEADER.into()
 }
 fn default_upgrade_protocols() -> Vec<String> {
-    vec!["websocket".into()]
+    strings(defaults::server::UPGRADE_PROTOCOLS)
 }
 fn default_dns_refresh() -> Duration {
-    secs(30)
+    defaults::server::DNS_REFRESH
 }
 fn default_splice_threshold() -> u64 {
-    crate::compiled::DEFAULT_SPLICE_THRESHOLD
+    defaults::server::SPLICE_THRESHOLD
+}
+fn default_allow_options_asterisk() -> bool {
+    defaults::server::ALLOW_OPTIONS_ASTERISK
 }
 
 fn default_keepalive() -> usize {
-    128
+    defaults::upstream::KEEPALIVE
 }
 fn default_keepalive_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(60))
-}
-
-fn secs(n: u64) -> Duration {
-    Duration(std::time::Duration::from_secs(n))
+    defaults::upstream::KEEPALIVE_TIMEOUT
 }
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
+        use defaults::timeouts as t;
         TimeoutsConfig {
-            header: secs(10),
-            body: secs(60),
-            idle: secs(60),
-            write: secs(60),
-            upstream_connect: secs(5),
-            upstream_response: secs(60),
-            drain: secs(10),
-            max_connection_age: secs(0),
-            tunnel_idle: secs(300),
+            header: t::HEADER,
+            body: t::BODY,
+            idle: t::IDLE,
+            write: t::WRITE,
+            upstream_connect: t::UPSTREAM_CONNECT,
+            upstream_response: t::UPSTREAM_RESPONSE,
+            drain: t::DRAIN,
+            max_connection_age: t::MAX_CONNECTION_AGE,
+            tunnel_idle: t::TUNNEL_IDLE,
         }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        use defaults::limits as l;
         LimitsConfig {
-            max_header_bytes: 16384,
-            max_headers: 100,
-            max_uri_bytes: 8192,
-            max_body_bytes: 1048576,
-            max_connections: 10000,
-            max_in_flight: 4096,
-            allow_underscores_in_headers: false,
-            min_body_rate: 0,
-            min_body_rate_grace: secs(5),
-            memory_ceiling: 0,
+            max_header_bytes: l::MAX_HEADER_BYTES,
+            max_headers: l::MAX_HEADERS,
+            max_uri_bytes: l::MAX_URI_BYTES,
+            max_body_bytes: l::MAX_BODY_BYTES,
+            max_connections: l::MAX_CONNECTIONS,
+            max_in_flight: l::MAX_IN_FLIGHT,
+            allow_underscores_in_headers: l::ALLOW_UNDERSCORES_IN_HEADERS,
+            min_body_rate: l::MIN_BODY_RATE,
+            min_body_rate_grace: l::MIN_BODY_RATE_GRACE,
+            memory_ceiling: l::MEMORY_CEILING,
         }
     }
 }
