@@ -5,6 +5,7 @@
 
 mod access_log;
 pub mod defaults;
+mod defaults_toml;
 mod duration;
 mod error;
 mod policy;
@@ -17,6 +18,7 @@ mod validate_protect;
 mod validate_upstream;
 
 pub use access_log::AccessLogConfig;
+pub use defaults_toml::default_config_toml;
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::*;
