@@ -194,7 +194,8 @@ pub struct LimitsConfig {
 pub struct UpstreamConfig {
     /// Unique name routes refer to.
     pub name: String,
-    /// "ip:port" or "host:port" (resolved once at start-up), or
+    /// "ip:port" or "host:port" (resolved at start, on reload and every
+    /// `server.dns_refresh`), or
     /// `{ address = "host:port", weight = 3 }`.
     pub servers: Vec<ServerEntry>,
     /// Max idle keep-alive connections per server per worker; 0 disables pooling. Default 128.

@@ -73,7 +73,7 @@ pub enum AllUnhealthy {
 pub struct HealthCheckConfig {
     /// Default "/healthz".
     pub path: String,
-    /// Host field sent; default: the server's configured host.
+    /// Host field sent; default: the server's configured `host:port`.
     pub host: Option<String>,
     /// Default 5s.
     pub interval: Duration,
