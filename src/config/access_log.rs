@@ -16,7 +16,7 @@ pub struct AccessLogConfig {
     pub path: String,
     /// Per-core buffer: lines are appended here and handed to the writer thread when it is
     /// full or once a second; a line that finds it full (the writer is behind) is dropped
-    /// and counted, never waited for. Default 65536.
+    /// and counted, never waited for.
     #[serde(default = "default_buffer_bytes")]
     pub buffer_bytes: usize,
 }

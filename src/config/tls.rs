@@ -27,21 +27,21 @@ pub struct TlsConfig {
     /// wildcard); the first one is the default.
     pub certificates: Vec<CertificateConfig>,
     /// A client that sends no SNI or an unknown name: "default" (serve the first
-    /// certificate) or "refuse" (abort the handshake). Default "default".
+    /// certificate) or "refuse" (abort the handshake).
     #[serde(default = "default_unknown_sni")]
     pub unknown_sni: String,
-    /// "1.2" (TLS 1.2 and 1.3) or "1.3" (1.3 only). Default "1.2".
+    /// "1.2" (TLS 1.2 and 1.3) or "1.3" (1.3 only).
     #[serde(default = "default_min_version")]
     pub min_version: String,
-    /// ALPN protocols offered, in order. Default ["http/1.1"].
+    /// ALPN protocols offered, in order.
     #[serde(default = "default_alpn")]
     pub alpn: Vec<String>,
     /// Stateless session resumption with tickets: the keys are made per process, shared by
     /// every worker and listener, and rotated every 6 hours (a ticket stays valid for up to
-    /// 12). Default true.
+    /// 12).
     #[serde(default = "default_session_tickets")]
     pub session_tickets: bool,
-    /// Time allowed for the handshake. Default 10s.
+    /// Time allowed for the handshake.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout: Duration,
     /// Verify client certificates (mTLS).
@@ -67,7 +67,7 @@ pub struct CertificateConfig {
 pub struct ClientAuthConfig {
     /// PEM bundle of the CAs client certificates must chain to.
     pub ca_file: String,
-    /// "required" (no certificate, no connection) or "optional". Default "required".
+    /// "required" (no certificate, no connection) or "optional".
     #[serde(default = "default_client_auth_mode")]
     pub mode: String,
     /// PEM or DER certificate revocation lists.

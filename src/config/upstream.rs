@@ -19,7 +19,7 @@ pub enum ServerEntry {
 #[serde(deny_unknown_fields)]
 pub struct WeightedServer {
     pub address: String,
-    /// Relative share of requests (weighted_round_robin, least_requests, p2c, hash). Default 1.
+    /// Relative share of requests (weighted_round_robin, least_requests, p2c, hash).
     #[serde(default = "default_weight")]
     pub weight: u32,
 }
@@ -71,17 +71,17 @@ pub enum AllUnhealthy {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
-    /// Default "/healthz".
+    /// Path probed.
     pub path: String,
     /// Host field sent; default: the server's configured `host:port`.
     pub host: Option<String>,
-    /// Default 5s.
+    /// Time between probes.
     pub interval: Duration,
-    /// Connect + answer within this, else a failure. Default 2s.
+    /// Connect + answer within this, else a failure.
     pub timeout: Duration,
-    /// Consecutive 2xx answers that make an unhealthy server healthy. Default 2.
+    /// Consecutive 2xx answers that make an unhealthy server healthy.
     pub healthy_threshold: u32,
-    /// Consecutive failures that make a healthy server unhealthy. Default 3.
+    /// Consecutive failures that make a healthy server unhealthy.
     pub unhealthy_threshold: u32,
 }
 
@@ -103,11 +103,11 @@ impl Default for HealthCheckConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierConfig {
-    /// Consecutive connect failures or 5xx answers that eject a server. Default 5.
+    /// Consecutive connect failures or 5xx answers that eject a server.
     pub consecutive_failures: u32,
-    /// First ejection; doubles on each ejection in a row. Default 30s.
+    /// First ejection; doubles on each ejection in a row.
     pub ejection: Duration,
-    /// Longest ejection. Default 300s.
+    /// Longest ejection.
     pub max_ejection: Duration,
 }
 
@@ -126,12 +126,12 @@ impl Default for OutlierConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetriesConfig {
-    /// Requests sent upstream at most (1 = no retry after a response). Default 1, max 10.
+    /// Requests sent upstream at most (1 = no retry after a response). At most 10.
     pub attempts: u32,
-    /// "connect" and/or statuses 500..=599 as strings ("503"). Default ["connect"].
+    /// "connect" and/or statuses 500..=599 as strings ("503").
     pub on: Vec<String>,
     /// Retries in flight per worker stay within this percentage of its requests in flight
-    /// (at least one when above 0). Default 20.
+    /// (at least one when above 0).
     pub budget_percent: u32,
 }
 
