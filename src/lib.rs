@@ -1,9 +1,17 @@
 //! ringway: a thread-per-core HTTP/1.1 API gateway. The binary (`main.rs`) is a thin CLI
-//! over this library. Module map: `config` (the TOML a user writes), `compiled` (the per-core
-//! lookup form), `http` (sans-IO parsing and framing), `proxy` (the request pipeline),
-//! `runtime` (workers, listeners, signals), `policy` (who may call what), `upstream`
-//! (balancing, health, retries), `logger`, `accesslog` (JSON access log), `trace` (W3C
-//! traceparent), `redact` (what logs may show), `notify`, `sys` (raw syscalls).
+//! over this library. Modules, from the top layer down (each imports only modules below it;
+//! `tests/architecture.rs` keeps it so):
+//!
+//! - `runtime`: worker threads, listeners, signals, reload, drain, admin, binary upgrade.
+//! - `front`: the protocols clients speak (`front::http1`), each a front end of `pipeline`.
+//! - `pipeline`: a request's life, protocol-neutral: admit, route, policy, forward, relay,
+//!   log, count; typed outcomes.
+//! - `compiled`: the per-core lookup form of the config.
+//! - `policy` (who may call what), `upstream` (balancing, health, retries, pools), `tls`.
+//! - `io` (streams under deadlines, splice), `http` (sans-IO HTTP/1.1), `accesslog`.
+//! - `config`: the TOML a user writes, its defaults and validation, and the value types it
+//!   parses.
+//! - Leaves: `grammar`, `metrics`, `trace`, `redact`, `notify`, `sys`, `logger`.
 
 pub mod accesslog;
 pub mod compiled;

@@ -1,4 +1,5 @@
-//! The `ringway` command line: `run` and `check`. anyhow lives here and nowhere else.
+//! The `ringway` command line: `run`, `check` and `config --defaults`. anyhow lives here
+//! and nowhere else.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,12 +41,29 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Print configuration information.
+    Config {
+        /// Print the complete default configuration as TOML: every section and field with
+        /// its default (see docs/configuration.md).
+        #[arg(long, required = true)]
+        defaults: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Config { defaults: _ } => match config::default_config_toml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config, upgrade } => {
             ringway::logger::init();
             match run(&config, upgrade) {

@@ -1,7 +1,7 @@
 //! `[access_log]`: where the JSON-lines access log goes and how much each core buffers.
 //! Absent section: no access log.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
@@ -9,20 +9,20 @@ use super::ConfigError;
 pub const MIN_ACCESS_LOG_BUFFER: usize = 4 * 1024;
 pub const MAX_ACCESS_LOG_BUFFER: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConfig {
     /// A file (opened for appending, created if missing; reopened on SIGUSR1) or "stdout".
     pub path: String,
     /// Per-core buffer: lines are appended here and handed to the writer thread when it is
     /// full or once a second; a line that finds it full (the writer is behind) is dropped
-    /// and counted, never waited for. Default 65536.
+    /// and counted, never waited for.
     #[serde(default = "default_buffer_bytes")]
     pub buffer_bytes: usize,
 }
 
 fn default_buffer_bytes() -> usize {
-    64 * 1024
+    super::defaults::access_log::BUFFER_BYTES
 }
 
 pub(super) fn validate(cfg: &Option<AccessLogConfig>, errors: &mut Vec<ConfigError>) {

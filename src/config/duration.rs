@@ -27,6 +27,29 @@ impl Duration {
     }
 }
 
+/// The written form, in the largest unit that divides the value exactly: "10s", "5m",
+/// "365d", "250ms"; zero is "0s". It parses back to the same value.
+impl std::fmt::Display for Duration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 != 0 {
+            return write!(f, "{ms}ms");
+        }
+        let s = ms / 1000;
+        let (n, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(size, _)| s != 0 && s % size == 0)
+            .map_or((s, "s"), |(size, unit)| (s / size, unit));
+        write!(f, "{n}{unit}")
+    }
+}
+
+impl serde::Serialize for Duration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Duration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -50,6 +73,23 @@ mod tests {
             Ok(Duration(D::from_secs(31_536_000)))
         );
         assert_eq!(Duration::parse("0s"), Ok(Duration(D::ZERO)));
+    }
+
+    #[test]
+    fn durations_display_in_the_largest_exact_unit_and_parse_back() {
+        for (d, text) in [
+            (D::ZERO, "0s"),
+            (D::from_millis(250), "250ms"),
+            (D::from_millis(1500), "1500ms"),
+            (D::from_secs(30), "30s"),
+            (D::from_secs(90), "90s"),
+            (D::from_secs(300), "5m"),
+            (D::from_secs(7200), "2h"),
+            (D::from_secs(365 * 86_400), "365d"),
+        ] {
+            assert_eq!(Duration(d).to_string(), text);
+            assert_eq!(Duration::parse(text), Ok(Duration(d)));
+        }
     }
 
     #[test]

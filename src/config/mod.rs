@@ -10,6 +10,8 @@
 
 mod access_log;
 mod cidr;
+pub mod defaults;
+mod defaults_toml;
 mod duration;
 mod error;
 mod glob;
@@ -25,6 +27,7 @@ mod validate_upstream;
 
 pub use access_log::AccessLogConfig;
 pub use cidr::Cidr;
+pub use defaults_toml::default_config_toml;
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use glob::{Glob, MAX_GLOB};

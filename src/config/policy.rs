@@ -4,24 +4,25 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::defaults::{auth as d, policy as p};
 use super::Duration;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Field carrying the authenticated consumer's name to the upstream; "" = none.
-    /// Default "X-Consumer". A client's own field of that name is always removed.
+    /// A client's own field of that name is always removed.
     pub consumer_header: String,
     /// Field carrying the consumer's groups (comma-separated); "" = none.
-    /// Default "X-Consumer-Groups". Always removed from the client's request.
+    /// Always removed from the client's request.
     pub groups_header: String,
     /// Remove the credentials (Authorization, the API-key field or query parameter) before
-    /// forwarding. Default true; `routes[i].access.strip_credentials` overrides it.
+    /// forwarding; `routes[i].access.strip_credentials` overrides it.
     pub strip_credentials: bool,
     /// Field carrying a verified client certificate's identity (mTLS: subject CN, else
-    /// its first SAN) to the upstream; "" = none. Default "X-Client-Cert-Identity". Always
+    /// its first SAN) to the upstream; "" = none. Always
     /// removed from the client's request.
     pub client_cert_header: String,
     pub api_key: Option<ApiKeyConfig>,
@@ -32,10 +33,10 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            consumer_header: "X-Consumer".into(),
-            groups_header: "X-Consumer-Groups".into(),
-            strip_credentials: true,
-            client_cert_header: "X-Client-Cert-Identity".into(),
+            consumer_header: d::CONSUMER_HEADER.into(),
+            groups_header: d::GROUPS_HEADER.into(),
+            strip_credentials: d::STRIP_CREDENTIALS,
+            client_cert_header: d::CLIENT_CERT_HEADER.into(),
             api_key: None,
             jwt: None,
             basic: None,
@@ -43,10 +44,10 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
-    /// Request field holding the key. Default "X-Api-Key"; "" = do not read a field.
+    /// Request field holding the key; "" = do not read a field.
     #[serde(default = "default_api_key_header")]
     pub header: String,
     /// Query parameter holding the key; default none.
@@ -58,10 +59,10 @@ pub struct ApiKeyConfig {
     pub keys_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
-    /// Field holding `Bearer <token>`. Default "Authorization".
+    /// Field holding `Bearer <token>`.
     #[serde(default = "default_authorization")]
     pub header: String,
     /// Required `iss`, when set.
@@ -70,13 +71,13 @@ pub struct JwtConfig {
     /// Accepted `aud` values (any one must be present), when set.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// Clock skew allowed for `exp` and `nbf`. Default 30s.
+    /// Clock skew allowed for `exp` and `nbf`.
     #[serde(default = "default_leeway")]
     pub leeway: Duration,
-    /// Require an `exp` claim. Default true.
-    #[serde(default = "default_true")]
+    /// Require an `exp` claim.
+    #[serde(default = "default_require_exp")]
     pub require_exp: bool,
-    /// Claim naming the consumer. Default "sub".
+    /// Claim naming the consumer.
     #[serde(default = "default_sub")]
     pub consumer_claim: String,
     /// Claim holding the groups (array of strings, or one space/comma separated string).
@@ -91,12 +92,12 @@ pub struct JwtConfig {
     /// A local JWKS file (relative to the config file's directory); keys selected by `kid`.
     #[serde(default)]
     pub jwks_file: Option<String>,
-    /// Verified tokens cached per core (until they expire). Default 4096; 0 = no cache.
+    /// Verified tokens cached per core (until they expire). 0 = no cache.
     #[serde(default = "default_jwt_cache")]
     pub cache_size: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeyConfig {
     /// Key id matched against the token's `kid`; a key without one matches any token.
@@ -112,10 +113,10 @@ pub struct JwtKeyConfig {
     pub pem_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BasicConfig {
-    /// Realm in `WWW-Authenticate: Basic realm="..."`. Default "ringway".
+    /// Realm in `WWW-Authenticate: Basic realm="..."`.
     #[serde(default = "default_realm")]
     pub realm: String,
     /// htpasswd lines `user:hash` (bcrypt `$2y$`/`$2b$`/`$2a$` or argon2 `$argon2id$`...).
@@ -125,15 +126,15 @@ pub struct BasicConfig {
     #[serde(default)]
     pub htpasswd_file: Option<String>,
     /// Verified credentials cached per core, so a hash is not recomputed on every request.
-    /// Default 1024; 0 = no cache.
+    /// 0 = no cache.
     #[serde(default = "default_basic_cache")]
     pub cache_size: usize,
-    /// A cached verification is trusted this long. Default 5m.
+    /// A cached verification is trusted this long.
     #[serde(default = "default_basic_ttl")]
     pub cache_ttl: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Unique name; also the Basic-auth user name and the JWT consumer claim value it matches.
@@ -145,27 +146,26 @@ pub struct ConsumerConfig {
     pub api_keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Groups that only come from tokens (JWT claims), declared so that rules may name them.
     pub groups: Vec<String>,
     /// Where the real client IP is read when the peer is in `server.trusted_proxies`:
-    /// "x-forwarded-for" (the rightmost untrusted entry) or "forwarded". Default
-    /// "x-forwarded-for".
+    /// "x-forwarded-for" (the rightmost untrusted entry) or "forwarded".
     pub client_ip_from: String,
-    /// Rate-limit entries kept per core (memory is fixed: 16 bytes each). Default 65536.
+    /// Rate-limit entries kept per core (memory is fixed: 16 bytes each).
     pub rate_limit_keys: usize,
     /// Steer each client address's connections to one worker (SO_REUSEPORT CBPF), which
     /// makes per-client rate limits exact across workers. "auto" (when any rate limit is
-    /// configured and workers > 1), "on" or "off". Default "auto".
+    /// configured and workers > 1), "on" or "off".
     pub steer_by_client: String,
     /// `%2F`/`%5C` in a path: "keep" (forward as is, never a separator), "reject" (400) or
-    /// "decode" (treat as '/' for routing and rules). Default "keep".
+    /// "decode" (treat as '/' for routing and rules).
     pub escaped_slashes: String,
     /// Route paths match regardless of ASCII case ("/Admin" takes the "/admin" route, and
     /// its access rules), for backends that treat paths that way. The path is forwarded as
-    /// sent. Default false (case-sensitive, like nginx).
+    /// sent. Off: case-sensitive, like nginx.
     pub case_insensitive_paths: bool,
 }
 
@@ -173,21 +173,20 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             groups: Vec::new(),
-            client_ip_from: "x-forwarded-for".into(),
-            rate_limit_keys: 65536,
-            steer_by_client: "auto".into(),
-            escaped_slashes: "keep".into(),
-            case_insensitive_paths: false,
+            client_ip_from: p::CLIENT_IP_FROM.into(),
+            rate_limit_keys: p::RATE_LIMIT_KEYS,
+            steer_by_client: p::STEER_BY_CLIENT.into(),
+            escaped_slashes: p::ESCAPED_SLASHES.into(),
+            case_insensitive_paths: p::CASE_INSENSITIVE_PATHS,
         }
     }
 }
 
 /// Who may call a route. Absent = public.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AccessConfig {
-    /// Public routes accept anyone (credentials are still read when sent). Default false
-    /// once an `access` table is present.
+    /// Public routes accept anyone (credentials are still read when sent).
     #[serde(default)]
     pub public: bool,
     /// Methods accepted as proof: "api_key", "jwt", "basic", "mtls" (a client certificate
@@ -206,7 +205,7 @@ pub struct AccessConfig {
 }
 
 /// Blocking rules; `[rules]` applies to every request, `routes[i].rules` to one route.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// Client IPs (CIDR) allowed; when non-empty, any other client gets 403.
@@ -235,7 +234,7 @@ pub struct RulesConfig {
 }
 
 /// Exactly one of `exact`, `prefix` or `glob`. Matched against the normalised path.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PathPatternConfig {
     #[serde(default)]
@@ -245,13 +244,13 @@ pub struct PathPatternConfig {
     /// `*` matches within a segment, `**` across segments, `?` one byte (not '/').
     #[serde(default)]
     pub glob: Option<String>,
-    /// Default false: "/Admin" matches "/admin".
+    /// When false, "/Admin" matches "/admin".
     #[serde(default)]
     pub case_sensitive: bool,
 }
 
 /// A rule on one header field or query parameter.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FieldRuleConfig {
     pub name: String,
@@ -267,12 +266,12 @@ pub struct FieldRuleConfig {
     /// A value matching one of these globs -> 403.
     #[serde(default)]
     pub deny: Vec<String>,
-    /// Default false: globs ignore ASCII case.
+    /// When false, globs ignore ASCII case.
     #[serde(default)]
     pub case_sensitive: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Optional name, shown in logs.
@@ -288,33 +287,33 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
 }
 
-fn default_true() -> bool {
-    true
+fn default_require_exp() -> bool {
+    d::JWT_REQUIRE_EXP
 }
 fn default_api_key_header() -> String {
-    "X-Api-Key".into()
+    d::API_KEY_HEADER.into()
 }
 fn default_authorization() -> String {
-    "Authorization".into()
+    d::JWT_HEADER.into()
 }
 fn default_leeway() -> Duration {
-    Duration(std::time::Duration::from_secs(30))
+    d::JWT_LEEWAY
 }
 fn default_sub() -> String {
-    "sub".into()
+    d::JWT_CONSUMER_CLAIM.into()
 }
 fn default_jwt_cache() -> usize {
-    4096
+    d::JWT_CACHE_SIZE
 }
 fn default_realm() -> String {
-    "ringway".into()
+    d::BASIC_REALM.into()
 }
 fn default_basic_cache() -> usize {
-    1024
+    d::BASIC_CACHE_SIZE
 }
 fn default_basic_ttl() -> Duration {
-    Duration(std::time::Duration::from_secs(300))
+    d::BASIC_CACHE_TTL
 }
 fn default_rl_key() -> String {
-    "ip".into()
+    super::defaults::rules::RATE_LIMIT_KEY.into()
 }

@@ -1,11 +1,12 @@
 //! serde types for `[[listeners]]`: listeners with options beyond `server.listen` (TLS
 //! termination, mTLS, a redirect to HTTPS). Compiled by `tls::` on the main thread.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::defaults::{listener_tls as d, strings};
 use super::Duration;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// "ip:port", like `server.listen` entries.
@@ -19,28 +20,28 @@ pub struct ListenerConfig {
     pub redirect_https_port: Option<u16>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Certificates, chosen by SNI against each certificate's DNS names (exact and
     /// wildcard); the first one is the default.
     pub certificates: Vec<CertificateConfig>,
     /// A client that sends no SNI or an unknown name: "default" (serve the first
-    /// certificate) or "refuse" (abort the handshake). Default "default".
+    /// certificate) or "refuse" (abort the handshake).
     #[serde(default = "default_unknown_sni")]
     pub unknown_sni: String,
-    /// "1.2" (TLS 1.2 and 1.3) or "1.3" (1.3 only). Default "1.2".
+    /// "1.2" (TLS 1.2 and 1.3) or "1.3" (1.3 only).
     #[serde(default = "default_min_version")]
     pub min_version: String,
-    /// ALPN protocols offered, in order. Default ["http/1.1"].
+    /// ALPN protocols offered, in order.
     #[serde(default = "default_alpn")]
     pub alpn: Vec<String>,
     /// Stateless session resumption with tickets: the keys are made per process, shared by
     /// every worker and listener, and rotated every 6 hours (a ticket stays valid for up to
-    /// 12). Default true.
-    #[serde(default = "default_true")]
+    /// 12).
+    #[serde(default = "default_session_tickets")]
     pub session_tickets: bool,
-    /// Time allowed for the handshake. Default 10s.
+    /// Time allowed for the handshake.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout: Duration,
     /// Verify client certificates (mTLS).
@@ -48,7 +49,7 @@ pub struct TlsConfig {
     pub client_auth: Option<ClientAuthConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateConfig {
     /// PEM certificate chain (leaf first), relative to the config file's directory.
@@ -61,34 +62,34 @@ pub struct CertificateConfig {
     pub names: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuthConfig {
     /// PEM bundle of the CAs client certificates must chain to.
     pub ca_file: String,
-    /// "required" (no certificate, no connection) or "optional". Default "required".
-    #[serde(default = "default_required")]
+    /// "required" (no certificate, no connection) or "optional".
+    #[serde(default = "default_client_auth_mode")]
     pub mode: String,
     /// PEM or DER certificate revocation lists.
     #[serde(default)]
     pub crl_files: Vec<String>,
 }
 
-fn default_true() -> bool {
-    true
+fn default_session_tickets() -> bool {
+    d::SESSION_TICKETS
 }
 fn default_unknown_sni() -> String {
-    "default".into()
+    d::UNKNOWN_SNI.into()
 }
 fn default_min_version() -> String {
-    "1.2".into()
+    d::MIN_VERSION.into()
 }
 fn default_alpn() -> Vec<String> {
-    vec!["http/1.1".into()]
+    strings(d::ALPN)
 }
 fn default_handshake_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(10))
+    d::HANDSHAKE_TIMEOUT
 }
-fn default_required() -> String {
-    "required".into()
+fn default_client_auth_mode() -> String {
+    d::CLIENT_AUTH_MODE.into()
 }

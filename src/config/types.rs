@@ -1,9 +1,12 @@
-//! serde types for `ringway.toml`. Every field has a documented default (see README).
+//! serde types for `ringway.toml`: `[server]`, `[timeouts]`, `[limits]`, `[[upstreams]]`,
+//! `[[routes]]`, `[admin]` and `[protect]`. Their defaults come from `defaults.rs` and are
+//! documented in docs/configuration.md; nothing here does I/O.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::defaults::{self, strings};
 use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, RulesConfig};
 use super::tls::ListenerConfig;
 use super::upstream::{
@@ -11,7 +14,7 @@ use super::upstream::{
 };
 use super::Duration;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub server: ServerConfig,
@@ -47,19 +50,19 @@ pub struct GatewayConfig {
     pub access_log: Option<super::AccessLogConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// "ip:port". Default "127.0.0.1:9901" (localhost only).
+    /// "ip:port"; localhost only by default.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
 }
 
 fn default_admin_listen() -> String {
-    "127.0.0.1:9901".into()
+    defaults::admin::LISTEN.into()
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum IoDriver {
     /// io_uring when the kernel allows it, else the legacy epoll driver.
@@ -69,7 +72,7 @@ pub enum IoDriver {
     Legacy,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Plain-HTTP addresses to listen on ("ip:port"; IPv6 as "[::1]:8080"). At least one
@@ -79,135 +82,131 @@ pub struct ServerConfig {
     /// Worker threads (one runtime each). Default: available cores.
     #[serde(default)]
     pub workers: Option<usize>,
-    /// Pin worker i to core i (mod cores). Default true.
-    #[serde(default = "default_true")]
+    /// Pin worker i to core i (mod cores).
+    #[serde(default = "default_pin_workers")]
     pub pin_workers: bool,
-    /// I/O driver. Default "auto". The env var RINGWAY_IO_DRIVER overrides it.
+    /// I/O driver. The env var RINGWAY_IO_DRIVER overrides it.
     #[serde(default)]
     pub io_driver: IoDriver,
-    /// Listen backlog. Default 1024.
+    /// Listen backlog.
     #[serde(default = "default_backlog")]
     pub backlog: u32,
-    /// Peers (IP or CIDR) whose X-Forwarded-For is kept and appended to. Default none.
+    /// Peers (IP or CIDR) whose X-Forwarded-For is kept and appended to.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
-    /// Pseudonym in the Via field ("1.1 ringway"); "" disables Via. Default "ringway".
+    /// Pseudonym in the Via field ("1.1 ringway"); "" disables Via.
     #[serde(default = "default_via")]
     pub via: String,
-    /// Request-id field set when absent; "" disables. Default "X-Request-Id".
+    /// Request-id field set when absent; "" disables.
     #[serde(default = "default_request_id_header")]
     pub request_id_header: String,
     /// A body (either direction) with at least this many bytes still to relay after the
     /// first read is spliced through a kernel pipe instead of copied; 0 disables splicing.
-    /// Default 262144 (see README, Performance).
     #[serde(default = "default_splice_threshold")]
     pub splice_threshold: u64,
     /// Reload when the config file changes (checked every second), as on SIGHUP.
-    /// Default false.
     #[serde(default)]
     pub watch_config: bool,
     /// Upstream host names are resolved again this often, on a background thread (a
     /// worker never waits on DNS); a changed address is applied like a reload. 0s = only
-    /// at start and reload. Default 30s.
+    /// at start and reload.
     #[serde(default = "default_dns_refresh")]
     pub dns_refresh: Duration,
     /// Unix socket path where this process hands its listening sockets to a successor
-    /// (`ringway run --upgrade`) for a binary upgrade. Default none (off).
+    /// (`ringway run --upgrade`) for a binary upgrade.
     #[serde(default)]
     pub upgrade_socket: Option<String>,
     /// `Upgrade` protocols tunnelled for a GET without a body that asks for one (first
-    /// token, case-insensitive); [] disables tunnelling. `h2c` is refused. Default
-    /// ["websocket"].
+    /// token, case-insensitive); [] disables tunnelling. `h2c` is refused.
     #[serde(default = "default_upgrade_protocols")]
     pub upgrade_protocols: Vec<String>,
     /// Accept `OPTIONS *` (routed and checked as the path `/`, forwarded as `*`); when
-    /// false it is refused with 400. Default false.
-    #[serde(default)]
+    /// false it is refused with 400.
+    #[serde(default = "default_allow_options_asterisk")]
     pub allow_options_asterisk: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
-    /// Total time to receive a request head -> 408. Default 10s.
+    /// Total time to receive a request head -> 408.
     pub header: Duration,
-    /// Total time to receive a request body -> 408. Default 60s.
+    /// Total time to receive a request body -> 408.
     pub body: Duration,
-    /// Keep-alive idle time between requests. Default 60s.
+    /// Keep-alive idle time between requests.
     pub idle: Duration,
-    /// A stalled write to the client is abandoned after this. Default 60s.
+    /// A stalled write to the client is abandoned after this.
     pub write: Duration,
-    /// Upstream connect -> 504. Default 5s.
+    /// Upstream connect -> 504.
     pub upstream_connect: Duration,
-    /// Time to the upstream response head (and between upstream body reads) -> 504. Default 60s.
+    /// Time to the upstream response head (and between upstream body reads) -> 504.
     pub upstream_response: Duration,
-    /// On SIGTERM/SIGINT, how long in-flight requests may finish. Default 10s.
+    /// On SIGTERM/SIGINT, how long in-flight requests may finish.
     pub drain: Duration,
     /// A client connection older than this gets `Connection: close` on its next response,
-    /// so that every connection converges after a reload or upgrade. Default 0s (no limit).
+    /// so that long-lived connections are made again; zero = no limit.
     pub max_connection_age: Duration,
     /// An upgraded tunnel with no bytes in either direction for this long is closed.
-    /// Default 300s.
     pub tunnel_idle: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Default 16384 -> 431.
+    /// Above it -> 431.
     pub max_header_bytes: usize,
-    /// Default 100 -> 431.
+    /// Above it -> 431.
     pub max_headers: usize,
-    /// Default 8192 -> 414.
+    /// Above it -> 414.
     pub max_uri_bytes: usize,
-    /// Declared or streamed request body above it -> 413. Default 1048576; 0 = unlimited.
+    /// Declared or streamed request body above it -> 413; 0 = unlimited.
     pub max_body_bytes: u64,
     /// Per process (split evenly across workers); above it new connections are closed at
-    /// once. Default 10000.
+    /// once.
     pub max_connections: usize,
     /// Requests being proxied per process (split evenly across workers); above it, an
-    /// immediate 503. Default 4096.
+    /// immediate 503.
     pub max_in_flight: usize,
     /// Accept and forward field names with '_'; when false such a request gets 400.
-    /// Default false.
     pub allow_underscores_in_headers: bool,
     /// Minimum average request-body rate in bytes per second, after
-    /// `min_body_rate_grace`: a slower body gets 408 (within `timeouts.body` in any case).
-    /// Default 0 (off).
+    /// `min_body_rate_grace`: a slower body gets 408 (within `timeouts.body` in any case);
+    /// 0 = off.
     pub min_body_rate: u64,
     /// Head start before `min_body_rate` applies; each byte received then buys
-    /// 1/`min_body_rate` seconds more. Default 5s.
+    /// 1/`min_body_rate` seconds more.
     pub min_body_rate_grace: Duration,
     /// Resident memory (bytes) the whole process must stay under. From 90% of it ringway
     /// sheds load: new requests get 503 with `Connection: close`; heads and request bodies
     /// still arriving, idle keep-alive connections and new connections are closed at once;
     /// keep-alive is off. Service resumes below 80% of it. Sampled every 20 ms off the
-    /// request path. Default 0 (off).
+    /// request path. 0 = off.
     pub memory_ceiling: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Unique name routes refer to.
     pub name: String,
-    /// "ip:port" or "host:port" (resolved once at start-up), or
+    /// "ip:port" or "host:port" (resolved at start, on reload and every
+    /// `server.dns_refresh`), or
     /// `{ address = "host:port", weight = 3 }`.
     pub servers: Vec<ServerEntry>,
-    /// Max idle keep-alive connections per server per worker; 0 disables pooling. Default 128.
+    /// Max idle keep-alive connections per server per worker; 0 disables pooling.
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
-    /// An idle pooled connection is closed after this. Default 60s.
+    /// An idle pooled connection is closed after this.
     #[serde(default = "default_keepalive_timeout")]
     pub keepalive_timeout: Duration,
     /// TLS to the servers; absent = plain HTTP.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
-    /// Load-balancing algorithm. Default "round_robin".
+    /// Load-balancing algorithm.
     #[serde(default)]
     pub balance: Balance,
-    /// For `balance = "hash"`: "client_ip", "header:<Name>" or "cookie:<name>".
-    /// Default "client_ip".
+    /// For `balance = "hash"`: "client_ip", "header:<Name>" or "cookie:<name>";
+    /// unset means "client_ip".
     #[serde(default)]
     pub hash_on: Option<String>,
     /// Active health checks; absent = none.
@@ -216,7 +215,7 @@ pub struct UpstreamConfig {
     /// Passive health (outlier ejection); absent = none.
     #[serde(default)]
     pub outlier: Option<OutlierConfig>,
-    /// When every server is unhealthy or ejected. Default "try_all".
+    /// When every server is unhealthy or ejected.
     #[serde(default)]
     pub all_unhealthy: AllUnhealthy,
     /// Upstream connections in use at once per worker; past it a fast 503. 0 = unlimited.
@@ -227,7 +226,7 @@ pub struct UpstreamConfig {
     pub max_pending: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
     /// PEM CA bundle the servers' certificates must chain to; default: the system roots.
@@ -249,7 +248,7 @@ pub struct UpstreamTlsConfig {
     pub key_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Optional name used in logs.
@@ -300,52 +299,43 @@ pub struct RouteConfig {
     pub retries: RetriesConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HstsConfig {
-    /// `max-age`; must be above zero. Default "365d".
+    /// `max-age`; must be above zero.
     #[serde(default = "default_hsts_max_age")]
     pub max_age: Duration,
-    /// Adds `includeSubDomains`. Default false.
+    /// Adds `includeSubDomains`.
     #[serde(default)]
     pub include_subdomains: bool,
-    /// Adds `preload`. Default false.
+    /// Adds `preload`.
     #[serde(default)]
     pub preload: bool,
 }
 
 /// `[protect]`: backend details hidden from clients, secrets kept out of logs.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtectConfig {
     /// `Server` value on every response; "" = no `Server` field. The upstream's own
-    /// `Server` is always removed. Default "ringway".
+    /// `Server` is always removed.
     pub server_header: String,
     /// Fields removed from every upstream response (case-insensitive); a list given here
-    /// replaces the default list. Default `DEFAULT_REMOVED_RESPONSE_HEADERS`.
+    /// replaces the default list.
     pub remove_response_headers: Vec<String>,
     /// Status ("404", "502", ...; 400 to 599) -> the page ringway sends instead of its
-    /// short default body. Default none.
+    /// short default body.
     pub error_pages: BTreeMap<String, ErrorPageConfig>,
     /// Answer an upstream 5xx with ringway's own page for that status (its body is never
-    /// relayed). Default false.
+    /// relayed).
     pub replace_upstream_5xx: bool,
     /// Field names whose values never appear in logs, on top of the built-in ones
-    /// (`redact::BUILT_IN`) and the API-key field. Default none.
+    /// (`redact::BUILT_IN`) and the API-key field.
     pub redact_headers: Vec<String>,
 }
 
-/// Fields an upstream response loses by default (they name the backend's software).
-pub const DEFAULT_REMOVED_RESPONSE_HEADERS: [&str; 5] = [
-    "X-Powered-By",
-    "X-AspNet-Version",
-    "X-AspNetMvc-Version",
-    "X-Runtime",
-    "X-Generator",
-];
-
 /// One error page: exactly one of `body` and `file`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorPageConfig {
     /// The page itself.
@@ -354,7 +344,6 @@ pub struct ErrorPageConfig {
     /// A file relative to the config file's directory, read once when the config is built.
     #[serde(default)]
     pub file: Option<String>,
-    /// Default "text/html; charset=utf-8".
     #[serde(default = "default_error_page_type")]
     pub content_type: String,
 }
@@ -362,11 +351,8 @@ pub struct ErrorPageConfig {
 impl Default for ProtectConfig {
     fn default() -> Self {
         ProtectConfig {
-            server_header: "ringway".into(),
-            remove_response_headers: DEFAULT_REMOVED_RESPONSE_HEADERS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            server_header: defaults::protect::SERVER_HEADER.into(),
+            remove_response_headers: strings(&defaults::protect::REMOVE_RESPONSE_HEADERS),
             error_pages: BTreeMap::new(),
             replace_upstream_5xx: false,
             redact_headers: Vec::new(),
@@ -375,13 +361,13 @@ impl Default for ProtectConfig {
 }
 
 fn default_hsts_max_age() -> Duration {
-    secs(365 * 86_400)
+    defaults::hsts::MAX_AGE
 }
 fn default_error_page_type() -> String {
-    "text/html; charset=utf-8".into()
+    defaults::protect::ERROR_PAGE_CONTENT_TYPE.into()
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatchConfig {
     /// Field name (case-insensitive).
@@ -389,12 +375,12 @@ pub struct HeaderMatchConfig {
     /// Exact value required; absent = the field must be present with any value.
     #[serde(default)]
     pub value: Option<String>,
-    /// When true the field must be absent (value must then be unset). Default false.
+    /// When true the field must be absent (value must then be unset).
     #[serde(default)]
     pub absent: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RespondConfig {
     /// 200..=599.
@@ -402,12 +388,11 @@ pub struct RespondConfig {
     /// Body; default "{status} {reason}\n".
     #[serde(default)]
     pub body: Option<String>,
-    /// Default "text/plain; charset=utf-8".
     #[serde(default)]
     pub content_type: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderEditsConfig {
     /// Replace (or add) these fields.
@@ -421,72 +406,69 @@ pub struct HeaderEditsConfig {
     pub remove: Vec<String>,
 }
 
-fn default_true() -> bool {
-    true
+fn default_pin_workers() -> bool {
+    defaults::server::PIN_WORKERS
 }
 fn default_backlog() -> u32 {
-    1024
+    defaults::server::BACKLOG
 }
 fn default_via() -> String {
-    "ringway".into()
+    defaults::server::VIA.into()
 }
 fn default_request_id_header() -> String {
-    "X-Request-Id".into()
+    defaults::server::REQUEST_ID_HEADER.into()
 }
 fn default_upgrade_protocols() -> Vec<String> {
-    vec!["websocket".into()]
+    strings(defaults::server::UPGRADE_PROTOCOLS)
 }
 fn default_dns_refresh() -> Duration {
-    secs(30)
+    defaults::server::DNS_REFRESH
 }
-/// Default of `server.splice_threshold`: below it a body is copied through user space
-/// (the measured crossover; see docs/performance.md).
-pub const DEFAULT_SPLICE_THRESHOLD: u64 = 256 * 1024;
-
 fn default_splice_threshold() -> u64 {
-    DEFAULT_SPLICE_THRESHOLD
+    defaults::server::SPLICE_THRESHOLD
+}
+fn default_allow_options_asterisk() -> bool {
+    defaults::server::ALLOW_OPTIONS_ASTERISK
 }
 
 fn default_keepalive() -> usize {
-    128
+    defaults::upstream::KEEPALIVE
 }
 fn default_keepalive_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(60))
-}
-
-fn secs(n: u64) -> Duration {
-    Duration(std::time::Duration::from_secs(n))
+    defaults::upstream::KEEPALIVE_TIMEOUT
 }
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
+        use defaults::timeouts as t;
         TimeoutsConfig {
-            header: secs(10),
-            body: secs(60),
-            idle: secs(60),
-            write: secs(60),
-            upstream_connect: secs(5),
-            upstream_response: secs(60),
-            drain: secs(10),
-            max_connection_age: secs(0),
-            tunnel_idle: secs(300),
+            header: t::HEADER,
+            body: t::BODY,
+            idle: t::IDLE,
+            write: t::WRITE,
+            upstream_connect: t::UPSTREAM_CONNECT,
+            upstream_response: t::UPSTREAM_RESPONSE,
+            drain: t::DRAIN,
+            max_connection_age: t::MAX_CONNECTION_AGE,
+            tunnel_idle: t::TUNNEL_IDLE,
         }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        use defaults::limits as l;
         LimitsConfig {
-            max_header_bytes: 16384,
-            max_headers: 100,
-            max_uri_bytes: 8192,
-            max_body_bytes: 1048576,
-            max_connections: 10000,
-            max_in_flight: 4096,
-            allow_underscores_in_headers: false,
-            min_body_rate: 0,
-            min_body_rate_grace: secs(5),
-            memory_ceiling: 0,
+            max_header_bytes: l::MAX_HEADER_BYTES,
+            max_headers: l::MAX_HEADERS,
+            max_uri_bytes: l::MAX_URI_BYTES,
+            max_body_bytes: l::MAX_BODY_BYTES,
+            max_connections: l::MAX_CONNECTIONS,
+            max_in_flight: l::MAX_IN_FLIGHT,
+            allow_underscores_in_headers: l::ALLOW_UNDERSCORES_IN_HEADERS,
+            min_body_rate: l::MIN_BODY_RATE,
+            min_body_rate_grace: l::MIN_BODY_RATE_GRACE,
+            memory_ceiling: l::MEMORY_CEILING,
         }
     }
 }

@@ -2,24 +2,25 @@
 //! (`[[upstreams]]`) and retries (`[[routes]]`). Defaults keep a config without these
 //! fields behaving as before: round-robin, every server healthy, one attempt.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::defaults::{self, strings};
 use super::Duration;
 
 /// One entry of `upstreams[i].servers`: `"host:port"` or `{ address = "host:port", weight = 3 }`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum ServerEntry {
     Address(String),
     Weighted(WeightedServer),
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedServer {
     pub address: String,
-    /// Relative share of requests (weighted_round_robin, least_requests, p2c, hash). Default 1.
-    #[serde(default = "one")]
+    /// Relative share of requests (weighted_round_robin, least_requests, p2c, hash).
+    #[serde(default = "default_weight")]
     pub weight: u32,
 }
 
@@ -32,7 +33,7 @@ impl ServerEntry {
     }
     pub fn weight(&self) -> u32 {
         match self {
-            ServerEntry::Address(_) => 1,
+            ServerEntry::Address(_) => defaults::upstream::WEIGHT,
             ServerEntry::Weighted(w) => w.weight,
         }
     }
@@ -44,7 +45,7 @@ impl From<&str> for ServerEntry {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     #[default]
@@ -55,7 +56,7 @@ pub enum Balance {
     Hash,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AllUnhealthy {
     /// Answer 503 at once.
@@ -67,87 +68,86 @@ pub enum AllUnhealthy {
 
 /// `upstreams[i].health_check`: one checker thread per process sends `GET path` to every
 /// server each `interval`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
-    /// Default "/healthz".
+    /// Path probed.
     pub path: String,
-    /// Host field sent; default: the server's configured host.
+    /// Host field sent; default: the server's configured `host:port`.
     pub host: Option<String>,
-    /// Default 5s.
+    /// Time between probes.
     pub interval: Duration,
-    /// Connect + answer within this, else a failure. Default 2s.
+    /// Connect + answer within this, else a failure.
     pub timeout: Duration,
-    /// Consecutive 2xx answers that make an unhealthy server healthy. Default 2.
+    /// Consecutive 2xx answers that make an unhealthy server healthy.
     pub healthy_threshold: u32,
-    /// Consecutive failures that make a healthy server unhealthy. Default 3.
+    /// Consecutive failures that make a healthy server unhealthy.
     pub unhealthy_threshold: u32,
 }
 
 impl Default for HealthCheckConfig {
     fn default() -> Self {
+        use defaults::health_check as h;
         HealthCheckConfig {
-            path: "/healthz".into(),
+            path: h::PATH.into(),
             host: None,
-            interval: secs(5),
-            timeout: secs(2),
-            healthy_threshold: 2,
-            unhealthy_threshold: 3,
+            interval: h::INTERVAL,
+            timeout: h::TIMEOUT,
+            healthy_threshold: h::HEALTHY_THRESHOLD,
+            unhealthy_threshold: h::UNHEALTHY_THRESHOLD,
         }
     }
 }
 
 /// `upstreams[i].outlier`: passive health, per worker.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierConfig {
-    /// Consecutive connect failures or 5xx answers that eject a server. Default 5.
+    /// Consecutive connect failures or 5xx answers that eject a server.
     pub consecutive_failures: u32,
-    /// First ejection; doubles on each ejection in a row. Default 30s.
+    /// First ejection; doubles on each ejection in a row.
     pub ejection: Duration,
-    /// Longest ejection. Default 300s.
+    /// Longest ejection.
     pub max_ejection: Duration,
 }
 
 impl Default for OutlierConfig {
     fn default() -> Self {
+        use defaults::outlier as o;
         OutlierConfig {
-            consecutive_failures: 5,
-            ejection: secs(30),
-            max_ejection: secs(300),
+            consecutive_failures: o::CONSECUTIVE_FAILURES,
+            ejection: o::EJECTION,
+            max_ejection: o::MAX_EJECTION,
         }
     }
 }
 
 /// `routes[i].retries`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetriesConfig {
-    /// Requests sent upstream at most (1 = no retry after a response). Default 1, max 10.
+    /// Requests sent upstream at most (1 = no retry after a response). At most 10.
     pub attempts: u32,
-    /// "connect" and/or statuses 500..=599 as strings ("503"). Default ["connect"].
+    /// "connect" and/or statuses 500..=599 as strings ("503").
     pub on: Vec<String>,
     /// Retries in flight per worker stay within this percentage of its requests in flight
-    /// (at least one when above 0). Default 20.
+    /// (at least one when above 0).
     pub budget_percent: u32,
 }
 
 impl Default for RetriesConfig {
     fn default() -> Self {
+        use defaults::retries as r;
         RetriesConfig {
-            attempts: 1,
-            on: vec!["connect".into()],
-            budget_percent: 20,
+            attempts: r::ATTEMPTS,
+            on: strings(r::ON),
+            budget_percent: r::BUDGET_PERCENT,
         }
     }
 }
 
-fn one() -> u32 {
-    1
-}
-
-fn secs(n: u64) -> Duration {
-    Duration(std::time::Duration::from_secs(n))
+fn default_weight() -> u32 {
+    defaults::upstream::WEIGHT
 }
 
 /// What `hash_on` names, parsed.

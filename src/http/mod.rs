@@ -18,7 +18,8 @@ pub use head::{HeaderIdx, Span, Version};
 pub use request::{parse_request, BodyFraming, RequestHead};
 pub use response::{parse_response, ResponseFraming, ResponseHead};
 
-/// Limits applied while parsing a head. Defaults match `[limits]` in the config.
+/// Limits applied while parsing a head. `Limits::default()` is what the default config
+/// compiles to: its values come from `config::defaults`, the one place they are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Max bytes of a whole head (request line + fields + final CRLF). Above -> 431.
@@ -38,13 +39,18 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        use crate::config::defaults;
         Limits {
-            max_header_bytes: 16 * 1024,
-            max_headers: 100,
-            max_uri_bytes: 8 * 1024,
-            escaped_slashes: path::EscapedSlashes::Keep,
-            allow_underscores: false,
-            allow_options_asterisk: false,
+            max_header_bytes: defaults::limits::MAX_HEADER_BYTES,
+            max_headers: defaults::limits::MAX_HEADERS,
+            max_uri_bytes: defaults::limits::MAX_URI_BYTES,
+            escaped_slashes: match defaults::policy::ESCAPED_SLASHES {
+                "reject" => path::EscapedSlashes::Reject,
+                "decode" => path::EscapedSlashes::Decode,
+                _ => path::EscapedSlashes::Keep,
+            },
+            allow_underscores: defaults::limits::ALLOW_UNDERSCORES_IN_HEADERS,
+            allow_options_asterisk: defaults::server::ALLOW_OPTIONS_ASTERISK,
         }
     }
 }
