@@ -127,7 +127,7 @@ fn names_after(code: &str, prefix: &str) -> BTreeSet<String> {
 }
 
 struct Source {
-    /// Path under `src/`, e.g. `proxy/relay.rs`.
+    /// Path under `src/`, e.g. `pipeline/exchange.rs`.
     rel: String,
     /// Module path, e.g. `["proxy", "relay"]` (`lib.rs` and `main.rs`: empty).
     module: Vec<String>,

@@ -18,7 +18,7 @@
 //! holds for it (about a KiB at 16 B/s: a minute, even after a reset), so its end is not
 //! checked. ringway lets go of it at the write deadline and aborts the connection (a reset),
 //! so the ~1.6 MB still in the socket's send queue is dropped: no socket of ringway's port may
-//! still be flushing data to a reader 2 s after ringway let go (README, "Attack script").
+//! still be flushing data to a reader 2 s after ringway let go (docs/performance.md, "Attack script").
 //!
 //! Afterwards ringway still answers and its open descriptors are back where they were.
 //!

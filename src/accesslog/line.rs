@@ -18,7 +18,7 @@ pub enum RequestId<'a> {
     Own(u64),
 }
 
-/// The fields of one line (see README, "Access log").
+/// The fields of one line (see docs/operations.md, "Access log").
 #[derive(Debug)]
 pub struct Line<'a> {
     pub time: SystemTime,

@@ -1,4 +1,4 @@
-//! The access log: one JSON line per answered request (see README, "Access log").
+//! The access log: one JSON line per answered request (see docs/operations.md, "Access log").
 //!
 //! Each worker appends lines to its own buffer (`CoreLog`: no lock, no atomic, bounded;
 //! when full, lines are dropped and counted, never waited for) and ships full buffers, and

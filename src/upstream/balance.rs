@@ -198,7 +198,7 @@ mod tests {
                 moved += 1;
             }
         }
-        // Ideal: 1/4 of the keys. The bound the README promises: at most 1/3.
+        // Ideal: 1/4 of the keys ("about 1/N", docs/operations.md); allowed: at most 1/3.
         assert!(
             moved < keys / 3 && moved > keys / 6,
             "{moved} of {keys} moved"
