@@ -82,7 +82,10 @@ pub fn run(cfg: &GatewayConfig, file: &str) -> Result<(), RunError> {
     run_with(cfg, file, Options::default())
 }
 
-/// `run`, possibly taking over a running process's listeners (see `upgrade`).
+/// `run`, possibly taking over a running process's listeners (see `upgrade`): binds (or
+/// takes over) the listeners, starts the health checker, the access log and the workers,
+/// then the services beside them (admin, overload manager, reloader, upgrade socket), and
+/// serves until the signals say stop.
 pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), RunError> {
     // Handlers first: a signal that arrives as soon as "listening on" is logged must not
     // meet the default action (SIGHUP would end the process).
@@ -90,17 +93,125 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .map_err(RunError::Signals)?;
     let first = Compiled::build(cfg, file)?;
-    let workers = first.workers.max(1);
     let driver = driver_choice(first.io_driver)?;
+    let kinds = crate::tls::build(cfg, file)?;
+    let sockets = listen(cfg, &first, opts)?;
+    let (checker, health) =
+        crate::upstream::health::start(&first.health_targets(), first.workers.max(1))
+            .map_err(RunError::Health)?;
+    let access_log = match &cfg.access_log {
+        Some(a) => Some(
+            crate::accesslog::AccessLog::start(a, first.workers.max(1)).map_err(|source| {
+                RunError::AccessLog {
+                    path: a.path.clone(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let overload = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Names resolved once here: the workers compile with these addresses.
+    let resolved = Arc::new(crate::compiled::resolve_names(cfg));
+    let start = Start {
+        cfg,
+        file,
+        max_connections: first.max_connections,
+        max_in_flight: first.max_in_flight,
+        pin_workers: first.pin_workers,
+        driver,
+        kinds: &kinds,
+        resolved: &resolved,
+        overload: &overload,
+        access_log: access_log.as_ref(),
+    };
+    // Each worker compiles its own copy on its own thread: the policy's caches and
+    // identities are per core (`Rc`), never shared.
+    drop(first);
+    let pool = start_workers(&start, sockets.listeners, health)?;
+    announce(&sockets.addrs, &kinds, pool.handles.len(), driver);
+    let state = Arc::new(std::sync::Mutex::new(admin::State {
+        process: crate::metrics::Process {
+            workers: pool.handles.len(),
+            config_version: 1,
+            ..Default::default()
+        },
+        file: file.to_string(),
+        ..Default::default()
+    }));
+    reload::record(&state, file);
+    let reload = start_services(&start, &pool, &state, checker, overload.clone())?;
+    if let (Some(stream), Some(path)) = (sockets.handover, &cfg.server.upgrade_socket) {
+        upgrade::confirm(stream, path)?;
+    }
+    if let Some(path) = cfg.server.upgrade_socket.clone() {
+        let (drain, st) = (pool.shutdowns.clone(), state.clone());
+        let workers = pool.handles.len();
+        upgrade::serve(
+            path,
+            sockets.spare,
+            workers,
+            sockets.addrs.clone(),
+            move || {
+                if let Ok(mut s) = st.lock() {
+                    s.draining = true;
+                }
+                drain.iter().for_each(Shutdown::fire);
+            },
+        )?;
+    }
+    let reopen = access_log
+        .as_ref()
+        .map(crate::accesslog::AccessLog::reopener);
+    watch_signals(signals, pool.shutdowns, reload, state, reopen)?;
+    for h in pool.handles {
+        let _ = h.join();
+    }
+    if let Some(a) = access_log {
+        a.close();
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// What starting the workers and the services beside them takes.
+struct Start<'a> {
+    cfg: &'a GatewayConfig,
+    file: &'a str,
+    /// Process-wide limits, split between the workers.
+    max_connections: usize,
+    max_in_flight: usize,
+    pin_workers: bool,
+    driver: IoDriver,
+    kinds: &'a [crate::tls::ListenerKind],
+    resolved: &'a Arc<crate::compiled::Resolved>,
+    overload: &'a Arc<std::sync::atomic::AtomicBool>,
+    access_log: Option<&'a crate::accesslog::AccessLog>,
+}
+
+/// The listening sockets, one set per worker.
+struct Sockets {
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    /// The predecessor's connection, to confirm a binary upgrade once serving.
+    handover: Option<std::os::unix::net::UnixStream>,
+    /// Copies of every listener kept for a successor (worker-major, `listen` order).
+    spare: Vec<std::net::TcpListener>,
+    /// The bound addresses, in `listen` order.
+    addrs: Vec<std::net::SocketAddr>,
+}
+
+/// Binds every listen address once per worker, or takes the sockets over from the process
+/// serving `server.upgrade_socket` (`--upgrade`).
+fn listen(cfg: &GatewayConfig, first: &Compiled, opts: Options) -> Result<Sockets, RunError> {
+    let workers = first.workers.max(1);
     let steer = workers > 1
         && match cfg.policy.steer_by_client.as_str() {
             "on" => true,
             "auto" => first.policy.has_rate_limits(),
             _ => false,
         };
-    let kinds = crate::tls::build(cfg, file)?;
-    let upgrade_path = cfg.server.upgrade_socket.clone();
-    let (listeners, handover) = match (&upgrade_path, opts.upgrade) {
+    let upgrade_path = &cfg.server.upgrade_socket;
+    let (listeners, handover) = match (upgrade_path, opts.upgrade) {
         (Some(path), true) => {
             let (ls, stream) = upgrade::take_over(path, workers, &first.listen)?;
             log::info!(
@@ -125,7 +236,6 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
             (ls, None)
         }
     };
-    // Copies of every listener, kept for a successor (worker-major, `listen` order).
     let mut spare = Vec::new();
     if upgrade_path.is_some() {
         for l in listeners.iter().flatten() {
@@ -138,62 +248,59 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     if steer {
         log::info!("connections are steered to workers by client address");
     }
-    let addrs: Vec<_> = listeners
+    let addrs = listeners
         .first()
         .map(|ls| ls.iter().filter_map(|l| l.local_addr().ok()).collect())
         .unwrap_or_default();
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let (pin, max_connections, max_in_flight) = (
-        first.pin_workers,
-        first.max_connections,
-        first.max_in_flight,
-    );
-    let (checker, mut health) = crate::upstream::health::start(&first.health_targets(), workers)
-        .map_err(RunError::Health)?;
-    let access_log = match &cfg.access_log {
-        Some(a) => Some(
-            crate::accesslog::AccessLog::start(a, workers).map_err(|source| {
-                RunError::AccessLog {
-                    path: a.path.clone(),
-                    source,
-                }
-            })?,
-        ),
-        None => None,
-    };
-    // Each worker compiles its own copy on its own thread: the policy's caches and
-    // identities are per core (`Rc`), never shared.
-    drop(first);
-    let shared_cfg = Arc::new(cfg.clone());
-    // Names resolved once here: the workers compile with these addresses.
-    let resolved = Arc::new(crate::compiled::resolve_names(cfg));
+    Ok(Sockets {
+        listeners,
+        handover,
+        spare,
+        addrs,
+    })
+}
 
+/// The running workers.
+struct Pool {
+    handles: Vec<thread::JoinHandle<()>>,
+    shutdowns: Vec<Shutdown>,
+    controls: control::Workers,
+}
+
+/// Starts one pinned worker thread per socket set, each compiling its own config, and
+/// waits until every one is accepting (or one failed: then all stop).
+fn start_workers(
+    s: &Start<'_>,
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    mut health: crate::upstream::health::Receivers,
+) -> Result<Pool, RunError> {
+    let workers = listeners.len();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let shared_cfg = Arc::new(s.cfg.clone());
     let (ready_tx, ready_rx) = mpsc::channel();
-    let mut shutdowns = Vec::new();
-    let mut handles = Vec::new();
-    let mut controls = control::Workers::default();
-    let overload = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pool = Pool {
+        handles: Vec::new(),
+        shutdowns: Vec::new(),
+        controls: control::Workers::default(),
+    };
     for (id, socks) in listeners.into_iter().enumerate() {
-        let control = controls.add();
-        let socks: Vec<_> = socks.into_iter().zip(kinds.iter().cloned()).collect();
+        let control = pool.controls.add();
+        let socks: Vec<_> = socks.into_iter().zip(s.kinds.iter().cloned()).collect();
         let share = worker::Share::of(
             id,
             workers,
-            max_connections,
-            max_in_flight,
-            overload.clone(),
+            s.max_connections,
+            s.max_in_flight,
+            s.overload.clone(),
         );
-        let core = if pin && !cores.is_empty() {
-            Some(cores[id % cores.len()])
-        } else {
-            None
-        };
+        let core = (s.pin_workers && !cores.is_empty()).then(|| cores[id % cores.len()]);
         let shutdown = Shutdown::default();
-        shutdowns.push(shutdown.clone());
+        pool.shutdowns.push(shutdown.clone());
         let ready = ready_tx.clone();
         let health = health.get_mut(id).and_then(Option::take);
-        let (cfg, file, names) = (shared_cfg.clone(), file.to_string(), resolved.clone());
-        let sink = access_log.as_ref().map(crate::accesslog::AccessLog::sink);
+        let (cfg, file, names) = (shared_cfg.clone(), s.file.to_string(), s.resolved.clone());
+        let sink = s.access_log.map(crate::accesslog::AccessLog::sink);
+        let driver = s.driver;
         let spawned = thread::Builder::new()
             .name(format!("ringway-w{id}"))
             .spawn(move || {
@@ -210,9 +317,9 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
                 )
             });
         match spawned {
-            Ok(h) => handles.push(h),
+            Ok(h) => pool.handles.push(h),
             Err(e) => {
-                shutdowns.iter().for_each(Shutdown::fire);
+                pool.shutdowns.iter().for_each(Shutdown::fire);
                 return Err(RunError::Worker {
                     id,
                     reason: e.to_string(),
@@ -221,12 +328,12 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         }
     }
     drop(ready_tx);
-    for _ in 0..handles.len() {
+    for _ in 0..pool.handles.len() {
         match ready_rx.recv() {
             Ok(Ok(msg)) => log::info!("{msg}"),
             Ok(Err((id, reason))) => {
-                shutdowns.iter().for_each(Shutdown::fire);
-                for h in handles {
+                pool.shutdowns.iter().for_each(Shutdown::fire);
+                for h in pool.handles {
                     let _ = h.join();
                 }
                 return Err(RunError::Worker { id, reason });
@@ -234,7 +341,17 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
             Err(_) => break,
         }
     }
-    for (a, kind) in addrs.iter().zip(&kinds) {
+    Ok(pool)
+}
+
+/// One `listening on` line per address, once every worker is accepting.
+fn announce(
+    addrs: &[std::net::SocketAddr],
+    kinds: &[crate::tls::ListenerKind],
+    workers: usize,
+    driver: IoDriver,
+) {
+    for (a, kind) in addrs.iter().zip(kinds) {
         let what = match kind {
             crate::tls::ListenerKind::Plain => "http",
             crate::tls::ListenerKind::Tls(_) => "https",
@@ -242,24 +359,18 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         };
         log::info!("listening on {a} ({what}; {workers} workers, driver {driver:?})");
     }
-    let resolvers: Vec<_> = kinds
-        .iter()
-        .filter_map(|k| match k {
-            crate::tls::ListenerKind::Tls(t) => Some(t.resolver.clone()),
-            _ => None,
-        })
-        .collect();
-    let state = Arc::new(std::sync::Mutex::new(admin::State {
-        process: crate::metrics::Process {
-            workers,
-            config_version: 1,
-            ..Default::default()
-        },
-        file: file.to_string(),
-        ..Default::default()
-    }));
-    reload::record(&state, file);
-    if let Some(a) = &cfg.admin {
+}
+
+/// The services beside the workers: the admin listener, the overload manager and the
+/// reloader (whose channel SIGHUP feeds).
+fn start_services(
+    s: &Start<'_>,
+    pool: &Pool,
+    state: &admin::Shared,
+    checker: crate::upstream::health::Checker,
+    overload: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<mpsc::Sender<()>, RunError> {
+    if let Some(a) = &s.cfg.admin {
         let listener = std::net::TcpListener::bind(&a.listen).map_err(|source| RunError::Bind {
             addr: a
                 .listen
@@ -270,50 +381,34 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         if let Ok(addr) = listener.local_addr() {
             log::info!("admin listening on {addr}");
         }
-        admin::start(listener, controls.clone(), state.clone()).map_err(RunError::Signals)?;
+        admin::start(listener, pool.controls.clone(), state.clone()).map_err(RunError::Signals)?;
     }
-    let ceiling = overload::Ceiling::new(cfg.limits.memory_ceiling);
+    let ceiling = overload::Ceiling::new(s.cfg.limits.memory_ceiling);
     overload::start(overload::Manager {
         ceiling: ceiling.clone(),
         flag: overload,
-        workers: controls.clone(),
+        workers: pool.controls.clone(),
         state: state.clone(),
     })
     .map_err(RunError::Signals)?;
-    let reload = reload::start(reload::Reloader {
+    let resolvers = s
+        .kinds
+        .iter()
+        .filter_map(|k| match k {
+            crate::tls::ListenerKind::Tls(t) => Some(t.resolver.clone()),
+            _ => None,
+        })
+        .collect();
+    reload::start(reload::Reloader {
         ceiling,
         resolvers,
-        resolved,
-        file: file.to_string(),
-        active: Arc::new(cfg.clone()),
-        workers: controls,
+        resolved: s.resolved.clone(),
+        file: s.file.to_string(),
+        active: Arc::new(s.cfg.clone()),
+        workers: pool.controls.clone(),
         state: state.clone(),
         health: checker,
-    })?;
-    if let (Some(stream), Some(path)) = (handover, &upgrade_path) {
-        upgrade::confirm(stream, path)?;
-    }
-    if let Some(path) = upgrade_path {
-        let (drain, st) = (shutdowns.clone(), state.clone());
-        upgrade::serve(path, spare, workers, addrs.clone(), move || {
-            if let Ok(mut s) = st.lock() {
-                s.draining = true;
-            }
-            drain.iter().for_each(Shutdown::fire);
-        })?;
-    }
-    let reopen = access_log
-        .as_ref()
-        .map(crate::accesslog::AccessLog::reopener);
-    watch_signals(signals, shutdowns, reload, state, reopen)?;
-    for h in handles {
-        let _ = h.join();
-    }
-    if let Some(a) = access_log {
-        a.close();
-    }
-    log::info!("stopped");
-    Ok(())
+    })
 }
 
 /// First SIGTERM/SIGINT starts the drain in every worker; a second one exits at once.
