@@ -2,6 +2,8 @@
 //! one definition that the HTTP parser (`http`) and the config validator (`config`, for the
 //! field names and values a user writes) both check against. A leaf: it imports nothing of
 //! the crate and does no I/O.
+//!
+//! Where it sits: a leaf, below `config` and `http`.
 
 /// Fields that are hop-by-hop by definition (RFC 9110 §7.6.1) and never forwarded.
 /// `Upgrade` is included: a tunnelled upgrade gets `Connection: Upgrade` and its `Upgrade`

@@ -2,6 +2,8 @@
 //! `2026-11-24T22:23:57.123Z INFO message`. Level from `RINGWAY_LOG` (error, warn, info,
 //! debug, trace; default info). Lines are written with one `write_all` so workers'
 //! lines do not interleave mid-line.
+//!
+//! Where it sits: a leaf beside `runtime` (it borrows `accesslog`'s RFC 3339 clock).
 
 use std::io::Write;
 use std::time::SystemTime;

@@ -2,6 +2,8 @@
 //! `Cell` arithmetic (no atomics, nothing shared); a scrape asks every worker for a
 //! `Snapshot` through its control channel and sums them (`Snapshot::merge`), then renders
 //! the Prometheus text format (`render`). Nothing here runs on another core's request path.
+//!
+//! Where it sits: a leaf (it imports nothing of the crate).
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;

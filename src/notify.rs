@@ -1,6 +1,8 @@
 //! Tiny wake-up primitives for the thread-per-core runtime.
 //! `LocalNotify` wakes tasks on the same worker (no atomics); `Shutdown` is the one
 //! cross-thread signal (main thread -> worker), used off the request path.
+//!
+//! Where it sits: a leaf (it imports nothing of the crate).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

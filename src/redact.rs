@@ -2,6 +2,8 @@
 //! request target goes through here: values of secret fields print as `REDACTED`, query
 //! values always do. Nothing here allocates unless a line is actually formatted, so callers
 //! keep these behind `log::debug!` and friends.
+//!
+//! Where it sits: a leaf (it imports nothing of the crate).
 
 use std::fmt;
 

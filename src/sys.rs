@@ -2,6 +2,8 @@
 //! one syscall on a file descriptor the caller owns, or the one allocator call that hands
 //! free pages back to the OS (madvise underneath), or the page size; nothing else lives
 //! here.
+//!
+//! Where it sits: a leaf (it imports nothing of the crate).
 
 use std::os::fd::RawFd;
 

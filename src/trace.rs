@@ -4,6 +4,8 @@
 //!
 //! Only version `00` is accepted, exactly as the spec's grammar writes it:
 //! `00-<32 lowercase hex, not all zero>-<16 lowercase hex, not all zero>-<2 lowercase hex>`.
+//!
+//! Where it sits: a leaf (it imports nothing of the crate).
 
 /// The field name, lowercase.
 pub const FIELD: &[u8] = b"traceparent";

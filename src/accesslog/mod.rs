@@ -7,6 +7,8 @@
 //!
 //! `RequestLog` collects a request's measurements in the connection; `Line` is the field
 //! set and its JSON form, with a hand-written escaper (`json`) and RFC 3339 clock (`time`).
+//!
+//! Where it sits: below `pipeline` and `runtime`; it imports `config`, `http` and `trace`.
 
 mod core;
 pub mod json;

@@ -2,6 +2,9 @@
 //! into per-core lookup structures (host table + path trie + predicates, upstream sets,
 //! header edits, CIDR lists). Immutable once built, cheap to look up, no I/O after build,
 //! no allocation or string building per lookup. Each worker owns its own copy.
+//!
+//! Where it sits: above `policy`, `upstream`, `tls`, `io`, `http` and `config`, whose
+//! compiled parts it gathers; below `pipeline`, `front` and `runtime`.
 
 mod protect;
 mod route_table;

@@ -4,6 +4,9 @@
 //!
 //! Invariant: nothing in this module does I/O, allocates per call once its reusable buffers
 //! are warm, or panics on any input bytes. Every rejection is a typed [`ParseError`].
+//!
+//! Where it sits: below `policy`, `upstream`, `compiled` and everything that relays; it
+//! imports `config` (limits' defaults), `grammar` and `trace` only.
 
 pub mod canned;
 pub mod chunked;

@@ -4,6 +4,9 @@
 //! the latter), upstream connections split once (`UpConn`), zero-copy relays through kernel
 //! pipes (`splice`), the worker's pool of large body buffers (`bufs`) and the request body's
 //! deadline (`deadline`). Nothing here parses HTTP.
+//!
+//! Where it sits: below `pipeline`, `front`, `upstream` and `compiled`; above `tls` and
+//! `sys` only.
 
 pub mod bufs;
 pub mod deadline;

@@ -7,6 +7,9 @@
 //! Order of checks: global `[rules]`, then the route's `rules` (IP deny/allow -> 403,
 //! methods -> 405, denied paths -> 403, header and query rules -> 403, body size -> 413),
 //! then the route's `access` (401 / 403), then every rate limit (429).
+//!
+//! Where it sits: below `compiled` (which holds the built `Policy`) and `pipeline`; it
+//! imports only `config`, `http` and `grammar`.
 
 pub mod identity;
 pub mod ratelimit;

@@ -3,6 +3,9 @@
 //! unavailable or chosen), its own SO_REUSEPORT listeners, its own `Compiled` and its own
 //! upstream pool. The main thread binds sockets, starts workers, and turns SIGTERM/SIGINT
 //! into a drain. Nothing here is on the request path.
+//!
+//! Where it sits: the top layer (below `main.rs` only); it picks a front end for each
+//! accepted connection and drives everything else from outside the request path.
 
 mod admin;
 mod bind;

@@ -6,6 +6,9 @@
 //! certificate resolver swaps its whole set on reload; a handshake that already picked a
 //! certificate keeps it. The handshake itself is driven here (`accept`), so ringway sees the
 //! SNI name and the client certificate, then the data phase runs on `monoio_rustls`.
+//!
+//! Where it sits: below `compiled` and `io` (which lends its stream types a `Stream`
+//! impl); it imports only `config` and `grammar`.
 
 mod certs;
 mod upstream;

@@ -9,6 +9,9 @@
 //! (outstanding requests, connections, retries in flight) are therefore **per worker**:
 //! least_requests and p2c balance each worker's own requests, and the breaker limits apply
 //! per worker.
+//!
+//! Where it sits: below `compiled` (which holds each upstream's `Lb`) and `pipeline`; it
+//! imports `config`, `http`, `io` and `metrics` only. The keep-alive pools (`pool`) live here.
 
 pub mod balance;
 pub mod health;
