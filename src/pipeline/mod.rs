@@ -342,8 +342,10 @@ fn accepts_upgrade(resp: &ResponseHead, protocol: &[u8]) -> bool {
         .is_some_and(|p| same_protocol(p, protocol))
 }
 
-/// Serves one request whose head the front end has parsed into `req.head` (its first
-/// bytes arrived at `start`): the whole life, from admission to the access log line.
+/// Serves one request whose first bytes arrived at `start`, from admission to the access
+/// log line. `head` says whether the front end parsed its head into `req.head`; when it
+/// did not, the client's fault is the answer (nothing of `req.head`, which may hold the
+/// previous request, is consulted) and the connection then closes.
 pub async fn serve<C: Connector, F: Front>(
     shared: &Rc<Shared<C>>,
     cfg: &Rc<Compiled>,
@@ -351,7 +353,13 @@ pub async fn serve<C: Connector, F: Front>(
     req: &mut Request,
     front: &mut F,
     start: Instant,
+    head: Result<(), ClientFault>,
 ) -> Next {
+    if head.is_err() {
+        req.head.keep_alive = false;
+        req.head.method = Default::default();
+        req.hsts = None;
+    }
     let mut life = Life {
         shared,
         cfg,
@@ -359,37 +367,20 @@ pub async fn serve<C: Connector, F: Front>(
         req,
         front,
     };
-    life.begin_log(start, true);
-    let next = life.handle().await;
-    life.count(start);
+    life.begin_log(start, head.is_ok());
+    let next = match head {
+        Ok(()) => {
+            let next = life.handle().await;
+            life.count(start);
+            next
+        }
+        Err(fault) => {
+            life.refuse(Refusal::Client(fault), true).await;
+            Next::Close
+        }
+    };
     life.end_log();
     next
-}
-
-/// Answers a request whose head did not parse (`req.head` may hold the previous request,
-/// so nothing of it is consulted) with the client's fault; the connection then closes.
-pub async fn refuse_unparsed<C: Connector, F: Front>(
-    shared: &Rc<Shared<C>>,
-    cfg: &Rc<Compiled>,
-    client: &Client,
-    req: &mut Request,
-    front: &mut F,
-    start: Instant,
-    fault: ClientFault,
-) {
-    req.head.keep_alive = false;
-    req.head.method = Default::default();
-    req.hsts = None;
-    let mut life = Life {
-        shared,
-        cfg,
-        client,
-        req,
-        front,
-    };
-    life.begin_log(start, false);
-    life.refuse(Refusal::Client(fault), true).await;
-    life.end_log();
 }
 
 /// One request on its way through the phases.

@@ -160,23 +160,23 @@ where
             let cfg = self.shared.config();
             let (shared, client, req, front) =
                 (&self.shared, &self.client, &mut self.req, &mut self.front);
-            match read {
-                HeadRead::Ok => {}
+            let head = match read {
+                HeadRead::Ok => Ok(()),
                 HeadRead::Closed => return,
-                HeadRead::Reject(fault) => {
-                    front.out.version = crate::http::Version::Http11;
-                    pipeline::refuse_unparsed(shared, &cfg, client, req, front, start, fault).await;
-                    return;
-                }
-            }
+                HeadRead::Reject(fault) => Err(fault),
+            };
             let max_age = cfg.timeouts.max_connection_age;
             if !max_age.is_zero() && accepted.elapsed() >= max_age {
                 // Old enough: this response closes the connection, so every connection
                 // converges on the current config and binary.
                 req.head.keep_alive = false;
             }
-            front.out.version = req.head.version;
-            let next = pipeline::serve(shared, &cfg, client, req, front, start).await;
+            // An unparsed head is answered as HTTP/1.1 (and closes the connection).
+            front.out.version = match head {
+                Ok(()) => req.head.version,
+                Err(_) => crate::http::Version::Http11,
+            };
+            let next = pipeline::serve(shared, &cfg, client, req, front, start, head).await;
             if next == Next::Close {
                 return;
             }
