@@ -366,7 +366,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         };
         self.front.sink().log().status = None;
         let deadline = body_deadline.unwrap_or_else(|| cfg.timeouts.body_deadline(sent_at));
-        let attempt = self
+        let (attempt, upstream_status) = self
             .exchange(cfg, route, conn, sent_at, deadline, retry)
             .await;
         // One clock read ends both the upstream exchange and, unless more follows (a
@@ -375,9 +375,8 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         self.shared
             .metrics
             .upstream_latency(done.saturating_duration_since(sent_at));
-        let log = self.front.sink().log();
-        log.end = Some(done);
-        if let Some(status) = log.status {
+        self.front.sink().log().end = Some(done);
+        if let Some(status) = upstream_status {
             lb.report(plan.upstream, &up.lb, plan.server, status >= 500);
         }
         attempt
@@ -421,7 +420,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         sent_at: Instant,
         body_deadline: BodyDeadline,
         retry: Option<&dyn Fn(u16) -> bool>,
-    ) -> Attempt {
+    ) -> (Attempt, Option<u16>) {
         let req = &mut *self.req;
         let framing = req.head.framing;
         let has_body = framing != BodyFraming::None;
@@ -433,7 +432,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 SendFail::Client(fault) => self.refuse(Refusal::Client(fault), true).await,
                 _ => Next::Close,
             };
-            return Attempt::Finished { next, pool: false };
+            return (Attempt::Finished { next, pool: false }, None);
         }
         if flush_upstream(&mut conn.w, &mut req.obuf, write)
             .await
@@ -444,9 +443,9 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 let next = self
                     .refuse(Refusal::Upstream(UpstreamFault::Invalid), true)
                     .await;
-                return Attempt::Finished { next, pool: false };
+                return (Attempt::Finished { next, pool: false }, None);
             }
-            return Attempt::Retry;
+            return (Attempt::Retry, None);
         }
         let started = Cell::new(false);
         let (body, sink) = self.front.split();
@@ -495,9 +494,13 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             (o, BodyEnd::Sent)
         };
         let relayed = self.front.body().relayed(framing);
-        self.front.sink().log().bytes_in = relayed;
+        let log = self.front.sink().log();
+        log.bytes_in = relayed;
+        // The upstream's own status, if its final head came (before an answer of ringway's
+        // own replaces it in the log).
+        let upstream_status = log.status;
         let body_sent = matches!(body_end, BodyEnd::Sent);
-        match outcome {
+        let attempt = match outcome {
             RespOutcome::Done { reusable, close } => Attempt::Finished {
                 next: if close || !body_sent {
                     Next::Close
@@ -532,10 +535,13 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                     // The client broke the body rules: that is the answer.
                     (_, BodyEnd::ClientError(r)) => r,
                     (_, BodyEnd::ClientGone) => {
-                        return Attempt::Finished {
-                            next: Next::Close,
-                            pool: false,
-                        }
+                        return (
+                            Attempt::Finished {
+                                next: Next::Close,
+                                pool: false,
+                            },
+                            upstream_status,
+                        )
                     }
                     (RespOutcome::Failed(fault), _) => Refusal::Upstream(fault),
                     _ => Refusal::Upstream(UpstreamFault::Invalid),
@@ -543,7 +549,8 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 let next = self.refuse(refusal, !body_sent).await;
                 Attempt::Finished { next, pool: false }
             }
-        }
+        };
+        (attempt, upstream_status)
     }
 }
 
