@@ -18,7 +18,7 @@ pub mod response;
 
 pub use error::ParseError;
 pub use head::{HeaderIdx, Span, Version};
-pub use request::{parse_request, BodyFraming, RequestHead};
+pub use request::{parse_request, request_from_parts, BodyFraming, RequestHead};
 pub use response::{parse_response, ResponseFraming, ResponseHead};
 
 /// Limits applied while parsing a head. `Limits::default()` is what the default config

@@ -202,6 +202,55 @@ pub fn parse_request(
     Ok(true)
 }
 
+/// Builds `out` from protocol-neutral parts, as a front end that does not speak HTTP/1.1
+/// on the wire has them (an HTTP/2 stream's `:method`, `:authority`, `:path` and fields):
+/// the same head `parse_request` would give for the equivalent HTTP/1.1 request, checked by
+/// the same rules (tokens, field bytes, target bytes, normalisation, limits), with
+/// `authority` as its Host and `body` as its framing (`Chunked` standing for a body of
+/// unknown length). The caller has already refused what its own protocol forbids (for
+/// HTTP/2: connection-specific fields, uppercase names, pseudo-header rules).
+pub fn request_from_parts<'a>(
+    method: &[u8],
+    authority: &[u8],
+    target: &[u8],
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    body: BodyFraming,
+    limits: &Limits,
+    out: &mut RequestHead,
+) -> Result<(), ParseError> {
+    let mut text = BytesMut::with_capacity(64 + target.len());
+    for part in [
+        method,
+        b" ",
+        target,
+        b" HTTP/1.1\r\nHost: ",
+        authority,
+        b"\r\n",
+    ] {
+        text.extend_from_slice(part);
+    }
+    for (name, value) in fields {
+        let framing = name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"host");
+        if framing || value.iter().any(|&b| b == b'\r' || b == b'\n') {
+            // Framing is the caller's `body`; the authority is the Host; CR/LF would
+            // make the text below say something else than the parts.
+            return Err(ParseError::Bad("field not allowed in a request from parts"));
+        }
+        for part in [name, b": ", value, b"\r\n"] {
+            text.extend_from_slice(part);
+        }
+    }
+    text.extend_from_slice(b"\r\n");
+    if !parse_request(&mut text, limits, out)? || !text.is_empty() {
+        return Err(ParseError::Bad("malformed request from parts"));
+    }
+    out.framing = body;
+    out.keep_alive = true;
+    Ok(())
+}
+
 /// While a head is incomplete: bound what a client can make us hold.
 fn check_incomplete(buf: &[u8], limits: &Limits) -> Result<(), ParseError> {
     if buf.len() > limits.max_header_bytes {

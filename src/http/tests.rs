@@ -658,3 +658,49 @@ fn the_only_traceparent_field_is_found_in_the_parse_and_two_count_as_none() {
     let (h, _) = req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").expect("valid");
     assert_eq!(h.traceparent, None);
 }
+
+#[test]
+fn a_head_from_parts_is_the_head_of_the_equivalent_request() {
+    use super::request::request_from_parts;
+    let mut h = RequestHead::default();
+    let fields: [(&[u8], &[u8]); 2] = [(b"accept", b"*/*"), (b"cookie", b"a=1; b=2")];
+    request_from_parts(
+        b"POST",
+        b"API.example:8443",
+        b"/a/./b/../c?x=1",
+        fields,
+        BodyFraming::Chunked,
+        &Limits::default(),
+        &mut h,
+    )
+    .expect("valid parts");
+    assert_eq!(h.method(), b"POST");
+    assert_eq!(h.host_lower, b"api.example");
+    assert_eq!(h.header(b"host"), Some(&b"API.example:8443"[..]));
+    assert_eq!(h.path, b"/a/c");
+    assert_eq!(h.query(), b"?x=1");
+    assert_eq!(h.header(b"cookie"), Some(&b"a=1; b=2"[..]));
+    assert_eq!(h.framing, BodyFraming::Chunked);
+    assert!(h.keep_alive);
+    let bad: [(&[u8], &[u8], &[u8], &[(&[u8], &[u8])]); 7] = [
+        (b"GET", b"a", b"/x/..%2fadmin", &[]),
+        (b"GET", b"a b", b"/", &[]),
+        (b"GET", b"a", b"/ok", &[(b"bad name", b"v")]),
+        (b"GET", b"a", b"/ok", &[(b"x", b"a\r\nInjected: 1")]),
+        (b"GET", b"a", b"/ok", &[(b"content-length", b"5")]),
+        (b"GET", b"a", b"/ok", &[(b"Host", b"other")]),
+        (b"G T", b"a", b"/ok", &[]),
+    ];
+    for (method, authority, target, fields) in bad {
+        let r = request_from_parts(
+            method,
+            authority,
+            target,
+            fields.iter().copied(),
+            BodyFraming::None,
+            &Limits::default(),
+            &mut h,
+        );
+        assert!(r.is_err(), "{:?} {:?} {:?}", method, target, fields);
+    }
+}

@@ -181,5 +181,10 @@ pub async fn burst<A: Stream, B: Stream>(
 /// Whether a body of which `remaining` bytes are still to come is worth splicing between
 /// these two stream types under `threshold` (0 = never).
 pub fn worth_it<A: Stream, B: Stream>(remaining: u64, threshold: u64) -> bool {
-    A::SPLICE && B::SPLICE && threshold > 0 && remaining >= threshold
+    worth(A::SPLICE && B::SPLICE, remaining, threshold)
+}
+
+/// `worth_it` for two ends that `both` can splice.
+pub fn worth(both: bool, remaining: u64, threshold: u64) -> bool {
+    both && threshold > 0 && remaining >= threshold
 }

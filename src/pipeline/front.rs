@@ -69,9 +69,6 @@ pub struct Tunnel<'a> {
 /// Where a request body comes from.
 #[allow(async_fn_in_trait)]
 pub trait BodySource {
-    /// The client's stream, for body runs spliced from it (`Stream::SPLICE` false: never).
-    type Stream: Stream;
-
     /// A fresh body of `framing` for one attempt, with `limit` payload bytes at most (0 =
     /// unlimited) and trailers of up to `max_trailer` bytes.
     fn begin(&mut self, framing: BodyFraming, limit: u64, max_trailer: usize);
@@ -120,8 +117,9 @@ pub struct HeadOut<'a> {
 /// payload as it comes. Appends (`put…`) only queue; `flush` and `send` write.
 #[allow(async_fn_in_trait)]
 pub trait ResponseSink {
-    /// The client's stream, for body runs spliced into it (`Stream::SPLICE` false: never).
-    type Stream: Stream;
+    /// Body runs can be spliced into the client's socket (`splice_from`): a plain socket,
+    /// not TLS, not a multiplexed stream.
+    const SPLICE: bool = false;
 
     /// The current request's access log record; the sink counts what it writes there.
     fn log(&mut self) -> &mut RequestLog;
@@ -159,7 +157,8 @@ pub trait ResponseSink {
     /// Writes what is queued, then all of `buf` (body bytes or a joined head), leaving `buf`
     /// empty with its capacity.
     async fn send(&mut self, buf: &mut BytesMut, write: Duration) -> Result<(), IoFail>;
-    /// Moves exactly `len` body bytes from `src` to the client through `pipe`.
+    /// Moves exactly `len` body bytes from `src` to the client through `pipe`. Only called
+    /// when `SPLICE` is true.
     async fn splice_from<U: Stream>(
         &mut self,
         pipes: &Pipes,
@@ -168,5 +167,8 @@ pub trait ResponseSink {
         len: u64,
         read: ReadLimit,
         write: Duration,
-    ) -> Result<(), SpliceFail>;
+    ) -> Result<(), SpliceFail> {
+        let _ = (pipes, pipe, src, len, read, write);
+        Err(SpliceFail::Destination)
+    }
 }

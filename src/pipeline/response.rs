@@ -327,7 +327,7 @@ impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
 
     /// A pipe when `remaining` body bytes are worth splicing and one can be had.
     fn splice_pipe(&self, remaining: u64) -> Option<PipePair> {
-        if splice::worth_it::<C, K::Stream>(remaining, self.cfg.splice_threshold) {
+        if splice::worth(C::SPLICE && K::SPLICE, remaining, self.cfg.splice_threshold) {
             self.pipes.take()
         } else {
             None

@@ -41,8 +41,6 @@ impl<S: Stream> ClientIn<S> {
 }
 
 impl<S: Stream> BodySource for ClientIn<S> {
-    type Stream = S;
-
     fn begin(&mut self, framing: BodyFraming, limit: u64, max_trailer: usize) {
         self.state = BodyState::new(framing, max_trailer, limit);
     }

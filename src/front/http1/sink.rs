@@ -60,7 +60,7 @@ impl<S: Stream> ClientOut<S> {
 }
 
 impl<S: Stream> ResponseSink for ClientOut<S> {
-    type Stream = S;
+    const SPLICE: bool = S::SPLICE;
 
     fn log(&mut self) -> &mut RequestLog {
         &mut self.log
