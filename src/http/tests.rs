@@ -682,7 +682,8 @@ fn a_head_from_parts_is_the_head_of_the_equivalent_request() {
     assert_eq!(h.header(b"cookie"), Some(&b"a=1; b=2"[..]));
     assert_eq!(h.framing, BodyFraming::Chunked);
     assert!(h.keep_alive);
-    let bad: [(&[u8], &[u8], &[u8], &[(&[u8], &[u8])]); 7] = [
+    type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [(&'a [u8], &'a [u8])]);
+    let bad: [Parts<'_>; 7] = [
         (b"GET", b"a", b"/x/..%2fadmin", &[]),
         (b"GET", b"a b", b"/", &[]),
         (b"GET", b"a", b"/ok", &[(b"bad name", b"v")]),
