@@ -333,11 +333,7 @@ impl Compiled {
                 max_header_bytes: l.max_header_bytes,
                 max_headers: l.max_headers,
                 max_uri_bytes: l.max_uri_bytes,
-                escaped_slashes: match cfg.policy.escaped_slashes.as_str() {
-                    "reject" => EscapedSlashes::Reject,
-                    "decode" => EscapedSlashes::Decode,
-                    _ => EscapedSlashes::Keep,
-                },
+                escaped_slashes: EscapedSlashes::from_config(&cfg.policy.escaped_slashes),
                 allow_underscores: l.allow_underscores_in_headers,
                 allow_options_asterisk: cfg.server.allow_options_asterisk,
             },

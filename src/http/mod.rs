@@ -47,11 +47,7 @@ impl Default for Limits {
             max_header_bytes: defaults::limits::MAX_HEADER_BYTES,
             max_headers: defaults::limits::MAX_HEADERS,
             max_uri_bytes: defaults::limits::MAX_URI_BYTES,
-            escaped_slashes: match defaults::policy::ESCAPED_SLASHES {
-                "reject" => path::EscapedSlashes::Reject,
-                "decode" => path::EscapedSlashes::Decode,
-                _ => path::EscapedSlashes::Keep,
-            },
+            escaped_slashes: path::EscapedSlashes::from_config(defaults::policy::ESCAPED_SLASHES),
             allow_underscores: defaults::limits::ALLOW_UNDERSCORES_IN_HEADERS,
             allow_options_asterisk: defaults::server::ALLOW_OPTIONS_ASTERISK,
         }

@@ -48,19 +48,30 @@ pub fn hex_val(b: u8) -> Option<u8> {
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-/// What an escaped slash (`%2F`, or `%5C`, a backslash) in a path means.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What an escaped slash (`%2F`, or `%5C`, a backslash) in a path means
+/// (`policy.escaped_slashes`; its default is the config's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EscapedSlashes {
     /// Kept as an escape: part of a segment, never a separator. A path that would hold a
     /// `.` or `..` segment once they were decoded is refused (400): a backend that decodes
     /// them would resolve it (`/x/..%2Fadmin` is `/admin` to it).
-    #[default]
     Keep,
     /// The request is refused (400).
     Reject,
     /// Decoded to '/' before the path is normalised, so routing and rules see the path a
     /// backend that decodes them would see.
     Decode,
+}
+
+impl EscapedSlashes {
+    /// The mode a validated `policy.escaped_slashes` value names.
+    pub fn from_config(value: &str) -> EscapedSlashes {
+        match value {
+            "reject" => EscapedSlashes::Reject,
+            "decode" => EscapedSlashes::Decode,
+            _ => EscapedSlashes::Keep,
+        }
+    }
 }
 
 /// Appends `seg` to `out`, decoding escapes of unreserved characters and uppercasing the rest.
