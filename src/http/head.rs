@@ -38,10 +38,13 @@ pub struct HeaderIdx {
     pub value: Span,
 }
 
+/// The HTTP version a message came with. HTTP/1.1 parsing gives only the first two;
+/// `Http2` marks a request an HTTP/2 front end built (`request_from_parts`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     Http10,
     Http11,
+    Http2,
 }
 
 impl Version {
@@ -49,6 +52,7 @@ impl Version {
         match self {
             Version::Http10 => b"HTTP/1.0",
             Version::Http11 => b"HTTP/1.1",
+            Version::Http2 => b"HTTP/2",
         }
     }
 }

@@ -206,8 +206,8 @@ pub fn parse_request(
 /// on the wire has them (an HTTP/2 stream's `:method`, `:authority`, `:path` and fields):
 /// the same head `parse_request` would give for the equivalent HTTP/1.1 request, checked by
 /// the same rules (tokens, field bytes, target bytes, normalisation, limits), with
-/// `authority` as its Host and `body` as its framing (`Chunked` standing for a body of
-/// unknown length). The caller has already refused what its own protocol forbids (for
+/// `authority` as its Host, `body` as its framing (`Chunked` standing for a body of
+/// unknown length) and `Version::Http2` as its version. The caller has already refused what its own protocol forbids (for
 /// HTTP/2: connection-specific fields, uppercase names, pseudo-header rules).
 pub fn request_from_parts<'a>(
     method: &[u8],
@@ -248,6 +248,7 @@ pub fn request_from_parts<'a>(
     }
     out.framing = body;
     out.keep_alive = true;
+    out.version = Version::Http2;
     Ok(())
 }
 
@@ -363,7 +364,7 @@ fn fill_semantics(
         }
     };
     out.keep_alive = match out.version {
-        Version::Http11 => !f.connection_close,
+        Version::Http11 | Version::Http2 => !f.connection_close,
         Version::Http10 => f.connection_keep_alive && !f.connection_close,
     };
     out.expect_continue = expect_continue;

@@ -161,7 +161,7 @@ pub fn parse_response_at(
     };
     out.keep_alive = out.framing != ResponseFraming::CloseDelimited
         && match out.version {
-            Version::Http11 => !f.connection_close,
+            Version::Http11 | Version::Http2 => !f.connection_close,
             Version::Http10 => f.connection_keep_alive && !f.connection_close,
         };
     out.buf.clear();

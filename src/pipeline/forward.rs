@@ -33,6 +33,32 @@ fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
+/// Where the fields of a response head go: HTTP/1.1 writes `name: value` lines; another
+/// protocol (HTTP/2's header list) collects them. A value may be written in parts.
+pub trait FieldWriter {
+    fn begin(&mut self, name: &[u8]);
+    fn part(&mut self, value: &[u8]);
+    fn end(&mut self);
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.begin(name);
+        self.part(value);
+        self.end();
+    }
+}
+
+impl FieldWriter for BytesMut {
+    fn begin(&mut self, name: &[u8]) {
+        self.put_slice(name);
+        self.put_slice(b": ");
+    }
+    fn part(&mut self, value: &[u8]) {
+        self.put_slice(value);
+    }
+    fn end(&mut self) {
+        self.put_slice(b"\r\n");
+    }
+}
+
 fn put_edits(out: &mut BytesMut, edits: &HeaderEdits) {
     for (name, _, value) in &edits.set {
         put_field(out, name, value);
@@ -69,28 +95,29 @@ fn eq(a: &[u8], lower: &[u8]) -> bool {
 }
 
 /// Writes one Via field: the message's own Via values, then ringway's entry, whose
-/// received-protocol is the version the message came with ("1.0 ringway" for 1.0 peers).
+/// received-protocol is the version the message came with ("1.0 ringway" for 1.0 peers,
+/// "2 ringway" for HTTP/2 ones).
 fn put_via<'a>(
-    out: &mut BytesMut,
+    out: &mut impl FieldWriter,
     fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     via: &[u8],
     version: Version,
 ) {
-    out.put_slice(b"Via: ");
+    out.begin(b"Via");
     for (name, value) in fields {
         if eq(name, b"via") && !value.is_empty() {
-            out.put_slice(value);
-            out.put_slice(b", ");
+            out.part(value);
+            out.part(b", ");
         }
     }
     let pseudonym = via.strip_prefix(b"1.1 ").unwrap_or(via);
-    out.put_slice(if version == Version::Http10 {
-        b"1.0 "
-    } else {
-        b"1.1 "
+    out.part(match version {
+        Version::Http10 => b"1.0 ",
+        Version::Http11 => b"1.1 ",
+        Version::Http2 => b"2 ",
     });
-    out.put_slice(pseudonym);
-    out.put_slice(b"\r\n");
+    out.part(pseudonym);
+    out.end();
 }
 
 /// Writes the framing field for `framing` (none for bodiless or close-delimited bodies).
@@ -289,7 +316,7 @@ pub struct ResponseCtx<'a> {
     pub upgrade: Option<&'a [u8]>,
 }
 
-/// Appends the client response head for upstream response `resp` to `out`.
+/// Appends the client response head for upstream response `resp` to `out` (HTTP/1.1).
 pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<'_>) {
     out.put_slice(b"HTTP/1.1 ");
     put_u64(out, u64::from(resp.status));
@@ -301,10 +328,31 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
         out.put_slice(reason);
     }
     out.put_slice(b"\r\n");
+    response_fields(out, resp, ctx, |out| put_framing(out, ctx.framing));
+    if let Some(protocol) = ctx.upgrade {
+        put_upgrade(out, protocol);
+    } else if ctx.close {
+        out.put_slice(b"Connection: close\r\n");
+    } else if ctx.client_version == Version::Http10 {
+        out.put_slice(b"Connection: keep-alive\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// The fields of the client response for `resp`, whatever the client's protocol: ringway's
+/// `Server`, the upstream's fields minus hop-by-hop, framing and hidden ones, then the
+/// caller's framing fields (`framing`), the route's edits, HSTS and `Via`. Connection
+/// options are the caller's, after these.
+pub fn response_fields<W: FieldWriter>(
+    out: &mut W,
+    resp: &ResponseHead,
+    ctx: &ResponseCtx<'_>,
+    framing: impl FnOnce(&mut W),
+) {
     let protect = &ctx.cfg.protect;
     match &protect.server {
         // A route's own `response_headers` edit of `Server` wins over ours.
-        Some(server) if !ctx.edits.drops(b"server") => put_field(out, b"Server", server),
+        Some(server) if !ctx.edits.drops(b"server") => out.field(b"Server", server),
         _ => {}
     }
     let keep_framing_fields = ctx.framing == OutFraming::HeadersOnly;
@@ -312,7 +360,7 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
         let (name, value) = resp.header_at(i);
         let is_te = eq(name, b"transfer-encoding");
         if keep_framing_fields && is_te && ctx.client_version == Version::Http11 {
-            put_field(out, name, value);
+            out.field(name, value);
             continue;
         }
         if (resp.is_hop_by_hop(name) || is_te)
@@ -324,12 +372,17 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
         {
             continue;
         }
-        put_field(out, name, value);
+        out.field(name, value);
     }
-    put_framing(out, ctx.framing);
-    put_edits(out, ctx.edits);
+    framing(out);
+    for (name, _, value) in &ctx.edits.set {
+        out.field(name, value);
+    }
+    for (name, value) in &ctx.edits.add {
+        out.field(name, value);
+    }
     if let Some(hsts) = ctx.hsts {
-        put_field(out, b"Strict-Transport-Security", hsts);
+        out.field(b"Strict-Transport-Security", hsts);
     }
     if let Some(via) = &ctx.cfg.via {
         put_via(
@@ -339,14 +392,6 @@ pub fn response_head(out: &mut BytesMut, resp: &ResponseHead, ctx: &ResponseCtx<
             resp.version,
         );
     }
-    if let Some(protocol) = ctx.upgrade {
-        put_upgrade(out, protocol);
-    } else if ctx.close {
-        out.put_slice(b"Connection: close\r\n");
-    } else if ctx.client_version == Version::Http10 {
-        out.put_slice(b"Connection: keep-alive\r\n");
-    }
-    out.put_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -555,7 +555,7 @@ fn response_round_trip(cfg: &Compiled, r: &ResponseHead, side: Side) -> Result<(
     let want_connection: Option<&[u8]> = match (close, side.client) {
         (true, _) => Some(&b"close"[..]),
         (false, Version::Http10) => Some(&b"keep-alive"[..]),
-        (false, Version::Http11) => None,
+        (false, Version::Http11 | Version::Http2) => None,
     };
     let server = r2.headers.first().map(|_| r2.header_at(0));
     let want_server = cfg.protect.server.as_deref().map(|s| (&b"Server"[..], s));
