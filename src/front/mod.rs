@@ -9,3 +9,4 @@
 //! the front end).
 
 pub mod http1;
+pub mod http2;

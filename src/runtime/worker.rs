@@ -382,8 +382,9 @@ fn snapshot(shared: &Shared<TcpConnector>) -> crate::metrics::Snapshot {
     s
 }
 
-/// Serves one accepted connection the way its listener says: plain, TLS after a
-/// handshake, or redirecting to HTTPS.
+/// Serves one accepted connection the way its listener says: plain (HTTP/1.1, or HTTP/2
+/// with prior knowledge when it opens with the preface), TLS after a handshake (HTTP/2 when
+/// ALPN chose `h2`), or redirecting to HTTPS.
 async fn serve_as(
     kind: ListenerKind,
     shared: Rc<Shared<TcpConnector>>,
@@ -392,31 +393,108 @@ async fn serve_as(
 ) {
     let accepted = Instant::now();
     match kind {
-        ListenerKind::Plain => serve(shared, stream, peer, accepted, ConnMeta::default()).await,
+        ListenerKind::Plain => {
+            serve_plain(shared, stream, peer, accepted, ConnMeta::default()).await
+        }
         ListenerKind::RedirectHttps(port) => {
             let meta = ConnMeta {
                 redirect_https: Some(port),
                 ..ConnMeta::default()
             };
-            serve(shared, stream, peer, accepted, meta).await
+            serve_plain(shared, stream, peer, accepted, meta).await
         }
         ListenerKind::Tls(tls) => {
-            let (stream, info) = match crate::tls::accept(stream, &tls, peer).await {
+            let done = match crate::tls::accept_raw(stream, &tls, peer).await {
                 Ok(s) => s,
                 Err(e) => {
                     log::debug!("client {peer}: {e}");
                     return;
                 }
             };
-            let cert = info
+            let cert = done
+                .info
                 .client_identity
-                .and_then(|name| shared.config().policy.cert_identity(&name));
+                .as_ref()
+                .and_then(|name| shared.config().policy.cert_identity(name));
             let meta = ConnMeta {
                 tls: true,
                 cert,
                 redirect_https: None,
             };
-            serve(shared, stream, peer, accepted, meta).await
+            if done.is_h2() {
+                let Ok(io) = done.stream.try_into_poll_io() else {
+                    return;
+                };
+                let io = crate::tls::poll::PollTls::new(io, done.session);
+                crate::front::http2::serve(shared, io, peer, accepted, meta).await
+            } else {
+                let (stream, _) = done.into_http1();
+                serve(shared, stream, peer, accepted, meta).await
+            }
+        }
+    }
+}
+
+/// A plain connection: HTTP/2 with prior knowledge if its first bytes are the preface,
+/// else HTTP/1.1 (those bytes are its first request's).
+async fn serve_plain(
+    shared: Rc<Shared<TcpConnector>>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    accepted: Instant,
+    meta: ConnMeta,
+) {
+    let deadline = accepted + shared.config().timeouts.header;
+    let Some((first, h2)) = sniff(&shared, &mut stream, deadline).await else {
+        return;
+    };
+    if h2 {
+        let Ok(io) = stream.try_into_poll_io() else {
+            return;
+        };
+        let io = crate::front::http2::Prefixed::new(first.freeze(), io);
+        crate::front::http2::serve(shared, io, peer, accepted, meta).await
+    } else {
+        crate::front::http1::serve_read(shared, stream, first, peer, accepted, meta).await
+    }
+}
+
+/// Reads a plain connection's first bytes (the read HTTP/1.1 would do anyway) until they
+/// either are the HTTP/2 preface or cannot be; None when the connection closed, stayed
+/// silent until `deadline`, or the process sheds load.
+async fn sniff(
+    shared: &Shared<TcpConnector>,
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> Option<(bytes::BytesMut, bool)> {
+    use crate::front::http2::PREFACE;
+    let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+    loop {
+        if shared.is_overloaded() {
+            crate::metrics::bump(&shared.metrics.shed);
+            return None;
+        }
+        let had = !buf.is_empty();
+        let read = monoio::select! {
+            r = crate::io::read_some_until(stream, buf, 16 * 1024, deadline) => r,
+            _ = shared.shed.notified() => {
+                crate::metrics::bump(&shared.metrics.shed);
+                return None;
+            }
+        };
+        match read {
+            Ok((0, _)) => return None,
+            Ok((_, b)) => buf = b,
+            // Bytes that are no preface: HTTP/1.1 answers them (408 for a slow head).
+            Err(_) if had => return Some((bytes::BytesMut::new(), false)),
+            Err(_) => return None,
+        }
+        let n = buf.len().min(PREFACE.len());
+        if buf[..n] != PREFACE[..n] {
+            return Some((buf, false));
+        }
+        if n == PREFACE.len() {
+            return Some((buf, true));
         }
     }
 }

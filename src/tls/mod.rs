@@ -11,6 +11,7 @@
 //! impl); it imports only `config` and `grammar`.
 
 mod certs;
+pub mod poll;
 mod upstream;
 
 use std::io;
@@ -249,12 +250,46 @@ pub struct ConnInfo {
     pub client_identity: Option<String>,
 }
 
+/// A completed handshake: the socket, its session (ALPN tells which protocol follows) and
+/// what the handshake established.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub session: ServerConnection,
+    pub info: ConnInfo,
+}
+
+impl Accepted {
+    /// The client and ringway agreed on HTTP/2 (ALPN `h2`).
+    pub fn is_h2(&self) -> bool {
+        self.session.alpn_protocol() == Some(b"h2")
+    }
+
+    /// The data phase for the HTTP/1.1 front end.
+    pub fn into_http1(self) -> (TlsStream, ConnInfo) {
+        (
+            monoio_rustls::ServerTlsStream::new(self.stream, self.session),
+            self.info,
+        )
+    }
+}
+
 /// Runs a server handshake on `stream` within the listener's timeout.
 pub async fn accept(
     stream: TcpStream,
     tls: &TlsListener,
     peer: SocketAddr,
 ) -> Result<(TlsStream, ConnInfo), HandshakeFail> {
+    accept_raw(stream, tls, peer)
+        .await
+        .map(Accepted::into_http1)
+}
+
+/// `accept`, leaving the choice of front end to the caller.
+pub async fn accept_raw(
+    stream: TcpStream,
+    tls: &TlsListener,
+    peer: SocketAddr,
+) -> Result<Accepted, HandshakeFail> {
     let deadline = Instant::now() + tls.handshake_timeout;
     let conn = ServerConnection::new(tls.config.clone()).map_err(HandshakeFail::Tls)?;
     match monoio::time::timeout_at(deadline.into(), handshake(stream, conn)).await {
@@ -263,14 +298,18 @@ pub async fn accept(
             log::debug!("tls handshake with {peer} failed: {e}");
             Err(e)
         }
-        Ok(Ok((stream, conn))) => {
+        Ok(Ok((stream, session))) => {
             let info = ConnInfo {
-                client_identity: conn
+                client_identity: session
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .and_then(|c| client_identity(c)),
             };
-            Ok((monoio_rustls::ServerTlsStream::new(stream, conn), info))
+            Ok(Accepted {
+                stream,
+                session,
+                info,
+            })
         }
     }
 }

@@ -52,13 +52,30 @@ pub async fn serve<S, C>(
     S: Stream,
     C: Connector,
 {
+    let first = BytesMut::with_capacity(CLIENT_READ);
+    serve_read(shared, client, first, peer, accepted, meta).await
+}
+
+/// `serve` for a connection whose first bytes were already read into `first` (by a
+/// listener that looked for the HTTP/2 preface).
+pub async fn serve_read<S, C>(
+    shared: Rc<Shared<C>>,
+    client: S,
+    first: BytesMut,
+    peer: SocketAddr,
+    accepted: Instant,
+    meta: ConnMeta,
+) where
+    S: Stream,
+    C: Connector,
+{
     let fd = client.raw_fd();
     let (r, w) = client.into_split();
     let mut conn = Conn {
         shared,
         client: Client { peer, meta },
         front: Http1 {
-            cin: ClientIn::new(r, BytesMut::with_capacity(CLIENT_READ)),
+            cin: ClientIn::new(r, first),
             out: ClientOut::new(w, BytesMut::with_capacity(4096)),
             peer,
         },

@@ -1,0 +1,281 @@
+//! The HTTP/2 front end: one task per client connection drives the `h2` codec (framing,
+//! HPACK, flow control) over a poll-style stream (monoio's poll-io socket for h2c, a rustls
+//! session over it for ALPN `h2`), and one task per stream runs the request's life
+//! (`pipeline::serve`) with the stream as its front end (`stream`), after the request is
+//! checked against RFC 9113 and translated (`translate`). A stream's failure costs the
+//! other streams nothing.
+//!
+//! The connection ends with GOAWAY: when the worker drains, when it stays idle for
+//! `timeouts.idle`, and (ENHANCE_YOUR_CALM) when the client resets streams faster than
+//! allowed; a reset stream's upstream request is dropped at once (its connection closed,
+//! never pooled). While the process sheds load, new streams are refused (REFUSED_STREAM).
+//!
+//! Where it sits: beside `front::http1`, above `pipeline`.
+
+mod stream;
+mod translate;
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::compiled::Compiled;
+use crate::io::Connector;
+use crate::notify::LocalNotify;
+use crate::pipeline::{self, Client, ConnMeta, Request, Shared};
+
+use self::stream::{Body, Send, Sink, H2};
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Client resets tolerated per second on one connection before it is told to calm down
+/// (rapid reset, CVE-2023-44487).
+const MAX_RESETS_PER_SECOND: u32 = 200;
+
+/// The `h2` settings ringway serves with.
+fn builder(_cfg: &Compiled) -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.max_concurrent_streams(100)
+        .initial_window_size(256 * 1024)
+        .initial_connection_window_size(1024 * 1024)
+        .max_frame_size(16 * 1024)
+        .max_header_list_size(_cfg.limits.max_header_bytes as u32)
+        .header_table_size(4096)
+        .max_send_buffer_size(64 * 1024)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(1024));
+    b
+}
+
+/// What the connection's streams tell it.
+#[derive(Default)]
+struct ConnState {
+    /// Streams being served.
+    open: Cell<usize>,
+    /// When the last stream ended (for the idle timeout).
+    last_end: Cell<Option<Instant>>,
+    /// Client resets in the current second, and when that second began.
+    resets: Cell<(u32, Option<Instant>)>,
+    /// Set once the client reset too many streams: the connection ends.
+    calm: LocalNotify,
+    /// A stream ended: the idle timer may start.
+    ended: LocalNotify,
+}
+
+impl ConnState {
+    /// Counts a stream the client reset; true when that was one too many.
+    fn client_reset(&self) -> bool {
+        let now = Instant::now();
+        let (n, since) = self.resets.get();
+        let (n, since) = match since {
+            Some(s) if now.duration_since(s) < Duration::from_secs(1) => (n + 1, s),
+            _ => (1, now),
+        };
+        self.resets.set((n, Some(since)));
+        n > MAX_RESETS_PER_SECOND
+    }
+}
+
+/// Serves one HTTP/2 connection (its preface not yet read) until it closes.
+pub async fn serve<IO, C>(
+    shared: Rc<Shared<C>>,
+    io: IO,
+    peer: SocketAddr,
+    accepted: Instant,
+    meta: ConnMeta,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    C: Connector,
+{
+    let cfg = shared.config();
+    let handshake = builder(&cfg).handshake::<_, Bytes>(io);
+    let deadline = accepted + cfg.timeouts.header;
+    let mut conn = match monoio::time::timeout_at(deadline.into(), handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            log::debug!("client {peer}: http/2 handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            log::debug!("client {peer}: http/2 preface timed out");
+            return;
+        }
+    };
+    let client = Rc::new(Client { peer, meta });
+    let state = Rc::new(ConnState::default());
+    state.last_end.set(Some(Instant::now()));
+    let mut closing = false;
+    loop {
+        let idle = idle_deadline(&state, &cfg);
+        monoio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((request, respond))) => {
+                    if shared.is_overloaded() {
+                        crate::metrics::bump(&shared.metrics.shed);
+                        let mut respond = respond;
+                        respond.send_reset(Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    state.open.set(state.open.get() + 1);
+                    monoio::spawn(serve_stream(
+                        shared.clone(),
+                        client.clone(),
+                        state.clone(),
+                        request,
+                        respond,
+                    ));
+                }
+                Some(Err(e)) => {
+                    log::debug!("client {peer}: http/2 connection error: {e}");
+                    break;
+                }
+                None => break,
+            },
+            _ = shared.drain_notified(), if !closing => {
+                closing = true;
+                conn.graceful_shutdown();
+            }
+            _ = sleep_until(idle), if !closing => {
+                closing = true;
+                conn.graceful_shutdown();
+            }
+            _ = state.ended.notified() => {}
+            _ = state.calm.notified() => {
+                log::debug!("client {peer}: too many streams reset; GOAWAY ENHANCE_YOUR_CALM");
+                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                closing = true;
+            }
+        }
+    }
+}
+
+/// When the connection has been idle (no stream open) for `timeouts.idle`.
+fn idle_deadline(state: &ConnState, cfg: &Compiled) -> Option<Instant> {
+    if state.open.get() > 0 {
+        return None;
+    }
+    state.last_end.get().map(|t| t + cfg.timeouts.idle)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => monoio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one stream: the request's life with the stream as its front end, cut short
+/// (its upstream request dropped) if the client resets the stream.
+async fn serve_stream<C: Connector>(
+    shared: Rc<Shared<C>>,
+    client: Rc<Client>,
+    state: Rc<ConnState>,
+    request: http::Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) {
+    let start = Instant::now();
+    let cfg = shared.config();
+    let (parts, recv) = request.into_parts();
+    let mut req = Request::default();
+    let mut scratch = Vec::new();
+    let head = translate::translate(
+        &parts,
+        recv.is_end_stream(),
+        &cfg,
+        &mut req.head,
+        &mut scratch,
+    );
+    drop(parts);
+    let send = Rc::new(RefCell::new(Send::Head(respond)));
+    let mut front = H2 {
+        body: Body::new(recv),
+        sink: Sink::new(send.clone()),
+    };
+    let life = pipeline::serve(&shared, &cfg, &client, &mut req, &mut front, start, head);
+    let reset = poll_fn(|cx| send.borrow_mut().poll_reset(cx));
+    monoio::select! {
+        _ = life => {}
+        reason = reset => {
+            log::debug!("client {}: stream reset ({reason:?}); its upstream request is dropped", client.peer);
+            if state.client_reset() {
+                state.calm.notify_all();
+            }
+        }
+    }
+    state.open.set(state.open.get().saturating_sub(1));
+    state.last_end.set(Some(Instant::now()));
+    state.ended.notify_all();
+}
+
+/// A poll-style stream whose first bytes were already read (the preface, found by sniffing
+/// a plain connection): those are read again first.
+pub struct Prefixed<T> {
+    first: Bytes,
+    io: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(first: Bytes, io: T) -> Prefixed<T> {
+        Prefixed { first, io }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            let part = self.first.split_to(n);
+            buf.put_slice(&part);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
