@@ -130,6 +130,8 @@ pub struct Compiled {
     pub policy: Policy,
     /// What ringway hides from clients and from its logs.
     pub protect: Protect,
+    /// HTTP/2 settings and limits, as configured.
+    pub http2: crate::config::Http2Config,
     /// Route paths are matched in lowercase (their patterns were lowercased at build).
     fold_case: bool,
     table: RouteTable,
@@ -327,6 +329,7 @@ impl Compiled {
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             pin_workers: cfg.server.pin_workers,
+            http2: cfg.http2.clone(),
             io_driver: cfg.server.io_driver,
             backlog: cfg.server.backlog,
             limits: Limits {

@@ -25,6 +25,24 @@ pub mod server {
     pub const DNS_REFRESH: Duration = secs(30);
     pub const UPGRADE_PROTOCOLS: &[&str] = &["websocket"];
     pub const ALLOW_OPTIONS_ASTERISK: bool = false;
+    /// HTTP/2 with prior knowledge on `listen`'s addresses.
+    pub const HTTP2: bool = true;
+}
+
+/// `[http2]`.
+pub mod http2 {
+    pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub const INITIAL_STREAM_WINDOW: u32 = 256 * 1024;
+    pub const INITIAL_CONNECTION_WINDOW: u32 = 1024 * 1024;
+    pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
+    pub const HEADER_TABLE_SIZE: u32 = 4096;
+    pub const MAX_SEND_BUFFER: usize = 64 * 1024;
+    pub const MAX_RESETS_PER_SECOND: u32 = 200;
+}
+
+/// `[[listeners]]`.
+pub mod listener {
+    pub const HTTP2: bool = true;
 }
 
 /// `[timeouts]`.
@@ -130,7 +148,6 @@ pub mod listener_tls {
 
     pub const UNKNOWN_SNI: &str = "default";
     pub const MIN_VERSION: &str = "1.2";
-    pub const ALPN: &[&str] = &["http/1.1"];
     pub const SESSION_TICKETS: bool = true;
     pub const HANDSHAKE_TIMEOUT: Duration = secs(10);
     /// `client_auth.mode`.

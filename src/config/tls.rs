@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::defaults::{listener_tls as d, strings};
+use super::defaults::listener_tls as d;
 use super::Duration;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -18,6 +18,10 @@ pub struct ListenerConfig {
     /// (308 for methods with bodies, 301 for GET/HEAD), instead of routing it.
     #[serde(default)]
     pub redirect_https_port: Option<u16>,
+    /// HTTP/2: offered by ALPN (`h2` before `http/1.1`) on a TLS listener, accepted with
+    /// prior knowledge on a plain one; false: HTTP/1.1 only.
+    #[serde(default = "default_listener_http2")]
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -33,9 +37,10 @@ pub struct TlsConfig {
     /// "1.2" (TLS 1.2 and 1.3) or "1.3" (1.3 only).
     #[serde(default = "default_min_version")]
     pub min_version: String,
-    /// ALPN protocols offered, in order.
-    #[serde(default = "default_alpn")]
-    pub alpn: Vec<String>,
+    /// ALPN protocols offered, in order. Unset: `h2` (unless the listener's `http2` is
+    /// false) and `http/1.1`.
+    #[serde(default)]
+    pub alpn: Option<Vec<String>>,
     /// Stateless session resumption with tickets: the keys are made per process, shared by
     /// every worker and listener, and rotated every 6 hours (a ticket stays valid for up to
     /// 12).
@@ -84,8 +89,8 @@ fn default_unknown_sni() -> String {
 fn default_min_version() -> String {
     d::MIN_VERSION.into()
 }
-fn default_alpn() -> Vec<String> {
-    strings(d::ALPN)
+fn default_listener_http2() -> bool {
+    super::defaults::listener::HTTP2
 }
 fn default_handshake_timeout() -> Duration {
     d::HANDSHAKE_TIMEOUT

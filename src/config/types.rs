@@ -22,6 +22,9 @@ pub struct GatewayConfig {
     pub timeouts: TimeoutsConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// HTTP/2 from clients: settings and limits.
+    #[serde(default)]
+    pub http2: super::Http2Config,
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
@@ -124,6 +127,10 @@ pub struct ServerConfig {
     /// false it is refused with 400.
     #[serde(default = "default_allow_options_asterisk")]
     pub allow_options_asterisk: bool,
+    /// Accept HTTP/2 with prior knowledge (h2c) on `listen`'s addresses, recognised by the
+    /// connection preface; false: HTTP/1.1 only.
+    #[serde(default = "default_server_http2")]
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -426,6 +433,9 @@ fn default_dns_refresh() -> Duration {
 }
 fn default_splice_threshold() -> u64 {
     defaults::server::SPLICE_THRESHOLD
+}
+fn default_server_http2() -> bool {
+    defaults::server::HTTP2
 }
 fn default_allow_options_asterisk() -> bool {
     defaults::server::ALLOW_OPTIONS_ASTERISK

@@ -21,6 +21,7 @@ pub fn validate(cfg: &GatewayConfig) -> Vec<ConfigError> {
     server(cfg, &mut e);
     timeouts(cfg, &mut e);
     limits(cfg, &mut e);
+    http2(cfg, &mut e);
     upstreams(cfg, &mut e);
     for (i, r) in cfg.routes.iter().enumerate() {
         route(cfg, i, r, &mut e);
@@ -90,11 +91,18 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
                     format!("{:?} is not one of 1.2, 1.3", t.min_version),
                 );
             }
-            if t.alpn.is_empty() || t.alpn.iter().any(|a| a.is_empty() || a.len() > 255) {
-                e.push(
-                    format!("{tp}.alpn"),
-                    "list one or more protocol names like \"http/1.1\"",
-                );
+            if let Some(alpn) = &t.alpn {
+                if alpn.is_empty() || alpn.iter().any(|a| a.is_empty() || a.len() > 255) {
+                    e.push(
+                        format!("{tp}.alpn"),
+                        "list one or more protocol names like \"http/1.1\"",
+                    );
+                } else if !l.http2 && alpn.iter().any(|a| a == "h2") {
+                    e.push(
+                        format!("{tp}.alpn"),
+                        "lists \"h2\" but the listener's http2 is false",
+                    );
+                }
             }
             if t.handshake_timeout.0.is_zero() {
                 e.push(
@@ -185,6 +193,64 @@ fn timeouts(cfg: &GatewayConfig, e: &mut Errors) {
         if d.0.is_zero() {
             e.push(format!("timeouts.{name}"), "must be greater than zero");
         }
+    }
+}
+
+/// `[http2]`: every value within what HTTP/2 (RFC 9113 §6.5.2) and the codec allow.
+fn http2(cfg: &GatewayConfig, e: &mut Errors) {
+    let h = &cfg.http2;
+    const MAX_WINDOW: u64 = (1 << 31) - 1;
+    let ranges: [(&str, u64, u64, u64); 6] = [
+        (
+            "max_concurrent_streams",
+            u64::from(h.max_concurrent_streams),
+            1,
+            100_000,
+        ),
+        (
+            "initial_stream_window",
+            u64::from(h.initial_stream_window),
+            65_535,
+            MAX_WINDOW,
+        ),
+        (
+            "initial_connection_window",
+            u64::from(h.initial_connection_window),
+            65_535,
+            MAX_WINDOW,
+        ),
+        (
+            "max_frame_size",
+            u64::from(h.max_frame_size),
+            16_384,
+            16_777_215,
+        ),
+        (
+            "header_table_size",
+            u64::from(h.header_table_size),
+            0,
+            65_536,
+        ),
+        (
+            "max_resets_per_second",
+            u64::from(h.max_resets_per_second),
+            1,
+            1_000_000,
+        ),
+    ];
+    for (field, value, lo, hi) in ranges {
+        if !(lo..=hi).contains(&value) {
+            e.push(
+                format!("http2.{field}"),
+                format!("{value} is out of range: {lo} to {hi}"),
+            );
+        }
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&h.max_send_buffer) {
+        e.push(
+            "http2.max_send_buffer",
+            format!("{} is out of range: 1024 to 16777216", h.max_send_buffer),
+        );
     }
 }
 

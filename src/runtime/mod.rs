@@ -356,9 +356,10 @@ fn announce(
 ) {
     for (a, kind) in addrs.iter().zip(kinds) {
         let what = match kind {
-            crate::tls::ListenerKind::Plain => "http",
+            crate::tls::ListenerKind::Plain { h2c: true } => "http, h2c",
+            crate::tls::ListenerKind::Plain { h2c: false } => "http",
             crate::tls::ListenerKind::Tls(_) => "https",
-            crate::tls::ListenerKind::RedirectHttps(_) => "http, redirecting to https",
+            crate::tls::ListenerKind::RedirectHttps { .. } => "http, redirecting to https",
         };
         log::info!("listening on {a} ({what}; {workers} workers, driver {driver:?})");
     }

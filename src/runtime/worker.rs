@@ -393,15 +393,22 @@ async fn serve_as(
 ) {
     let accepted = Instant::now();
     match kind {
-        ListenerKind::Plain => {
+        ListenerKind::Plain { h2c: false } => {
+            serve(shared, stream, peer, accepted, ConnMeta::default()).await
+        }
+        ListenerKind::Plain { h2c: true } => {
             serve_plain(shared, stream, peer, accepted, ConnMeta::default()).await
         }
-        ListenerKind::RedirectHttps(port) => {
+        ListenerKind::RedirectHttps { port, h2c } => {
             let meta = ConnMeta {
                 redirect_https: Some(port),
                 ..ConnMeta::default()
             };
-            serve_plain(shared, stream, peer, accepted, meta).await
+            if h2c {
+                serve_plain(shared, stream, peer, accepted, meta).await
+            } else {
+                serve(shared, stream, peer, accepted, meta).await
+            }
         }
         ListenerKind::Tls(tls) => {
             let done = match crate::tls::accept_raw(stream, &tls, peer).await {

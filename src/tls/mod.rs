@@ -42,10 +42,12 @@ pub struct TlsListener {
 /// What each configured listener does, in `Compiled::listen` order.
 #[derive(Clone)]
 pub enum ListenerKind {
-    Plain,
+    /// Plain HTTP; `h2c`: HTTP/2 with prior knowledge is accepted too.
+    Plain { h2c: bool },
+    /// TLS; its ALPN offers (or not) `h2`.
     Tls(Arc<TlsListener>),
-    /// Answer every request with a redirect to HTTPS on this port.
-    RedirectHttps(u16),
+    /// Answer every request with a redirect to HTTPS on this `port`.
+    RedirectHttps { port: u16, h2c: bool },
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -84,7 +86,9 @@ pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Vec<ListenerKind>, Confi
         .server
         .listen
         .iter()
-        .map(|_| ListenerKind::Plain)
+        .map(|_| ListenerKind::Plain {
+            h2c: cfg.server.http2,
+        })
         .collect();
     let ticketer = match rustls::crypto::ring::Ticketer::new() {
         Ok(t) => Some(t),
@@ -100,13 +104,13 @@ pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Vec<ListenerKind>, Confi
         let kind = match (&l.tls, l.redirect_https_port) {
             (Some(tls), _) => {
                 let path = format!("listeners[{i}].tls");
-                match build_one(&path, tls, base, ticketer.clone(), &mut errors) {
+                match build_one(&path, tls, l.http2, base, ticketer.clone(), &mut errors) {
                     Some(t) => ListenerKind::Tls(Arc::new(t)),
-                    None => ListenerKind::Plain,
+                    None => ListenerKind::Plain { h2c: false },
                 }
             }
-            (None, Some(port)) => ListenerKind::RedirectHttps(port),
-            (None, None) => ListenerKind::Plain,
+            (None, Some(port)) => ListenerKind::RedirectHttps { port, h2c: l.http2 },
+            (None, None) => ListenerKind::Plain { h2c: l.http2 },
         };
         kinds.push(kind);
     }
@@ -123,6 +127,7 @@ pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Vec<ListenerKind>, Confi
 fn build_one(
     path: &str,
     tls: &TlsConfig,
+    http2: bool,
     base: &Path,
     ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
     errors: &mut Vec<ConfigError>,
@@ -153,7 +158,11 @@ fn build_one(
         }
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
-    config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    config.alpn_protocols = match &tls.alpn {
+        Some(list) => list.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        None if http2 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        None => vec![b"http/1.1".to_vec()],
+    };
     if tls.session_tickets {
         if let Some(t) = ticketer {
             config.ticketer = t;

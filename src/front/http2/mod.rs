@@ -36,20 +36,18 @@ use self::stream::{Body, Send, Sink, H2};
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Client resets tolerated per second on one connection before it is told to calm down
-/// (rapid reset, CVE-2023-44487).
-const MAX_RESETS_PER_SECOND: u32 = 200;
-
-/// The `h2` settings ringway serves with.
-fn builder(_cfg: &Compiled) -> h2::server::Builder {
+/// The `h2` settings ringway serves with (`[http2]`; the header list is bounded by
+/// `limits.max_header_bytes` while its CONTINUATION frames still arrive).
+fn builder(cfg: &Compiled) -> h2::server::Builder {
+    let h = &cfg.http2;
     let mut b = h2::server::Builder::new();
-    b.max_concurrent_streams(100)
-        .initial_window_size(256 * 1024)
-        .initial_connection_window_size(1024 * 1024)
-        .max_frame_size(16 * 1024)
-        .max_header_list_size(_cfg.limits.max_header_bytes as u32)
-        .header_table_size(4096)
-        .max_send_buffer_size(64 * 1024)
+    b.max_concurrent_streams(h.max_concurrent_streams)
+        .initial_window_size(h.initial_stream_window)
+        .initial_connection_window_size(h.initial_connection_window)
+        .max_frame_size(h.max_frame_size)
+        .max_header_list_size(u32::try_from(cfg.limits.max_header_bytes).unwrap_or(u32::MAX))
+        .header_table_size(h.header_table_size)
+        .max_send_buffer_size(h.max_send_buffer)
         .max_pending_accept_reset_streams(20)
         .max_local_error_reset_streams(Some(1024));
     b
@@ -71,8 +69,9 @@ struct ConnState {
 }
 
 impl ConnState {
-    /// Counts a stream the client reset; true when that was one too many.
-    fn client_reset(&self) -> bool {
+    /// Counts a stream the client reset; true when that was one more than `max` in a
+    /// second.
+    fn client_reset(&self, max: u32) -> bool {
         let now = Instant::now();
         let (n, since) = self.resets.get();
         let (n, since) = match since {
@@ -80,7 +79,7 @@ impl ConnState {
             _ => (1, now),
         };
         self.resets.set((n, Some(since)));
-        n > MAX_RESETS_PER_SECOND
+        n > max
     }
 }
 
@@ -205,7 +204,7 @@ async fn serve_stream<C: Connector>(
         _ = life => {}
         reason = reset => {
             log::debug!("client {}: stream reset ({reason:?}); its upstream request is dropped", client.peer);
-            if state.client_reset() {
+            if state.client_reset(cfg.http2.max_resets_per_second) {
                 state.calm.notify_all();
             }
         }
