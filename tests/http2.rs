@@ -1,0 +1,257 @@
+//! HTTP/2 from clients, end to end: the h2 crate's client (on a tokio runtime of the test's
+//! own) talks h2c with prior knowledge to ringway, which forwards to a recording HTTP/1.1
+//! origin. Both sides of the wire are checked: the frames the client got (status, fields,
+//! body, stream resets) and the HTTP/1.1 bytes the origin got.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{HeaderMap, Method, Request};
+use ringway_test_support::*;
+
+/// What one stream answered.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+/// A runtime for the client side of one test.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// An HTTP/2 connection with prior knowledge to `addr`.
+async fn connect_h2(addr: SocketAddr) -> SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// Sends one request on `send` and reads its whole answer.
+async fn exchange(
+    send: &mut SendRequest<Bytes>,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Answer, h2::Error> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://gw.test{path}"));
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let req = req.body(()).expect("request");
+    let mut ready = send.clone().ready().await?;
+    let (response, mut stream) = ready.send_request(req, body.is_none())?;
+    if let Some(body) = body {
+        stream.send_data(Bytes::from(body), true)?;
+    }
+    let response = response.await?;
+    let (parts, mut recv) = response.into_parts();
+    let mut body = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk?;
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+fn get(addr: SocketAddr, path: &str) -> Answer {
+    runtime().block_on(async {
+        let mut send = connect_h2(addr).await;
+        exchange(&mut send, Method::GET, path, &[], None)
+            .await
+            .expect("answer")
+    })
+}
+
+fn gateway(origin: &Origin, d: Driver) -> Gateway {
+    Gateway::start(&Config::proxy_all(origin.addr()).render(), d)
+}
+
+both_drivers! {
+    fn a_get_over_h2c_reaches_the_origin_as_http11_and_comes_back_as_http2(d) {
+        let origin = Origin::ok("hello over two");
+        let gw = gateway(&origin, d);
+        let a = get(gw.addr(), "/a/./b?x=1");
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body, b"hello over two");
+        assert_eq!(a.headers.get("server").map(|v| v.as_bytes()), Some(&b"ringway"[..]));
+        assert_eq!(a.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"14"[..]));
+        for hop in ["connection", "keep-alive", "transfer-encoding"] {
+            assert!(a.headers.get(hop).is_none(), "{hop} in an HTTP/2 response");
+        }
+        let seen = origin.wait_requests(1);
+        let r = &seen[0];
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.target, "/a/b?x=1");
+        assert!(r.raw.starts_with(b"GET /a/b?x=1 HTTP/1.1\r\n"), "{}", r.head_text());
+        assert_eq!(r.header("host"), Some("gw.test"));
+        assert_eq!(r.header("via"), Some("2 ringway"));
+        assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(r.header("x-forwarded-proto"), Some("http"));
+        assert!(r.header("x-request-id").is_some());
+        assert!(r.header("traceparent").is_some());
+    }
+
+    fn request_bodies_stream_upstream_with_and_without_a_length(d) {
+        let origin = Origin::start(Reply::echo);
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            let body = vec![b'x'; 100_000];
+            let a = exchange(&mut send, Method::POST, "/echo", &[("content-length", "100000")], Some(body.clone()))
+                .await
+                .expect("answer");
+            assert_eq!((a.status, a.body.len()), (200, 100_000));
+            let a = exchange(&mut send, Method::PUT, "/echo", &[], Some(b"no length".to_vec()))
+                .await
+                .expect("answer");
+            assert_eq!((a.status, &a.body[..]), (200, &b"no length"[..]));
+        });
+        let seen = origin.wait_requests(2);
+        assert_eq!(seen[0].header("content-length"), Some("100000"));
+        assert_eq!(seen[0].body.len(), 100_000);
+        assert_eq!(seen[1].header("transfer-encoding"), Some("chunked"));
+        assert_eq!(seen[1].body, b"no length");
+    }
+
+    fn cookie_crumbs_are_joined_and_te_trailers_is_not_forwarded(d) {
+        let origin = Origin::ok("ok");
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            let a = exchange(&mut send, Method::GET, "/c", &[("cookie", "a=1"), ("cookie", "b=2"), ("te", "trailers")], None)
+                .await
+                .expect("answer");
+            assert_eq!(a.status, 200);
+        });
+        let seen = origin.wait_requests(1);
+        assert_eq!(seen[0].header_all("cookie"), vec!["a=1; b=2"]);
+        assert!(seen[0].header("te").is_none());
+    }
+
+    fn ringways_own_answers_and_refusals_reach_http2_clients(d) {
+        let origin = Origin::ok("never");
+        let cfg = Config::new()
+            .upstream("app", &[origin.addr()])
+            .route("path_prefix = \"/teapot\"\nrespond = { status = 418, body = \"short and stout\" }")
+            .route("path_prefix = \"/api\"\nupstream = \"app\"")
+            .render();
+        let gw = Gateway::start(&cfg, d);
+        let a = get(gw.addr(), "/teapot");
+        assert_eq!((a.status, &a.body[..]), (418, &b"short and stout"[..]));
+        let a = get(gw.addr(), "/nowhere");
+        assert_eq!((a.status, &a.body[..]), (404, &b"404 Not Found\n"[..]));
+        let a = get(gw.addr(), "/api/x/..%2fadmin");
+        assert_eq!(a.status, 400);
+        assert!(origin.requests().is_empty());
+    }
+
+    fn a_hundred_concurrent_streams_on_one_connection_all_get_their_own_answer(d) {
+        let origin = Origin::start(Reply::echo);
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let send = connect_h2(gw.addr()).await;
+            let mut tasks = Vec::new();
+            for i in 0..100 {
+                let mut send = send.clone();
+                tasks.push(tokio::spawn(async move {
+                    let body = format!("stream {i}").into_bytes();
+                    let a = exchange(&mut send, Method::POST, &format!("/s/{i}"), &[], Some(body.clone())).await;
+                    (body, a)
+                }));
+            }
+            for t in tasks {
+                let (body, a) = t.await.expect("task");
+                let a = a.expect("answer");
+                assert_eq!(a.status, 200);
+                assert_eq!(a.body, body, "each stream gets its own body back");
+            }
+        });
+        assert_eq!(origin.wait_requests(100).len(), 100);
+    }
+
+    fn a_thousand_sequential_streams_share_one_connection(d) {
+        let origin = Origin::ok("seq");
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            for i in 0..1000 {
+                let a = exchange(&mut send, Method::GET, &format!("/n/{i}"), &[], None)
+                    .await
+                    .expect("answer");
+                assert_eq!((a.status, &a.body[..]), (200, &b"seq"[..]), "stream {i}");
+            }
+        });
+        assert_eq!(origin.requests().len(), 1000);
+        assert!(origin.connections() <= 2, "upstream keep-alive: {}", origin.connections());
+    }
+
+    fn head_204_and_304_answers_carry_no_data(d) {
+        let origin = Origin::start(|r| match r.target.as_str() {
+            "/204" => Reply::raw(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            "/304" => Reply::raw(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"),
+            // A HEAD answer: the length of the body a GET would get, and no body.
+            _ => Reply::raw(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"),
+        });
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            let a = exchange(&mut send, Method::HEAD, "/h", &[], None).await.expect("answer");
+            assert_eq!((a.status, a.body.len()), (200, 0));
+            assert_eq!(a.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"6"[..]));
+            let a = exchange(&mut send, Method::GET, "/204", &[], None).await.expect("answer");
+            assert_eq!((a.status, a.body.len()), (204, 0));
+            let a = exchange(&mut send, Method::GET, "/304", &[], None).await.expect("answer");
+            assert_eq!((a.status, a.body.len()), (304, 0));
+        });
+    }
+
+    fn a_chunked_upstream_response_streams_to_an_http2_client(d) {
+        let origin = Origin::start(|_| {
+            Reply::raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        });
+        let gw = gateway(&origin, d);
+        let a = get(gw.addr(), "/chunks");
+        assert_eq!((a.status, &a.body[..]), (200, &b"hello world"[..]));
+        assert!(a.headers.get("transfer-encoding").is_none());
+    }
+
+    fn a_client_that_goes_away_mid_stream_leaves_other_connections_served(d) {
+        let origin = Origin::start(|r| {
+            if r.target == "/slow" {
+                Reply::Delay(Duration::from_millis(500), Box::new(Reply::ok("late")))
+            } else {
+                Reply::ok("fresh")
+            }
+        });
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let send = connect_h2(gw.addr()).await;
+            let req = Request::get("http://gw.test/slow").body(()).expect("request");
+            let mut ready = send.clone().ready().await.expect("ready");
+            let (response, _) = ready.send_request(req, true).expect("sent");
+            drop(response);
+            drop(send);
+        });
+        let a = get(gw.addr(), "/after");
+        assert_eq!((a.status, &a.body[..]), (200, &b"fresh"[..]));
+    }
+}
