@@ -43,6 +43,7 @@ pub mod http2 {
 /// `[[listeners]]`.
 pub mod listener {
     pub const HTTP2: bool = true;
+    pub const HTTP1: bool = true;
 }
 
 /// `[timeouts]`.

@@ -22,6 +22,10 @@ pub struct ListenerConfig {
     /// prior knowledge on a plain one; false: HTTP/1.1 only.
     #[serde(default = "default_listener_http2")]
     pub http2: bool,
+    /// HTTP/1.1 on this listener; false: HTTP/2 only (prior knowledge on a plain listener,
+    /// ALPN `h2` alone on a TLS one), for clients that speak nothing else (gRPC).
+    #[serde(default = "default_listener_http1")]
+    pub http1: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -91,6 +95,9 @@ fn default_min_version() -> String {
 }
 fn default_listener_http2() -> bool {
     super::defaults::listener::HTTP2
+}
+fn default_listener_http1() -> bool {
+    super::defaults::listener::HTTP1
 }
 fn default_handshake_timeout() -> Duration {
     d::HANDSHAKE_TIMEOUT

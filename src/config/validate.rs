@@ -56,6 +56,18 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
         }
     }
     for (i, l) in cfg.listeners.iter().enumerate() {
+        if !l.http1 && !l.http2 {
+            e.push(
+                format!("listeners[{i}].http1"),
+                "a listener needs http1 or http2 (or both)",
+            );
+        }
+        if !l.http1 && l.redirect_https_port.is_some() {
+            e.push(
+                format!("listeners[{i}].http1"),
+                "a listener that redirects to HTTPS must speak HTTP/1.1",
+            );
+        }
         let p = format!("listeners[{i}]");
         match l.address.parse::<SocketAddr>() {
             Ok(a) if a.port() != 0 && !seen.insert(a) => e.push(
@@ -97,10 +109,12 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
                         format!("{tp}.alpn"),
                         "list one or more protocol names like \"http/1.1\"",
                     );
-                } else if !l.http2 && alpn.iter().any(|a| a == "h2") {
+                } else if (!l.http2 && alpn.iter().any(|a| a == "h2"))
+                    || (!l.http1 && alpn.iter().any(|a| a != "h2"))
+                {
                     e.push(
                         format!("{tp}.alpn"),
-                        "lists \"h2\" but the listener's http2 is false",
+                        "lists a protocol the listener's http1 / http2 turn off",
                     );
                 }
             }

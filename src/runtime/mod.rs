@@ -358,6 +358,7 @@ fn announce(
         let what = match kind {
             crate::tls::ListenerKind::Plain { h2c: true } => "http, h2c",
             crate::tls::ListenerKind::Plain { h2c: false } => "http",
+            crate::tls::ListenerKind::H2c => "h2c only",
             crate::tls::ListenerKind::Tls(_) => "https",
             crate::tls::ListenerKind::RedirectHttps { .. } => "http, redirecting to https",
         };

@@ -399,6 +399,12 @@ async fn serve_as(
         ListenerKind::Plain { h2c: true } => {
             serve_plain(shared, stream, peer, accepted, ConnMeta::default()).await
         }
+        ListenerKind::H2c => {
+            let Ok(io) = stream.try_into_poll_io() else {
+                return;
+            };
+            crate::front::http2::serve(shared, io, peer, accepted, ConnMeta::default()).await
+        }
         ListenerKind::RedirectHttps { port, h2c } => {
             let meta = ConnMeta {
                 redirect_https: Some(port),
@@ -429,6 +435,8 @@ async fn serve_as(
                 redirect_https: None,
             };
             if done.is_h2() {
+                // (A TLS listener with http1 = false offers only h2: a client that chose no
+                // protocol is served HTTP/1.1 all the same, as it cannot speak HTTP/2.)
                 let Ok(io) = done.stream.try_into_poll_io() else {
                     return;
                 };

@@ -44,6 +44,8 @@ pub struct TlsListener {
 pub enum ListenerKind {
     /// Plain HTTP; `h2c`: HTTP/2 with prior knowledge is accepted too.
     Plain { h2c: bool },
+    /// Plain HTTP/2 with prior knowledge only.
+    H2c,
     /// TLS; its ALPN offers (or not) `h2`.
     Tls(Arc<TlsListener>),
     /// Answer every request with a redirect to HTTPS on this `port`.
@@ -104,12 +106,20 @@ pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Vec<ListenerKind>, Confi
         let kind = match (&l.tls, l.redirect_https_port) {
             (Some(tls), _) => {
                 let path = format!("listeners[{i}].tls");
-                match build_one(&path, tls, l.http2, base, ticketer.clone(), &mut errors) {
+                match build_one(
+                    &path,
+                    tls,
+                    (l.http1, l.http2),
+                    base,
+                    ticketer.clone(),
+                    &mut errors,
+                ) {
                     Some(t) => ListenerKind::Tls(Arc::new(t)),
                     None => ListenerKind::Plain { h2c: false },
                 }
             }
             (None, Some(port)) => ListenerKind::RedirectHttps { port, h2c: l.http2 },
+            (None, None) if !l.http1 => ListenerKind::H2c,
             (None, None) => ListenerKind::Plain { h2c: l.http2 },
         };
         kinds.push(kind);
@@ -127,7 +137,7 @@ pub fn build(cfg: &GatewayConfig, file: &str) -> Result<Vec<ListenerKind>, Confi
 fn build_one(
     path: &str,
     tls: &TlsConfig,
-    http2: bool,
+    (http1, http2): (bool, bool),
     base: &Path,
     ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
     errors: &mut Vec<ConfigError>,
@@ -160,8 +170,11 @@ fn build_one(
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = match &tls.alpn {
         Some(list) => list.iter().map(|p| p.as_bytes().to_vec()).collect(),
-        None if http2 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        None => vec![b"http/1.1".to_vec()],
+        None => [(http2, &b"h2"[..]), (http1, &b"http/1.1"[..])]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, p)| p.to_vec())
+            .collect(),
     };
     if tls.session_tickets {
         if let Some(t) = ticketer {

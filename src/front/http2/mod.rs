@@ -95,8 +95,23 @@ pub async fn serve<IO, C>(
     C: Connector,
 {
     let cfg = shared.config();
-    let handshake = builder(&cfg).handshake::<_, Bytes>(io);
     let deadline = accepted + cfg.timeouts.header;
+    let mut io = io;
+    let first = match monoio::time::timeout_at(deadline.into(), read_preface(&mut io)).await {
+        Ok(Ok(first)) => first,
+        Ok(Err(first)) => {
+            if !first.is_empty() {
+                log::debug!("client {peer}: not the HTTP/2 preface; GOAWAY PROTOCOL_ERROR");
+                refuse_preface(io).await;
+            }
+            return;
+        }
+        Err(_) => {
+            log::debug!("client {peer}: http/2 preface timed out");
+            return;
+        }
+    };
+    let handshake = builder(&cfg).handshake::<_, Bytes>(Prefixed::new(first, io));
     let mut conn = match monoio::time::timeout_at(deadline.into(), handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -154,6 +169,66 @@ pub async fn serve<IO, C>(
             }
         }
     }
+}
+
+/// Reads the client's first `PREFACE.len()` bytes: Ok when they are the preface, Err with
+/// what came (empty: the connection closed first) when they are not.
+async fn read_preface<IO: AsyncRead + Unpin>(io: &mut IO) -> Result<Bytes, Bytes> {
+    let mut buf = [0u8; 24];
+    let mut have = 0;
+    while have < PREFACE.len() {
+        let n = poll_fn(|cx| {
+            let mut rb = tokio::io::ReadBuf::new(&mut buf[have..]);
+            std::pin::Pin::new(&mut *io)
+                .poll_read(cx, &mut rb)
+                .map(|r| r.map(|()| rb.filled().len()))
+        })
+        .await;
+        match n {
+            Ok(0) | Err(_) => return Err(Bytes::copy_from_slice(&buf[..have])),
+            Ok(n) => have += n,
+        }
+        if buf[..have] != PREFACE[..have] {
+            return Err(Bytes::copy_from_slice(&buf[..have]));
+        }
+    }
+    Ok(Bytes::copy_from_slice(&buf))
+}
+
+/// Answers an invalid preface (RFC 9113 §3.4: a connection error of type PROTOCOL_ERROR)
+/// with GOAWAY, then closes: the write side first, then, once the client closed too (or
+/// after a second), the socket, so that what the client still sent does not turn the close
+/// into a reset.
+async fn refuse_preface<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO) {
+    const GOAWAY: [u8; 17] = [
+        0, 0, 8, 7, 0, 0, 0, 0, 0, // length 8, GOAWAY, no flags, stream 0
+        0, 0, 0, 0, // last stream id 0
+        0, 0, 0, 1, // PROTOCOL_ERROR
+    ];
+    let send = async {
+        let mut sent = 0;
+        while sent < GOAWAY.len() {
+            match poll_fn(|cx| std::pin::Pin::new(&mut io).poll_write(cx, &GOAWAY[sent..])).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => sent += n,
+            }
+        }
+        let _ = poll_fn(|cx| std::pin::Pin::new(&mut io).poll_shutdown(cx)).await;
+        let mut sink = [0u8; 1024];
+        loop {
+            let n = poll_fn(|cx| {
+                let mut rb = tokio::io::ReadBuf::new(&mut sink);
+                std::pin::Pin::new(&mut io)
+                    .poll_read(cx, &mut rb)
+                    .map(|r| r.map(|()| rb.filled().len()))
+            })
+            .await;
+            if !matches!(n, Ok(n) if n > 0) {
+                return;
+            }
+        }
+    };
+    let _ = monoio::time::timeout(Duration::from_secs(1), send).await;
 }
 
 /// When the connection has been idle (no stream open) for `timeouts.idle`.
