@@ -65,6 +65,8 @@ pub struct Metrics {
     pub blocked: Cell<u64>,
     /// Requests and connections shed over the memory threshold (answered 503 or closed).
     pub shed: Cell<u64>,
+    /// Requests answered, by the protocol they came with: HTTP/1.0, HTTP/1.1, HTTP/2.
+    pub by_protocol: [Cell<u64>; 3],
     /// Counts by route index (slot 0: no route) and whether an upstream was used, by
     /// status class: no string on the request path.
     by_route: RefCell<Vec<[[u64; 5]; 2]>>,
@@ -137,6 +139,7 @@ impl Metrics {
             auth_rejected: self.auth_rejected.get(),
             blocked: self.blocked.get(),
             shed: self.shed.get(),
+            by_protocol: [0, 1, 2].map(|i| self.by_protocol[i].get()),
             requests: self.named(names),
             total: self.total.borrow().clone(),
             upstream: self.upstream.borrow().clone(),
@@ -178,6 +181,8 @@ pub struct Snapshot {
     pub auth_rejected: u64,
     pub blocked: u64,
     pub shed: u64,
+    /// Requests by protocol (see `Metrics::by_protocol`).
+    pub by_protocol: [u64; 3],
     pub requests: Vec<(String, String, RouteCounts)>,
     pub total: Histogram,
     pub upstream: Histogram,
@@ -195,6 +200,9 @@ impl Snapshot {
         self.auth_rejected += o.auth_rejected;
         self.blocked += o.blocked;
         self.shed += o.shed;
+        for (a, b) in self.by_protocol.iter_mut().zip(o.by_protocol) {
+            *a += b;
+        }
         for (r, u, c) in &o.requests {
             match self
                 .requests
@@ -290,6 +298,17 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
                 );
             }
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringway_requests_by_protocol_total Requests answered, by the protocol they came with.\n\
+         # TYPE ringway_requests_by_protocol_total counter"
+    );
+    for (protocol, n) in ["HTTP/1.0", "HTTP/1.1", "HTTP/2"].iter().zip(s.by_protocol) {
+        let _ = writeln!(
+            out,
+            "ringway_requests_by_protocol_total{{protocol=\"{protocol}\"}} {n}"
+        );
     }
     histogram(
         &mut out,

@@ -255,3 +255,47 @@ both_drivers! {
         assert_eq!((a.status, &a.body[..]), (200, &b"fresh"[..]));
     }
 }
+
+#[test]
+fn the_access_log_and_metrics_say_which_protocol_a_request_came_with() {
+    let origin = Origin::ok("logged");
+    let dir = std::env::temp_dir().join(format!("ringway-h2log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let log = dir.join("access.log");
+    let cfg = Config::proxy_all(origin.addr())
+        .section(&format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[access_log]\npath = \"{}\"",
+            log.display()
+        ))
+        .render();
+    let gw = Gateway::start(&cfg, Driver::IoUring);
+    assert_eq!(get(gw.addr(), "/two").status, 200);
+    assert_eq!(ringway_test_support::get(gw.addr(), "/one").status, 200);
+    let lines = eventually("two access log lines").until(|| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(
+        lines.contains("\"path\":\"/two\"") && lines.contains("\"protocol\":\"HTTP/2\""),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("\"path\":\"/one\"") && lines.contains("\"protocol\":\"HTTP/1.1\""),
+        "{lines}"
+    );
+    let metrics = ringway_test_support::get(gw.admin_addr(), "/metrics").body_text();
+    assert!(
+        metrics.contains("ringway_requests_by_protocol_total{protocol=\"HTTP/2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ringway_requests_by_protocol_total{protocol=\"HTTP/1.1\"} 1"),
+        "{metrics}"
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -112,6 +112,7 @@ mod tests {
             upstream: None,
             consumer: None,
             tls: false,
+            protocol: b"HTTP/1.1",
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Line<'a> {
     pub upstream: Option<SocketAddr>,
     pub consumer: Option<&'a [u8]>,
     pub tls: bool,
+    /// The protocol the request came with (`HTTP/1.1`, `HTTP/2`...); empty for a head
+    /// that did not parse.
+    pub protocol: &'a [u8],
 }
 
 impl Line<'_> {
@@ -102,7 +105,10 @@ impl Line<'_> {
         put_key(out, "consumer");
         put_opt(out, self.consumer);
         put_key(out, "tls");
-        out.extend_from_slice(if self.tls { b"true}\n" } else { b"false}\n" });
+        out.extend_from_slice(if self.tls { b"true," } else { b"false," });
+        put_key(out, "protocol");
+        put_str(out, self.protocol);
+        out.extend_from_slice(b"}\n");
     }
 }
 
@@ -138,6 +144,7 @@ mod tests {
             upstream: Some("127.0.0.1:9".parse().expect("addr")),
             consumer: None,
             tls: true,
+            protocol: b"HTTP/2",
         };
         let mut out = Vec::new();
         line.write_to(&mut out);
@@ -155,6 +162,7 @@ mod tests {
         assert_eq!(v["upstream"], "127.0.0.1:9");
         assert!(v["consumer"].is_null());
         assert_eq!(v["tls"], true);
-        assert_eq!(v.as_object().map(|o| o.len()), Some(16));
+        assert_eq!(v["protocol"], "HTTP/2");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(17));
     }
 }

@@ -93,6 +93,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             upstream: r.upstream,
             consumer,
             tls: self.client.meta.tls,
+            protocol: if r.parsed { h.version.as_bytes() } else { b"" },
         };
         core.write(&line);
     }

@@ -533,5 +533,11 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         );
         crate::metrics::Metrics::add(&m.bytes_in, log.bytes_in);
         crate::metrics::Metrics::add(&m.bytes_out, log.bytes_out);
+        let protocol = match self.req.head.version {
+            crate::http::Version::Http10 => 0,
+            crate::http::Version::Http11 => 1,
+            crate::http::Version::Http2 => 2,
+        };
+        crate::metrics::bump(&m.by_protocol[protocol]);
     }
 }
