@@ -38,6 +38,17 @@ pub mod http2 {
     pub const HEADER_TABLE_SIZE: u32 = 4096;
     pub const MAX_SEND_BUFFER: usize = 64 * 1024;
     pub const MAX_RESETS_PER_SECOND: u32 = 200;
+
+    /// `[http2.flood]`: frames per second per connection.
+    pub mod flood {
+        pub const SETTINGS: u32 = 100;
+        pub const PING: u32 = 100;
+        pub const PRIORITY: u32 = 1000;
+        pub const RST_STREAM: u32 = 1000;
+        pub const EMPTY_DATA: u32 = 100;
+        /// A fast download legitimately sends one per frame or so it reads.
+        pub const WINDOW_UPDATE: u32 = 100_000;
+    }
 }
 
 /// `[[listeners]]`.

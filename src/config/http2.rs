@@ -26,6 +26,37 @@ pub struct Http2Config {
     /// Streams a client may reset per second on one connection; one more ends the
     /// connection with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
     pub max_resets_per_second: u32,
+    /// Frames per second per connection that cost work without carrying a request.
+    pub flood: FloodConfig,
+}
+
+/// `[http2.flood]`: per connection and per second, how many of each of these frames a
+/// client may send; one more ends the connection with GOAWAY ENHANCE_YOUR_CALM.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloodConfig {
+    pub settings: u32,
+    /// PING frames that are not acknowledgements.
+    pub ping: u32,
+    pub priority: u32,
+    pub rst_stream: u32,
+    /// DATA frames with no payload and no END_STREAM.
+    pub empty_data: u32,
+    pub window_update: u32,
+}
+
+impl Default for FloodConfig {
+    fn default() -> Self {
+        use d::flood as f;
+        FloodConfig {
+            settings: f::SETTINGS,
+            ping: f::PING,
+            priority: f::PRIORITY,
+            rst_stream: f::RST_STREAM,
+            empty_data: f::EMPTY_DATA,
+            window_update: f::WINDOW_UPDATE,
+        }
+    }
 }
 
 impl Default for Http2Config {
@@ -38,6 +69,7 @@ impl Default for Http2Config {
             header_table_size: d::HEADER_TABLE_SIZE,
             max_send_buffer: d::MAX_SEND_BUFFER,
             max_resets_per_second: d::MAX_RESETS_PER_SECOND,
+            flood: FloodConfig::default(),
         }
     }
 }

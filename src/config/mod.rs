@@ -32,7 +32,7 @@ pub use defaults_toml::default_config_toml;
 pub use duration::Duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use glob::{Glob, MAX_GLOB};
-pub use http2::Http2Config;
+pub use http2::{FloodConfig, Http2Config};
 pub use policy::*;
 pub use rate::Rate;
 pub use tls::*;

@@ -260,6 +260,19 @@ fn http2(cfg: &GatewayConfig, e: &mut Errors) {
             );
         }
     }
+    let f = &h.flood;
+    for (field, value) in [
+        ("settings", f.settings),
+        ("ping", f.ping),
+        ("priority", f.priority),
+        ("rst_stream", f.rst_stream),
+        ("empty_data", f.empty_data),
+        ("window_update", f.window_update),
+    ] {
+        if value == 0 {
+            e.push(format!("http2.flood.{field}"), "must be at least 1");
+        }
+    }
     if !(1024..=16 * 1024 * 1024).contains(&h.max_send_buffer) {
         e.push(
             "http2.max_send_buffer",

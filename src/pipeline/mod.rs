@@ -73,6 +73,9 @@ pub struct Shared<C: Connector> {
     overload: Arc<AtomicBool>,
     /// Wakes the connections waiting between requests (drain, overload) so they close.
     pub(crate) idle_wake: LocalNotify,
+    /// Wakes the connections that follow the config (HTTP/2's, whose settings were
+    /// announced at its start) after a reload.
+    pub(crate) reloaded: LocalNotify,
     /// Wakes the connections waiting for the rest of a head (overload) so they close.
     pub(crate) shed: LocalNotify,
     /// Balancers, health, ejections, breakers and the retry budget of this worker.
@@ -117,6 +120,7 @@ impl<C: Connector> Shared<C> {
             drain: LocalNotify::default(),
             overload: Arc::default(),
             idle_wake: LocalNotify::default(),
+            reloaded: LocalNotify::default(),
             shed: LocalNotify::default(),
             lb: Rc::new(crate::upstream::State::new(worker)),
             next_id: Cell::new(0),
@@ -140,6 +144,7 @@ impl<C: Connector> Shared<C> {
             .retire(&|r, proxied| old.metric_names(r, proxied));
         *self.policy.borrow_mut() = config.policy.new_state();
         *self.config.borrow_mut() = config;
+        self.reloaded.notify_all();
     }
 
     /// Off the request path, once a second: if connections went idle and gave their

@@ -5,13 +5,15 @@
 //! checked against RFC 9113 and translated (`translate`). A stream's failure costs the
 //! other streams nothing.
 //!
-//! The connection ends with GOAWAY: when the worker drains, when it stays idle for
-//! `timeouts.idle`, and (ENHANCE_YOUR_CALM) when the client resets streams faster than
-//! allowed; a reset stream's upstream request is dropped at once (its connection closed,
+//! The connection ends with GOAWAY: when the worker drains, after a reload, when it is
+//! older than `timeouts.max_connection_age`, when it stays idle for `timeouts.idle`, and
+//! (ENHANCE_YOUR_CALM) when the client resets streams faster than allowed; its streams
+//! finish first (within `timeouts.drain` when the worker drains); a reset stream's upstream request is dropped at once (its connection closed,
 //! never pooled). While the process sheds load, new streams are refused (REFUSED_STREAM).
 //!
 //! Where it sits: beside `front::http1`, above `pipeline`.
 
+mod meter;
 mod stream;
 mod translate;
 
@@ -64,11 +66,17 @@ struct ConnState {
     resets: Cell<(u32, Option<Instant>)>,
     /// Set once the client reset too many streams: the connection ends.
     calm: LocalNotify,
+    /// The client reset too many streams.
+    calmed: Cell<bool>,
     /// A stream ended: the idle timer may start.
     ended: LocalNotify,
 }
 
 impl ConnState {
+    fn calm_sent(&self) -> bool {
+        self.calmed.get()
+    }
+
     /// Counts a stream the client reset; true when that was one more than `max` in a
     /// second.
     fn client_reset(&self, max: u32) -> bool {
@@ -111,7 +119,9 @@ pub async fn serve<IO, C>(
             return;
         }
     };
-    let handshake = builder(&cfg).handshake::<_, Bytes>(Prefixed::new(first, io));
+    let flood = Rc::new(meter::Flood::new(cfg.http2.flood.clone()));
+    let io = meter::Meter::new(Prefixed::new(first, io), flood.clone());
+    let handshake = builder(&cfg).handshake::<_, Bytes>(io);
     let mut conn = match monoio::time::timeout_at(deadline.into(), handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -127,7 +137,22 @@ pub async fn serve<IO, C>(
     let state = Rc::new(ConnState::default());
     state.last_end.set(Some(Instant::now()));
     let mut closing = false;
+    // Old enough (`timeouts.max_connection_age`): GOAWAY, so every connection converges on
+    // the current config and binary.
+    let age = cfg.timeouts.max_connection_age;
+    let max_age = (!age.is_zero()).then(|| accepted + age);
     loop {
+        // A trip while another branch won the last round is seen here.
+        if flood.tripped.get().is_some() || state.calm_sent() {
+            log::debug!(
+                "client {peer}: {}; GOAWAY ENHANCE_YOUR_CALM",
+                match flood.tripped.get() {
+                    Some(kind) => format!("{kind:?} flood"),
+                    None => "too many streams reset".to_string(),
+                }
+            );
+            break;
+        }
         let idle = idle_deadline(&state, &cfg);
         monoio::select! {
             next = conn.accept() => match next {
@@ -151,9 +176,19 @@ pub async fn serve<IO, C>(
                     log::debug!("client {peer}: http/2 connection error: {e}");
                     break;
                 }
-                None => break,
+                None => return,
             },
             _ = shared.drain_notified(), if !closing => {
+                closing = true;
+                conn.graceful_shutdown();
+            }
+            // A reload: the settings this connection announced are the old config's; its
+            // streams finish, and the client's next connection gets the new ones.
+            _ = shared.reloaded.notified(), if !closing => {
+                closing = true;
+                conn.graceful_shutdown();
+            }
+            _ = sleep_until(max_age), if !closing => {
                 closing = true;
                 conn.graceful_shutdown();
             }
@@ -162,13 +197,18 @@ pub async fn serve<IO, C>(
                 conn.graceful_shutdown();
             }
             _ = state.ended.notified() => {}
-            _ = state.calm.notified() => {
-                log::debug!("client {peer}: too many streams reset; GOAWAY ENHANCE_YOUR_CALM");
-                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
-                closing = true;
-            }
+            // Either ends the connection at the top of the loop.
+            _ = state.calm.notified() => {}
+            _ = flood.trip.notified() => {}
         }
     }
+    // Ended by a connection error or for calm: GOAWAY goes out (ENHANCE_YOUR_CALM unless
+    // the codec already sent its own), and the connection closes once it is flushed, or
+    // after a second.
+    if flood.tripped.get().is_some() || state.calm_sent() {
+        conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+    }
+    let _ = monoio::time::timeout(Duration::from_secs(1), poll_fn(|cx| conn.poll_closed(cx))).await;
 }
 
 /// Reads the client's first `PREFACE.len()` bytes: Ok when they are the preface, Err with
@@ -280,6 +320,7 @@ async fn serve_stream<C: Connector>(
         reason = reset => {
             log::debug!("client {}: stream reset ({reason:?}); its upstream request is dropped", client.peer);
             if state.client_reset(cfg.http2.max_resets_per_second) {
+                state.calmed.set(true);
                 state.calm.notify_all();
             }
         }
