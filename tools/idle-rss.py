@@ -6,6 +6,7 @@ connections to ringway, sends one request on each and keeps them all open and id
 reads ringway's VmRSS from /proc. Loopback only; everything started here is stopped here.
 
     cargo build --release --bins && tools/idle-rss.py --conns 10000
+    tools/idle-rss.py --conns 10000 --h2 --limit-mib 128    # HTTP/2 (h2c) connections
 """
 import argparse
 import os
@@ -42,6 +43,38 @@ def read_response(s):
         raise RuntimeError(head[:60])
 
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(t, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([t, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_get(s, stream):
+    """Sends GET /bytes/2 on `stream` (HPACK literals, no Huffman) and reads frames until
+    that stream's response ends."""
+    fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"bench"),
+              (b":path", b"/bytes/2")]
+    block = b"".join(b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v for n, v in fields)
+    s.sendall(frame(0x1, 0x5, stream, block))
+    buf = b""
+    while True:
+        while len(buf) < 9:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise RuntimeError("closed before a response")
+            buf += chunk
+        n = int.from_bytes(buf[:3], "big")
+        while len(buf) < 9 + n:
+            buf += s.recv(4096)
+        t, flags, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        buf = buf[9 + n:]
+        if t == 0x4 and not flags & 0x1:
+            s.sendall(frame(0x4, 0x1, 0))
+        if sid == stream and t in (0x0, 0x1) and flags & 0x1:
+            return
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--conns", type=int, default=10000)
@@ -49,6 +82,8 @@ def main():
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     ap.add_argument("--limit-mib", type=float, default=64.0,
                     help="exit 1 if the RSS with all connections idle is above this")
+    ap.add_argument("--h2", action="store_true",
+                    help="HTTP/2 connections (prior knowledge) instead of HTTP/1.1")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.conns + 1000
@@ -97,20 +132,28 @@ upstream = "origin"
         started = time.time()
         for i in range(args.conns):
             s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(b"GET /bytes/2 HTTP/1.1\r\nHost: bench\r\n\r\n")
-            read_response(s)
+            if args.h2:
+                s.sendall(PREFACE + frame(0x4, 0, 0))
+                h2_get(s, 1)
+            else:
+                s.sendall(b"GET /bytes/2 HTTP/1.1\r\nHost: bench\r\n\r\n")
+                read_response(s)
             socks.append(s)
         opened = time.time() - started
         time.sleep(args.settle)  # connections idle longer than 1 s give their buffers back
         loaded = rss_kib(gw.pid)
+        kind = "HTTP/2" if args.h2 else "keep-alive"
         print(f"ringway RSS: {base} KiB at start, {loaded} KiB with {args.conns} idle "
-              f"keep-alive connections ({(loaded - base) / args.conns:.2f} KiB each; "
+              f"{kind} connections ({(loaded - base) / args.conns:.2f} KiB each; "
               f"{args.conns} connections opened in {opened:.1f}s)")
         # The idle connections still work: every 100th one asks again.
         woken = socks[::100]
         for s in woken:
-            s.sendall(b"GET /bytes/2 HTTP/1.1\r\nHost: bench\r\n\r\n")
-            read_response(s)
+            if args.h2:
+                h2_get(s, 3)
+            else:
+                s.sendall(b"GET /bytes/2 HTTP/1.1\r\nHost: bench\r\n\r\n")
+                read_response(s)
         print(f"{len(woken)} of the idle connections answered a second request")
         for s in socks:
             s.close()

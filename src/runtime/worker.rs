@@ -403,7 +403,14 @@ async fn serve_as(
             let Ok(io) = stream.try_into_poll_io() else {
                 return;
             };
-            crate::front::http2::serve(shared, io, peer, accepted, ConnMeta::default()).await
+            Box::pin(crate::front::http2::serve(
+                shared,
+                io,
+                peer,
+                accepted,
+                ConnMeta::default(),
+            ))
+            .await
         }
         ListenerKind::RedirectHttps { port, h2c } => {
             let meta = ConnMeta {
@@ -416,37 +423,48 @@ async fn serve_as(
                 serve(shared, stream, peer, accepted, meta).await
             }
         }
-        ListenerKind::Tls(tls) => {
-            let done = match crate::tls::accept_raw(stream, &tls, peer).await {
-                Ok(s) => s,
-                Err(e) => {
-                    log::debug!("client {peer}: {e}");
-                    return;
-                }
-            };
-            let cert = done
-                .info
-                .client_identity
-                .as_ref()
-                .and_then(|name| shared.config().policy.cert_identity(name));
-            let meta = ConnMeta {
-                tls: true,
-                cert,
-                redirect_https: None,
-            };
-            if done.is_h2() {
-                // (A TLS listener with http1 = false offers only h2: a client that chose no
-                // protocol is served HTTP/1.1 all the same, as it cannot speak HTTP/2.)
-                let Ok(io) = done.stream.try_into_poll_io() else {
-                    return;
-                };
-                let io = crate::tls::poll::PollTls::new(io, done.session);
-                crate::front::http2::serve(shared, io, peer, accepted, meta).await
-            } else {
-                let (stream, _) = done.into_http1();
-                serve(shared, stream, peer, accepted, meta).await
-            }
+        // Boxed: TLS state (the session, its buffers) would otherwise make every
+        // connection's task, plain ones included, as large as a TLS connection's.
+        ListenerKind::Tls(tls) => Box::pin(serve_tls(tls, shared, stream, peer, accepted)).await,
+    }
+}
+
+/// A TLS connection: the handshake, then HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
+async fn serve_tls(
+    tls: std::sync::Arc<crate::tls::TlsListener>,
+    shared: Rc<Shared<TcpConnector>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    accepted: Instant,
+) {
+    let done = match crate::tls::accept_raw(stream, &tls, peer).await {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("client {peer}: {e}");
+            return;
         }
+    };
+    let cert = done
+        .info
+        .client_identity
+        .as_ref()
+        .and_then(|name| shared.config().policy.cert_identity(name));
+    let meta = ConnMeta {
+        tls: true,
+        cert,
+        redirect_https: None,
+    };
+    if done.is_h2() {
+        // (A TLS listener with http1 = false offers only h2: a client that chose no
+        // protocol is served HTTP/1.1 all the same, as it cannot speak HTTP/2.)
+        let Ok(io) = done.stream.try_into_poll_io() else {
+            return;
+        };
+        let io = crate::tls::poll::PollTls::new(io, done.session);
+        crate::front::http2::serve(shared, io, peer, accepted, meta).await
+    } else {
+        let (stream, _) = done.into_http1();
+        serve(shared, stream, peer, accepted, meta).await
     }
 }
 
@@ -467,8 +485,12 @@ async fn serve_plain(
         let Ok(io) = stream.try_into_poll_io() else {
             return;
         };
-        let io = crate::front::http2::Prefixed::new(first.freeze(), io);
-        crate::front::http2::serve(shared, io, peer, accepted, meta).await
+        // Only what was read is kept (the 16 KiB read buffer goes now, not with the
+        // connection).
+        let read = bytes::Bytes::copy_from_slice(&first);
+        drop(first);
+        let io = crate::front::http2::Prefixed::new(read, io);
+        Box::pin(crate::front::http2::serve(shared, io, peer, accepted, meta)).await
     } else {
         crate::front::http1::serve_read(shared, stream, first, peer, accepted, meta).await
     }

@@ -353,6 +353,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
             let n = self.first.len().min(buf.remaining());
             let part = self.first.split_to(n);
             buf.put_slice(&part);
+            if self.first.is_empty() {
+                // Read out: its allocation is not kept for the connection's life.
+                self.first = Bytes::new();
+            }
             return std::task::Poll::Ready(Ok(()));
         }
         std::pin::Pin::new(&mut self.io).poll_read(cx, buf)

@@ -441,7 +441,10 @@ impl ResponseSink for Sink {
                 Err(IoFail::Eof)
             };
         }
-        let data = self.pending.split().freeze();
+        // A copy, exactly sized: the codec keeps the last frame it wrote until the next one,
+        // and a share of a larger buffer would keep all of it alive on an idle connection.
+        let data = Bytes::copy_from_slice(&self.pending);
+        self.pending.clear();
         let end_stream = self.ended;
         self.ended = false;
         self.send_data(data, end_stream, write).await
@@ -451,7 +454,10 @@ impl ResponseSink for Sink {
         if !self.pending.is_empty() {
             self.flush(write).await?;
         }
-        let data = buf.split().freeze();
+        // Copied for the same reason as in `flush`; the pooled body buffer stays whole and
+        // goes back to its pool.
+        let data = Bytes::copy_from_slice(buf);
+        buf.clear();
         let end_stream = match &mut self.remaining {
             Some(r) => {
                 *r = r.saturating_sub(data.len() as u64);
