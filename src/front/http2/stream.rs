@@ -28,6 +28,10 @@ use crate::pipeline::{
     Tunnel,
 };
 
+/// DATA at least this large that does not end its stream is handed to the codec without a
+/// copy.
+const ZERO_COPY_FROM: usize = 16 * 1024;
+
 /// Where a stream's response stands.
 pub(super) enum Send {
     /// No head sent yet.
@@ -454,16 +458,22 @@ impl ResponseSink for Sink {
         if !self.pending.is_empty() {
             self.flush(write).await?;
         }
-        // Copied for the same reason as in `flush`; the pooled body buffer stays whole and
-        // goes back to its pool.
-        let data = Bytes::copy_from_slice(buf);
-        buf.clear();
         let end_stream = match &mut self.remaining {
             Some(r) => {
-                *r = r.saturating_sub(data.len() as u64);
+                *r = r.saturating_sub(buf.len() as u64);
                 *r == 0
             }
             None => false,
+        };
+        // A large run that does not end the stream goes to the codec without a copy; the
+        // last one, and small ones, are copied for the same reason as in `flush` (and leave
+        // the pooled body buffer whole, for its pool).
+        let data = if !end_stream && buf.len() >= ZERO_COPY_FROM {
+            buf.split().freeze()
+        } else {
+            let data = Bytes::copy_from_slice(buf);
+            buf.clear();
+            data
         };
         self.send_data(data, end_stream, write).await
     }
