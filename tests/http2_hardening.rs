@@ -249,6 +249,27 @@ both_drivers! {
         still_served(gw.addr());
     }
 
+    fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout(d) {
+        let origin = Origin::ok("never");
+        let cfg = Config::proxy_all(origin.addr())
+            .section("[timeouts]\nheader = \"1s\"")
+            .render();
+        let gw = Gateway::start(&cfg, d);
+        let t = Instant::now();
+        let mut r = Raw::open(gw.addr());
+        assert_eq!(r.goaway(), Some(0), "GOAWAY NO_ERROR");
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
+        // A slow preface too: half of it, then nothing.
+        let mut s = TcpStream::connect(gw.addr()).expect("connect");
+        s.write_all(&PREFACE[..10]).expect("half a preface");
+        s.set_read_timeout(Some(Duration::from_secs(4))).expect("timeout");
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut buf).ok(), Some(0), "closed without a word");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+
     fn malformed_requests_are_refused_and_cost_other_streams_nothing(d) {
         let origin = Origin::ok("ok");
         let gw = hardened(&origin, d);

@@ -137,6 +137,7 @@ pub async fn serve<IO, C>(
     let state = Rc::new(ConnState::default());
     state.last_end.set(Some(Instant::now()));
     let mut closing = false;
+    let mut seen_stream = false;
     // Old enough (`timeouts.max_connection_age`): GOAWAY, so every connection converges on
     // the current config and binary.
     let age = cfg.timeouts.max_connection_age;
@@ -153,7 +154,13 @@ pub async fn serve<IO, C>(
             );
             break;
         }
-        let idle = idle_deadline(&state, &cfg);
+        // Until its first request, a connection has `timeouts.header` from its accept;
+        // then `timeouts.idle` whenever no stream is open.
+        let idle = if seen_stream {
+            idle_deadline(&state, &cfg)
+        } else {
+            Some(accepted + cfg.timeouts.header)
+        };
         monoio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
@@ -163,6 +170,7 @@ pub async fn serve<IO, C>(
                         respond.send_reset(Reason::REFUSED_STREAM);
                         continue;
                     }
+                    seen_stream = true;
                     state.open.set(state.open.get() + 1);
                     monoio::spawn(serve_stream(
                         shared.clone(),
