@@ -299,3 +299,149 @@ fn the_access_log_and_metrics_say_which_protocol_a_request_came_with() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Waits, letting the runtime drive the connections, until the origin has a request.
+async fn upstream_has_it(origin: &Origin) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Sends `total` bytes of body in pieces while reading the answer at the same time, so
+/// that flow control runs both ways; returns (status, body bytes received).
+async fn stream_both_ways(send: &mut SendRequest<Bytes>, path: &str, total: usize) -> (u16, usize) {
+    let req = Request::post(format!("http://gw.test{path}"))
+        .body(())
+        .expect("request");
+    let mut ready = send.clone().ready().await.expect("ready");
+    let (response, mut out) = ready.send_request(req, false).expect("sent");
+    let upload = async move {
+        let piece = Bytes::from(vec![b'u'; 64 * 1024]);
+        let mut sent = 0;
+        while sent < total {
+            let n = piece.len().min(total - sent);
+            out.reserve_capacity(n);
+            let granted = std::future::poll_fn(|cx| out.poll_capacity(cx))
+                .await
+                .expect("capacity")
+                .expect("no error");
+            let n = n.min(granted);
+            out.send_data(piece.slice(..n), sent + n == total)
+                .expect("data");
+            sent += n;
+        }
+    };
+    let download = async move {
+        let response = response.await.expect("response");
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut got = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("chunk");
+            got += chunk.len();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        (status, got)
+    };
+    let ((), result) = tokio::join!(upload, download);
+    result
+}
+
+both_drivers! {
+    fn sixty_four_mib_each_way_keeps_memory_bounded(d) {
+        let origin = BundledOrigin::start();
+        let cfg = Config::proxy_all(origin.addr).section("[limits]\nmax_body_bytes = 0").render();
+        let gw = Gateway::start(&cfg, d);
+        let before = gw.rss_kib();
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pid = gw.pid();
+        let sampler = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+                    peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        const MIB64: usize = 64 * 1024 * 1024;
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            // Down: 64 MiB from the origin.
+            let a = exchange(&mut send, Method::GET, &format!("/bytes/{MIB64}"), &[], None)
+                .await
+                .expect("download");
+            assert_eq!((a.status, a.body.len()), (200, MIB64));
+            // Up and down at once: 64 MiB echoed back as it goes.
+            let (status, got) = stream_both_ways(&mut send, "/echo", MIB64).await;
+            assert_eq!((status, got), (200, MIB64));
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = sampler.join();
+        let grew_mib = (peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before)) / 1024;
+        assert!(grew_mib < 48, "ringway grew by {grew_mib} MiB while relaying 64 MiB each way");
+    }
+
+    fn a_drain_lets_streams_in_flight_finish_and_says_goaway(d) {
+        let origin = Origin::start(|_| Reply::Delay(Duration::from_millis(600), Box::new(Reply::ok("finished"))));
+        let mut gw = gateway(&origin, d);
+        let addr = gw.addr();
+        let rt = runtime();
+        let answer = rt.block_on(async {
+            let mut send = connect_h2(addr).await;
+            let in_flight = tokio::spawn(async move {
+                exchange(&mut send, Method::GET, "/slow", &[], None).await
+            });
+            // Once the origin has the request, drain.
+            upstream_has_it(&origin).await;
+            gw.signal("TERM");
+            in_flight.await.expect("task")
+        });
+        let a = answer.expect("the stream in flight is answered");
+        assert_eq!((a.status, &a.body[..]), (200, &b"finished"[..]));
+        assert!(gw.wait_exit().is_some(), "ringway exits once drained");
+    }
+
+    fn a_reload_ends_http2_connections_with_goaway_after_their_streams(d) {
+        let origin = Origin::start(|r| {
+            if r.target == "/slow" {
+                Reply::Delay(Duration::from_millis(600), Box::new(Reply::ok("old")))
+            } else {
+                Reply::ok("new")
+            }
+        });
+        let cfg = Config::proxy_all(origin.addr()).render();
+        let gw = Gateway::start(&cfg, d);
+        let addr = gw.addr();
+        runtime().block_on(async {
+            let mut send = connect_h2(addr).await;
+            let mut second = send.clone();
+            let in_flight = tokio::spawn(async move {
+                exchange(&mut send, Method::GET, "/slow", &[], None).await
+            });
+            upstream_has_it(&origin).await;
+            std::fs::write(gw.config_path(), cfg.replace("workers = 1", "workers = 1\nvia = \"edge\"")).expect("config");
+            gw.signal("HUP");
+            gw.wait_log("config reloaded (version 2)");
+            let a = in_flight.await.expect("task").expect("answered");
+            assert_eq!((a.status, &a.body[..]), (200, &b"old"[..]));
+            // The connection said GOAWAY: no new stream on it.
+            let after = exchange(&mut second, Method::GET, "/after", &[], None).await;
+            assert!(after.is_err(), "a new stream on a connection told to go away: {after:?}");
+        });
+        // A new connection gets the new config.
+        let a = get(addr, "/fresh");
+        assert_eq!(a.status, 200);
+        let last = origin.requests().last().and_then(|r| r.header("via").map(str::to_owned));
+        assert_eq!(last.as_deref(), Some("2 edge"));
+    }
+}
