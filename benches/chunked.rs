@@ -41,6 +41,7 @@ fn decode(input: &[u8]) -> Option<usize> {
                 payload += black_box(&input[at + start..at + end]).len();
                 at += end;
             }
+            ChunkEvent::Trailer { consumed, .. } => at += consumed,
             ChunkEvent::NeedMore { .. } => return None,
             ChunkEvent::Done { consumed } => {
                 return (at + consumed == input.len()).then_some(payload);

@@ -445,3 +445,52 @@ both_drivers! {
         assert_eq!(last.as_deref(), Some("2 edge"));
     }
 }
+
+both_drivers! {
+    fn interim_responses_and_chunked_trailers_reach_the_http2_client(d) {
+        // The upstream hints, sends an unasked 100 (ringway answers Expect itself), then a
+        // chunked body with trailers (their arrival split across reads is the decoder's
+        // unit test).
+        let origin = Origin::start(|_| {
+            Reply::raw(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\n\
+                  HTTP/1.1 100 Continue\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: grpc-status\r\n\r\n\
+                  5\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\nX-Sum:  abc \r\n\r\n",
+            )
+        });
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let send = connect_h2(gw.addr()).await;
+            let mut ready = send.ready().await.expect("ready");
+            let req = Request::get("http://gw.test/hints").body(()).expect("request");
+            let (mut response, _) = ready.send_request(req, true).expect("sent");
+            let mut interim = Vec::new();
+            while let Some(r) = std::future::poll_fn(|cx| response.poll_informational(cx)).await {
+                let r = r.expect("interim");
+                interim.push((r.status().as_u16(), r.headers().clone()));
+            }
+            assert_eq!(interim.len(), 1, "{interim:?}");
+            let (status, fields) = &interim[0];
+            assert_eq!(*status, 103);
+            assert_eq!(fields.get("link").map(|v| v.as_bytes()), Some(&b"</app.css>; rel=preload"[..]));
+            assert!(fields.get("x-hop").is_none() && fields.get("connection").is_none(), "{fields:?}");
+            let response = response.await.expect("response");
+            assert_eq!(response.status().as_u16(), 200);
+            assert!(response.headers().get("trailer").is_none());
+            let mut body = response.into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.expect("data");
+                let _ = body.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(got, b"hello world");
+            let trailers = body.trailers().await.expect("trailers").expect("some trailers");
+            assert_eq!(trailers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"0"[..]));
+            assert_eq!(trailers.get("x-sum").map(|v| v.as_bytes()), Some(&b"abc"[..]));
+            assert_eq!(trailers.len(), 2, "{trailers:?}");
+        });
+        assert_eq!(origin.wait_requests(1).len(), 1);
+    }
+}

@@ -1,7 +1,8 @@
 //! Strict chunked transfer-coding decoder (RFC 9112 §7.1) and the encoder's framing lines.
 //! chunk-size is 1*16HEXDIG, lines end in CRLF only, chunk extensions are parsed per the
-//! grammar and dropped, trailer fields are parsed like header fields and dropped (framing
-//! fields in trailers are an error). The decoder is incremental: feed it whatever bytes have
+//! grammar and dropped, trailer fields are parsed like header fields (framing fields in
+//! trailers are an error) and dropped, or handed out one by one by a decoder made
+//! `with_trailers`. The decoder is incremental: feed it whatever bytes have
 //! arrived; it never needs the whole body.
 
 use bytes::BytesMut;
@@ -17,6 +18,14 @@ pub enum ChunkEvent {
     Data { start: usize, end: usize },
     /// The last chunk and trailers were read; `consumed` bytes of input belong to the body.
     Done { consumed: usize },
+    /// One trailer field, `input[start..end]` (`name:value` with the value's whitespace,
+    /// without CRLF); `consumed` bytes of input were used up. Only from a decoder made
+    /// `with_trailers`.
+    Trailer {
+        start: usize,
+        end: usize,
+        consumed: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +75,10 @@ pub struct ChunkedDecoder {
     max_trailer_bytes: usize,
     name: [u8; NAME_MEMO],
     name_len: usize,
+    /// Hand out trailer fields (`ChunkEvent::Trailer`) instead of dropping them.
+    keep_trailers: bool,
+    /// Where the trailer line being read starts in the current input.
+    line_start: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -113,7 +126,16 @@ impl ChunkedDecoder {
             max_trailer_bytes,
             name: [0; NAME_MEMO],
             name_len: 0,
+            keep_trailers: false,
+            line_start: 0,
         }
+    }
+
+    /// Hands out each trailer field as a `ChunkEvent::Trailer` (a field line that has only
+    /// partly arrived is left unconsumed until the rest is in, so the caller sees it whole).
+    pub fn with_trailers(mut self) -> ChunkedDecoder {
+        self.keep_trailers = true;
+        self
     }
 
     /// Decodes from the front of `input`. Call repeatedly, advancing past what each event
@@ -138,13 +160,41 @@ impl ChunkedDecoder {
                 }
                 _ => {
                     let Some(&b) = input.get(i) else {
-                        return Ok(ChunkEvent::NeedMore { consumed: i });
+                        return Ok(self.need_more(i));
                     };
+                    if self.keep_trailers && self.state == State::TrailerStart {
+                        self.line_start = i;
+                    }
+                    let was = self.state;
                     i += 1;
                     self.framing_byte(b)?;
+                    if self.keep_trailers && was == State::TrailerLf {
+                        return Ok(ChunkEvent::Trailer {
+                            start: self.line_start,
+                            end: i - 2,
+                            consumed: i,
+                        });
+                    }
                 }
             }
         }
+    }
+
+    /// The input ran out after `i` bytes. A trailer field that has only partly arrived is
+    /// given back, to be read again whole.
+    fn need_more(&mut self, i: usize) -> ChunkEvent {
+        use State::*;
+        if self.keep_trailers && matches!(self.state, TrailerName | TrailerValue | TrailerLf) {
+            let partial = i - self.line_start;
+            self.trailer_bytes -= partial;
+            self.line_len = 0;
+            self.name_len = 0;
+            self.state = TrailerStart;
+            return ChunkEvent::NeedMore {
+                consumed: self.line_start,
+            };
+        }
+        ChunkEvent::NeedMore { consumed: i }
     }
 
     pub fn is_done(&self) -> bool {

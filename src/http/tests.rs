@@ -350,8 +350,17 @@ fn invalid_responses_are_rejected() {
 
 /// Feeds `input` through a decoder `step` bytes at a time; returns the payload.
 fn decode(input: &[u8], step: usize) -> Result<Vec<u8>, ParseError> {
-    let mut dec = ChunkedDecoder::new(64, 256);
+    decode_all(input, step, ChunkedDecoder::new(64, 256)).map(|(payload, _)| payload)
+}
+
+/// As `decode`, with `dec`; also returns the trailer fields it handed out.
+fn decode_all(
+    input: &[u8],
+    step: usize,
+    mut dec: ChunkedDecoder,
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), ParseError> {
     let mut out = Vec::new();
+    let mut trailers = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut fed = 0;
     loop {
@@ -359,6 +368,14 @@ fn decode(input: &[u8], step: usize) -> Result<Vec<u8>, ParseError> {
             ChunkEvent::Data { start, end } => {
                 out.extend_from_slice(&buf[start..end]);
                 buf.drain(..end);
+            }
+            ChunkEvent::Trailer {
+                start,
+                end,
+                consumed,
+            } => {
+                trailers.push(buf[start..end].to_vec());
+                buf.drain(..consumed);
             }
             ChunkEvent::NeedMore { consumed } => {
                 buf.drain(..consumed);
@@ -372,9 +389,55 @@ fn decode(input: &[u8], step: usize) -> Result<Vec<u8>, ParseError> {
             ChunkEvent::Done { consumed } => {
                 buf.drain(..consumed);
                 assert!(dec.is_done());
-                return Ok(out);
+                return Ok((out, trailers));
             }
         }
+    }
+}
+
+#[test]
+fn trailer_fields_are_handed_out_whole_at_any_feed_size_when_asked_for() {
+    let body = b"5\r\nhello\r\n0\r\ngrpc-status: 0\r\nX-Sum:\tab c \r\n\r\n";
+    for step in [1, 2, 3, 7, 100] {
+        let (payload, trailers) =
+            decode_all(body, step, ChunkedDecoder::new(64, 256).with_trailers()).expect("valid");
+        assert_eq!(payload, b"hello", "step {step}");
+        assert_eq!(
+            trailers,
+            [&b"grpc-status: 0"[..], &b"X-Sum:\tab c "[..]],
+            "step {step}"
+        );
+        // Not asked for: dropped.
+        let (_, none) = decode_all(body, step, ChunkedDecoder::new(64, 256)).expect("valid");
+        assert!(none.is_empty());
+    }
+    // The bounds hold when lines are given back and read again.
+    let long = format!("0\r\nx: {}\r\n\r\n", "v".repeat(100));
+    for step in [1, 5, 1000] {
+        let got = decode_all(
+            long.as_bytes(),
+            step,
+            ChunkedDecoder::new(64, 256).with_trailers(),
+        );
+        assert!(got.is_err(), "step {step}: {got:?}");
+    }
+    let many: String = (0..20)
+        .map(|i| format!("x{i}: {}\r\n", "v".repeat(20)))
+        .collect();
+    let many = format!("0\r\n{many}\r\n");
+    for step in [1, 5, 1000] {
+        let got = decode_all(
+            many.as_bytes(),
+            step,
+            ChunkedDecoder::new(64, 256).with_trailers(),
+        );
+        assert!(got.is_err(), "step {step}: {got:?}");
+        let exact = decode_all(
+            many.as_bytes(),
+            step,
+            ChunkedDecoder::new(64, 1024).with_trailers(),
+        );
+        assert_eq!(exact.map(|(_, t)| t.len()).ok(), Some(20), "step {step}");
     }
 }
 
@@ -579,11 +642,19 @@ fn mutated_heads_never_panic_and_accepted_ones_round_trip() {
             false,
             &mut ResponseHead::default(),
         );
-        let mut dec = ChunkedDecoder::new(64, 256);
+        let mut dec = ChunkedDecoder::new(64, 256).with_trailers();
         let mut pos = 0;
         while pos <= input.len() {
             match dec.step(&input[pos..]) {
                 Ok(ChunkEvent::Data { end, .. }) => pos += end,
+                Ok(ChunkEvent::Trailer {
+                    start,
+                    end,
+                    consumed,
+                }) => {
+                    assert!(start <= end && end + 2 == consumed && consumed <= input.len() - pos);
+                    pos += consumed;
+                }
                 Ok(ChunkEvent::NeedMore { .. }) | Ok(ChunkEvent::Done { .. }) | Err(_) => break,
             }
         }

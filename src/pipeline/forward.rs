@@ -394,6 +394,22 @@ pub fn response_fields<W: FieldWriter>(
     }
 }
 
+/// The fields of a relayed 1xx interim response (103 Early Hints' `Link`s, …): the
+/// upstream's minus hop-by-hop, framing and hidden ones.
+pub fn interim_fields<W: FieldWriter>(out: &mut W, resp: &ResponseHead, cfg: &Compiled) {
+    for i in 0..resp.headers.len() {
+        let (name, value) = resp.header_at(i);
+        if resp.is_hop_by_hop(name)
+            || eq(name, b"transfer-encoding")
+            || eq(name, b"content-length")
+            || cfg.protect.hides(name)
+        {
+            continue;
+        }
+        out.field(name, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

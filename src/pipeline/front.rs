@@ -121,6 +121,10 @@ pub trait ResponseSink {
     /// not TLS, not a multiplexed stream.
     const SPLICE: bool = false;
 
+    /// A chunked response's trailer fields are passed on (`trailer`). HTTP/1.1 clients get
+    /// none, as from nginx.
+    const TRAILERS: bool = false;
+
     /// The current request's access log record; the sink counts what it writes there.
     fn log(&mut self) -> &mut RequestLog;
 
@@ -146,6 +150,15 @@ pub trait ResponseSink {
     fn end_run(&mut self);
     /// Queues the end of the body.
     fn end(&mut self);
+    /// Queues one trailer field of the body (only when `TRAILERS`), sent with its end.
+    fn trailer(&mut self, name: &[u8], value: &[u8]) {
+        let _ = (name, value);
+    }
+    /// Passes on an upstream's 1xx interim response (102, 103, …; never 100, which ringway
+    /// answers itself, or 101) before the final one. Those who cannot carry it drop it.
+    fn interim(&mut self, resp: &ResponseHead, cfg: &Compiled) {
+        let _ = (resp, cfg);
+    }
     /// Nothing is queued.
     fn is_empty(&self) -> bool;
     /// What is queued is framing only (a lone chunk terminator), which may wait for the next

@@ -93,8 +93,8 @@ pub(super) struct Exchange<'a> {
     pub(super) upgrade: Option<&'a [u8]>,
 }
 
-/// Reads the final response head into `resp`, skipping 1xx interim responses, and returns
-/// where the body starts in `ubuf`.
+/// Reads the final response head into `resp`, handing 1xx interim responses other than
+/// 100 to `interim` on the way, and returns where the body starts in `ubuf`.
 ///
 /// `ubuf` becomes a pooled body buffer (see `io::bufs`) whose first `HEADROOM` bytes are
 /// left free: the head and, usually, the whole body of a response up to 64 KiB arrive in
@@ -105,10 +105,11 @@ pub(super) async fn read_response_head<C: Stream>(
     ubuf: &mut BytesMut,
     resp: &mut ResponseHead,
     ex: &Exchange<'_>,
+    mut interim: impl FnMut(&ResponseHead),
 ) -> Result<usize, RespOutcome> {
     let limits = upstream_limits(ex.cfg);
     let is_head = ex.head.is_head();
-    let mut interim = 0;
+    let mut interim_count = 0;
     let mut got_any = false;
     let previous = std::mem::replace(ubuf, ex.bufs.take());
     ex.bufs.give(previous);
@@ -125,9 +126,13 @@ pub(super) async fn read_response_head<C: Stream>(
                 return Err(invalid);
             }
             Ok(Some(n)) if resp.is_informational() => {
-                interim += 1;
-                if interim > MAX_INTERIM {
+                interim_count += 1;
+                if interim_count > MAX_INTERIM {
                     return Err(invalid);
+                }
+                // ringway answers `Expect: 100-continue` itself (and does not forward it).
+                if resp.status != 100 {
+                    interim(resp);
                 }
                 pos += n;
                 continue;
@@ -136,7 +141,7 @@ pub(super) async fn read_response_head<C: Stream>(
             Ok(None) => {}
             Err(e) => {
                 log::warn!("upstream sent an invalid response head: {e}");
-                return Err(if interim == 0 {
+                return Err(if interim_count == 0 {
                     RespOutcome::NoResponse
                 } else {
                     invalid
@@ -176,7 +181,8 @@ pub(super) async fn respond<K: ResponseSink, C: Stream>(
     sink: &mut K,
     ex: &Exchange<'_>,
 ) -> RespOutcome {
-    let body_start = match read_response_head(r, ubuf, resp, ex).await {
+    let body_start = match read_response_head(r, ubuf, resp, ex, |h| sink.interim(h, ex.cfg)).await
+    {
         Ok(at) => at,
         Err(outcome) => return outcome,
     };
@@ -395,6 +401,9 @@ impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
     /// with the chunks that came with it.
     async fn chunked(&mut self) -> RelayEnd {
         let mut dec = ChunkedDecoder::new(MAX_CHUNK_LINE, 64 * 1024);
+        if K::TRAILERS {
+            dec = dec.with_trailers();
+        }
         let before = self.sink.log().bytes_out;
         let write = self.cfg.timeouts.write;
         loop {
@@ -415,6 +424,21 @@ impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
                     Ok(ChunkEvent::NeedMore { consumed }) => {
                         self.ubuf.advance(consumed);
                         break;
+                    }
+                    Ok(ChunkEvent::Trailer {
+                        start,
+                        end,
+                        consumed,
+                    }) => {
+                        let line = &self.ubuf[start..end];
+                        if let Some(colon) = line.iter().position(|&b| b == b':') {
+                            let name = &line[..colon];
+                            let value = line[colon + 1..].trim_ascii();
+                            if !self.cfg.protect.hides(name) {
+                                self.sink.trailer(name, value);
+                            }
+                        }
+                        self.ubuf.advance(consumed);
                     }
                     Ok(ChunkEvent::Done { consumed }) => {
                         self.ubuf.advance(consumed);

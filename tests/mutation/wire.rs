@@ -40,6 +40,7 @@ fn skip_chunked(buf: &mut BytesMut, mut dec: ChunkedDecoder) -> Body {
     loop {
         match dec.step(buf) {
             Ok(ChunkEvent::Data { end, .. }) => buf.advance(end),
+            Ok(ChunkEvent::Trailer { consumed, .. }) => buf.advance(consumed),
             Ok(ChunkEvent::Done { consumed }) => {
                 buf.advance(consumed);
                 return Body::Complete;

@@ -190,6 +190,8 @@ impl BodyState {
                             input.advance(consumed);
                             return Ok(());
                         }
+                        // Not asked for (`with_trailers`): a client's trailers are dropped.
+                        Ok(ChunkEvent::Trailer { consumed, .. }) => input.advance(consumed),
                         Ok(ChunkEvent::Done { consumed }) => {
                             input.advance(consumed);
                             out.put_slice(LAST_CHUNK);

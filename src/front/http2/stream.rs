@@ -18,6 +18,7 @@ use http::{HeaderMap, Response, StatusCode};
 use monoio::io::OwnedWriteHalf;
 
 use crate::accesslog::RequestLog;
+use crate::compiled::Compiled;
 use crate::http::canned::{self, Canned};
 use crate::http::chunked::{put_chunk_header, CHUNK_END, LAST_CHUNK};
 use crate::http::{BodyFraming, ParseError, RequestHead, ResponseFraming, ResponseHead, Version};
@@ -231,6 +232,8 @@ pub(super) struct Sink {
     remaining: Option<u64>,
     /// The body ended (`end`): the next flush ends the stream.
     ended: bool,
+    /// Trailer fields of a chunked upstream body, sent after its last DATA.
+    trailers: Option<HeaderMap>,
 }
 
 impl Sink {
@@ -241,6 +244,7 @@ impl Sink {
             pending: BytesMut::new(),
             remaining: None,
             ended: false,
+            trailers: None,
         }
     }
 
@@ -321,17 +325,25 @@ impl Sink {
     }
 }
 
+impl Fields {
+    fn new() -> Fields {
+        Fields {
+            map: HeaderMap::new(),
+            name: None,
+            value: Vec::new(),
+        }
+    }
+}
+
 impl ResponseSink for Sink {
+    const TRAILERS: bool = true;
+
     fn log(&mut self) -> &mut RequestLog {
         &mut self.log
     }
 
     async fn answer(&mut self, a: &Canned<'_>, write: Duration) -> Result<(), IoFail> {
-        let mut fields = Fields {
-            map: HeaderMap::new(),
-            name: None,
-            value: Vec::new(),
-        };
+        let mut fields = Fields::new();
         if let Some(server) = a.server {
             fields.field(b"server", server);
         }
@@ -378,6 +390,7 @@ impl ResponseSink for Sink {
         };
         self.remaining = remaining;
         self.ended = false;
+        self.trailers = None;
         let ctx = ResponseCtx {
             cfg: out.cfg,
             edits: out.edits,
@@ -387,11 +400,7 @@ impl ResponseSink for Sink {
             hsts: out.hsts,
             upgrade: None,
         };
-        let mut fields = Fields {
-            map: HeaderMap::new(),
-            name: None,
-            value: Vec::new(),
-        };
+        let mut fields = Fields::new();
         forward::response_fields(&mut fields, resp, &ctx, |w| {
             if let OutFraming::Length(n) = framing {
                 w.field(b"content-length", n.to_string().as_bytes());
@@ -429,6 +438,36 @@ impl ResponseSink for Sink {
         self.ended = true;
     }
 
+    fn trailer(&mut self, name: &[u8], value: &[u8]) {
+        // HTTP/2 carries no connection-specific field, in trailers either; a name or value
+        // it cannot carry is left out.
+        if crate::grammar::is_hop_by_hop(name) {
+            return;
+        }
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            self.trailers
+                .get_or_insert_with(HeaderMap::new)
+                .append(name, value);
+        }
+    }
+
+    fn interim(&mut self, resp: &ResponseHead, cfg: &Compiled) {
+        let Ok(status) = StatusCode::from_u16(resp.status) else {
+            return;
+        };
+        let mut fields = Fields::new();
+        forward::interim_fields(&mut fields, resp, cfg);
+        let mut head = Response::new(());
+        *head.status_mut() = status;
+        *head.headers_mut() = fields.map;
+        if let Send::Head(h) = &mut *self.send.borrow_mut() {
+            // A stream already gone shows at the final head.
+            let _ = h.send_informational(head);
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.pending.is_empty() && !self.ended
     }
@@ -451,7 +490,15 @@ impl ResponseSink for Sink {
         self.pending.clear();
         let end_stream = self.ended;
         self.ended = false;
-        self.send_data(data, end_stream, write).await
+        match self.trailers.take() {
+            Some(trailers) if end_stream => {
+                self.send_data(data, false, write).await?;
+                self.with_body(|s| s.send_trailers(trailers))?;
+                *self.send.borrow_mut() = Send::Done;
+                Ok(())
+            }
+            _ => self.send_data(data, end_stream, write).await,
+        }
     }
 
     async fn send(&mut self, buf: &mut BytesMut, write: Duration) -> Result<(), IoFail> {
