@@ -1,4 +1,4 @@
-//! HTTP/2 attacks and malformed requests, written frame by frame (a raw client: no HTTP/2
+//! HTTP/2 attacks, malformed requests and abrupt clients, written frame by frame (a raw client: no HTTP/2
 //! library would send them): each flood gets GOAWAY ENHANCE_YOUR_CALM and a fresh
 //! connection is still served at once; the stream limit refuses one stream too many; a
 //! CONTINUATION flood is cut off; every malformed request is refused (a stream error or a
@@ -216,7 +216,69 @@ both_drivers! {
             id += 2;
         }
         assert_eq!(r.goaway(), Some(ENHANCE_YOUR_CALM));
+        // Whatever reached the origin before the resets was cancelled there.
+        for c in 0..origin.connections() {
+            assert!(origin.wait_closed_by_peer(c), "origin connection {c} left open");
+        }
         still_served(gw.addr());
+    }
+
+    fn a_reset_stream_cancels_its_upstream_request_and_the_others_go_on(d) {
+        // The origin never answers /drop: only ringway closing it ends that connection.
+        let origin = Origin::start(|r| {
+            if r.target == "/drop" {
+                Reply::Never
+            } else {
+                Reply::Delay(Duration::from_millis(400), Box::new(Reply::ok("late")))
+            }
+        });
+        let gw = hardened(&origin, d);
+        let mut r = Raw::open(gw.addr());
+        r.headers(1, &get_fields("/keep"), true);
+        origin.wait_requests(1);
+        r.headers(3, &get_fields("/drop"), true);
+        origin.wait_requests(2);
+        r.send(&frame(RST_STREAM, 0, 3, &[0, 0, 0, 8]));
+        // The reset stream's upstream request is cancelled (its connection closed by
+        // ringway); the other stream is answered.
+        assert!(origin.wait_closed_by_peer(1), "the reset stream's upstream request went on");
+        assert_eq!(r.outcome(1), Ok(STATUS_200));
+        assert_eq!(origin.requests().len(), 2);
+    }
+
+    fn a_client_goaway_lets_its_streams_finish_then_the_connection_ends(d) {
+        let origin = Origin::start(|_| Reply::Delay(Duration::from_millis(300), Box::new(Reply::ok("late"))));
+        let gw = hardened(&origin, d);
+        let mut r = Raw::open(gw.addr());
+        r.headers(1, &get_fields("/one"), true);
+        r.headers(3, &get_fields("/two"), true);
+        origin.wait_requests(2);
+        // GOAWAY, NO_ERROR: the client takes no pushed streams (and opens no more).
+        r.send(&frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(r.outcome(1), Ok(STATUS_200));
+        assert_eq!(r.outcome(3), Ok(STATUS_200));
+        // Then the connection ends (the server's own GOAWAY may come first), well before
+        // the read timeout.
+        let t = Instant::now();
+        while let Some((t, _, id, _)) = r.next() {
+            assert!(t != HEADERS || id > 3, "a stream after the client's GOAWAY");
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "the connection lingered: {:?}", t.elapsed());
+        assert_eq!(origin.requests().len(), 2);
+    }
+
+    fn a_client_goaway_with_an_error_then_gone_cancels_its_upstream_requests(d) {
+        let origin = Origin::start(|r| if r.target == "/fresh" { Reply::ok("fresh") } else { Reply::Never });
+        let gw = hardened(&origin, d);
+        let mut r = Raw::open(gw.addr());
+        r.headers(1, &get_fields("/one"), true);
+        r.headers(3, &get_fields("/two"), true);
+        origin.wait_requests(2);
+        r.send(&frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 2]));
+        drop(r);
+        assert!(origin.wait_closed_by_peer(0) && origin.wait_closed_by_peer(1), "upstream requests left running");
+        still_served(gw.addr());
+        assert_eq!(origin.requests().len(), 3);
     }
 
     fn one_stream_past_the_limit_is_refused(d) {
