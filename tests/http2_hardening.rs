@@ -1,8 +1,9 @@
-//! HTTP/2 attacks, malformed requests and abrupt clients, written frame by frame (a raw client: no HTTP/2
-//! library would send them): each flood gets GOAWAY ENHANCE_YOUR_CALM and a fresh
-//! connection is still served at once; the stream limit refuses one stream too many; a
-//! CONTINUATION flood is cut off; every malformed request is refused (a stream error or a
-//! 400) without reaching the origin, and the other streams on its connection go on.
+//! HTTP/2 attacks, malformed requests and abrupt clients, written frame by frame (a raw
+//! client: no HTTP/2 library would send them): each flood gets GOAWAY ENHANCE_YOUR_CALM and
+//! a fresh connection is still served at once; the stream limit refuses one stream too
+//! many; a CONTINUATION flood is cut off; every malformed request is refused (a stream error
+//! or a 400) without reaching the origin, and the other streams on its connection go on; a
+//! reset stream or a client gone after GOAWAY cancels what it had upstream.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
