@@ -15,11 +15,19 @@
 //! client request carries an `X-Tag`, which the origin echoes). The origin answers each
 //! whole request it receives, sometimes in two writes, and closes when its answer says so.
 //!
-//! `RINGWAY_MUTATION_CASES` (default 100 000) sets the number of cases,
+//! The HTTP/2 mode (`mutation/h2.rs`) sends mutated frame sequences through
+//! `front::http2::serve` instead, with the same origin and the same checks on the origin's
+//! side (strictly valid HTTP/1.1, each client stream at most once upstream, retries aside);
+//! on the client's side, the frames ringway sends must be whole and belong to streams the
+//! client opened, with nothing on a stream after its end.
+//!
+//! `RINGWAY_MUTATION_CASES` (default 100 000; a fifth of it for HTTP/2) sets the number of cases,
 //! `RINGWAY_MUTATION_SEED` the run seed; a failure prints the run seed, the case's own seed
 //! and the command that replays that case alone (`RINGWAY_MUTATION_CASE_SEED`). The
 //! serialiser round trip lives in `mutation/roundtrip.rs`.
 
+#[path = "mutation/h2.rs"]
+mod h2;
 #[path = "mutation/roundtrip.rs"]
 mod roundtrip;
 #[path = "mutation/seeded.rs"]
@@ -477,6 +485,230 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
                 && c.refused > 0
                 && c.continues > 0,
             "too little exercised in {total} cases (run seed {:#018x}): {} forwarded, {c:?}",
+            run.seed,
+            checked.forwarded,
+        );
+    }
+}
+
+/// What one HTTP/2 case checked.
+#[derive(Default)]
+struct H2Checked {
+    forwarded: usize,
+    retries: usize,
+    client: h2::Seen,
+}
+
+/// How long the HTTP/2 client waits for more from ringway before it closes its side.
+const H2_QUIET: Duration = Duration::from_millis(400);
+
+/// Runs one HTTP/2 case; Err describes the violated property.
+async fn run_h2_case(
+    cfg: &Rc<Compiled>,
+    client_bytes: Vec<u8>,
+    script: Script,
+    case: Rc<str>,
+) -> Result<H2Checked, String> {
+    let logs = Rc::new(RefCell::new(Vec::new()));
+    let connector = ScriptedConnector {
+        script: Rc::new(script),
+        logs: logs.clone(),
+        case: case.clone(),
+    };
+    let shared = Rc::new(Shared::new(cfg.clone(), connector, 64, 0, 7));
+    let (near, mut far) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let near = near.try_into_poll_io().map_err(|(e, _)| e.to_string())?;
+    let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|_| "addr")?;
+    let sent = h2::sent(&client_bytes);
+    let server = monoio::spawn(Named::new(
+        case,
+        ringway::front::http2::serve(
+            shared.clone(),
+            near,
+            peer,
+            Instant::now(),
+            Default::default(),
+        ),
+    ));
+    // The whole stream goes at once and ends with GOAWAY, after which ringway closes once
+    // its streams are done; a stream a mutation left waiting is cut off by the client
+    // closing its side after a quiet spell (ringway's own timeouts would do it later).
+    let (_, _) = far.write_all(client_bytes).await;
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut shut = false;
+    loop {
+        let read = far.read(buf);
+        let res = if shut {
+            Ok(read.await)
+        } else {
+            monoio::time::timeout(H2_QUIET, read).await
+        };
+        match res {
+            Ok((Ok(n), b)) if n > 0 => {
+                buf = b;
+                received.extend_from_slice(&buf[..n]);
+            }
+            Ok(_) => break,
+            Err(_) => {
+                // The read was dropped with the timeout: a fresh buffer.
+                buf = vec![0u8; 64 * 1024];
+                let _ = far.shutdown().await;
+                shut = true;
+            }
+        }
+    }
+    server.await;
+    drop(shared);
+    let mut forwarded = Vec::new();
+    for (i, log) in logs.borrow().iter().enumerate() {
+        let bytes = log.borrow();
+        forwarded.extend(wire::strict_requests(&bytes).map_err(|e| {
+            format!(
+                "upstream conn {i}: {e}: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })?);
+    }
+    // Each client stream reaches the origin at most once, an idempotent one without a body
+    // at most twice (ringway's one retry); no more streams than header blocks were sent.
+    let mut retries = 0;
+    let mut counted: Vec<&Option<Vec<u8>>> = Vec::new();
+    for f in &forwarded {
+        if counted.contains(&&f.tag) {
+            continue;
+        }
+        counted.push(&f.tag);
+        let same: Vec<&wire::Forwarded> = forwarded.iter().filter(|g| g.tag == f.tag).collect();
+        let Some(carrying) = f.tag.as_deref().and_then(|t| sent.carrying(t)) else {
+            continue;
+        };
+        let replayable = same.iter().filter(|g| g.replayable).count();
+        let once = same.len().min(carrying);
+        if same.len() > carrying + replayable.min(carrying) {
+            return Err(format!(
+                "tag {:?} reached the origin {} times, sent in {carrying} header blocks",
+                f.tag.as_deref().map(String::from_utf8_lossy),
+                same.len()
+            ));
+        }
+        retries += same.len() - once;
+    }
+    if forwarded.len() - retries > sent.blocks() {
+        return Err(format!(
+            "{} requests forwarded ({retries} retries) for {} header blocks",
+            forwarded.len(),
+            sent.blocks()
+        ));
+    }
+    let client = h2::check(&received, &sent).map_err(|e| {
+        format!(
+            "client side: {e}\nringway sent: {:?}",
+            String::from_utf8_lossy(&received)
+        )
+    })?;
+    Ok(H2Checked {
+        forwarded: forwarded.len(),
+        retries,
+        client,
+    })
+}
+
+const TEST_H2: &str = "mutated_http2_frames_never_panic_and_only_valid_requests_reach_the_origin";
+
+#[test]
+fn mutated_http2_frames_never_panic_and_only_valid_requests_reach_the_origin() {
+    let cfg = ringway::config::from_str(CONFIG, "mutation.toml").expect("test config parses");
+    let compiled = Rc::new(Compiled::build(&cfg, "mutation.toml").expect("test config builds"));
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    let run = Run::from_env();
+    let total = if run.replay.is_some() {
+        1
+    } else {
+        (run.cases() / 5).max(1)
+    };
+    let started = Instant::now();
+    type H2Outcome = (Rc<str>, Result<H2Checked, String>, bool, String, String);
+    let checked = rt.block_on(async move {
+        let done: Rc<RefCell<Vec<H2Outcome>>> = Rc::default();
+        let wake = Rc::new(LocalNotify::default());
+        let mut running = 0;
+        let mut checked = H2Checked::default();
+        let mut settle_until =
+            |running: &mut usize, limit: usize, done: &RefCell<Vec<H2Outcome>>| {
+                for (name, res, slow, client, origin) in done.borrow_mut().drain(..) {
+                    *running -= 1;
+                    match res {
+                        Ok(c) => {
+                            checked.forwarded += c.forwarded;
+                            checked.retries += c.retries;
+                            checked.client.add(&c.client);
+                        }
+                        Err(e) => panic!("{name}\n{e}\nclient: {client}\norigin: {origin:?}"),
+                    }
+                    assert!(!slow, "{name}\nhung: client {client} origin {origin:?}");
+                }
+                *running < limit
+            };
+        for id in 0..total {
+            while !settle_until(&mut running, IN_FLIGHT, &done) {
+                wake.notified().await;
+            }
+            let mut rng = Rng::new(run.case_seed(id));
+            let (mutate_client, mutate_origin) = match rng.below(3) {
+                0 => (true, false),
+                1 => (false, true),
+                _ => (true, true),
+            };
+            let client = h2::client(&mut rng, mutate_client);
+            let mut response = rng.pick(RESPONSES).to_vec();
+            if mutate_origin {
+                mutate(&mut rng, &mut response);
+            }
+            let script = Script {
+                response,
+                close_after_garbage: rng.one_in(2),
+                split_at: rng.one_in(3).then(|| rng.below(80)),
+            };
+            let (compiled, done, wake) = (compiled.clone(), done.clone(), wake.clone());
+            let name: Rc<str> = run.describe(TEST_H2, id).into();
+            let task = async move {
+                let shown = format!("{:02x?}", client);
+                let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
+                let started = Instant::now();
+                let res = run_h2_case(&compiled, client, script, name.clone()).await;
+                let slow = started.elapsed() > Duration::from_secs(5);
+                done.borrow_mut().push((name, res, slow, shown, shown_resp));
+                wake.notify_all();
+            };
+            monoio::spawn(Named::new(run.describe(TEST_H2, id).into(), task));
+            running += 1;
+        }
+        while !settle_until(&mut running, 1, &done) {
+            wake.notified().await;
+        }
+        checked
+    });
+    let c = &checked.client;
+    eprintln!(
+        "{total} HTTP/2 mutation cases (run seed {:#018x}) in {:?}: {} forwarded requests \
+         ({} retries); {} streams answered, {} reset, {} GOAWAYs",
+        run.seed,
+        started.elapsed(),
+        checked.forwarded,
+        checked.retries,
+        c.answered,
+        c.reset,
+        c.goaway,
+    );
+    if run.replay.is_none() && total >= 2_000 {
+        let enough = (total / 4) as usize;
+        assert!(
+            checked.forwarded > enough && c.answered > enough && c.reset > 0 && c.goaway > 0,
+            "too little exercised in {total} HTTP/2 cases (run seed {:#018x}): {} forwarded, {c:?}",
             run.seed,
             checked.forwarded,
         );

@@ -80,23 +80,42 @@ pub fn skip_body(buf: &mut BytesMut, framing: BodyFraming) -> Body {
 /// The tags of the strictly valid requests that make up `bytes`, in order. A final
 /// message whose body is cut short (the client aborted) counts; anything invalid is an error.
 pub fn strict_messages(bytes: &[u8]) -> Result<Vec<Option<Vec<u8>>>, String> {
+    Ok(strict_requests(bytes)?.into_iter().map(|r| r.tag).collect())
+}
+
+/// One request the origin received, as `strict_requests` read it.
+pub struct Forwarded {
+    pub tag: Option<Vec<u8>>,
+    /// Idempotent and without a body: ringway may send it a second time.
+    pub replayable: bool,
+}
+
+/// `strict_messages`, with whether each request may be replayed.
+pub fn strict_requests(bytes: &[u8]) -> Result<Vec<Forwarded>, String> {
     let mut buf = BytesMut::from(bytes);
     let mut head = RequestHead::default();
-    let mut tags = Vec::new();
+    let mut out = Vec::new();
     while !buf.is_empty() {
-        let count = tags.len();
+        let count = out.len();
         match parse_request(&mut buf, &loose(), &mut head) {
-            Ok(true) => tags.push(head.header(TAG).map(<[u8]>::to_vec)),
+            Ok(true) => out.push(Forwarded {
+                tag: head.header(TAG).map(<[u8]>::to_vec),
+                replayable: head.framing == BodyFraming::None
+                    && matches!(
+                        head.method(),
+                        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+                    ),
+            }),
             Ok(false) => return Err(format!("truncated head after {count} messages")),
             Err(e) => return Err(format!("message {count} invalid: {e}")),
         }
         match skip_body(&mut buf, head.framing) {
             Body::Complete => {}
-            Body::Truncated => return Ok(tags),
+            Body::Truncated => return Ok(out),
             Body::Invalid(e) => return Err(format!("message {count}: {e}")),
         }
     }
-    Ok(tags)
+    Ok(out)
 }
 
 /// How many of the `forwarded` requests (by tag) were second attempts ringway may make:

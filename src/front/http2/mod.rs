@@ -323,7 +323,10 @@ async fn serve_stream<C: Connector>(
     };
     let life = pipeline::serve(&shared, &cfg, &client, &mut req, &mut front, start, head);
     let reset = poll_fn(|cx| send.borrow_mut().poll_reset(cx));
+    // Biased: the reset watcher is polled after the request's life in every round, so the
+    // waker it leaves with the codec is the task's own (see `stream::send_interim`).
     monoio::select! {
+        biased;
         _ = life => {}
         reason = reset => {
             log::debug!("client {}: stream reset ({reason:?}); its upstream request is dropped", client.peer);

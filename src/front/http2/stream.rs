@@ -73,8 +73,7 @@ impl Front for H2 {
                     .status(StatusCode::CONTINUE)
                     .body(())
                     .map_err(|_| IoFail::Eof)?;
-                h.send_informational(continue_100)
-                    .map_err(|_| IoFail::Eof)?;
+                send_interim(h, continue_100).map_err(|_| IoFail::Eof)?;
             }
         }
         Ok(())
@@ -196,6 +195,30 @@ impl BodySource for Body {
     fn relayed(&self, _framing: BodyFraming) -> u64 {
         self.received
     }
+}
+
+/// Sends a 1xx interim response on a stream that is still open. The codec's
+/// `send_informational` queues the frame whatever the stream's state, even after the codec
+/// itself reset the stream (a request body shorter than its content-length), so the state
+/// is asked first. (Asking registers a no-op waker for the stream; the stream's reset
+/// watcher, polled in the same task right after, registers the task's own again.)
+fn send_interim(h: &mut SendResponse<Bytes>, head: Response<()>) -> Result<(), h2::Error> {
+    let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+    let mut cx = Context::from_waker(&waker);
+    if let Poll::Ready(reset) = h.poll_reset(&mut cx) {
+        return Err(match reset {
+            Ok(reason) => reason.into(),
+            Err(e) => e,
+        });
+    }
+    h.send_informational(head)
+}
+
+/// A waker that wakes nothing (`send_interim` only asks).
+struct NoWake;
+
+impl std::task::Wake for NoWake {
+    fn wake(self: std::sync::Arc<Self>) {}
 }
 
 /// Collects response fields into an HTTP/2 header list (names lowercased; a field whose
@@ -464,7 +487,7 @@ impl ResponseSink for Sink {
         *head.headers_mut() = fields.map;
         if let Send::Head(h) = &mut *self.send.borrow_mut() {
             // A stream already gone shows at the final head.
-            let _ = h.send_informational(head);
+            let _ = send_interim(h, head);
         }
     }
 
