@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 src=${H2SPEC_SRC:-$root/../shared/tools/h2spec/src/github.com/summerwind/h2spec}
 out=${1:-$root/target/h2spec}
+[[ $out = /* ]] || out=$root/$out   # go build runs in a scratch directory
 [[ -d "$src" ]] || { echo "no h2spec source at $src" >&2; exit 2; }
 pkgs=(golang-go golang-golang-x-net-dev golang-github-spf13-cobra-dev golang-github-fatih-color-dev
       golang-github-mattn-go-colorable-dev golang-github-mattn-go-isatty-dev golang-github-spf13-pflag-dev
