@@ -173,6 +173,12 @@ where
         // Flush the upstream
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
 
+        // ringway: everything is written, so the buffer is given back; the next frame
+        // takes a new one (`Encoder::buffer`). An idle connection keeps none.
+        if self.encoder.next.is_none() && !self.encoder.buf.has_remaining() {
+            self.encoder.buf = Cursor::new(BytesMut::new());
+        }
+
         Poll::Ready(Ok(()))
     }
 
@@ -221,6 +227,10 @@ where
     }
 
     fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
+        // ringway: the buffer was given back after the last flush; take one again.
+        if self.buf.get_ref().capacity() == 0 {
+            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
+        }
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
@@ -307,9 +317,11 @@ where
     }
 
     fn has_capacity(&self) -> bool {
+        // ringway: no buffer at all (given back after a flush) means a whole new one.
         self.next.is_none()
-            && (self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                >= self.min_buffer_capacity)
+            && (self.buf.get_ref().capacity() == 0
+                || self.buf.get_ref().capacity() - self.buf.get_ref().len()
+                    >= self.min_buffer_capacity)
     }
 
     fn is_empty(&self) -> bool {

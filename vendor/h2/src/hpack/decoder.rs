@@ -22,6 +22,9 @@ pub struct Decoder {
     buffer: BytesMut,
 }
 
+/// ringway: the room taken for Huffman-decoded strings when a block needs some.
+const HUFFMAN_BUFFER_CAPACITY: usize = 4096;
+
 /// Represents all errors that can be encountered while performing the decoding
 /// of an HPACK header set.
 #[derive(Debug, Copy, Clone, PartialEq, Eq)]
@@ -158,7 +161,7 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            buffer: BytesMut::new(),
         }
     }
 
@@ -174,7 +177,19 @@ impl Decoder {
     }
 
     /// Decodes the headers found in the given buffer.
-    pub fn decode<F>(
+    pub fn decode<F>(&mut self, src: &mut Cursor<&mut BytesMut>, f: F) -> Result<(), DecoderError>
+    where
+        F: FnMut(Header) -> ControlFlow<()>,
+    {
+        let decoded = self.decode_block(src, f);
+        // ringway: the Huffman-decoded strings share this buffer's allocation; they alone
+        // keep it from now on, and an idle connection keeps none (`decode_string` takes a
+        // new one for the next block that needs it).
+        self.buffer = BytesMut::new();
+        decoded
+    }
+
+    fn decode_block<F>(
         &mut self,
         src: &mut Cursor<&mut BytesMut>,
         mut f: F,
@@ -214,8 +229,9 @@ impl Decoder {
                     can_resize = false;
                     let entry = self.decode_literal(src, true)?;
 
-                    // Insert the header into the table
-                    self.table.insert(entry.clone());
+                    // Insert the header into the table (ringway: as its own copy, so that
+                    // the table does not keep the whole read buffer its value came in).
+                    self.table.insert(entry.owned());
                     consume(src);
 
                     if f(entry).is_break() {
@@ -333,6 +349,10 @@ impl Decoder {
 
         let offset = (buf.position() - old_pos) as usize;
         if huff {
+            // ringway: given back after the last block (`decode`).
+            if self.buffer.capacity() == 0 {
+                self.buffer.reserve(HUFFMAN_BUFFER_CAPACITY);
+            }
             let ret = {
                 let raw = &buf.chunk()[..len];
                 huffman::decode(raw, &mut self.buffer).map(|buf| StringMarker {

@@ -61,6 +61,19 @@ impl Header<Option<HeaderName>> {
 }
 
 impl Header {
+    /// ringway: the same header holding no share of a larger buffer (a pseudo-header's
+    /// value is otherwise a slice of the frame it was read from). Fields and the
+    /// remaining pseudo-headers already own their bytes.
+    pub fn owned(&self) -> Header {
+        match self {
+            Header::Authority(v) => Header::Authority(BytesStr::from(v.as_str())),
+            Header::Scheme(v) => Header::Scheme(BytesStr::from(v.as_str())),
+            Header::Path(v) => Header::Path(BytesStr::from(v.as_str())),
+            Header::Protocol(v) => Header::Protocol(Protocol::from(v.as_str())),
+            other => other.clone(),
+        }
+    }
+
     pub fn new(name: Bytes, value: Bytes) -> Result<Header, DecoderError> {
         if name.is_empty() {
             return Err(DecoderError::NeedMore(NeedMore::UnexpectedEndOfStream));
