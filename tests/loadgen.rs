@@ -1,6 +1,9 @@
 //! The bundled load generator against ringway in front of the bundled origin: closed and
-//! open loop, JSON output, error counting, and the SVG plot with an overlay.
+//! open loop, JSON output, error counting, and the SVG plot with an overlay; and `--h2`:
+//! h2c with prior knowledge and TLS with ALPN `h2`, streams per connection, certificate
+//! checks, with ringway's metrics confirming the requests came as HTTP/2.
 
+use rcgen::{CertificateParams, KeyPair};
 use ringway_test_support::*;
 use std::process::{Command, Stdio};
 
@@ -16,6 +19,24 @@ fn loadgen(args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("json result")
+}
+
+/// Runs loadgen expecting it to fail; its stderr.
+fn loadgen_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway-loadgen"))
+        .args(args)
+        .args(["--json", "--quiet"])
+        .output()
+        .expect("run loadgen");
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn counter(metrics: &str, line_start: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -107,4 +128,178 @@ fn the_plot_overlays_earlier_json_results() {
     assert!(text.contains("baseline") && text.contains("second"));
     let _ = std::fs::remove_file(first);
     let _ = std::fs::remove_file(svg);
+}
+
+#[test]
+fn http2_runs_over_h2c_and_tls_with_streams_per_connection() {
+    let origin = BundledOrigin::start();
+    let dir = std::env::temp_dir().join(format!("ringway-loadgen-h2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("cert");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("key");
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         tls = {{ certificates = [{{ cert_file = \"cert.pem\", key_file = \"key.pem\" }}] }}\n\n\
+         [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        origin.addr
+    );
+    let gw = Gateway::start_in(&cfg, Driver::IoUring, &dir);
+    let tls_port = eventually("the https listener").until(|| {
+        let log = gw.stderr_text();
+        log.lines()
+            .filter(|l| l.contains("(https;"))
+            .find_map(|l| {
+                l.split("listening on 127.0.0.1:")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            })
+            .ok_or(log)
+    });
+    let h2_requests = || {
+        let metrics = get(gw.admin_addr(), "/metrics").body_text();
+        (
+            counter(
+                &metrics,
+                "ringway_requests_by_protocol_total{protocol=\"HTTP/2\"}",
+            ),
+            counter(
+                &metrics,
+                "ringway_requests_by_protocol_total{protocol=\"HTTP/1.1\"}",
+            ),
+        )
+    };
+
+    // h2c, closed loop: 2 connections with 4 streams each.
+    let url = format!("http://{}/small", gw.addr());
+    let closed = loadgen(&[&url, "--h2", "-c", "2", "--streams", "4", "-d", "1s"]);
+    assert_eq!(
+        (&closed["protocol"], &closed["streams"], &closed["mode"]),
+        (&"h2".into(), &4.into(), &"closed".into()),
+        "{closed}"
+    );
+    let n = closed["requests"].as_u64().unwrap_or(0);
+    assert!(n > 100, "{closed}");
+    for kind in ["status", "connect", "read", "timeout"] {
+        assert_eq!(closed["errors"][kind], 0, "{kind}: {closed}");
+    }
+    assert!(closed["bytes"].as_u64().unwrap_or(0) >= 100 * n, "{closed}");
+    // Every request loadgen counted reached ringway as HTTP/2 (a few more may have been
+    // in flight when the run ended); none as HTTP/1.1.
+    let (h2, h1) = h2_requests();
+    assert!(h2 >= n && h2 <= n + 8, "HTTP/2 requests {h2}, loadgen {n}");
+    assert_eq!(h1, 0);
+
+    // h2c, open loop: 400 req/s over 8 stream slots for 2 s.
+    let open = loadgen(&[
+        &url,
+        "--h2",
+        "-c",
+        "2",
+        "--streams",
+        "4",
+        "-d",
+        "2s",
+        "--rate",
+        "400",
+    ]);
+    assert_eq!(open["mode"], "open");
+    let n = open["requests"].as_u64().unwrap_or(0);
+    assert!((640..=810).contains(&n), "{open}");
+
+    // A POST body over HTTP/2 reaches the origin's echo.
+    let echo = format!("http://{}/echo", gw.addr());
+    let post = loadgen(&[
+        &echo,
+        "--h2",
+        "-m",
+        "POST",
+        "--body",
+        "hello",
+        "-c",
+        "1",
+        "--streams",
+        "2",
+        "-d",
+        "500ms",
+    ]);
+    assert!(post["requests"].as_u64().unwrap_or(0) > 10, "{post}");
+    assert_eq!(post["errors"]["status"], 0, "{post}");
+
+    // TLS with ALPN h2: trusted by --cacert, or not checked with -k; refused otherwise.
+    let https = format!("https://localhost:{tls_port}/small");
+    let cacert = dir.join("cert.pem");
+    let cacert = cacert.to_str().expect("utf-8 path");
+    let before = h2_requests().0;
+    let verified = loadgen(&[
+        &https,
+        "--h2",
+        "--cacert",
+        cacert,
+        "-c",
+        "1",
+        "--streams",
+        "2",
+        "-d",
+        "500ms",
+    ]);
+    let insecure = loadgen(&[&https, "--h2", "-k", "-c", "1", "-d", "500ms"]);
+    for r in [&verified, &insecure] {
+        assert!(r["requests"].as_u64().unwrap_or(0) > 10, "{r}");
+        assert_eq!(r["errors"]["status"], 0, "{r}");
+        assert_eq!(r["errors"]["connect"], 0, "{r}");
+    }
+    let tls_n =
+        verified["requests"].as_u64().unwrap_or(0) + insecure["requests"].as_u64().unwrap_or(0);
+    assert!(h2_requests().0 - before >= tls_n);
+    let refused = loadgen_fails(&[&https, "--h2", "-c", "1", "-d", "500ms"]);
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    assert_eq!(h2_requests().1, 0, "nothing came as HTTP/1.1");
+
+    // Options that make no sense are refused before any connection.
+    assert!(loadgen_fails(&[&https, "-d", "100ms"]).contains("--h2"));
+    assert!(loadgen_fails(&[&url, "--streams", "4", "-d", "100ms"]).contains("--h2"));
+    assert!(loadgen_fails(&[&url, "--h2", "-m", "10", "-d", "100ms"]).contains("--streams"));
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn http2_errors_are_counted_by_kind() {
+    let origin = BundledOrigin::start();
+    let gw = Gateway::start(&Config::proxy_all(origin.addr).render(), Driver::Legacy);
+    let r = loadgen(&[
+        &format!("http://{}/status/500", gw.addr()),
+        "--h2",
+        "-c",
+        "1",
+        "--streams",
+        "2",
+        "-d",
+        "500ms",
+    ]);
+    assert_eq!(r["requests"], 0, "{r}");
+    assert!(r["errors"]["status"].as_u64().unwrap_or(0) > 0, "{r}");
+    let refused = loadgen(&[
+        &format!("http://{}/", dead_addr()),
+        "--h2",
+        "-c",
+        "1",
+        "-d",
+        "300ms",
+    ]);
+    assert!(
+        refused["errors"]["connect"].as_u64().unwrap_or(0) > 0,
+        "{refused}"
+    );
 }

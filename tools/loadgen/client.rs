@@ -174,20 +174,20 @@ pub async fn run(
 /// and would hide the differences between servers. Under io_uring a timerfd per connection,
 /// read through the ring, wakes the runtime to the microsecond instead; the timer wheel is
 /// the fallback (legacy driver, where a timerfd read would block the thread, or any error).
-struct Pacer {
+pub struct Pacer {
     timerfd: Option<monoio::fs::File>,
     buf: Vec<u8>,
 }
 
 impl Pacer {
-    fn new(precise: bool) -> Pacer {
+    pub fn new(precise: bool) -> Pacer {
         Pacer {
             timerfd: if precise { timerfd() } else { None },
             buf: Vec::with_capacity(8),
         }
     }
 
-    async fn wait(&mut self, wait: Duration) {
+    pub async fn wait(&mut self, wait: Duration) {
         if let Some(fd) = &self.timerfd {
             if arm(fd, wait) {
                 let buf = std::mem::take(&mut self.buf);
@@ -237,7 +237,7 @@ fn arm(fd: &monoio::fs::File, wait: Duration) -> bool {
 }
 
 /// Histogram ceiling: 100 s in µs.
-const MAX_US: u64 = 100_000_000;
+pub const MAX_US: u64 = 100_000_000;
 /// Read buffer per connection; refilled in place, grown only for a head larger than this.
 const BUF_SIZE: usize = 64 * 1024;
 

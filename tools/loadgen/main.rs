@@ -1,25 +1,33 @@
-//! `ringway-loadgen`: the bundled HTTP/1.1 load generator, built on monoio.
+//! `ringway-loadgen`: the bundled HTTP/1.1 and HTTP/2 load generator, built on monoio.
 //!
-//! - Closed loop (default, like wrk): each connection sends its next request when the
-//!   previous response is in.
+//! - Closed loop (default, like wrk and h2load): each connection (HTTP/2: each stream slot)
+//!   sends its next request when the previous response is in.
 //! - Open loop (`--rate R`): R requests per second in total, on a fixed schedule per
-//!   connection; latency is measured from the *intended* send time, which corrects
-//!   coordinated omission.
+//!   connection (HTTP/2: per stream slot); latency is measured from the *intended* send
+//!   time, which corrects coordinated omission.
 //!
-//! N connections over M threads (one monoio runtime each), keep-alive, any method, path,
-//! headers and body. Reports HDR-histogram percentiles (p50 … p99.99, max), errors by kind
-//! and the achieved rate, as text or `--json`; `--plot FILE.svg` draws the latency
+//! N connections over T threads (one monoio runtime each), keep-alive, any method, path,
+//! headers and body. `--h2` speaks HTTP/2 (the `h2` crate over monoio's poll-io sockets):
+//! h2c with prior knowledge for `http://` URLs, TLS with ALPN `h2` for `https://` ones
+//! (`--insecure` or `--cacert` for test certificates), with `--streams M` concurrent streams
+//! on each connection. Reports HDR-histogram percentiles (p50 … p99.99, max), errors by
+//! kind and the achieved rate, as text or `--json`; `--plot FILE.svg` draws the latency
 //! percentile curve and can overlay earlier `--json` results (`--overlay a.json,b.json`).
 //! A progress line goes to stderr every second. Only for load-testing servers you run.
 //!
 //! In open loop a request may leave a little after its intended time; that lateness is part
 //! of the reported latency (by design of the correction) and is reported separately as "send
-//! lag" so it can be told apart. Under io_uring each connection paces itself with a timerfd
-//! (lag of tens of µs); on the legacy driver monoio's millisecond timer wheel paces it (lag
-//! up to ~1 ms).
+//! lag" so it can be told apart. Under io_uring each connection (stream slot) paces itself
+//! with a timerfd (lag of tens of µs); on the legacy driver, or when no more descriptors can
+//! be had, monoio's millisecond timer wheel paces it (lag up to ~1 ms).
+//!
+//! The HTTP/1.1 path (`client.rs`) is the one compared against wrk and does not go through
+//! any of the HTTP/2 machinery (`http2.rs`, `tls.rs`).
 
 mod client;
+mod http2;
 mod plot;
+mod tls;
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -38,11 +46,28 @@ use client::{ErrorKind, Plan, Stats};
 #[command(
     name = "ringway-loadgen",
     version,
-    about = "HTTP/1.1 load generator (closed or open loop)"
+    about = "HTTP/1.1 and HTTP/2 load generator (closed or open loop)",
+    long_about = "HTTP/1.1 and HTTP/2 load generator (closed or open loop).\n\n\
+        HTTP/1.1 over http:// URLs; with --h2, HTTP/2: h2c with prior knowledge over \
+        http://, TLS with ALPN h2 over https://, --streams concurrent streams per connection."
 )]
 struct Args {
-    /// Target, e.g. http://127.0.0.1:8080/small
+    /// Target, e.g. http://127.0.0.1:8080/small (https:// needs --h2)
     url: String,
+    /// Speak HTTP/2: h2c with prior knowledge for http://, TLS with ALPN h2 for https://.
+    #[arg(long)]
+    h2: bool,
+    /// HTTP/2: concurrent streams per connection, each a closed loop of its own (or its own
+    /// share of --rate). Like h2load's -m (here -m is the method).
+    #[arg(long, visible_alias = "max-concurrent-streams", default_value_t = 1)]
+    streams: usize,
+    /// https: do not verify the server's certificate (self-signed test certificates).
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// https: verify the server's certificate against the CA certificates in this PEM file
+    /// (default: the system's).
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
     /// Connections in total.
     #[arg(short = 'c', long, default_value_t = 64)]
     connections: usize,
@@ -55,7 +80,7 @@ struct Args {
     /// Open loop: total requests per second (default: closed loop).
     #[arg(long)]
     rate: Option<f64>,
-    /// Request method.
+    /// Request method (not h2load's -m: that is --streams here).
     #[arg(short = 'm', long, default_value = "GET")]
     method: String,
     /// Extra request header, "Name: value" (repeatable).
@@ -103,35 +128,65 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     })
 }
 
-/// (address, host header, path) of an http:// URL.
-fn parse_url(url: &str) -> anyhow::Result<(SocketAddr, String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url:?}: only http:// URLs are supported"))?;
+/// Where a URL points.
+struct Target {
+    /// https://
+    tls: bool,
+    addr: SocketAddr,
+    /// "host[:port]" as written (the Host field, the :authority).
+    authority: String,
+    path: String,
+}
+
+/// The target of an http:// or https:// URL.
+fn parse_url(url: &str) -> anyhow::Result<Target> {
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => bail!("{url:?}: only http:// and https:// URLs are supported"),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let with_port = if authority.contains(':') {
+    let has_port = match authority.rfind(']') {
+        Some(close) => authority[close..].contains(':'),
+        None => authority.contains(':'),
+    };
+    let with_port = if has_port {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{}", if tls { 443 } else { 80 })
     };
     let addr = with_port
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {authority}"))?
         .next()
         .with_context(|| format!("{authority} resolves to nothing"))?;
-    Ok((addr, authority.to_string(), path.to_string()))
+    Ok(Target {
+        tls,
+        addr,
+        authority: authority.to_string(),
+        path: path.to_string(),
+    })
 }
 
-fn build_request(args: &Args, host: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-    let body = match (&args.body, &args.body_file) {
+fn request_body(args: &Args) -> anyhow::Result<Vec<u8>> {
+    Ok(match (&args.body, &args.body_file) {
         (Some(b), None) => b.clone().into_bytes(),
         (None, Some(f)) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
         (None, None) => Vec::new(),
         (Some(_), Some(_)) => bail!("use --body or --body-file, not both"),
-    };
+    })
+}
+
+/// Whether requests carry a Content-Length: with a body, or for a method that expects one.
+fn sends_length(args: &Args, body: &[u8]) -> bool {
+    !body.is_empty() || matches!(args.method.as_str(), "POST" | "PUT" | "PATCH")
+}
+
+fn build_request(args: &Args, host: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let body = request_body(args)?;
     let mut req = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", args.method);
     for h in &args.headers {
         let (n, v) = h
@@ -139,13 +194,75 @@ fn build_request(args: &Args, host: &str, path: &str) -> anyhow::Result<Vec<u8>>
             .with_context(|| format!("header {h:?} is not \"Name: value\""))?;
         req.push_str(&format!("{}: {}\r\n", n.trim(), v.trim()));
     }
-    if !body.is_empty() || matches!(args.method.as_str(), "POST" | "PUT" | "PATCH") {
+    if sends_length(args, &body) {
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(&body);
     Ok(bytes)
+}
+
+/// The HTTP/2 request every stream sends, and the TLS settings for https://. A Host field
+/// given with -H becomes the :authority.
+fn build_h2(args: &Args, target: &Target) -> anyhow::Result<http2::H2Plan> {
+    let body = request_body(args)?;
+    let method = http::Method::from_bytes(args.method.as_bytes())
+        .with_context(|| format!("{:?} is not a method", args.method))?;
+    let mut authority = target.authority.clone();
+    let mut headers = http::HeaderMap::new();
+    for h in &args.headers {
+        let (n, v) = h
+            .split_once(':')
+            .with_context(|| format!("header {h:?} is not \"Name: value\""))?;
+        let (n, v) = (n.trim(), v.trim());
+        if n.eq_ignore_ascii_case("host") {
+            authority = v.to_string();
+            continue;
+        }
+        let name = http::HeaderName::from_bytes(n.as_bytes())
+            .with_context(|| format!("{n:?} is not a field name"))?;
+        if matches!(
+            name.as_str(),
+            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
+        ) || (name == "te" && !v.eq_ignore_ascii_case("trailers"))
+        {
+            bail!("{n:?} is a connection-specific field: HTTP/2 does not allow it");
+        }
+        let value = http::HeaderValue::from_str(v)
+            .with_context(|| format!("{v:?} is not a field value"))?;
+        headers.append(name, value);
+    }
+    if sends_length(args, &body) {
+        headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+    }
+    let scheme = if target.tls { "https" } else { "http" };
+    let uri: http::Uri = format!("{scheme}://{authority}{}", target.path)
+        .parse()
+        .with_context(|| format!("{scheme}://{authority}{} is not a URI", target.path))?;
+    let mut request = http::Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    let tls = if target.tls {
+        let trust = match (&args.cacert, args.insecure) {
+            (_, true) => tls::Trust::Anything,
+            (Some(f), false) => tls::Trust::CaFile(f),
+            (None, false) => tls::Trust::System,
+        };
+        Some(http2::TlsPlan {
+            config: tls::client_config(trust)?,
+            name: http2::server_name(&target.authority)?,
+        })
+    } else {
+        None
+    };
+    Ok(http2::H2Plan {
+        request,
+        body: (!body.is_empty()).then(|| bytes::Bytes::from(body)),
+        streams: args.streams,
+        tls,
+    })
 }
 
 struct Summary {
@@ -161,11 +278,36 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let duration = parse_duration(&args.duration)?;
     let timeout = parse_duration(&args.timeout)?;
-    let (addr, host, path) = parse_url(&args.url)?;
+    let target = parse_url(&args.url)?;
+    if !args.method.is_empty() && args.method.bytes().all(|b| b.is_ascii_digit()) {
+        bail!(
+            "-m is the method here; for concurrent streams per connection (h2load's -m) \
+             use --streams {}",
+            args.method
+        );
+    }
+    if args.streams == 0 {
+        bail!("--streams must be at least 1");
+    }
+    let h2 = if args.h2 {
+        Some(build_h2(&args, &target)?)
+    } else {
+        if target.tls {
+            bail!("https:// URLs need --h2 (HTTP/1.1 over TLS is not supported)");
+        }
+        if args.streams > 1 {
+            bail!("--streams needs --h2 (HTTP/1.1 has one request in flight per connection)");
+        }
+        None
+    };
     // Leaked once: every request of every connection writes these same bytes, uncopied.
-    let request: &'static [u8] = build_request(&args, &host, &path)?.leak();
+    let request: &'static [u8] = match h2 {
+        Some(_) => &[],
+        None => build_request(&args, &target.authority, &target.path)?.leak(),
+    };
     let threads = args.threads.clamp(1, 256);
     let connections = args.connections.max(threads);
+    let slots = connections * args.streams;
     if let Some(r) = args.rate {
         if !r.is_finite() || r <= 0.0 {
             bail!("--rate must be positive");
@@ -178,20 +320,20 @@ fn main() -> anyhow::Result<()> {
     for t in 0..threads {
         let conns = connections / threads + usize::from(t < connections % threads);
         let tx = tx.clone();
-        // Each connection gets rate / connections; schedules are staggered over one interval.
-        let interval = args
-            .rate
-            .map(|r| Duration::from_secs_f64(connections as f64 / r));
+        // Each connection (HTTP/2: stream slot) gets rate / slots; schedules are staggered
+        // over one interval.
+        let interval = args.rate.map(|r| Duration::from_secs_f64(slots as f64 / r));
         let plan = Plan {
-            addr,
+            addr: target.addr,
             request,
             head_request: args.method == "HEAD",
             end,
             interval,
             timeout,
         };
+        let h2 = h2.clone();
         handles.push(std::thread::spawn(move || {
-            run_thread(plan, conns, t, threads, tx)
+            run_thread(plan, h2, conns, t, threads, tx)
         }));
     }
     drop(tx);
@@ -218,6 +360,9 @@ fn main() -> anyhow::Result<()> {
     for h in handles {
         let _ = h.join();
     }
+    if let Some(msg) = http2::fatal_error() {
+        bail!("{msg}");
+    }
     summary.elapsed = started.elapsed().min(duration + timeout);
     let result = to_json(&args, &summary);
     if args.json {
@@ -242,30 +387,62 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_thread(plan: Plan, conns: usize, t: usize, threads: usize, tx: mpsc::Sender<Stats>) {
+fn run_thread(
+    plan: Plan,
+    h2: Option<http2::H2Plan>,
+    conns: usize,
+    t: usize,
+    threads: usize,
+    tx: mpsc::Sender<Stats>,
+) {
     let work = move |precise_timer: bool| async move {
         let plan = Rc::new(plan);
+        let h2 = h2.map(Rc::new);
         let stats = Rc::new(RefCell::new(Stats::new()));
         let mut tasks = Vec::new();
+        let total = (conns * threads).max(1);
         for i in 0..conns {
-            let offset = plan.interval.map_or(Duration::ZERO, |every| {
-                let global = i * threads + t;
-                every.mul_f64(global as f64 / (conns * threads).max(1) as f64)
-            });
-            tasks.push(monoio::spawn(client::run(
-                plan.clone(),
-                stats.clone(),
-                &PROGRESS,
-                offset,
-                precise_timer,
-            )));
+            let global = i * threads + t;
+            match &h2 {
+                None => {
+                    let offset = plan.interval.map_or(Duration::ZERO, |every| {
+                        every.mul_f64(global as f64 / total as f64)
+                    });
+                    tasks.push(monoio::spawn(client::run(
+                        plan.clone(),
+                        stats.clone(),
+                        &PROGRESS,
+                        offset,
+                        precise_timer,
+                    )));
+                }
+                Some(h2) => {
+                    // The slots of one connection are spread apart over the interval, the
+                    // connections' slots interleaved between them.
+                    let offsets = (0..h2.streams)
+                        .map(|s| {
+                            plan.interval.map_or(Duration::ZERO, |every| {
+                                let slot = s * total + global;
+                                every.mul_f64(slot as f64 / (total * h2.streams) as f64)
+                            })
+                        })
+                        .collect();
+                    tasks.push(monoio::spawn(http2::run(
+                        plan.clone(),
+                        h2.clone(),
+                        stats.clone(),
+                        &PROGRESS,
+                        offsets,
+                        precise_timer,
+                    )));
+                }
+            }
         }
         for task in tasks {
             task.await;
         }
-        Rc::try_unwrap(stats)
-            .map(RefCell::into_inner)
-            .unwrap_or_else(|_| Stats::new())
+        // (An HTTP/2 keeper may still hold `stats` while its connection closes.)
+        stats.replace(Stats::new())
     };
     let stats = match tuned_uring() {
         Some(mut rt) => rt.block_on(work(true)),
@@ -293,7 +470,7 @@ fn tuned_uring() -> Option<ringway::runtime::UringRuntime> {
 /// Prints "elapsed, requests, rate" to stderr once a second until `end`.
 fn progress(started: Instant, end: Instant) {
     let mut last = 0;
-    while Instant::now() < end {
+    while Instant::now() < end && http2::fatal_error().is_none() {
         std::thread::sleep(
             Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())),
         );
@@ -334,7 +511,9 @@ fn to_json(args: &Args, s: &Summary) -> serde_json::Value {
         "url": args.url,
         "mode": if args.rate.is_some() { "open" } else { "closed" },
         "target_rate": args.rate,
+        "protocol": if args.h2 { "h2" } else { "http/1.1" },
         "connections": args.connections,
+        "streams": args.streams,
         "threads": args.threads,
         "duration_s": secs,
         "requests": s.requests,
@@ -358,9 +537,17 @@ fn print_text(args: &Args, s: &Summary) {
         Some(r) => format!("open loop at {r} req/s (latency from intended send time)"),
         None => "closed loop".to_string(),
     };
+    let conns = if args.h2 {
+        format!(
+            "HTTP/2, {} connections x {} streams",
+            args.connections, args.streams
+        )
+    } else {
+        format!("{} connections", args.connections)
+    };
     println!(
-        "{} {}: {} connections, {} threads, {:.1}s, {mode}",
-        args.method, args.url, args.connections, args.threads, secs
+        "{} {}: {conns}, {} threads, {:.1}s, {mode}",
+        args.method, args.url, args.threads, secs
     );
     println!(
         "  requests {}  achieved {:.0} req/s  {:.1} MiB/s",
