@@ -8,5 +8,11 @@
 //! Where it sits: above `pipeline`, below `runtime` (which accepts connections and picks
 //! the front end).
 
+use std::time::Duration;
+
 pub mod http1;
 pub mod http2;
+
+/// A connection idle this long (HTTP/1.1: no request coming; HTTP/2: no stream open) has
+/// given its large buffers back, and says so (`Shared::note_shrunk`).
+pub(crate) const SHRINK_AFTER: Duration = Duration::from_secs(1);

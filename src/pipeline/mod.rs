@@ -147,6 +147,11 @@ impl<C: Connector> Shared<C> {
         self.reloaded.notify_all();
     }
 
+    /// A connection went idle and gave its buffers back (see `release_idle_memory`).
+    pub(crate) fn note_shrunk(&self) {
+        self.shrunk.set(self.shrunk.get() + 1);
+    }
+
     /// Off the request path, once a second: if connections went idle and gave their
     /// buffers back since the last call, drops the pooled body buffers too and hands the
     /// freed pages to the OS (an idle worker's allocator would otherwise keep them).

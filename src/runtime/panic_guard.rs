@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Polls `F`; a panic while polling ends the future with `Err(())` instead of unwinding.
-pub struct CatchPanic<F> {
+pub struct CatchPanic<F: ?Sized> {
     inner: Pin<Box<F>>,
 }
 
@@ -16,7 +16,14 @@ impl<F: Future> CatchPanic<F> {
     }
 }
 
-impl<F: Future> Future for CatchPanic<F> {
+impl<F: Future + ?Sized> CatchPanic<F> {
+    /// Polls a future already on the heap (a `dyn Future`, say).
+    pub fn pinned(inner: Pin<Box<F>>) -> Self {
+        CatchPanic { inner }
+    }
+}
+
+impl<F: Future + ?Sized> Future for CatchPanic<F> {
     type Output = Result<F::Output, ()>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.inner.as_mut();

@@ -2,7 +2,9 @@
 //! tasks, pool sweeper, and drain. Sends one line to the main thread once it is serving.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::net::TcpListener as StdListener;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -254,7 +256,13 @@ async fn accept_loop(
         let kind = kind.clone();
         let shared_after = shared.clone();
         monoio::spawn(async move {
-            let served = CatchPanic::new(serve_as(kind, shared, stream, peer)).await;
+            // Two steps, each apart from the other: readying the connection (handshake,
+            // sniffing), then serving it in its protocol.
+            let served = match CatchPanic::new(serve_as(kind, shared, stream, peer)).await {
+                Ok(Some(serving)) => CatchPanic::pinned(serving).await,
+                Ok(None) => Ok(()),
+                Err(()) => Err(()),
+            };
             if served.is_err() {
                 log::error!("connection from {peer}: task panicked; connection dropped");
             }
@@ -382,35 +390,42 @@ fn snapshot(shared: &Shared<TcpConnector>) -> crate::metrics::Snapshot {
     s
 }
 
-/// Serves one accepted connection the way its listener says: plain (HTTP/1.1, or HTTP/2
+/// A connection's serving future, in the protocol it speaks.
+type Serving = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Readies one accepted connection the way its listener says: plain (HTTP/1.1, or HTTP/2
 /// with prior knowledge when it opens with the preface), TLS after a handshake (HTTP/2 when
-/// ALPN chose `h2`), or redirecting to HTTPS.
+/// ALPN chose `h2`), or redirecting to HTTPS; and returns the future that serves it (None:
+/// nothing to serve). That future is boxed on its own, so a connection's long life keeps
+/// only its own protocol's state, not the handshake's, the sniffing's or the other
+/// protocol's.
 async fn serve_as(
     kind: ListenerKind,
     shared: Rc<Shared<TcpConnector>>,
     stream: TcpStream,
     peer: SocketAddr,
-) {
+) -> Option<Serving> {
     let accepted = Instant::now();
     match kind {
-        ListenerKind::Plain { h2c: false } => {
-            serve(shared, stream, peer, accepted, ConnMeta::default()).await
-        }
+        ListenerKind::Plain { h2c: false } => Some(Box::pin(serve(
+            shared,
+            stream,
+            peer,
+            accepted,
+            ConnMeta::default(),
+        ))),
         ListenerKind::Plain { h2c: true } => {
             serve_plain(shared, stream, peer, accepted, ConnMeta::default()).await
         }
         ListenerKind::H2c => {
-            let Ok(io) = stream.try_into_poll_io() else {
-                return;
-            };
-            Box::pin(crate::front::http2::serve(
+            let io = stream.try_into_poll_io().ok()?;
+            Some(Box::pin(crate::front::http2::serve(
                 shared,
                 io,
                 peer,
                 accepted,
                 ConnMeta::default(),
-            ))
-            .await
+            )))
         }
         ListenerKind::RedirectHttps { port, h2c } => {
             let meta = ConnMeta {
@@ -420,12 +435,10 @@ async fn serve_as(
             if h2c {
                 serve_plain(shared, stream, peer, accepted, meta).await
             } else {
-                serve(shared, stream, peer, accepted, meta).await
+                Some(Box::pin(serve(shared, stream, peer, accepted, meta)))
             }
         }
-        // Boxed: TLS state (the session, its buffers) would otherwise make every
-        // connection's task, plain ones included, as large as a TLS connection's.
-        ListenerKind::Tls(tls) => Box::pin(serve_tls(tls, shared, stream, peer, accepted)).await,
+        ListenerKind::Tls(tls) => serve_tls(tls, shared, stream, peer, accepted).await,
     }
 }
 
@@ -436,12 +449,12 @@ async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
     accepted: Instant,
-) {
+) -> Option<Serving> {
     let done = match crate::tls::accept_raw(stream, &tls, peer).await {
         Ok(s) => s,
         Err(e) => {
             log::debug!("client {peer}: {e}");
-            return;
+            return None;
         }
     };
     let cert = done
@@ -457,14 +470,14 @@ async fn serve_tls(
     if done.is_h2() {
         // (A TLS listener with http1 = false offers only h2: a client that chose no
         // protocol is served HTTP/1.1 all the same, as it cannot speak HTTP/2.)
-        let Ok(io) = done.stream.try_into_poll_io() else {
-            return;
-        };
+        let io = done.stream.try_into_poll_io().ok()?;
         let io = crate::tls::poll::PollTls::new(io, done.session);
-        crate::front::http2::serve(shared, io, peer, accepted, meta).await
+        Some(Box::pin(crate::front::http2::serve(
+            shared, io, peer, accepted, meta,
+        )))
     } else {
         let (stream, _) = done.into_http1();
-        serve(shared, stream, peer, accepted, meta).await
+        Some(Box::pin(serve(shared, stream, peer, accepted, meta)))
     }
 }
 
@@ -476,23 +489,23 @@ async fn serve_plain(
     peer: SocketAddr,
     accepted: Instant,
     meta: ConnMeta,
-) {
+) -> Option<Serving> {
     let deadline = accepted + shared.config().timeouts.header;
-    let Some((first, h2)) = sniff(&shared, &mut stream, deadline).await else {
-        return;
-    };
+    let (first, h2) = sniff(&shared, &mut stream, deadline).await?;
     if h2 {
-        let Ok(io) = stream.try_into_poll_io() else {
-            return;
-        };
+        let io = stream.try_into_poll_io().ok()?;
         // Only what was read is kept (the 16 KiB read buffer goes now, not with the
         // connection).
         let read = bytes::Bytes::copy_from_slice(&first);
         drop(first);
         let io = crate::front::http2::Prefixed::new(read, io);
-        Box::pin(crate::front::http2::serve(shared, io, peer, accepted, meta)).await
+        Some(Box::pin(crate::front::http2::serve(
+            shared, io, peer, accepted, meta,
+        )))
     } else {
-        crate::front::http1::serve_read(shared, stream, first, peer, accepted, meta).await
+        Some(Box::pin(crate::front::http1::serve_read(
+            shared, stream, first, peer, accepted, meta,
+        )))
     }
 }
 

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use monoio::io::Splitable;
 
+use super::SHRINK_AFTER;
 use crate::compiled::Compiled;
 use crate::http::canned;
 use crate::http::{parse_request, BodyFraming, RequestHead};
@@ -34,8 +35,6 @@ pub use sink::ClientOut;
 
 /// Spare room kept for each client read.
 const CLIENT_READ: usize = 16 * 1024;
-/// A keep-alive connection idle this long gives its large buffers back.
-const SHRINK_AFTER: Duration = Duration::from_secs(1);
 /// Read buffer of a connection that has been idle past `SHRINK_AFTER`: just enough to learn
 /// that the next request has begun (the head is then read into a full-size buffer). Ten
 /// thousand idle connections then hold almost nothing in user space.
@@ -135,6 +134,14 @@ enum Wait {
     Closed,
 }
 
+/// How a wait for the next request ended.
+enum Waited {
+    Data,
+    /// Idle past `SHRINK_AFTER`, buffers given back; the idle timeout ends at this instant.
+    Idle(Instant),
+    Gone,
+}
+
 enum HeadRead {
     Ok,
     Closed,
@@ -156,21 +163,28 @@ where
     C: Connector,
 {
     async fn run(&mut self, accepted: Instant) {
-        let mut first = true;
+        let mut start = accepted;
         loop {
-            // When the request began: the accept for the first one, its first bytes after.
-            let start = if first {
-                accepted
-            } else {
-                let idle = self.shared.config.borrow().timeouts.idle;
-                if self.front.cin.buf.is_empty() && !self.wait_for_bytes(idle).await {
-                    return;
-                }
-                Instant::now()
+            // Boxed: the request pipeline's future is several KiB, and would otherwise be
+            // part of every connection's task for its whole life. A connection that went
+            // idle (below) keeps none of it; a busy one allocates it once.
+            let Some(deadline) = Box::pin(self.busy(start, accepted)).await else {
+                return;
             };
+            if !matches!(self.wait_read(deadline, IDLE_READ).await, Wait::Data) {
+                return;
+            }
+            start = Instant::now();
+        }
+    }
+
+    /// Serves requests, the first one's bytes at hand from `start`, until the connection
+    /// ends (None) or has waited `SHRINK_AFTER` for its next request: it then has given its
+    /// large buffers back, and waits on (Some(idle deadline)) outside.
+    async fn busy(&mut self, mut start: Instant, accepted: Instant) -> Option<Instant> {
+        loop {
             let cfg = self.shared.config();
             let deadline = start + cfg.timeouts.header;
-            first = false;
             let read = self.read_head(&cfg, deadline).await;
             // The config is taken again once the head is in: a reload applied while this
             // connection waited for it (idle, or a slow head) applies to this request.
@@ -179,7 +193,7 @@ where
                 (&self.shared, &self.client, &mut self.req, &mut self.front);
             let head = match read {
                 HeadRead::Ok => Ok(()),
-                HeadRead::Closed => return,
+                HeadRead::Closed => return None,
                 HeadRead::Reject(fault) => Err(fault),
             };
             let max_age = cfg.timeouts.max_connection_age;
@@ -195,31 +209,47 @@ where
             };
             let next = pipeline::serve(shared, &cfg, client, req, front, start, head).await;
             if next == Next::Close {
-                return;
+                return None;
             }
+            drop(cfg);
+            if self.front.cin.buf.is_empty() {
+                let idle = self.shared.config.borrow().timeouts.idle;
+                match self.wait_for_bytes(idle).await {
+                    Waited::Data => {}
+                    Waited::Gone => return None,
+                    Waited::Idle(deadline) => return Some(deadline),
+                }
+            }
+            // When the request began: its first bytes (the accept for the first one).
+            start = Instant::now();
         }
     }
 
-    /// Waits for the next request's first bytes; false on idle timeout, EOF or drain.
-    /// A connection still idle after `SHRINK_AFTER` gives its large buffers back first, so
-    /// many idle keep-alive connections cost little memory while busy ones never reallocate.
-    async fn wait_for_bytes(&mut self, idle: Duration) -> bool {
+    /// Waits for the next request's first bytes. A connection still idle after
+    /// `SHRINK_AFTER` gives its large buffers back and is `Idle` (its wait goes on outside
+    /// the request pipeline's future), so many idle keep-alive connections cost little
+    /// memory while busy ones never reallocate. `Gone` on idle timeout, EOF or drain.
+    async fn wait_for_bytes(&mut self, idle: Duration) -> Waited {
         if self.shared.keepalive_off() {
-            return false;
+            return Waited::Gone;
         }
         let deadline = Instant::now() + idle;
         if !S::READ_CANCEL_SAFE {
-            return matches!(self.wait_read(deadline, CLIENT_READ).await, Wait::Data);
+            return match self.wait_read(deadline, CLIENT_READ).await {
+                Wait::Data => Waited::Data,
+                _ => Waited::Gone,
+            };
         }
         let first = (Instant::now() + SHRINK_AFTER).min(deadline);
         match self.wait_read(first, CLIENT_READ).await {
-            Wait::Data => return true,
-            Wait::Closed => return false,
-            Wait::Timeout if first >= deadline => return false,
-            Wait::Timeout => {}
+            Wait::Data => Waited::Data,
+            Wait::Closed => Waited::Gone,
+            Wait::Timeout if first >= deadline => Waited::Gone,
+            Wait::Timeout => {
+                self.shrink();
+                Waited::Idle(deadline)
+            }
         }
-        self.shrink();
-        matches!(self.wait_read(deadline, IDLE_READ).await, Wait::Data)
     }
 
     async fn wait_read(&mut self, deadline: Instant, spare: usize) -> Wait {
@@ -241,7 +271,7 @@ where
 
     /// Drops every per-request buffer (the read buffer was empty: the connection is idle).
     fn shrink(&mut self) {
-        self.shared.shrunk.set(self.shared.shrunk.get() + 1);
+        self.shared.note_shrunk();
         self.front.cin.buf = BytesMut::with_capacity(IDLE_READ);
         self.front.out.buf = BytesMut::new();
         self.req.shrink();

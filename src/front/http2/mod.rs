@@ -28,6 +28,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::SHRINK_AFTER;
 use crate::compiled::Compiled;
 use crate::io::Connector;
 use crate::notify::LocalNotify;
@@ -110,7 +111,9 @@ pub async fn serve<IO, C>(
         Ok(Err(first)) => {
             if !first.is_empty() {
                 log::debug!("client {peer}: not the HTTP/2 preface; GOAWAY PROTOCOL_ERROR");
-                refuse_preface(io).await;
+                // Boxed, as the handshake below: an idle connection's future is only as
+                // large as its serving loop.
+                Box::pin(refuse_preface(io)).await;
             }
             return;
         }
@@ -121,7 +124,7 @@ pub async fn serve<IO, C>(
     };
     let flood = Rc::new(meter::Flood::new(cfg.http2.flood.clone()));
     let io = meter::Meter::new(Prefixed::new(first, io), flood.clone());
-    let handshake = builder(&cfg).handshake::<_, Bytes>(io);
+    let handshake = Box::pin(builder(&cfg).handshake::<_, Bytes>(io));
     let mut conn = match monoio::time::timeout_at(deadline.into(), handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -138,6 +141,8 @@ pub async fn serve<IO, C>(
     state.last_end.set(Some(Instant::now()));
     let mut closing = false;
     let mut seen_stream = false;
+    // The last stream end already reported as idleness (below).
+    let mut idle_noted = None;
     // Old enough (`timeouts.max_connection_age`): GOAWAY, so every connection converges on
     // the current config and binary.
     let age = cfg.timeouts.max_connection_age;
@@ -161,6 +166,20 @@ pub async fn serve<IO, C>(
         } else {
             Some(accepted + cfg.timeouts.header)
         };
+        // No stream open for `SHRINK_AFTER`: the codec has given its frame buffers back
+        // (vendor/h2) and now gives back its stream store's room too, and the worker may
+        // hand the freed pages to the OS.
+        let settled = match (state.open.get(), state.last_end.get()) {
+            (0, Some(end)) if seen_stream && idle_noted != Some(end) => Some(end + SHRINK_AFTER),
+            _ => None,
+        };
+        // Old enough, or idle for `timeouts.idle`: GOAWAY (once); idle for a second: say so.
+        let ends = if closing {
+            None
+        } else {
+            [max_age, idle].into_iter().flatten().min()
+        };
+        let wake = ends.into_iter().chain(settled).min();
         monoio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
@@ -196,13 +215,19 @@ pub async fn serve<IO, C>(
                 closing = true;
                 conn.graceful_shutdown();
             }
-            _ = sleep_until(max_age), if !closing => {
-                closing = true;
-                conn.graceful_shutdown();
-            }
-            _ = sleep_until(idle), if !closing => {
-                closing = true;
-                conn.graceful_shutdown();
+            // One timer for all three (each monoio timer is 640 bytes of this future, which
+            // an idle connection keeps).
+            _ = sleep_until(wake) => {
+                let now = Instant::now();
+                if settled.is_some_and(|t| t <= now) {
+                    idle_noted = state.last_end.get();
+                    conn.shrink_idle();
+                    shared.note_shrunk();
+                }
+                if !closing && [max_age, idle].into_iter().flatten().any(|t| t <= now) {
+                    closing = true;
+                    conn.graceful_shutdown();
+                }
             }
             _ = state.ended.notified() => {}
             // Either ends the connection at the top of the loop.

@@ -598,6 +598,13 @@ where
     pub fn num_wired_streams(&self) -> usize {
         self.connection.num_wired_streams()
     }
+
+    /// ringway: when the connection holds no stream at all, gives back the room its
+    /// stream store and frame queues grew to (an idle connection then keeps none); they
+    /// grow again with the next stream. Does nothing while any stream is held.
+    pub fn shrink_idle(&mut self) {
+        self.connection.shrink_idle();
+    }
 }
 
 #[cfg(feature = "stream")]

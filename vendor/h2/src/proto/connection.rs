@@ -305,6 +305,11 @@ where
     }
 
     /// Checks if there are any streams
+    /// ringway: see `server::Connection::shrink_idle`.
+    pub fn shrink_idle(&self) {
+        self.inner.streams.shrink_idle();
+    }
+
     pub fn has_streams(&self) -> bool {
         self.inner.streams.has_streams()
     }

@@ -90,6 +90,11 @@ pub(super) enum DataFrameAccounting {
 }
 
 impl Recv {
+    /// ringway: see `Buffer::shrink_if_empty`.
+    pub fn shrink_if_empty(&mut self) {
+        self.buffer.shrink_if_empty();
+    }
+
     pub fn new(peer: peer::Dyn, config: &Config) -> Self {
         let next_stream_id = if peer.is_server() { 1 } else { 2 };
 

@@ -206,6 +206,16 @@ impl ops::IndexMut<Key> for Store {
 }
 
 impl Store {
+    /// ringway: true if the store holds no stream, its room then given back.
+    pub fn shrink_if_empty(&mut self) -> bool {
+        if !(self.slab.is_empty() && self.ids.is_empty()) {
+            return false;
+        }
+        self.slab = slab::Slab::new();
+        self.ids = IndexMap::new();
+        true
+    }
+
     #[cfg(feature = "unstable")]
     pub fn num_active_streams(&self) -> usize {
         self.ids.len()

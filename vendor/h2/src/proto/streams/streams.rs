@@ -1157,6 +1157,18 @@ where
         me.counts.has_streams() || me.refs > 1
     }
 
+    /// ringway: with no stream in the store, gives back the store's, the received
+    /// frames' and the frames-to-send queues' room (each is only replaced when empty).
+    pub fn shrink_idle(&self) {
+        let mut me = self.inner.lock().unwrap();
+        let me = &mut *me;
+        if !me.store.shrink_if_empty() {
+            return;
+        }
+        me.actions.recv.shrink_if_empty();
+        self.send_buffer.inner.lock().unwrap().shrink_if_empty();
+    }
+
     #[cfg(feature = "unstable")]
     pub fn num_wired_streams(&self) -> usize {
         let me = self.inner.lock().unwrap();
