@@ -7,6 +7,8 @@
 # repeat. Needs nginx-light, haproxy and nghttp2-client (h2load); 127.0.0.1 only.
 #   tools/h2-peers.sh                               # 3 repeats x 8 s per cell
 #   REPEATS=1 DURATION=5 SCENARIOS="small_c64_m10" tools/h2-peers.sh
+#   BASE_BIN=/path/to/older/ringway tools/h2-peers.sh   # that build too, as "base"
+#     (in the same run, to tell a change of ringway's from the noise of this machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -20,7 +22,8 @@ SCENARIOS=${SCENARIOS:-"small_c64_m10:/small:64:10 small_c1_m1:/small:1:1 1m_c8_
 CPU_PROXY=${CPU_PROXY:-0}
 CPU_REST=${CPU_REST:-1}
 ORIGIN_PORT=9001; ORIGIN_STATUS_PORT=9002
-declare -A PORT=([nginx]=9111 [haproxy]=9121 [ringway]=9131)
+declare -A PORT=([nginx]=9111 [haproxy]=9121 [ringway]=9131 [base]=9141)
+if [[ -n "${BASE_BIN:-}" && " $PROXIES " != *" base "* ]]; then PROXIES="$PROXIES base"; fi
 for t in nginx haproxy h2load; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }; done
 cargo build --release --bin ringway >/dev/null
 run_dir=$(mktemp -d /tmp/ringway-h2peers.XXXXXX); chmod 755 "$run_dir"
@@ -53,11 +56,13 @@ for p in $PROXIES; do
       sed -i "s|bind 127.0.0.1:${PORT[haproxy]}|bind 127.0.0.1:${PORT[haproxy]} proto h2|" "$run_dir/haproxy/haproxy.cfg"
       taskset -c "$CPU_PROXY" haproxy -db -f "$run_dir/haproxy/haproxy.cfg" >"$run_dir/haproxy.out" 2>&1 &
       PID[haproxy]=$! ;;
-    ringway)
-      LISTEN_ADDR=127.0.0.1:${PORT[ringway]} ORIGIN_ADDR=127.0.0.1:$ORIGIN_PORT PEER_DIR="$run_dir/ringway" \
-        RINGWAY_BIN="${RINGWAY_BIN:-$root/target/release/ringway}" \
-        taskset -c "$CPU_PROXY" "$root/tools/bench-gateway.sh" >"$run_dir/ringway.out" 2>&1 &
-      PID[ringway]=$! ;;
+    ringway|base)
+      bin=${RINGWAY_BIN:-$root/target/release/ringway}
+      [[ $p == base ]] && bin=${BASE_BIN:?BASE_BIN names the older build}
+      LISTEN_ADDR=127.0.0.1:${PORT[$p]} ORIGIN_ADDR=127.0.0.1:$ORIGIN_PORT PEER_DIR="$run_dir/$p" \
+        RINGWAY_BIN="$bin" \
+        taskset -c "$CPU_PROXY" "$root/tools/bench-gateway.sh" >"$run_dir/$p.out" 2>&1 &
+      PID[$p]=$! ;;
   esac
   wait_port "${PORT[$p]}" || { echo "$p did not start:"; cat "$run_dir/$p.out"; exit 1; }
 done

@@ -599,9 +599,9 @@ where
         self.connection.num_wired_streams()
     }
 
-    /// ringway: when the connection holds no stream at all, gives back the room its
-    /// stream store and frame queues grew to (an idle connection then keeps none); they
-    /// grow again with the next stream. Does nothing while any stream is held.
+    /// ringway: for an idle connection: gives back its frame buffers (read, write and
+    /// HPACK's, each only when empty) and, when it holds no stream at all, the room its
+    /// stream store and frame queues grew to. All are taken again as needed.
     pub fn shrink_idle(&mut self) {
         self.connection.shrink_idle();
     }

@@ -31,6 +31,10 @@ pub struct FramedRead<T> {
     inner: InnerFramedRead<T, LengthDelimitedCodec>,
 
     decoder: FrameDecoder,
+
+    /// ringway: idle (`shrink_idle`) until the next whole frame: the read buffer is given
+    /// back whenever a read finds nothing.
+    idle: bool,
 }
 
 #[derive(Debug)]
@@ -70,7 +74,22 @@ enum Continuable {
 impl<T> FramedRead<T> {
     pub fn new(inner: InnerFramedRead<T, LengthDelimitedCodec>) -> FramedRead<T> {
         let decoder = FrameDecoder::new(inner.decoder().max_frame_length());
-        FramedRead { inner, decoder }
+        FramedRead {
+            inner,
+            decoder,
+            idle: false,
+        }
+    }
+
+    /// ringway: gives back the read buffer when nothing is in it, and HPACK's scratch
+    /// buffer, for an idle connection (`Codec::shrink_idle`). Until the next whole frame
+    /// comes, a read that finds nothing gives the read buffer back again.
+    pub fn shrink_idle(&mut self) {
+        self.idle = true;
+        if self.inner.read_buffer().is_empty() {
+            *self.inner.read_buffer_mut() = BytesMut::new();
+        }
+        self.decoder.hpack.shrink_idle();
     }
 
     pub fn get_ref(&self) -> &T {
@@ -442,25 +461,22 @@ where
         let _e = span.enter();
         loop {
             tracing::trace!("poll");
-            // ringway: a read buffer given back while idle (below) is taken again before
-            // reading, at its usual size, so reads stay as large as ever.
+            // ringway: a read buffer given back while idle (`shrink_idle`) is taken again
+            // before reading, at its usual size, so reads stay as large as ever.
             if self.inner.read_buffer().capacity() == 0 {
                 self.inner.read_buffer_mut().reserve(READ_BUFFER_CAPACITY);
             }
             let polled = Pin::new(&mut self.inner).poll_next(cx);
-            let bytes = match polled {
-                Poll::Ready(Some(Ok(bytes))) => bytes,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(map_err(e)))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => {
-                    // ringway: nothing buffered and nothing to read: the connection is
-                    // idle, and keeps no read buffer while it waits.
-                    if self.inner.read_buffer().is_empty() {
-                        *self.inner.read_buffer_mut() = BytesMut::new();
-                    }
-                    return Poll::Pending;
-                }
+            if polled.is_pending() && self.idle && self.inner.read_buffer().is_empty() {
+                // ringway: still idle, and nothing came: no read buffer while waiting.
+                *self.inner.read_buffer_mut() = BytesMut::new();
+            }
+            let bytes = match ready!(polled) {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(e)) => return Poll::Ready(Some(Err(map_err(e)))),
+                None => return Poll::Ready(None),
             };
+            self.idle = false;
 
             tracing::trace!(read.bytes = bytes.len());
             if let Some(frame) = self.decoder.decode(bytes)? {

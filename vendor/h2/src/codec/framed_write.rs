@@ -77,6 +77,17 @@ const CHAIN_THRESHOLD: usize = 256;
 const CHAIN_THRESHOLD_WITHOUT_VECTORED_IO: usize = 1024;
 
 // TODO: Make generic
+// ringway
+impl<T, B> FramedWrite<T, B> {
+    /// ringway: gives the write buffer back when everything in it was written (an idle
+    /// connection keeps none); the next frame takes a new one (`Encoder::buffer`).
+    pub fn shrink_idle(&mut self) {
+        if self.encoder.next.is_none() && !self.encoder.buf.has_remaining() {
+            self.encoder.buf = Cursor::new(BytesMut::new());
+        }
+    }
+}
+
 impl<T, B> FramedWrite<T, B>
 where
     T: AsyncWrite + Unpin,
@@ -173,12 +184,6 @@ where
         // Flush the upstream
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
 
-        // ringway: everything is written, so the buffer is given back; the next frame
-        // takes a new one (`Encoder::buffer`). An idle connection keeps none.
-        if self.encoder.next.is_none() && !self.encoder.buf.has_remaining() {
-            self.encoder.buf = Cursor::new(BytesMut::new());
-        }
-
         Poll::Ready(Ok(()))
     }
 
@@ -227,7 +232,7 @@ where
     }
 
     fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
-        // ringway: the buffer was given back after the last flush; take one again.
+        // ringway: the buffer was given back while idle (`shrink_idle`); take one again.
         if self.buf.get_ref().capacity() == 0 {
             self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
         }
@@ -317,7 +322,7 @@ where
     }
 
     fn has_capacity(&self) -> bool {
-        // ringway: no buffer at all (given back after a flush) means a whole new one.
+        // ringway: no buffer at all (given back while idle) means a whole new one.
         self.next.is_none()
             && (self.buf.get_ref().capacity() == 0
                 || self.buf.get_ref().capacity() - self.buf.get_ref().len()

@@ -59,6 +59,13 @@ where
 }
 
 impl<T, B> Codec<T, B> {
+    /// ringway: an idle connection gives back its read, HPACK and write buffers (each
+    /// only when nothing is in it); they are taken again for the next frame.
+    pub fn shrink_idle(&mut self) {
+        self.inner.shrink_idle();
+        self.inner.get_mut().shrink_idle();
+    }
+
     /// Updates the max received frame size.
     ///
     /// The change takes effect the next time a frame is decoded. In other

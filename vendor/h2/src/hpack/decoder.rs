@@ -176,20 +176,15 @@ impl Decoder {
         self.max_size_update = Some(size);
     }
 
-    /// Decodes the headers found in the given buffer.
-    pub fn decode<F>(&mut self, src: &mut Cursor<&mut BytesMut>, f: F) -> Result<(), DecoderError>
-    where
-        F: FnMut(Header) -> ControlFlow<()>,
-    {
-        let decoded = self.decode_block(src, f);
-        // ringway: the Huffman-decoded strings share this buffer's allocation; they alone
-        // keep it from now on, and an idle connection keeps none (`decode_string` takes a
-        // new one for the next block that needs it).
+    /// ringway: gives back the scratch buffer for Huffman-decoded strings (the strings
+    /// already decoded keep their share of it); `decode_string` takes a new one for the
+    /// next block that needs it.
+    pub fn shrink_idle(&mut self) {
         self.buffer = BytesMut::new();
-        decoded
     }
 
-    fn decode_block<F>(
+    /// Decodes the headers found in the given buffer.
+    pub fn decode<F>(
         &mut self,
         src: &mut Cursor<&mut BytesMut>,
         mut f: F,
@@ -349,7 +344,7 @@ impl Decoder {
 
         let offset = (buf.position() - old_pos) as usize;
         if huff {
-            // ringway: given back after the last block (`decode`).
+            // ringway: given back while idle (`shrink_idle`).
             if self.buffer.capacity() == 0 {
                 self.buffer.reserve(HUFFMAN_BUFFER_CAPACITY);
             }

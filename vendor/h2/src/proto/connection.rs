@@ -306,7 +306,8 @@ where
 
     /// Checks if there are any streams
     /// ringway: see `server::Connection::shrink_idle`.
-    pub fn shrink_idle(&self) {
+    pub fn shrink_idle(&mut self) {
+        self.codec.shrink_idle();
         self.inner.streams.shrink_idle();
     }
 
