@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rcgen::{CertificateParams, KeyPair};
 use ringway_test_support::*;
 
 fn h2spec() -> Option<PathBuf> {
@@ -21,23 +20,6 @@ fn h2spec() -> Option<PathBuf> {
     }
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/h2spec");
     built.exists().then_some(built)
-}
-
-/// The address of the listener whose `listening on` line mentions `what`.
-fn listener(gw: &Gateway, what: &str) -> SocketAddr {
-    let needle = format!("({what};");
-    eventually(what).until(|| {
-        let log = gw.stderr_text();
-        let addr = log.lines().filter(|l| l.contains(&needle)).find_map(|l| {
-            l.split("listening on ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        });
-        addr.ok_or(log)
-    })
 }
 
 /// Runs h2spec against `addr`; (passed, failed, the names of the failed cases).
@@ -97,13 +79,7 @@ fn h2spec_passes_every_case_on_h2c_and_tls_listeners() {
     let origin = BundledOrigin::start();
     let dir = std::env::temp_dir().join(format!("ringway-h2spec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("certificate");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("cert");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("key");
+    write_self_signed(&dir);
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
          [[listeners]]\naddress = \"127.0.0.1:0\"\nhttp1 = false\n\n\
@@ -114,8 +90,8 @@ fn h2spec_passes_every_case_on_h2c_and_tls_listeners() {
         origin.addr
     );
     let gw = Gateway::start_in(&cfg, Driver::IoUring, &dir);
-    let h2c_only = listener(&gw, "h2c only");
-    let tls = listener(&gw, "https");
+    let h2c_only = gw.listener_addr("h2c only");
+    let tls = gw.listener_addr("https");
     for (addr, is_tls) in [(h2c_only, false), (tls, true)] {
         let (passed, failed, failures) = run(&bin, addr, is_tls);
         assert_eq!((passed, failed), (146, 0), "{addr}: {failures:?}");

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use rcgen::{CertificateParams, KeyPair};
 use ringway_test_support::*;
 
 /// Whether `tool` can run here; when it cannot, says why (or fails, when required).
@@ -91,13 +90,7 @@ fn alpn_picks_http2_or_http11_on_the_same_tls_listener() {
     let origin = Origin::ok("tls");
     let dir = std::env::temp_dir().join(format!("ringway-h2tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("certificate");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("cert");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("key");
+    write_self_signed(&dir);
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
          [[listeners]]\naddress = \"127.0.0.1:0\"\n\
@@ -107,20 +100,7 @@ fn alpn_picks_http2_or_http11_on_the_same_tls_listener() {
         origin.addr()
     );
     let gw = Gateway::start_in(&cfg, Driver::IoUring, &dir);
-    let port = eventually("the https listener").until(|| {
-        let log = gw.stderr_text();
-        log.lines()
-            .filter(|l| l.contains("(https;"))
-            .find_map(|l| {
-                l.split("listening on 127.0.0.1:")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u16>()
-                    .ok()
-            })
-            .ok_or(log)
-    });
+    let port = gw.listener_addr("https").port();
     let ask = |flag: &str| {
         output_of(Command::new("curl").args([
             "-sk",

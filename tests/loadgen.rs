@@ -3,7 +3,6 @@
 //! h2c with prior knowledge and TLS with ALPN `h2`, streams per connection, certificate
 //! checks, with ringway's metrics confirming the requests came as HTTP/2.
 
-use rcgen::{CertificateParams, KeyPair};
 use ringway_test_support::*;
 use std::process::{Command, Stdio};
 
@@ -135,13 +134,7 @@ fn http2_runs_over_h2c_and_tls_with_streams_per_connection() {
     let origin = BundledOrigin::start();
     let dir = std::env::temp_dir().join(format!("ringway-loadgen-h2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("certificate");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("cert");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("key");
+    write_self_signed(&dir);
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
@@ -152,20 +145,7 @@ fn http2_runs_over_h2c_and_tls_with_streams_per_connection() {
         origin.addr
     );
     let gw = Gateway::start_in(&cfg, Driver::IoUring, &dir);
-    let tls_port = eventually("the https listener").until(|| {
-        let log = gw.stderr_text();
-        log.lines()
-            .filter(|l| l.contains("(https;"))
-            .find_map(|l| {
-                l.split("listening on 127.0.0.1:")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u16>()
-                    .ok()
-            })
-            .ok_or(log)
-    });
+    let tls_port = gw.listener_addr("https").port();
     let h2_requests = || {
         let metrics = get(gw.admin_addr(), "/metrics").body_text();
         (

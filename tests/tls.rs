@@ -250,22 +250,6 @@ fn parse_response(buf: &[u8]) -> Option<Response> {
     })
 }
 
-/// The address of the listener logged as `https`.
-fn tls_addr(gw: &Gateway) -> SocketAddr {
-    eventually("an https listener in the log").until(|| {
-        let log = gw.stderr_text();
-        let addr = log.lines().filter(|l| l.contains("(https;")).find_map(|l| {
-            l.split("listening on ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        });
-        addr.ok_or(log)
-    })
-}
-
 struct Setup {
     dir: Dir,
     dir_path: PathBuf,
@@ -324,7 +308,7 @@ both_drivers! {
         let origin = Origin::ok("hello");
         let (s, cfg) = setup("sni", "", &origin, "hsts = { max_age = \"1d\", include_subdomains = true }");
         let gw = start(&s, &cfg, driver);
-        let addr = tls_addr(&gw);
+        let addr = gw.listener_addr("https");
         let client = client_config(&all_versions(), None);
         for (sni, want) in [
             (Some("a.test"), &s.a.der),
@@ -358,7 +342,7 @@ both_drivers! {
         let origin = Origin::ok("hello");
         let (s, cfg) = setup("refuse", "unknown_sni = \"refuse\"", &origin, "");
         let gw = start(&s, &cfg, driver);
-        let addr = tls_addr(&gw);
+        let addr = gw.listener_addr("https");
         let client = client_config(&all_versions(), None);
         assert!(Tls::connect(addr, Some("unknown.test"), &client).is_err());
         assert!(Tls::connect(addr, None, &client).is_err());
@@ -369,7 +353,7 @@ both_drivers! {
         let origin = Origin::ok("hello");
         let (s, cfg) = setup("v13", "min_version = \"1.3\"", &origin, "");
         let gw = start(&s, &cfg, driver);
-        let addr = tls_addr(&gw);
+        let addr = gw.listener_addr("https");
         let v12 = client_config(&[&rustls::version::TLS12], None);
         let v13 = client_config(&[&rustls::version::TLS13], None);
         assert!(Tls::connect(addr, Some("a.test"), &v12).is_err());
@@ -379,7 +363,7 @@ both_drivers! {
         // The default accepts TLS 1.2 too.
         let (s, cfg) = setup("v12", "", &origin, "");
         let gw = start(&s, &cfg, driver);
-        let mut t = Tls::connect(tls_addr(&gw), Some("a.test"), &v12).unwrap();
+        let mut t = Tls::connect(gw.listener_addr("https"), Some("a.test"), &v12).unwrap();
         assert_eq!(t.conn.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
         assert_eq!(t.get("/", "").unwrap().status, 200);
     }
@@ -388,7 +372,7 @@ both_drivers! {
         let origin = Origin::ok("hello");
         let (s, cfg) = setup("resume", "", &origin, "");
         let gw = start(&s, &cfg.replace("workers = 1", "workers = 2"), driver);
-        let addr = tls_addr(&gw);
+        let addr = gw.listener_addr("https");
         let client = client_config(&[&rustls::version::TLS13], None);
         let mut first = Tls::connect(addr, Some("a.test"), &client).unwrap();
         // The ticket arrives after the handshake: a request makes the client read it.
@@ -435,7 +419,7 @@ both_drivers! {
         .unwrap();
         std::fs::write(s.dir_path.join("client.crl"), crl.pem().unwrap()).unwrap();
         let gw = start(&s, &cfg, driver);
-        let addr = tls_addr(&gw);
+        let addr = gw.listener_addr("https");
         let try_get = |cert: Option<&Leaf>| -> Result<Response, String> {
             let mut t = Tls::connect(addr, Some("a.test"), &client_config(&all_versions(), cert))?;
             t.get("/", "X-Client-Cert-Identity: forged\r\n")
@@ -458,7 +442,7 @@ both_drivers! {
         // Optional: without a certificate the connection works, but the route refuses.
         let cfg = cfg.replace("crl_files", "mode = \"optional\", crl_files");
         let gw = start(&s, &cfg, driver);
-        let addr = tls_addr(&gw);
+        let addr = gw.listener_addr("https");
         let mut t = Tls::connect(addr, Some("a.test"), &client_config(&all_versions(), None)).unwrap();
         assert_eq!(t.get("/", "").unwrap().status, 403);
         let mut t = Tls::connect(addr, Some("a.test"), &client_config(&all_versions(), Some(&good))).unwrap();
@@ -469,7 +453,7 @@ both_drivers! {
         let origin = Origin::ok("hello");
         let (s, cfg) = setup("reload", "", &origin, "");
         let gw = start(&s, &cfg, driver);
-        let addr = tls_addr(&gw);
+        let addr = gw.listener_addr("https");
         let client = client_config(&all_versions(), None);
         let mut open = Tls::connect(addr, Some("a.test"), &client).unwrap();
         assert_eq!(open.get("/", "").unwrap().status, 200);
@@ -799,7 +783,7 @@ fn the_tls_example_checks_and_serves() {
         .replace("127.0.0.1:9001", &origin.addr().to_string())
         .replace("workers = 2", "workers = 1");
     let gw = Gateway::start_in(&text, Driver::IoUring, dir.path());
-    let addr = tls_addr(&gw);
+    let addr = gw.listener_addr("https");
     let mut t = Tls::connect(
         addr,
         Some("example.com"),
@@ -846,7 +830,7 @@ fn curl_and_openssl_s_client_see_the_right_certificates() {
         origin.addr()
     );
     let gw = Gateway::start_in(&cfg, Driver::IoUring, dir.path());
-    let port = tls_addr(&gw).port();
+    let port = gw.listener_addr("https").port();
     let ca_path = dir.path().join("ca.pem");
     let out = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert"])
@@ -893,7 +877,7 @@ both_drivers! {
         let (s, cfg) = setup("tunnel", "", &origin, "");
         let gw = start(&s, &cfg, driver);
         let client = client_config(&all_versions(), None);
-        let mut t = Tls::connect(tls_addr(&gw), Some("a.test"), &client).unwrap();
+        let mut t = Tls::connect(gw.listener_addr("https"), Some("a.test"), &client).unwrap();
         let head = "GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
         t.conn.write_all(format!("{head}early").as_bytes()).unwrap();
         let mut buf = Vec::new();
@@ -928,7 +912,7 @@ both_drivers! {
         let cfg = format!("{cfg}\n[access_log]\npath = {:?}\n", log.display().to_string());
         let gw = start(&s, &cfg, driver);
         let client = client_config(&all_versions(), None);
-        let mut t = Tls::connect(tls_addr(&gw), Some("a.test"), &client).unwrap();
+        let mut t = Tls::connect(gw.listener_addr("https"), Some("a.test"), &client).unwrap();
         assert_eq!(t.get("/x", "").unwrap().status, 200);
         let line = eventually("an access log line").until(|| {
             let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -4,30 +4,80 @@
 //! HTTP/1.1 front end uses. The handshake itself is `tls::accept`'s; this only carries the
 //! data phase: decrypting what the socket holds into what the reader asks for, and
 //! encrypting writes (flushed before `poll_write` reports them written, or on `poll_flush`).
+//!
+//! It is generic over the session's side: the bundled load generator runs its HTTP/2 client
+//! sessions on it too, driving their handshake with `poll_handshake`.
 
 use std::io::{self, Read, Write};
+use std::ops::DerefMut;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
-use rustls::ServerConnection;
+use rustls::{ConnectionCommon, ServerConnection, SideData};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A server-side TLS session over a poll-io socket.
-pub struct PollTls {
+/// A TLS session (server-side unless said otherwise) over a poll-io socket.
+pub struct PollTls<C = ServerConnection> {
     io: TcpStreamPoll,
-    conn: ServerConnection,
+    conn: C,
     /// The socket reached EOF: no more TLS records will come.
     eof: bool,
 }
 
-impl PollTls {
-    /// Continues the session `conn` (its handshake done) over `io`.
-    pub fn new(io: TcpStreamPoll, conn: ServerConnection) -> PollTls {
+/// Why a handshake driven by `PollTls::poll_handshake` failed.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The socket failed or closed.
+    Io,
+    /// The peer's messages were refused (a certificate, a protocol, an alert).
+    Tls(rustls::Error),
+}
+
+impl<C, D> PollTls<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    /// Continues the session `conn` over `io` (its handshake done, or to be driven by
+    /// `poll_handshake`).
+    pub fn new(io: TcpStreamPoll, conn: C) -> PollTls<C> {
         PollTls {
             io,
             conn,
             eof: false,
+        }
+    }
+
+    /// The session (the ALPN protocol it chose, say).
+    pub fn session(&self) -> &C {
+        &self.conn
+    }
+
+    /// Drives the handshake until it is done.
+    pub fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HandshakeError>> {
+        loop {
+            match self.write_tls(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(HandshakeError::Io)),
+                Poll::Pending => return Poll::Pending,
+            }
+            if !self.conn.is_handshaking() {
+                return Poll::Ready(Ok(()));
+            }
+            match self.read_tls(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    return Poll::Ready(Err(HandshakeError::Io))
+                }
+                Poll::Ready(Ok(_)) => {
+                    if let Err(e) = self.conn.process_new_packets() {
+                        // Best effort: the alert rustls queued goes out before the error.
+                        let _ = self.write_tls(cx);
+                        return Poll::Ready(Err(HandshakeError::Tls(e)));
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 
@@ -100,7 +150,11 @@ impl Write for SyncIo<'_, '_> {
     }
 }
 
-impl AsyncRead for PollTls {
+impl<C, D> AsyncRead for PollTls<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>> + Unpin,
+    D: SideData,
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -128,6 +182,10 @@ impl AsyncRead for PollTls {
                         let _ = this.write_tls(cx);
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
                     }
+                    // A TLS 1.3 key update (or, to a client, a ticket) may want an answer.
+                    if let Poll::Ready(Err(e)) = this.write_tls(cx) {
+                        return Poll::Ready(Err(e));
+                    }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -136,7 +194,11 @@ impl AsyncRead for PollTls {
     }
 }
 
-impl AsyncWrite for PollTls {
+impl<C, D> AsyncWrite for PollTls<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>> + Unpin,
+    D: SideData,
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -109,6 +109,24 @@ impl Gateway {
         self.addr
     }
 
+    /// The address of the listener whose `listening on` line mentions `what` (its kind:
+    /// "https", "h2c only", ...), once it is logged.
+    pub fn listener_addr(&self, what: &str) -> SocketAddr {
+        let needle = format!("({what};");
+        crate::eventually(what).until(|| {
+            let log = self.stderr_text();
+            let addr = log.lines().filter(|l| l.contains(&needle)).find_map(|l| {
+                l.split("listening on ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+            addr.ok_or(log)
+        })
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

@@ -8,6 +8,7 @@
 
 mod binaries;
 mod bundled;
+mod certs;
 mod client;
 mod config;
 mod drivers;
@@ -18,6 +19,7 @@ mod wire;
 
 pub use binaries::{binary, binary_beside_test};
 pub use bundled::BundledOrigin;
+pub use certs::write_self_signed;
 pub use client::{ask, connect, dead_addr, get, roundtrip, send, Reader, Request, Response};
 pub use config::Config;
 pub use drivers::Driver;
