@@ -227,6 +227,48 @@ both_drivers! {
         }
     }
 
+    fn grpc_calls_ringway_answers_itself_get_grpc_statuses(d) {
+        let origin = Origin::ok("not reached");
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+             [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
+             [[upstreams]]\nname = \"gone\"\nservers = [\"{}\"]\n\n\
+             [[routes]]\npath_prefix = \"/pkg.Denied/\"\nupstream = \"app\"\n\
+             rules = {{ ip_deny = [\"127.0.0.0/8\"] }}\n\n\
+             [[routes]]\npath_prefix = \"/pkg.Gone/\"\nupstream = \"gone\"\n",
+            origin.addr(),
+            dead_addr()
+        );
+        let gw = Gateway::start(&cfg, d);
+        let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            // (path, gRPC status, ringway's HTTP status behind it)
+            for (path, code, http) in [
+                ("/pkg.Denied/Call", "7", "403 Forbidden"),
+                ("/pkg.Nowhere/Call", "12", "404 Not Found"),
+                ("/pkg.Gone/Call", "14", "502 Bad Gateway"),
+            ] {
+                let a = exchange(&mut send, Method::POST, path, &grpc, Some(vec![0, 0, 0, 0, 0]))
+                    .await
+                    .expect("answer");
+                // Trailers-only: HTTP 200 and the status in the only HEADERS, no DATA.
+                assert_eq!(a.status, 200, "{path}");
+                let field = |n: &str| a.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+                assert_eq!(field("content-type").as_deref(), Some("application/grpc"), "{path}");
+                assert_eq!(field("grpc-status").as_deref(), Some(code), "{path}");
+                assert_eq!(field("grpc-message"), Some(format!("ringway: {http}")), "{path}");
+                assert_eq!(field("content-length"), None, "{path}");
+                assert!(a.body.is_empty(), "{path}");
+            }
+            // A request that is not gRPC still gets the HTTP status.
+            let a = exchange(&mut send, Method::GET, "/pkg.Denied/Call", &[], None).await.expect("answer");
+            assert_eq!(a.status, 403);
+            assert!(a.headers.get("grpc-status").is_none());
+        });
+        assert!(origin.requests().is_empty(), "nothing reached the origin");
+    }
+
     fn a_thousand_sequential_streams_share_one_connection(d) {
         let origin = Origin::ok("seq");
         let gw = gateway(&origin, d);

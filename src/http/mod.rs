@@ -11,6 +11,7 @@
 pub mod canned;
 pub mod chunked;
 pub mod error;
+pub mod grpc;
 pub mod head;
 pub mod path;
 pub mod request;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::outcome::{Next, Refusal};
 use super::{Front, Life, ResponseSink};
 use crate::http::canned::Canned;
+use crate::http::grpc;
 use crate::io::Connector;
 use crate::policy::Denial;
 
@@ -81,6 +82,22 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         if status >= 400 {
             self.log_answer(status);
         }
+        // A gRPC call gets its answer as gRPC: HTTP 200, trailers-only, with the gRPC status
+        // of what ringway meant (`http::grpc`). The log says what went on the wire.
+        let grpc = (!self.req.head.method().is_empty()
+            && self
+                .req
+                .head
+                .header(b"content-type")
+                .is_some_and(grpc::is_grpc))
+        .then(|| {
+            let (code, _) = grpc::status_for(status);
+            (code.to_string(), grpc::message_for(status))
+        });
+        let (status, own) = match grpc {
+            Some(_) => (200, OwnBody::Given(Some(b""), Some(b"application/grpc"))),
+            None => (status, own),
+        };
         let log = self.front.sink().log();
         log.status = Some(status);
         // The request ends with this answer, not with an upstream exchange before it.
@@ -94,6 +111,21 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             },
         };
         let hsts = self.req.hsts.clone();
+        let with_grpc;
+        let fields = match &grpc {
+            Some((code, message)) => {
+                with_grpc = [
+                    fields,
+                    &[
+                        (&b"grpc-status"[..], code.as_bytes()),
+                        (&b"grpc-message"[..], message.as_bytes()),
+                    ],
+                ]
+                .concat();
+                &with_grpc[..]
+            }
+            None => fields,
+        };
         let (one, joined);
         let extra: &[(&[u8], &[u8])] = match (&hsts, fields.is_empty()) {
             (None, _) => fields,

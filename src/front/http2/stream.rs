@@ -380,12 +380,17 @@ impl ResponseSink for Sink {
                 default_body.as_bytes()
             }
         };
+        // A gRPC answer is trailers-only: its one HEADERS frame ends the stream, and
+        // carries no content-length.
+        let grpc = a.content_type == Some(b"application/grpc");
         if !bodiless {
             fields.field(
                 b"content-type",
                 a.content_type.unwrap_or(b"text/plain; charset=utf-8"),
             );
-            fields.field(b"content-length", body.len().to_string().as_bytes());
+            if !grpc {
+                fields.field(b"content-length", body.len().to_string().as_bytes());
+            }
         }
         for (name, value) in a.extra {
             fields.field(name, value);

@@ -1,0 +1,80 @@
+//! What ringway needs to know of gRPC to answer a gRPC call itself: whether a request is
+//! one, and how an HTTP status of ringway's own answer maps to a gRPC status. gRPC clients
+//! do not read HTTP error statuses: they expect HTTP 200 and a `grpc-status` (here in a
+//! "trailers-only" answer, whose only HEADERS carry it), so a refusal, a missing route or a
+//! dead upstream reach them as a gRPC error they can act on instead of an opaque
+//! "protocol error".
+
+/// True for a gRPC request's `content-type`: `application/grpc`, alone or followed by `+`
+/// (`application/grpc+proto`) or `;` (parameters). gRPC-Web (`application/grpc-web…`),
+/// which carries its status in the body, is not.
+pub fn is_grpc(content_type: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    content_type.len() >= GRPC.len()
+        && content_type[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && matches!(content_type.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
+/// The gRPC status (code and name) of one of ringway's own HTTP answers. Mostly gRPC's
+/// "HTTP to gRPC status code mapping", with what ringway knows better: a rate limit or a
+/// body too large is RESOURCE_EXHAUSTED (gRPC's table says UNAVAILABLE for 429), an
+/// upstream that answered too late is DEADLINE_EXCEEDED. docs/grpc.md has the table.
+pub fn status_for(http: u16) -> (u8, &'static str) {
+    match http {
+        200..=299 => (0, "OK"),
+        400 => (13, "INTERNAL"),
+        401 => (16, "UNAUTHENTICATED"),
+        403 => (7, "PERMISSION_DENIED"),
+        404 => (12, "UNIMPLEMENTED"),
+        413 | 429 => (8, "RESOURCE_EXHAUSTED"),
+        502 | 503 => (14, "UNAVAILABLE"),
+        504 => (4, "DEADLINE_EXCEEDED"),
+        _ => (2, "UNKNOWN"),
+    }
+}
+
+/// `grpc-message` for one of ringway's answers: the HTTP status and its reason, e.g.
+/// "ringway: 403 Forbidden". Printable ASCII only, so no percent-encoding is needed.
+pub fn message_for(http: u16) -> String {
+    format!("ringway: {http} {}", super::canned::reason(http))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_content_types_are_told_from_others() {
+        for yes in [
+            &b"application/grpc"[..],
+            b"application/grpc+proto",
+            b"application/grpc+json",
+            b"Application/GRPC",
+            b"application/grpc;charset=utf-8",
+        ] {
+            assert!(is_grpc(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b"application/grpc-web"[..],
+            b"application/grpc-web+proto",
+            b"application/grpcx",
+            b"application/json",
+            b"application/grp",
+            b"",
+        ] {
+            assert!(!is_grpc(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
+
+    #[test]
+    fn ringways_own_statuses_map_to_the_documented_grpc_statuses() {
+        let code = |s| status_for(s).0;
+        assert_eq!(
+            [400, 401, 403, 404, 413, 429, 502, 503, 504, 200, 500, 405, 431].map(code),
+            [13, 16, 7, 12, 8, 8, 14, 14, 4, 0, 2, 2, 2]
+        );
+        let m = message_for(503);
+        assert_eq!(m, "ringway: 503 Service Unavailable");
+        assert!(m.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%'));
+    }
+}
