@@ -1,5 +1,6 @@
-//! gRPC through ringway, driven by a gRPC implementation nobody on this project wrote:
-//! Python's grpcio (the C-core implementation), run from `tests/grpc/client.py`.
+//! gRPC, driven by a gRPC implementation nobody on this project wrote: Python's grpcio
+//! (the C-core implementation), run from `tests/grpc/client.py`. The bundled origin's gRPC
+//! echo service, and ringway's own answers to gRPC calls.
 //!
 //! The Python comes from `RINGWAY_GRPC_PYTHON` (`.ci/run` makes a virtualenv with grpcio
 //! and names it there), else `python3` if it can `import grpc`. Without either the tests
@@ -35,12 +36,13 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-/// One unary call with grpcio's client: its status code name, details and trailing
-/// metadata.
-fn call(py: &PathBuf, addr: SocketAddr, method: &str) -> serde_json::Value {
+/// grpcio's client (`tests/grpc/client.py`) on `method` with `extra` arguments: its status
+/// code name, details, responses and trailing metadata.
+fn call(py: &PathBuf, addr: SocketAddr, method: &str, extra: &[&str]) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.py");
     let out = Command::new(py)
-        .args([script, &addr.to_string(), method, "5"])
+        .args([script, &addr.to_string(), method, "--timeout", "20"])
+        .args(extra)
         .output()
         .expect("run the grpcio client");
     assert!(
@@ -51,6 +53,66 @@ fn call(py: &PathBuf, addr: SocketAddr, method: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
     })
+}
+
+#[test]
+fn the_bundled_origin_echoes_grpc_calls_to_grpcio() {
+    let Some(py) = python() else { return };
+    let origin = BundledOrigin::start();
+    let unary = call(&py, origin.addr, "/ringway.Echo/Unary", &[]);
+    assert_eq!(
+        (&unary["code"], &unary["echoed"]),
+        (&"OK".into(), &true.into()),
+        "{unary}"
+    );
+    // 1,000 messages each way on one call, with metadata back as trailing metadata.
+    let bidi = call(
+        &py,
+        origin.addr,
+        "/ringway.Echo/Bidi",
+        &[
+            "--stream",
+            "1000",
+            "--size",
+            "100",
+            "--meta",
+            "x-meta-a=1",
+            "--meta",
+            "x-meta-b-bin=00ff",
+        ],
+    );
+    assert_eq!(bidi["code"], "OK", "{bidi}");
+    assert_eq!(bidi["responses"], 1000, "{bidi}");
+    assert_eq!(bidi["echoed"], true, "{bidi}");
+    let trailing = bidi["trailing"].to_string();
+    assert!(
+        trailing.contains(r#"["x-meta-a","1"]"#) && trailing.contains(r#"["x-meta-b-bin","00ff"]"#),
+        "{bidi}"
+    );
+    // A 4 MiB message each way.
+    let big = call(
+        &py,
+        origin.addr,
+        "/ringway.Echo/Big",
+        &["--size", "4194304"],
+    );
+    assert_eq!(
+        (&big["code"], &big["echoed"]),
+        (&"OK".into(), &true.into()),
+        "{big}"
+    );
+    // A status asked for comes back trailers-only with its message.
+    let denied = call(
+        &py,
+        origin.addr,
+        "/ringway.Echo/Err",
+        &["--meta", "x-grpc-status=7", "--meta", "x-grpc-message=nope"],
+    );
+    assert_eq!(
+        (&denied["code"], &denied["details"]),
+        (&"PERMISSION_DENIED".into(), &"nope".into()),
+        "{denied}"
+    );
 }
 
 both_drivers! {
@@ -73,7 +135,7 @@ both_drivers! {
             ("/pkg.Nowhere/Call", "UNIMPLEMENTED", "ringway: 404 Not Found"),
             ("/pkg.Gone/Call", "UNAVAILABLE", "ringway: 502 Bad Gateway"),
         ] {
-            let r = call(&py, gw.addr(), method);
+            let r = call(&py, gw.addr(), method, &[]);
             assert_eq!(r["code"], code, "{method}: {r}");
             assert_eq!(r["details"], details, "{method}: {r}");
         }

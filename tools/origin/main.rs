@@ -1,6 +1,7 @@
-//! `ringway-origin`: the bundled HTTP/1.1 test backend. Thread-per-core monoio, keep-alive,
+//! `ringway-origin`: the bundled test backend. Thread-per-core monoio, keep-alive,
 //! pipelining-safe, one write per small response. Used by the end-to-end tests, the README
-//! demo and the benchmarks. Endpoints:
+//! demo and the benchmarks. HTTP/2 with prior knowledge (h2c) and a gRPC echo service on
+//! the same listeners: see `http2`. HTTP/1.1 endpoints:
 //!
 //! - `/bytes/N` N body bytes (pattern `a..z`), streamed; `/small` (100), `/64k.bin`, `/1m.bin`
 //! - `/chunked/N[?chunk=SIZE]` N bytes, chunked
@@ -21,6 +22,7 @@
 //! `X-Conn-Id` (the connection it was served on, numbered from 1 in accept order).
 
 mod fault;
+mod http2;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -36,7 +38,7 @@ use monoio::net::{TcpListener, TcpStream};
 #[command(
     name = "ringway-origin",
     version,
-    about = "HTTP/1.1 test origin for ringway"
+    about = "HTTP/1.1, h2c and gRPC test origin for ringway"
 )]
 struct Args {
     /// Address to listen on (repeatable). Port 0 picks a free port.
@@ -86,6 +88,8 @@ fn stats(exclude: u64) -> String {
 const MAX_HEAD: usize = 64 * 1024;
 const PATTERN: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
 const STREAM_CHUNK: usize = 64 * 1024;
+/// What an HTTP/2 client with prior knowledge sends first.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -300,6 +304,20 @@ impl Conn {
     }
 
     async fn serve(mut self) -> Res<()> {
+        // HTTP/2 with prior knowledge when the first bytes are its preface.
+        loop {
+            let n = self.rbuf.len().min(PREFACE.len());
+            if self.rbuf[..n] != PREFACE[..n] {
+                break;
+            }
+            if n == PREFACE.len() {
+                let first = std::mem::take(&mut self.rbuf).freeze();
+                return http2::serve(self.s, first, self.port).await;
+            }
+            if !self.fill().await? {
+                return Ok(());
+            }
+        }
         loop {
             let Some(req) = self.read_head().await? else {
                 return Ok(());
