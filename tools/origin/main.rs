@@ -312,7 +312,8 @@ impl Conn {
             }
             if n == PREFACE.len() {
                 let first = std::mem::take(&mut self.rbuf).freeze();
-                return http2::serve(self.s, first, self.port).await;
+                // Boxed: HTTP/1.1 connections keep none of its state.
+                return Box::pin(http2::serve(self.s, first, self.port)).await;
             }
             if !self.fill().await? {
                 return Ok(());
