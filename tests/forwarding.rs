@@ -226,3 +226,38 @@ both_drivers! {
         assert!(r.body == want);
     }
 }
+
+both_drivers! {
+    fn chunked_trailers_reach_http11_clients_that_ask_for_them(d) {
+        let origin = Origin::start(|_| {
+            Reply::raw(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: grpc-status\r\n\r\n\
+                  5\r\nhello\r\n0\r\ngrpc-status: 0\r\nX-Sum:  abc \r\nCache-Control: no-store\r\n\r\n",
+            )
+        });
+        let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), d);
+        // The whole response as sent: the request closes the connection after it.
+        let raw = |version: &str, te: &str| {
+            use std::io::{Read, Write};
+            let mut s = connect(gw.addr());
+            s.write_all(format!("GET /t {version}\r\nHost: a\r\n{te}Connection: close\r\n\r\n").as_bytes())
+                .expect("request");
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        // Asked for: the trailer section follows the last chunk; a field that must not
+        // travel as a trailer (here Cache-Control) is dropped.
+        for te in ["TE: trailers\r\n", "TE: gzip, trailers\r\n"] {
+            let r = raw("HTTP/1.1", te);
+            assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+            assert!(r.ends_with("\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\nX-Sum: abc\r\n\r\n"), "{te}: {r:?}");
+        }
+        // Not asked for: none, as before.
+        let r = raw("HTTP/1.1", "");
+        assert!(r.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{r:?}");
+        // HTTP/1.0 gets the body up to the close, which can carry no trailers.
+        let r = raw("HTTP/1.0", "TE: trailers\r\n");
+        assert!(r.ends_with("\r\n\r\nhello"), "{r:?}");
+    }
+}

@@ -269,6 +269,34 @@ pub fn find_header<'a>(buf: &'a [u8], headers: &[HeaderIdx], name: &[u8]) -> Opt
         .map(|h| h.value.get(buf))
 }
 
+/// True for a field that must never travel as a trailer (RFC 9110 §6.5.1): framing
+/// (`Transfer-Encoding`, `Content-Length`, `Trailer`), routing (`Host`), connection
+/// management (the hop-by-hop fields), content processing (`Content-Encoding`,
+/// `Content-Type`, `Content-Range`), and response control and authentication fields a
+/// recipient would act on as if they were in the head.
+pub fn is_forbidden_trailer(name: &[u8]) -> bool {
+    const FORBIDDEN: [&[u8]; 17] = [
+        b"transfer-encoding",
+        b"content-length",
+        b"trailer",
+        b"host",
+        b"content-encoding",
+        b"content-type",
+        b"content-range",
+        b"cache-control",
+        b"expires",
+        b"location",
+        b"retry-after",
+        b"vary",
+        b"set-cookie",
+        b"www-authenticate",
+        b"proxy-authenticate",
+        b"authorization",
+        b"age",
+    ];
+    is_hop_by_hop(name) || FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f))
+}
+
 /// True if `name` is hop-by-hop or listed in any Connection field of the head.
 pub fn is_hop_by_hop_in(buf: &[u8], headers: &[HeaderIdx], name: &[u8]) -> bool {
     if is_hop_by_hop(name) {

@@ -113,6 +113,13 @@ impl RequestHead {
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
         find_header(&self.buf, &self.headers, name)
     }
+    /// The client said `TE: trailers`: it takes trailer fields in a chunked response.
+    pub fn accepts_trailers(&self) -> bool {
+        self.headers.iter().any(|h| {
+            h.name.get(&self.buf).eq_ignore_ascii_case(b"te")
+                && super::head::list_contains_token(h.value.get(&self.buf), b"trailers")
+        })
+    }
     /// True if this field must not be forwarded: hop-by-hop by definition, or named in
     /// this request's Connection field.
     pub fn is_hop_by_hop(&self, name: &[u8]) -> bool {

@@ -111,6 +111,8 @@ pub struct HeadOut<'a> {
     pub close: bool,
     /// The request was a HEAD: no body follows whatever the head says.
     pub head_request: bool,
+    /// The client said `TE: trailers` (looked at only for a chunked response).
+    pub te_trailers: bool,
 }
 
 /// Where responses go: ringway's own answers whole, relayed ones as a head, then body
@@ -120,10 +122,6 @@ pub trait ResponseSink {
     /// Body runs can be spliced into the client's socket (`splice_from`): a plain socket,
     /// not TLS, not a multiplexed stream.
     const SPLICE: bool = false;
-
-    /// A chunked response's trailer fields are passed on (`trailer`). HTTP/1.1 clients get
-    /// none, as from nginx.
-    const TRAILERS: bool = false;
 
     /// The current request's access log record; the sink counts what it writes there.
     fn log(&mut self) -> &mut RequestLog;
@@ -150,7 +148,13 @@ pub trait ResponseSink {
     fn end_run(&mut self);
     /// Queues the end of the body.
     fn end(&mut self);
-    /// Queues one trailer field of the body (only when `TRAILERS`), sent with its end.
+    /// The relayed response being sent passes on its trailer fields (`trailer`): always
+    /// to HTTP/2 clients, to HTTP/1.1 ones that said `TE: trailers` and get it chunked.
+    fn takes_trailers(&self) -> bool {
+        false
+    }
+    /// Queues one trailer field of the body (only when `takes_trailers`; never one that
+    /// `http::head::is_forbidden_trailer` names), sent with its end.
     fn trailer(&mut self, name: &[u8], value: &[u8]) {
         let _ = (name, value);
     }

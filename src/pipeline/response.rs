@@ -219,6 +219,7 @@ pub(super) async fn respond<K: ResponseSink, C: Stream>(
         hsts: ex.hsts,
         close: ex.close || ex.keepalive_off.get() || !ex.body_done.get(),
         head_request: ex.head.is_head(),
+        te_trailers: framing == ResponseFraming::Chunked && ex.head.accepts_trailers(),
     };
     let close = sink.start(resp, &out);
     ex.started.set(true);
@@ -401,7 +402,7 @@ impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
     /// with the chunks that came with it.
     async fn chunked(&mut self) -> RelayEnd {
         let mut dec = ChunkedDecoder::new(MAX_CHUNK_LINE, 64 * 1024);
-        if K::TRAILERS {
+        if self.sink.takes_trailers() {
             dec = dec.with_trailers();
         }
         let before = self.sink.log().bytes_out;
@@ -434,7 +435,9 @@ impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
                         if let Some(colon) = line.iter().position(|&b| b == b':') {
                             let name = &line[..colon];
                             let value = line[colon + 1..].trim_ascii();
-                            if !self.cfg.protect.hides(name) {
+                            if !self.cfg.protect.hides(name)
+                                && !crate::http::head::is_forbidden_trailer(name)
+                            {
                                 self.sink.trailer(name, value);
                             }
                         }

@@ -30,6 +30,11 @@ pub struct ClientOut<S: Stream> {
     pub(super) version: Version,
     /// How the body of the response being relayed is framed.
     framing: OutFraming,
+    /// The response being relayed passes its trailer fields on (`takes_trailers`).
+    trailers: bool,
+    /// A trailer field was queued: the last chunk is already out, and `end` closes the
+    /// trailer section.
+    in_trailers: bool,
 }
 
 impl<S: Stream> ClientOut<S> {
@@ -41,6 +46,8 @@ impl<S: Stream> ClientOut<S> {
             abandoned: false,
             version: Version::Http11,
             framing: OutFraming::None,
+            trailers: false,
+            in_trailers: false,
         }
     }
 
@@ -97,6 +104,8 @@ impl<S: Stream> ResponseSink for ClientOut<S> {
             }
         };
         self.framing = framing;
+        self.trailers = framing == OutFraming::Chunked && out.te_trailers;
+        self.in_trailers = false;
         self.buf.clear();
         let ctx = ResponseCtx {
             cfg: out.cfg,
@@ -151,9 +160,30 @@ impl<S: Stream> ResponseSink for ClientOut<S> {
     }
 
     fn end(&mut self) {
-        if self.framing == OutFraming::Chunked {
+        if self.in_trailers {
+            self.buf.put_slice(CHUNK_END);
+        } else if self.framing == OutFraming::Chunked {
             self.buf.put_slice(LAST_CHUNK);
         }
+    }
+
+    fn takes_trailers(&self) -> bool {
+        self.trailers
+    }
+
+    fn trailer(&mut self, name: &[u8], value: &[u8]) {
+        if !self.trailers {
+            return;
+        }
+        if !self.in_trailers {
+            // The last chunk's size line; the fields follow it.
+            self.buf.put_slice(&LAST_CHUNK[..3]);
+            self.in_trailers = true;
+        }
+        self.buf.put_slice(name);
+        self.buf.put_slice(b": ");
+        self.buf.put_slice(value);
+        self.buf.put_slice(CHUNK_END);
     }
 
     fn is_empty(&self) -> bool {

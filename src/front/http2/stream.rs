@@ -359,7 +359,9 @@ impl Fields {
 }
 
 impl ResponseSink for Sink {
-    const TRAILERS: bool = true;
+    fn takes_trailers(&self) -> bool {
+        true
+    }
 
     fn log(&mut self) -> &mut RequestLog {
         &mut self.log
