@@ -53,6 +53,9 @@ pub struct RouteCounts {
     pub by_class: [u64; 5],
 }
 
+/// Slots of `Metrics::grpc`: the 17 gRPC statuses and one for any other value.
+pub const GRPC_SLOTS: usize = 18;
+
 /// One worker's counters.
 #[derive(Default)]
 pub struct Metrics {
@@ -67,6 +70,8 @@ pub struct Metrics {
     pub shed: Cell<u64>,
     /// Requests answered, by the protocol they came with: HTTP/1.0, HTTP/1.1, HTTP/2.
     pub by_protocol: [Cell<u64>; 3],
+    /// gRPC answers by `grpc-status` (0..=16; slot 17: any other value).
+    pub grpc: [Cell<u64>; GRPC_SLOTS],
     /// Counts by route index (slot 0: no route) and whether an upstream was used, by
     /// status class: no string on the request path.
     by_route: RefCell<Vec<[[u64; 5]; 2]>>,
@@ -140,6 +145,7 @@ impl Metrics {
             blocked: self.blocked.get(),
             shed: self.shed.get(),
             by_protocol: [0, 1, 2].map(|i| self.by_protocol[i].get()),
+            grpc: std::array::from_fn(|i| self.grpc[i].get()),
             requests: self.named(names),
             total: self.total.borrow().clone(),
             upstream: self.upstream.borrow().clone(),
@@ -183,6 +189,8 @@ pub struct Snapshot {
     pub shed: u64,
     /// Requests by protocol (see `Metrics::by_protocol`).
     pub by_protocol: [u64; 3],
+    /// gRPC answers by status (see `Metrics::grpc`).
+    pub grpc: [u64; GRPC_SLOTS],
     pub requests: Vec<(String, String, RouteCounts)>,
     pub total: Histogram,
     pub upstream: Histogram,
@@ -201,6 +209,9 @@ impl Snapshot {
         self.blocked += o.blocked;
         self.shed += o.shed;
         for (a, b) in self.by_protocol.iter_mut().zip(o.by_protocol) {
+            *a += b;
+        }
+        for (a, b) in self.grpc.iter_mut().zip(o.grpc) {
             *a += b;
         }
         for (r, u, c) in &o.requests {
@@ -309,6 +320,23 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
             out,
             "ringway_requests_by_protocol_total{{protocol=\"{protocol}\"}} {n}"
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringway_grpc_responses_total gRPC answers (ringway's own and relayed ones), by grpc-status.\n\
+         # TYPE ringway_grpc_responses_total counter"
+    );
+    for (i, n) in s.grpc.iter().enumerate() {
+        if *n > 0 {
+            let status = crate::http::grpc::STATUS_NAMES
+                .get(i)
+                .copied()
+                .unwrap_or("other");
+            let _ = writeln!(
+                out,
+                "ringway_grpc_responses_total{{status=\"{status}\"}} {n}"
+            );
+        }
     }
     histogram(
         &mut out,

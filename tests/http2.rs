@@ -338,6 +338,87 @@ both_drivers! {
 }
 
 #[test]
+fn grpc_statuses_reach_the_access_log_and_the_metrics() {
+    // The origin answers like a gRPC server behind an HTTP/1.1 hop: chunked, with the
+    // status in a trailer.
+    let origin = Origin::start(|req| {
+        if req.target.ends_with("/plain") {
+            return Reply::ok("plain");
+        }
+        Reply::raw(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\n\0\0\0\0\0\r\n0\r\ngrpc-status: 0\r\n\r\n",
+        )
+    });
+    let dir = std::env::temp_dir().join(format!("ringway-grpclog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let log = dir.join("access.log");
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n[access_log]\npath = \"{}\"\n\n\
+         [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
+         [[routes]]\npath_prefix = \"/pkg.Denied/\"\nupstream = \"app\"\n\
+         rules = {{ ip_deny = [\"127.0.0.0/8\"] }}\n\n\
+         [[routes]]\npath_prefix = \"/pkg.Ok/\"\nupstream = \"app\"\n",
+        log.display(),
+        origin.addr()
+    );
+    let gw = Gateway::start(&cfg, Driver::IoUring);
+    let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    runtime().block_on(async {
+        let mut send = connect_h2(gw.addr()).await;
+        for path in ["/pkg.Denied/Call", "/pkg.Ok/Call", "/pkg.Nowhere/Call"] {
+            let a = exchange(
+                &mut send,
+                Method::POST,
+                path,
+                &grpc,
+                Some(vec![0, 0, 0, 0, 0]),
+            )
+            .await
+            .expect("answer");
+            assert_eq!(a.status, 200, "{path}");
+        }
+        // Not gRPC: no gRPC status anywhere.
+        exchange(&mut send, Method::GET, "/pkg.Ok/plain", &[], None)
+            .await
+            .expect("answer");
+    });
+    let lines = eventually("four access log lines").until(|| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 4 {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    let status_of = |path: &str| -> serde_json::Value {
+        let line = lines
+            .lines()
+            .find(|l| l.contains(&format!("\"path\":\"{path}\"")))
+            .unwrap_or_else(|| panic!("no line for {path}: {lines}"));
+        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+        assert_eq!(v["status"], 200, "{line}");
+        v["grpc_status"].clone()
+    };
+    assert_eq!(status_of("/pkg.Denied/Call"), 7);
+    assert_eq!(status_of("/pkg.Ok/Call"), 0);
+    assert_eq!(status_of("/pkg.Nowhere/Call"), 12);
+    assert!(status_of("/pkg.Ok/plain").is_null());
+    let metrics = ringway_test_support::get(gw.admin_addr(), "/metrics").body_text();
+    for status in ["PERMISSION_DENIED", "OK", "UNIMPLEMENTED"] {
+        assert!(
+            metrics.contains(&format!(
+                "ringway_grpc_responses_total{{status=\"{status}\"}} 1\n"
+            )),
+            "{status}: {metrics}"
+        );
+    }
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_access_log_and_metrics_say_which_protocol_a_request_came_with() {
     let origin = Origin::ok("logged");
     let dir = std::env::temp_dir().join(format!("ringway-h2log-{}", std::process::id()));

@@ -113,6 +113,7 @@ mod tests {
             consumer: None,
             tls: false,
             protocol: b"HTTP/1.1",
+            grpc_status: None,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Line<'a> {
     /// The protocol the request came with (`HTTP/1.1`, `HTTP/2`...); empty for a head
     /// that did not parse.
     pub protocol: &'a [u8],
+    /// The gRPC status of a gRPC answer (see `RequestLog::grpc_status`).
+    pub grpc_status: Option<u16>,
 }
 
 impl Line<'_> {
@@ -108,6 +110,12 @@ impl Line<'_> {
         out.extend_from_slice(if self.tls { b"true," } else { b"false," });
         put_key(out, "protocol");
         put_str(out, self.protocol);
+        out.push(b',');
+        put_key(out, "grpc_status");
+        match self.grpc_status {
+            Some(n) => put_u64(out, u64::from(n)),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b"}\n");
     }
 }
@@ -145,6 +153,7 @@ mod tests {
             consumer: None,
             tls: true,
             protocol: b"HTTP/2",
+            grpc_status: Some(7),
         };
         let mut out = Vec::new();
         line.write_to(&mut out);
@@ -163,6 +172,7 @@ mod tests {
         assert!(v["consumer"].is_null());
         assert_eq!(v["tls"], true);
         assert_eq!(v["protocol"], "HTTP/2");
-        assert_eq!(v.as_object().map(|o| o.len()), Some(17));
+        assert_eq!(v["grpc_status"], 7);
+        assert_eq!(v.as_object().map(|o| o.len()), Some(18));
     }
 }

@@ -17,6 +17,9 @@ pub struct RequestLog {
     pub trace: Trace,
     /// The status sent to the client, once one was.
     pub status: Option<u16>,
+    /// The gRPC status of a gRPC answer: ringway's own, or the `grpc-status` an upstream
+    /// sent (in its head or its trailers) as it went to the client.
+    pub grpc_status: Option<u16>,
     /// Request body bytes relayed upstream.
     pub bytes_in: u64,
     /// Bytes written to the client, heads included.

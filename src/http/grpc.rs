@@ -5,6 +5,35 @@
 //! dead upstream reach them as a gRPC error they can act on instead of an opaque
 //! "protocol error".
 
+/// The names of the gRPC status codes, by code (0..=16).
+pub const STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// A `grpc-status` value as sent: decimal digits, at most 3 of them.
+pub fn parse_status(value: &[u8]) -> Option<u16> {
+    if value.is_empty() || value.len() > 3 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
+}
+
 /// True for a gRPC request's `content-type`: `application/grpc`, alone or followed by `+`
 /// (`application/grpc+proto`) or `;` (parameters). gRPC-Web (`application/grpc-web…`),
 /// which carries its status in the body, is not.
@@ -64,6 +93,18 @@ mod tests {
         ] {
             assert!(!is_grpc(no), "{}", String::from_utf8_lossy(no));
         }
+    }
+
+    #[test]
+    fn status_values_parse_as_sent_or_not_at_all() {
+        assert_eq!(parse_status(b"0"), Some(0));
+        assert_eq!(parse_status(b"14"), Some(14));
+        assert_eq!(parse_status(b"999"), Some(999));
+        for bad in [&b""[..], b"1000", b"-1", b" 1", b"x", b"1.0"] {
+            assert_eq!(parse_status(bad), None);
+        }
+        assert_eq!(STATUS_NAMES[7], "PERMISSION_DENIED");
+        assert_eq!(STATUS_NAMES[16], "UNAUTHENTICATED");
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             consumer,
             tls: self.client.meta.tls,
             protocol: if r.parsed { h.version.as_bytes() } else { b"" },
+            grpc_status: r.grpc_status,
         };
         core.write(&line);
     }

@@ -549,5 +549,9 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             crate::http::Version::Http2 => 2,
         };
         crate::metrics::bump(&m.by_protocol[protocol]);
+        if let Some(code) = log.grpc_status {
+            let slot = usize::from(code).min(crate::metrics::GRPC_SLOTS - 1);
+            crate::metrics::bump(&m.grpc[slot]);
+        }
     }
 }

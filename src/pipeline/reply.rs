@@ -100,6 +100,9 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         };
         let log = self.front.sink().log();
         log.status = Some(status);
+        log.grpc_status = grpc
+            .as_ref()
+            .and_then(|(code, _)| grpc::parse_status(code.as_bytes()));
         // The request ends with this answer, not with an upstream exchange before it.
         log.end = None;
         let close = close || !self.req.head.keep_alive || self.shared.keepalive_off();

@@ -223,6 +223,13 @@ pub(super) async fn respond<K: ResponseSink, C: Stream>(
     };
     let close = sink.start(resp, &out);
     ex.started.set(true);
+    // A trailers-only gRPC answer carries its status in the head (gRPC clients speak
+    // HTTP/2: HTTP/1.1 requests cost no look).
+    if ex.head.version == crate::http::Version::Http2 {
+        if let Some(v) = resp.header(b"grpc-status") {
+            sink.log().grpc_status = crate::http::grpc::parse_status(v);
+        }
+    }
     // A Content-Length body is relayed from `ubuf` with ringway's head in front of it;
     // other framings decode the body from where it starts.
     let head_len = match framing {
@@ -438,6 +445,10 @@ impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
                             if !self.cfg.protect.hides(name)
                                 && !crate::http::head::is_forbidden_trailer(name)
                             {
+                                if name.eq_ignore_ascii_case(b"grpc-status") {
+                                    self.sink.log().grpc_status =
+                                        crate::http::grpc::parse_status(value);
+                                }
                                 self.sink.trailer(name, value);
                             }
                         }
