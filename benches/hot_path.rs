@@ -175,6 +175,7 @@ fn encode(c: &mut Criterion) {
                     client_cert: None,
                     upgrade: None,
                     traceparent: None,
+                    grpc_timeout: None,
                 };
                 forward::request_head(&mut out, black_box(&head), &ctx);
                 black_box(out.len())
@@ -266,6 +267,7 @@ impl Pipeline {
             client_cert: None,
             upgrade: None,
             traceparent: None,
+            grpc_timeout: None,
         };
         forward::request_head(&mut self.up_out, &self.head, &req_ctx);
         self.ubuf.clear();

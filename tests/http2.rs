@@ -269,6 +269,50 @@ both_drivers! {
         assert!(origin.requests().is_empty(), "nothing reached the origin");
     }
 
+    fn a_grpc_timeout_bounds_the_wait_and_goes_upstream_reduced(d) {
+        const GRPC_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5\r\n\0\0\0\0\0\r\n0\r\ngrpc-status: 0\r\n\r\n";
+        let origin = Origin::start(|req| {
+            if req.target.ends_with("/Slow") {
+                Reply::Delay(Duration::from_secs(5), Box::new(Reply::raw(GRPC_OK)))
+            } else {
+                Reply::raw(GRPC_OK)
+            }
+        });
+        let gw = gateway(&origin, d);
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            let call = |timeout: &'static str| {
+                [("content-type", "application/grpc"), ("te", "trailers"), ("grpc-timeout", timeout)]
+            };
+            // The deadline passes long before the upstream answers: DEADLINE_EXCEEDED then.
+            let asked = std::time::Instant::now();
+            let a = exchange(&mut send, Method::POST, "/pkg.S/Slow", &call("300m"), Some(vec![0; 5]))
+                .await
+                .expect("answer");
+            let took = asked.elapsed();
+            assert_eq!(a.status, 200);
+            assert_eq!(a.headers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"4"[..]), "{:?}", a.headers);
+            assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+            // In time: the upstream is told what is left of the deadline.
+            let a = exchange(&mut send, Method::POST, "/pkg.S/Fast", &call("10S"), Some(vec![0; 5]))
+                .await
+                .expect("answer");
+            assert_eq!(a.status, 200);
+        });
+        let seen = origin.wait_requests(2);
+        let fast = seen.iter().find(|r| r.target.ends_with("/Fast")).expect("the fast call");
+        let left = fast.header("grpc-timeout").expect("grpc-timeout forwarded");
+        let (digits, unit) = left.split_at(left.len() - 1);
+        let n: u64 = digits.parse().expect("digits");
+        let left = match unit {
+            "u" => Duration::from_micros(n),
+            "m" => Duration::from_millis(n),
+            other => panic!("unit {other}"),
+        };
+        assert!(left < Duration::from_secs(10) && left > Duration::from_secs(5), "{left:?}");
+    }
+
     fn a_thousand_sequential_streams_share_one_connection(d) {
         let origin = Origin::ok("seq");
         let gw = gateway(&origin, d);

@@ -34,6 +34,45 @@ pub fn parse_status(value: &[u8]) -> Option<u16> {
     Some(value.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
 }
 
+/// A `grpc-timeout` value: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub fn parse_timeout(value: &[u8]) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// `d` as a `grpc-timeout` value, in the finest unit that fits 8 digits (rounded down).
+pub fn encode_timeout(d: std::time::Duration) -> String {
+    const MAX: u128 = 99_999_999;
+    let micros = d.as_micros();
+    if micros <= MAX {
+        return format!("{micros}u");
+    }
+    let millis = d.as_millis();
+    if millis <= MAX {
+        return format!("{millis}m");
+    }
+    let secs = u128::from(d.as_secs());
+    if secs <= MAX {
+        return format!("{secs}S");
+    }
+    format!("{}H", (secs / 3600).min(MAX))
+}
+
 /// True for a gRPC request's `content-type`: `application/grpc`, alone or followed by `+`
 /// (`application/grpc+proto`) or `;` (parameters). gRPC-Web (`application/grpc-web…`),
 /// which carries its status in the body, is not.
@@ -92,6 +131,44 @@ mod tests {
             b"",
         ] {
             assert!(!is_grpc(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
+
+    #[test]
+    fn timeouts_parse_in_every_unit_and_encode_in_the_finest_that_fits() {
+        use std::time::Duration;
+        assert_eq!(parse_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_timeout(b"3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_timeout(b"200m"), Some(Duration::from_millis(200)));
+        assert_eq!(
+            parse_timeout(b"99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(parse_timeout(b"5n"), Some(Duration::from_nanos(5)));
+        for bad in [
+            &b""[..],
+            b"m",
+            b"100",
+            b"100x",
+            b"123456789m",
+            b"-1m",
+            b"1.5S",
+            b" 1S",
+        ] {
+            assert_eq!(parse_timeout(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(encode_timeout(Duration::from_millis(150)), "150000u");
+        assert_eq!(encode_timeout(Duration::from_secs(200)), "200000m");
+        assert_eq!(encode_timeout(Duration::from_secs(200_000)), "200000S");
+        assert_eq!(encode_timeout(Duration::ZERO), "0u");
+        for d in [1u64, 999, 123_456_789, 98_765_432_100] {
+            let d = Duration::from_micros(d);
+            let back = parse_timeout(encode_timeout(d).as_bytes()).expect("parses");
+            assert!(
+                back <= d && d - back < Duration::from_secs(1),
+                "{d:?} {back:?}"
+            );
         }
     }
 

@@ -25,7 +25,7 @@ use super::outcome::{Holdback, Next, Refusal, UpstreamFault};
 use super::response::{respond, Exchange, RespOutcome};
 use super::{requested_upgrade, Life, ResponseSink, Shared};
 use crate::compiled::{Compiled, Route, Upstream};
-use crate::http::BodyFraming;
+use crate::http::{grpc, BodyFraming};
 use crate::io::deadline::BodyDeadline;
 use crate::io::{write_all_within, Connector, Stream, UpConn};
 use crate::tls::{UpTlsStream, UpstreamTls};
@@ -214,6 +214,15 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 .refuse(Refusal::Ringway(Holdback::NoHealthyServer), has_body)
                 .await;
         };
+        // A gRPC call's `grpc-timeout`: the wait for the upstream ends there, and the
+        // upstream is told what is left of it.
+        let grpc_deadline = self.grpc_deadline();
+        self.req.grpc_deadline = grpc_deadline;
+        if grpc_deadline.is_some_and(|d| d <= Instant::now()) {
+            return self
+                .refuse(Refusal::Upstream(UpstreamFault::ResponseTimeout), has_body)
+                .await;
+        }
         let replay_ok = !has_body && is_idempotent(self.req.head.method());
         let mut plan = Plan {
             upstream,
@@ -282,6 +291,20 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 }
             }
         }
+    }
+
+    /// When a gRPC call's `grpc-timeout` runs out, counted from the request's start.
+    /// gRPC comes over HTTP/2: HTTP/1.1 requests cost no look.
+    fn grpc_deadline(&mut self) -> Option<Instant> {
+        let start = self.front.sink().log().start?;
+        let h = &self.req.head;
+        if h.version != crate::http::Version::Http2
+            || !h.header(b"content-type").is_some_and(grpc::is_grpc)
+        {
+            return None;
+        }
+        let timeout = grpc::parse_timeout(h.header(b"grpc-timeout")?)?;
+        start.checked_add(timeout)
     }
 
     /// A connection to the plan's server: a pooled one unless a fresh one is due, else a
@@ -384,6 +407,10 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
 
     /// The upstream request head into `req.obuf`; the request goes out at `sent_at`.
     fn encode_head(&mut self, cfg: &Compiled, route: &Route, addr: SocketAddr, sent_at: Instant) {
+        let grpc_timeout = self
+            .req
+            .grpc_deadline
+            .map(|d| grpc::encode_timeout(d.saturating_duration_since(sent_at)));
         let req = &mut *self.req;
         let log = self.front.sink().log();
         log.connected(sent_at);
@@ -405,6 +432,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             client_cert: self.client.meta.cert.as_deref().map(|c| &c.consumer[..]),
             upgrade: requested_upgrade(cfg, &req.head),
             traceparent: trace.generated.then(|| trace.value()),
+            grpc_timeout: grpc_timeout.as_deref().map(str::as_bytes),
         };
         req.obuf.clear();
         forward::request_head(&mut req.obuf, &req.head, &ctx);
@@ -422,6 +450,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         retry: Option<&dyn Fn(u16) -> bool>,
     ) -> (Attempt, Option<u16>) {
         let req = &mut *self.req;
+        let grpc_deadline = req.grpc_deadline;
         let framing = req.head.framing;
         let has_body = framing != BodyFraming::None;
         let write = cfg.timeouts.write;
@@ -466,11 +495,15 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             started: &started,
             retry,
             // While the body still streams, the head may legitimately wait for all of it.
-            head_deadline: if body_pending {
-                body_deadline.total() + cfg.timeouts.upstream_response
-            } else {
-                sent_at + cfg.timeouts.upstream_response
-            },
+            // A gRPC call's deadline bounds the wait too.
+            head_deadline: grpc_deadline.into_iter().fold(
+                if body_pending {
+                    body_deadline.total() + cfg.timeouts.upstream_response
+                } else {
+                    sent_at + cfg.timeouts.upstream_response
+                },
+                Instant::min,
+            ),
         };
         let (outcome, body_end) = if body_pending {
             let pump = async {

@@ -157,6 +157,9 @@ pub struct RequestCtx<'a> {
     /// A `traceparent` ringway made: sent instead of the client's `traceparent` and
     /// `tracestate` (None: the client's valid one passes through).
     pub traceparent: Option<&'a [u8]>,
+    /// A gRPC call's `grpc-timeout`, reduced by the time already spent: sent instead of
+    /// the client's (None: no gRPC deadline).
+    pub grpc_timeout: Option<&'a [u8]>,
 }
 
 /// `Connection: Upgrade` and `Upgrade: <protocol>`, the only hop-by-hop fields ringway sends.
@@ -229,6 +232,10 @@ pub fn request_head(out: &mut BytesMut, req: &RequestHead, ctx: &RequestCtx<'_>)
         }
         if rid.is_some_and(|r| name.eq_ignore_ascii_case(r)) {
             have_rid = true;
+        }
+        if let Some(left) = ctx.grpc_timeout.filter(|_| eq(name, b"grpc-timeout")) {
+            put_field(out, name, left);
+            continue;
         }
         put_field(out, name, value);
     }

@@ -308,6 +308,8 @@ pub struct Request {
     ubuf: BytesMut,
     /// Bytes being prepared for the upstream.
     obuf: BytesMut,
+    /// The current request's gRPC deadline (`grpc-timeout`), set before it is forwarded.
+    grpc_deadline: Option<std::time::Instant>,
 }
 
 impl Default for Request {
@@ -321,6 +323,7 @@ impl Default for Request {
             hsts: None,
             ubuf: BytesMut::new(),
             obuf: BytesMut::with_capacity(4096),
+            grpc_deadline: None,
         }
     }
 }

@@ -350,6 +350,7 @@ fn encode_request(cfg: &Compiled, h: &RequestHead) -> Vec<u8> {
         client_cert: None,
         upgrade: None,
         traceparent: None,
+        grpc_timeout: None,
     };
     let mut out = BytesMut::new();
     forward::request_head(&mut out, h, &ctx);
