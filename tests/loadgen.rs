@@ -283,3 +283,52 @@ fn http2_errors_are_counted_by_kind() {
         "{refused}"
     );
 }
+
+#[test]
+fn grpc_calls_count_as_done_only_with_grpc_status_0() {
+    let origin = BundledOrigin::start();
+    // The bundled origin's gRPC echo, over h2c: every call OK, each answer the 4-byte
+    // message back behind its 5-byte prefix.
+    let url = format!("http://{}/ringway.Echo/Unary", origin.addr);
+    let ok = loadgen(&[
+        &url,
+        "--grpc",
+        "--body",
+        "ping",
+        "-c",
+        "2",
+        "--streams",
+        "4",
+        "-d",
+        "1s",
+    ]);
+    assert_eq!(ok["protocol"], "grpc", "{ok}");
+    let n = ok["requests"].as_u64().unwrap_or(0);
+    assert!(n > 100, "{ok}");
+    for kind in ["status", "connect", "read", "parse", "timeout"] {
+        assert_eq!(ok["errors"][kind], 0, "{kind}: {ok}");
+    }
+    assert_eq!(ok["bytes"].as_u64(), Some(9 * n), "{ok}");
+    // ringway refusing the call answers HTTP 200 with PERMISSION_DENIED: an error.
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+         [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\
+         rules = {{ ip_deny = [\"127.0.0.0/8\"] }}\n",
+        origin.addr
+    );
+    let gw = Gateway::start(&cfg, Driver::IoUring);
+    let denied = loadgen(&[
+        &format!("http://{}/ringway.Echo/Unary", gw.addr()),
+        "--grpc",
+        "-c",
+        "1",
+        "-d",
+        "300ms",
+    ]);
+    assert_eq!(denied["requests"], 0, "{denied}");
+    assert!(
+        denied["errors"]["status"].as_u64().unwrap_or(0) > 0,
+        "{denied}"
+    );
+}

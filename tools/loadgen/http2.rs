@@ -57,6 +57,8 @@ pub struct H2Plan {
     pub body: Option<Bytes>,
     /// Concurrent streams (slots) per connection.
     pub streams: usize,
+    /// Unary gRPC calls: a call succeeds only with grpc-status 0.
+    pub grpc: bool,
     /// For https:// URLs.
     pub tls: Option<TlsPlan>,
 }
@@ -350,6 +352,11 @@ async fn exchange(send: &mut SendRequest<Bytes>, h2: &H2Plan) -> Result<usize, E
     }
     let response = response.await.map_err(kind)?;
     let status = response.status().as_u16();
+    // A trailers-only gRPC answer has its status in the head.
+    let mut grpc_ok = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.as_bytes() == b"0");
     let mut body = response.into_body();
     let mut n = 0;
     while let Some(chunk) = body.data().await {
@@ -358,9 +365,13 @@ async fn exchange(send: &mut SendRequest<Bytes>, h2: &H2Plan) -> Result<usize, E
         let _ = body.flow_control().release_capacity(chunk.len());
     }
     if !body.is_end_stream() {
-        body.trailers().await.map_err(kind)?;
+        if let Some(trailers) = body.trailers().await.map_err(kind)? {
+            if let Some(v) = trailers.get("grpc-status") {
+                grpc_ok = Some(v.as_bytes() == b"0");
+            }
+        }
     }
-    if !(200..400).contains(&status) {
+    if !(200..400).contains(&status) || h2.grpc && grpc_ok != Some(true) {
         return Err(ErrorKind::Status);
     }
     Ok(n)

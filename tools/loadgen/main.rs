@@ -57,6 +57,11 @@ struct Args {
     /// Speak HTTP/2: h2c with prior knowledge for http://, TLS with ALPN h2 for https://.
     #[arg(long)]
     h2: bool,
+    /// Unary gRPC calls (implies --h2): POST, `content-type: application/grpc`, the body
+    /// (--body / --body-file, default empty) sent as one gRPC message; a call counts as
+    /// an error unless it ends with grpc-status 0.
+    #[arg(long)]
+    grpc: bool,
     /// HTTP/2: concurrent streams per connection, each a closed loop of its own (or its own
     /// share of --rate). Like h2load's -m (here -m is the method).
     #[arg(long, visible_alias = "max-concurrent-streams", default_value_t = 1)]
@@ -207,6 +212,16 @@ fn build_request(args: &Args, host: &str, path: &str) -> anyhow::Result<Vec<u8>>
 /// given with -H becomes the :authority.
 fn build_h2(args: &Args, target: &Target) -> anyhow::Result<http2::H2Plan> {
     let body = request_body(args)?;
+    // A gRPC call's body is one message: a 5-byte prefix (not compressed, length), then it.
+    let body = if args.grpc {
+        let mut framed = Vec::with_capacity(5 + body.len());
+        framed.push(0);
+        framed.extend_from_slice(&u32::try_from(body.len())?.to_be_bytes());
+        framed.extend_from_slice(&body);
+        framed
+    } else {
+        body
+    };
     let method = http::Method::from_bytes(args.method.as_bytes())
         .with_context(|| format!("{:?} is not a method", args.method))?;
     let mut authority = target.authority.clone();
@@ -236,6 +251,13 @@ fn build_h2(args: &Args, target: &Target) -> anyhow::Result<http2::H2Plan> {
     if sends_length(args, &body) {
         headers.insert(http::header::CONTENT_LENGTH, body.len().into());
     }
+    if args.grpc {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
     let scheme = if target.tls { "https" } else { "http" };
     let uri: http::Uri = format!("{scheme}://{authority}{}", target.path)
         .parse()
@@ -261,6 +283,7 @@ fn build_h2(args: &Args, target: &Target) -> anyhow::Result<http2::H2Plan> {
         request,
         body: (!body.is_empty()).then(|| bytes::Bytes::from(body)),
         streams: args.streams,
+        grpc: args.grpc,
         tls,
     })
 }
@@ -288,6 +311,11 @@ fn main() -> anyhow::Result<()> {
     }
     if args.streams == 0 {
         bail!("--streams must be at least 1");
+    }
+    let mut args = args;
+    if args.grpc {
+        args.h2 = true;
+        args.method = "POST".to_string();
     }
     let h2 = if args.h2 {
         Some(build_h2(&args, &target)?)
@@ -511,7 +539,7 @@ fn to_json(args: &Args, s: &Summary) -> serde_json::Value {
         "url": args.url,
         "mode": if args.rate.is_some() { "open" } else { "closed" },
         "target_rate": args.rate,
-        "protocol": if args.h2 { "h2" } else { "http/1.1" },
+        "protocol": if args.grpc { "grpc" } else if args.h2 { "h2" } else { "http/1.1" },
         "connections": args.connections,
         "streams": args.streams,
         "threads": args.threads,
