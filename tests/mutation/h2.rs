@@ -146,6 +146,30 @@ const REQUESTS: &[Template] = &[
     ("POST", "/deny/body", &[("content-length", "2")], Some("hi")),
     ("DELETE", "/v1/d", &[], None),
     ("GET", "/a/./b/../c", &[("user-agent", "mutation")], None),
+    // gRPC calls: one forwarded with its deadline reduced, one ringway refuses (answered
+    // trailers-only), one whose 1 ms deadline may pass before it is forwarded.
+    (
+        "POST",
+        "/pkg.Svc/Call",
+        &[
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("grpc-timeout", "5S"),
+        ],
+        Some("\0\0\0\0\x01x"),
+    ),
+    (
+        "POST",
+        "/deny/pkg.Svc/Call",
+        &[("content-type", "application/grpc+proto")],
+        Some("\0\0\0\0\0"),
+    ),
+    (
+        "POST",
+        "/pkg.Svc/Soon",
+        &[("content-type", "application/grpc"), ("grpc-timeout", "1m")],
+        Some("\0\0\0\0\0"),
+    ),
 ];
 
 /// The tag a request on `stream` carries (and the origin echoes).
