@@ -14,6 +14,7 @@
 //! imports `config`, `http`, `io` and `metrics` only. The keep-alive pools (`pool`) live here.
 
 pub mod balance;
+pub mod h2pool;
 pub mod health;
 pub mod pool;
 pub mod retry;
