@@ -59,3 +59,11 @@ path_prefix = "/"
 upstream = "origin"
 CONF
 }
+
+# ticks PID FIELD...: the sum of those fields of /proc/PID/stat, in clock ticks (14 utime,
+# 15 stime, 16/17 the reaped children's).
+ticks() {
+  local pid=$1 f; shift
+  f=$(sed 's/^.*) //' "/proc/$pid/stat")
+  awk -v f="$f" -v want="$*" 'BEGIN{n=split(f, a, " "); split(want, w, " "); s=0; for(i in w) s+=a[w[i]-2]; print s}'
+}

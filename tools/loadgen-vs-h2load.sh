@@ -39,11 +39,6 @@ echo "nginx (h2c) pid $server_pid on cpu $CPU_SERVER; generators on cpu $CPU_GEN
 
 bound=$((DURATION + 15))
 hz=$(getconf CLK_TCK)
-ticks() {            # pid field...: sum of /proc/PID/stat fields (14 utime, 15 stime, 16/17 children)
-  local pid=$1 f; shift
-  f=$(sed 's/^.*) //' "/proc/$pid/stat")
-  awk -v f="$f" -v want="$*" 'BEGIN{n=split(f, a, " "); split(want, w, " "); s=0; for(i in w) s+=a[w[i]-2]; print s}'
-}
 server_ticks() {     # nginx master and its worker
   local total=0 q
   for q in $server_pid $(pgrep -P "$server_pid" || true); do total=$((total + $(ticks "$q" 14 15))); done

@@ -24,6 +24,8 @@ CPU_GEN=${CPU_GEN:-1}
 ORIGIN_PORT=${ORIGIN_PORT:-0}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=tools/lib.sh
+. "$root/tools/lib.sh"   # ticks
 bin_dir=${CARGO_TARGET_DIR:-$root/target}/release
 for b in ringway-origin ringway-loadgen; do
   if [[ ! -x "$bin_dir/$b" ]]; then
@@ -70,11 +72,6 @@ echo "origin pid $origin_pid on $addr (cpu $CPU_ORIGIN); generators on cpu $CPU_
 
 bound=$((DURATION + 15))
 hz=$(getconf CLK_TCK)
-ticks() {            # pid field...: sum of /proc/PID/stat fields (14 utime, 15 stime, 16/17 children)
-  local pid=$1 f; shift
-  f=$(sed 's/^.*) //' "/proc/$pid/stat")
-  awk -v f="$f" -v want="$*" 'BEGIN{n=split(f, a, " "); split(want, w, " "); s=0; for(i in w) s+=a[w[i]-2]; print s}'
-}
 # One run: prints "req/s gen_cpu_us_per_req origin_cpu_us_per_req". The generator's CPU is
 # this subshell's reaped-children time (cutime+cstime), the origin's its utime+stime.
 measure() {          # wrk|loadgen
