@@ -26,24 +26,24 @@ pub const STATUS_NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
-/// A `grpc-status` value as sent: decimal digits, at most 3 of them.
-pub fn parse_status(value: &[u8]) -> Option<u16> {
-    if value.is_empty() || value.len() > 3 || !value.iter().all(u8::is_ascii_digit) {
+/// 1 to `max_len` decimal digits, nothing else.
+fn decimal(digits: &[u8], max_len: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > max_len || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(value.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// A `grpc-status` value as sent: decimal digits, at most 3 of them.
+pub fn parse_status(value: &[u8]) -> Option<u16> {
+    decimal(value, 3).and_then(|n| u16::try_from(n).ok())
 }
 
 /// A `grpc-timeout` value: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
 pub fn parse_timeout(value: &[u8]) -> Option<std::time::Duration> {
     use std::time::Duration;
     let (&unit, digits) = value.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n = digits
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    let n = decimal(digits, 8)?;
     Some(match unit {
         b'H' => Duration::from_secs(n * 3600),
         b'M' => Duration::from_secs(n * 60),

@@ -113,6 +113,13 @@ impl RequestHead {
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
         find_header(&self.buf, &self.headers, name)
     }
+    /// A gRPC call: HTTP/2 (gRPC has no other transport) with a gRPC `content-type`.
+    pub fn is_grpc(&self) -> bool {
+        self.version == Version::Http2
+            && self
+                .header(b"content-type")
+                .is_some_and(super::grpc::is_grpc)
+    }
     /// The client said `TE: trailers`: it takes trailer fields in a chunked response.
     pub fn accepts_trailers(&self) -> bool {
         self.headers.iter().any(|h| {

@@ -293,17 +293,15 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         }
     }
 
-    /// When a gRPC call's `grpc-timeout` runs out, counted from the request's start.
-    /// gRPC comes over HTTP/2: HTTP/1.1 requests cost no look.
+    /// When a gRPC call's `grpc-timeout` runs out, counted from the request's start
+    /// (HTTP/1.1 requests cost no look: `is_grpc` asks the version first).
     fn grpc_deadline(&mut self) -> Option<Instant> {
-        let start = self.front.sink().log().start?;
         let h = &self.req.head;
-        if h.version != crate::http::Version::Http2
-            || !h.header(b"content-type").is_some_and(grpc::is_grpc)
-        {
+        if !h.is_grpc() {
             return None;
         }
         let timeout = grpc::parse_timeout(h.header(b"grpc-timeout")?)?;
+        let start = self.front.sink().log().start?;
         start.checked_add(timeout)
     }
 

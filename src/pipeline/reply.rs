@@ -84,15 +84,9 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         }
         // A gRPC call gets its answer as gRPC: HTTP 200, trailers-only, with the gRPC status
         // of what ringway meant (`http::grpc`). The log says what went on the wire.
-        let grpc = (!self.req.head.method().is_empty()
-            && self
-                .req
-                .head
-                .header(b"content-type")
-                .is_some_and(grpc::is_grpc))
-        .then(|| {
+        let grpc = (!self.req.head.method().is_empty() && self.req.head.is_grpc()).then(|| {
             let (code, _) = grpc::status_for(status);
-            (code.to_string(), grpc::message_for(status))
+            (code, code.to_string(), grpc::message_for(status))
         });
         let (status, own) = match grpc {
             Some(_) => (200, OwnBody::Given(Some(b""), Some(b"application/grpc"))),
@@ -100,9 +94,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         };
         let log = self.front.sink().log();
         log.status = Some(status);
-        log.grpc_status = grpc
-            .as_ref()
-            .and_then(|(code, _)| grpc::parse_status(code.as_bytes()));
+        log.grpc_status = grpc.as_ref().map(|(code, _, _)| u16::from(*code));
         // The request ends with this answer, not with an upstream exchange before it.
         log.end = None;
         let close = close || !self.req.head.keep_alive || self.shared.keepalive_off();
@@ -116,7 +108,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         let hsts = self.req.hsts.clone();
         let with_grpc;
         let fields = match &grpc {
-            Some((code, message)) => {
+            Some((_, code, message)) => {
                 with_grpc = [
                     fields,
                     &[

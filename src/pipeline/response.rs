@@ -223,9 +223,9 @@ pub(super) async fn respond<K: ResponseSink, C: Stream>(
     };
     let close = sink.start(resp, &out);
     ex.started.set(true);
-    // A trailers-only gRPC answer carries its status in the head (gRPC clients speak
-    // HTTP/2: HTTP/1.1 requests cost no look).
-    if ex.head.version == crate::http::Version::Http2 {
+    // A trailers-only gRPC answer carries its status in the head (HTTP/1.1 requests cost
+    // no look: `is_grpc` asks the version first).
+    if ex.head.is_grpc() {
         if let Some(v) = resp.header(b"grpc-status") {
             sink.log().grpc_status = crate::http::grpc::parse_status(v);
         }
