@@ -494,11 +494,8 @@ async fn serve_plain(
     let (first, h2) = sniff(&shared, &mut stream, deadline).await?;
     if h2 {
         let io = stream.try_into_poll_io().ok()?;
-        // Only what was read is kept (the 16 KiB read buffer goes now, not with the
-        // connection).
-        let read = bytes::Bytes::copy_from_slice(&first);
-        drop(first);
-        let io = crate::front::http2::Prefixed::new(read, io);
+        // (`Prefixed` lets go of the read buffer once the codec has read it out.)
+        let io = crate::front::http2::Prefixed::new(first.freeze(), io);
         Some(Box::pin(crate::front::http2::serve(
             shared, io, peer, accepted, meta,
         )))

@@ -382,15 +382,14 @@ impl ResponseSink for Sink {
                 default_body.as_bytes()
             }
         };
-        // A gRPC answer is trailers-only: its one HEADERS frame ends the stream, and
-        // carries no content-length.
-        let grpc = a.content_type == Some(b"application/grpc");
         if !bodiless {
             fields.field(
                 b"content-type",
                 a.content_type.unwrap_or(b"text/plain; charset=utf-8"),
             );
-            if !grpc {
+            // An empty body is a HEADERS frame that ends the stream: nothing to count
+            // (a gRPC answer's trailers-only form). A HEAD answer says what GET would send.
+            if !body.is_empty() || a.head_only {
                 fields.field(b"content-length", body.len().to_string().as_bytes());
             }
         }
@@ -469,11 +468,8 @@ impl ResponseSink for Sink {
     }
 
     fn trailer(&mut self, name: &[u8], value: &[u8]) {
-        // HTTP/2 carries no connection-specific field, in trailers either; a name or value
-        // it cannot carry is left out.
-        if crate::grammar::is_hop_by_hop(name) {
-            return;
-        }
+        // (Connection-specific fields never get here: `http::head::is_forbidden_trailer`.)
+        // A name or value HTTP/2 cannot carry is left out.
         if let (Ok(name), Ok(value)) =
             (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
         {
