@@ -299,11 +299,12 @@ pub fn is_forbidden_trailer(name: &[u8]) -> bool {
 
 /// True if `name` is hop-by-hop or listed in any Connection field of the head.
 pub fn is_hop_by_hop_in(buf: &[u8], headers: &[HeaderIdx], name: &[u8]) -> bool {
-    if is_hop_by_hop(name) {
-        return true;
-    }
+    is_hop_by_hop(name) || any_list_contains(buf, headers, b"connection", name)
+}
+
+/// True if any `field` of the head lists `token` (comma-separated, case-insensitive).
+pub fn any_list_contains(buf: &[u8], headers: &[HeaderIdx], field: &[u8], token: &[u8]) -> bool {
     headers.iter().any(|h| {
-        h.name.get(buf).eq_ignore_ascii_case(b"connection")
-            && list_contains_token(h.value.get(buf), name)
+        h.name.get(buf).eq_ignore_ascii_case(field) && list_contains_token(h.value.get(buf), token)
     })
 }

@@ -122,10 +122,7 @@ impl RequestHead {
     }
     /// The client said `TE: trailers`: it takes trailer fields in a chunked response.
     pub fn accepts_trailers(&self) -> bool {
-        self.headers.iter().any(|h| {
-            h.name.get(&self.buf).eq_ignore_ascii_case(b"te")
-                && super::head::list_contains_token(h.value.get(&self.buf), b"trailers")
-        })
+        super::head::any_list_contains(&self.buf, &self.headers, b"te", b"trailers")
     }
     /// True if this field must not be forwarded: hop-by-hop by definition, or named in
     /// this request's Connection field.
