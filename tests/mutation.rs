@@ -261,12 +261,90 @@ impl<F: Future> Future for Named<F> {
     }
 }
 
-/// What one case checked.
+/// What one case checked (and, summed, a whole run): requests forwarded, retries, and
+/// what the client saw (`wire::Tally` for HTTP/1.1, `h2::Seen` for HTTP/2).
 #[derive(Default)]
-struct Checked {
+struct Checked<S = wire::Tally> {
     forwarded: usize,
     retries: usize,
-    client: wire::Tally,
+    client: S,
+}
+
+/// A client-side count that sums.
+trait Sums: Default + 'static {
+    fn sum(&mut self, other: &Self);
+}
+
+impl Sums for wire::Tally {
+    fn sum(&mut self, other: &Self) {
+        self.add(other);
+    }
+}
+
+impl Sums for h2::Seen {
+    fn sum(&mut self, other: &Self) {
+        self.add(other);
+    }
+}
+
+/// One case ready to run: its client stream and origin response as text (for a failure
+/// message), and the run itself.
+type Case<S> = (
+    String,
+    String,
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Checked<S>, String>>>>,
+);
+
+/// Runs cases `0..total` of `test`, `IN_FLIGHT` at a time so that the ones waiting on a
+/// timeout overlap (a new case starts as soon as any ends), on a legacy-driver runtime
+/// with the test config; `case(id, config, name)` draws case `id`. Fails the test on the
+/// first property a case breaks, or on a case that hung; else returns the sum.
+fn run_cases<S: Sums>(
+    test: &str,
+    run: &Run,
+    total: u64,
+    mut case: impl FnMut(u64, &Rc<Compiled>, Rc<str>) -> Case<S>,
+) -> Checked<S> {
+    let cfg = ringway::config::from_str(CONFIG, "mutation.toml").expect("test config parses");
+    let compiled = Rc::new(Compiled::build(&cfg, "mutation.toml").expect("test config builds"));
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let done: Rc<RefCell<Vec<Outcome<S>>>> = Rc::default();
+        let wake = Rc::new(LocalNotify::default());
+        let mut running = 0;
+        let mut checked = Checked::<S>::default();
+        let mut settle_until = |running: &mut usize, limit: usize, done: &RefCell<Vec<_>>| {
+            for outcome in done.borrow_mut().drain(..) {
+                *running -= 1;
+                settle(outcome, &mut checked);
+            }
+            *running < limit
+        };
+        for id in 0..total {
+            while !settle_until(&mut running, IN_FLIGHT, &done) {
+                wake.notified().await;
+            }
+            let name: Rc<str> = run.describe(test, id).into();
+            let (shown, shown_resp, fut) = case(id, &compiled, name.clone());
+            let (done, wake) = (done.clone(), wake.clone());
+            let task = async move {
+                let started = Instant::now();
+                let res = fut.await;
+                let slow = started.elapsed() > Duration::from_secs(5);
+                done.borrow_mut().push((name, res, slow, shown, shown_resp));
+                wake.notify_all();
+            };
+            monoio::spawn(Named::new(run.describe(test, id).into(), task));
+            running += 1;
+        }
+        while !settle_until(&mut running, 1, &done) {
+            wake.notified().await;
+        }
+        checked
+    })
 }
 
 /// Runs one case; Err describes the violated property.
@@ -356,15 +434,15 @@ const IN_FLIGHT: usize = 256;
 
 /// How a case ended: its name, what it found, whether it took too long, and its client
 /// stream and origin response as text.
-type Outcome = (Rc<str>, Result<Checked, String>, bool, String, String);
+type Outcome<S> = (Rc<str>, Result<Checked<S>, String>, bool, String, String);
 
 /// Adds a case's findings to the total, or fails the test with the case's seeds.
-fn settle((name, res, slow, client, origin): Outcome, checked: &mut Checked) {
+fn settle<S: Sums>((name, res, slow, client, origin): Outcome<S>, checked: &mut Checked<S>) {
     match res {
         Ok(c) => {
             checked.forwarded += c.forwarded;
             checked.retries += c.retries;
-            checked.client.add(&c.client);
+            checked.client.sum(&c.client);
         }
         Err(e) => panic!("{name}\n{e}\nclient: {client:?}\norigin: {origin:?}"),
     }
@@ -411,52 +489,16 @@ const TEST: &str = "mutated_traffic_never_panics_and_only_valid_requests_reach_t
 
 #[test]
 fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
-    let cfg = ringway::config::from_str(CONFIG, "mutation.toml").expect("test config parses");
-    let compiled = Rc::new(Compiled::build(&cfg, "mutation.toml").expect("test config builds"));
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
     let run = Run::from_env();
     let total = run.cases();
     let started = Instant::now();
-    let checked = rt.block_on(async move {
-        let done: Rc<RefCell<Vec<Outcome>>> = Rc::default();
-        let wake = Rc::new(LocalNotify::default());
-        let mut running = 0;
-        let mut checked = Checked::default();
-        // Keeps IN_FLIGHT cases running, so that the ones waiting on a timeout overlap; a
-        // new case starts as soon as any case ends.
-        let mut settle_until = |running: &mut usize, limit: usize, done: &RefCell<Vec<_>>| {
-            for outcome in done.borrow_mut().drain(..) {
-                *running -= 1;
-                settle(outcome, &mut checked);
-            }
-            *running < limit
-        };
-        for id in 0..total {
-            while !settle_until(&mut running, IN_FLIGHT, &done) {
-                wake.notified().await;
-            }
-            let (client, script) = make_case(&mut Rng::new(run.case_seed(id)));
-            let (compiled, done, wake) = (compiled.clone(), done.clone(), wake.clone());
-            let name: Rc<str> = run.describe(TEST, id).into();
-            let task = async move {
-                let shown = String::from_utf8_lossy(&client).into_owned();
-                let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
-                let started = Instant::now();
-                let res = run_case(&compiled, client, script, name.clone()).await;
-                let slow = started.elapsed() > Duration::from_secs(5);
-                done.borrow_mut().push((name, res, slow, shown, shown_resp));
-                wake.notify_all();
-            };
-            monoio::spawn(Named::new(run.describe(TEST, id).into(), task));
-            running += 1;
-        }
-        while !settle_until(&mut running, 1, &done) {
-            wake.notified().await;
-        }
-        checked
+    let checked = run_cases(TEST, &run, total, |id, compiled, name| {
+        let (client, script) = make_case(&mut Rng::new(run.case_seed(id)));
+        let shown = String::from_utf8_lossy(&client).into_owned();
+        let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
+        let compiled = compiled.clone();
+        let fut = async move { run_case(&compiled, client, script, name).await };
+        (shown, shown_resp, Box::pin(fut))
     });
     let c = &checked.client;
     eprintln!(
@@ -491,14 +533,6 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
     }
 }
 
-/// What one HTTP/2 case checked.
-#[derive(Default)]
-struct H2Checked {
-    forwarded: usize,
-    retries: usize,
-    client: h2::Seen,
-}
-
 /// How long the HTTP/2 client waits for more from ringway before it closes its side.
 const H2_QUIET: Duration = Duration::from_millis(400);
 
@@ -508,7 +542,7 @@ async fn run_h2_case(
     client_bytes: Vec<u8>,
     script: Script,
     case: Rc<str>,
-) -> Result<H2Checked, String> {
+) -> Result<Checked<h2::Seen>, String> {
     let logs = Rc::new(RefCell::new(Vec::new()));
     let connector = ScriptedConnector {
         script: Rc::new(script),
@@ -607,7 +641,7 @@ async fn run_h2_case(
             String::from_utf8_lossy(&received)
         )
     })?;
-    Ok(H2Checked {
+    Ok(Checked {
         forwarded: forwarded.len(),
         retries,
         client,
@@ -618,12 +652,6 @@ const TEST_H2: &str = "mutated_http2_frames_never_panic_and_only_valid_requests_
 
 #[test]
 fn mutated_http2_frames_never_panic_and_only_valid_requests_reach_the_origin() {
-    let cfg = ringway::config::from_str(CONFIG, "mutation.toml").expect("test config parses");
-    let compiled = Rc::new(Compiled::build(&cfg, "mutation.toml").expect("test config builds"));
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
     let run = Run::from_env();
     let total = if run.replay.is_some() {
         1
@@ -631,66 +659,28 @@ fn mutated_http2_frames_never_panic_and_only_valid_requests_reach_the_origin() {
         (run.cases() / 5).max(1)
     };
     let started = Instant::now();
-    type H2Outcome = (Rc<str>, Result<H2Checked, String>, bool, String, String);
-    let checked = rt.block_on(async move {
-        let done: Rc<RefCell<Vec<H2Outcome>>> = Rc::default();
-        let wake = Rc::new(LocalNotify::default());
-        let mut running = 0;
-        let mut checked = H2Checked::default();
-        let mut settle_until =
-            |running: &mut usize, limit: usize, done: &RefCell<Vec<H2Outcome>>| {
-                for (name, res, slow, client, origin) in done.borrow_mut().drain(..) {
-                    *running -= 1;
-                    match res {
-                        Ok(c) => {
-                            checked.forwarded += c.forwarded;
-                            checked.retries += c.retries;
-                            checked.client.add(&c.client);
-                        }
-                        Err(e) => panic!("{name}\n{e}\nclient: {client}\norigin: {origin:?}"),
-                    }
-                    assert!(!slow, "{name}\nhung: client {client} origin {origin:?}");
-                }
-                *running < limit
-            };
-        for id in 0..total {
-            while !settle_until(&mut running, IN_FLIGHT, &done) {
-                wake.notified().await;
-            }
-            let mut rng = Rng::new(run.case_seed(id));
-            let (mutate_client, mutate_origin) = match rng.below(3) {
-                0 => (true, false),
-                1 => (false, true),
-                _ => (true, true),
-            };
-            let client = h2::client(&mut rng, mutate_client);
-            let mut response = rng.pick(RESPONSES).to_vec();
-            if mutate_origin {
-                mutate(&mut rng, &mut response);
-            }
-            let script = Script {
-                response,
-                close_after_garbage: rng.one_in(2),
-                split_at: rng.one_in(3).then(|| rng.below(80)),
-            };
-            let (compiled, done, wake) = (compiled.clone(), done.clone(), wake.clone());
-            let name: Rc<str> = run.describe(TEST_H2, id).into();
-            let task = async move {
-                let shown = format!("{:02x?}", client);
-                let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
-                let started = Instant::now();
-                let res = run_h2_case(&compiled, client, script, name.clone()).await;
-                let slow = started.elapsed() > Duration::from_secs(5);
-                done.borrow_mut().push((name, res, slow, shown, shown_resp));
-                wake.notify_all();
-            };
-            monoio::spawn(Named::new(run.describe(TEST_H2, id).into(), task));
-            running += 1;
+    let checked = run_cases(TEST_H2, &run, total, |id, compiled, name| {
+        let mut rng = Rng::new(run.case_seed(id));
+        let (mutate_client, mutate_origin) = match rng.below(3) {
+            0 => (true, false),
+            1 => (false, true),
+            _ => (true, true),
+        };
+        let client = h2::client(&mut rng, mutate_client);
+        let mut response = rng.pick(RESPONSES).to_vec();
+        if mutate_origin {
+            mutate(&mut rng, &mut response);
         }
-        while !settle_until(&mut running, 1, &done) {
-            wake.notified().await;
-        }
-        checked
+        let script = Script {
+            response,
+            close_after_garbage: rng.one_in(2),
+            split_at: rng.one_in(3).then(|| rng.below(80)),
+        };
+        let shown = format!("{:02x?}", client);
+        let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
+        let compiled = compiled.clone();
+        let fut = async move { run_h2_case(&compiled, client, script, name).await };
+        (shown, shown_resp, Box::pin(fut))
     });
     let c = &checked.client;
     eprintln!(
