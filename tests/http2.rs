@@ -313,6 +313,79 @@ both_drivers! {
         assert!(left < Duration::from_secs(10) && left > Duration::from_secs(5), "{left:?}");
     }
 
+    fn the_policy_edits_and_limits_apply_per_stream_as_for_http11(d) {
+        let origin = Origin::start(Reply::echo);
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+             [auth.api_key]\n\n\
+             [[consumers]]\nname = \"alice\"\ngroups = [\"admins\"]\n\
+             api_keys = [\"sha256:72ee9d4355ccb9d3a4c9dbf37382e38e75c1b1a225b5bd1f729ee91bbda30c20\"]\n\n\
+             [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             access = {{ groups = [\"admins\"] }}\n\
+             request_headers = {{ set = {{ \"X-Env\" = \"prod\" }} }}\n\
+             rules = {{ max_body_bytes = 10, rate_limits = [{{ key = \"consumer\", rate = \"1/m\", burst = 3 }}] }}\n",
+            origin.addr()
+        );
+        let gw = Gateway::start(&cfg, d);
+        runtime().block_on(async {
+            let mut send = connect_h2(gw.addr()).await;
+            let key = [("x-api-key", "alice-key")];
+            // No credentials: 401, before any limit is spent.
+            let a = exchange(&mut send, Method::GET, "/a", &[], None).await.expect("answer");
+            assert_eq!(a.status, 401);
+            // The consumer's requests: the route's edit reaches the origin.
+            let a = exchange(&mut send, Method::POST, "/b", &key, Some(b"tiny".to_vec())).await.expect("answer");
+            assert_eq!((a.status, &a.body[..]), (200, &b"tiny"[..]));
+            // A body above the route's limit: 413.
+            let a = exchange(&mut send, Method::POST, "/c", &key, Some(vec![b'x'; 64])).await.expect("answer");
+            assert_eq!(a.status, 413);
+            // The rate limit counts streams like requests: the burst of 3 is spent (the
+            // 413 counted), the next is 429 with its fields.
+            let a = exchange(&mut send, Method::GET, "/d", &key, None).await.expect("answer");
+            assert_eq!(a.status, 200);
+            let a = exchange(&mut send, Method::GET, "/e", &key, None).await.expect("answer");
+            assert_eq!(a.status, 429);
+            assert!(a.headers.get("retry-after").is_some(), "{:?}", a.headers);
+        });
+        let seen = origin.requests();
+        let paths: Vec<&str> = seen.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(paths, ["/b", "/d"], "only admitted requests reach the origin");
+        assert!(seen.iter().all(|r| r.header("x-env") == Some("prod")));
+    }
+
+    fn a_plain_listener_with_http2_off_answers_a_preface_as_http11(d) {
+        let origin = Origin::ok("x");
+        let cfg = Config::proxy_all(origin.addr()).section("[server]\nhttp2 = false").render();
+        let gw = Gateway::start(&cfg, d);
+        let r = roundtrip(gw.addr(), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").expect("an HTTP/1.1 answer");
+        assert_eq!(r.status, 400);
+        assert!(origin.requests().is_empty());
+    }
+
+    fn idle_and_old_connections_end_with_goaway(d) {
+        let origin = Origin::ok("x");
+        for timeouts in ["idle = \"300ms\"", "idle = \"60s\"\nmax_connection_age = \"300ms\""] {
+            let cfg = Config::proxy_all(origin.addr())
+                .section(&format!("[timeouts]\n{timeouts}"))
+                .render();
+            let gw = Gateway::start(&cfg, d);
+            runtime().block_on(async {
+                let tcp = tokio::net::TcpStream::connect(gw.addr()).await.expect("connect");
+                let (mut send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+                let driver = tokio::spawn(conn);
+                let a = exchange(&mut send, Method::GET, "/x", &[], None).await.expect("answer");
+                assert_eq!(a.status, 200);
+                // GOAWAY NO_ERROR, then the close: the client's connection ends cleanly.
+                let ended = tokio::time::timeout(Duration::from_secs(5), driver)
+                    .await
+                    .unwrap_or_else(|_| panic!("{timeouts}: the connection is still open"))
+                    .expect("driver task");
+                assert!(ended.is_ok(), "{timeouts}: {ended:?}");
+            });
+        }
+    }
+
     fn a_thousand_sequential_streams_share_one_connection(d) {
         let origin = Origin::ok("seq");
         let gw = gateway(&origin, d);
