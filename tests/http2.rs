@@ -386,6 +386,82 @@ both_drivers! {
         }
     }
 
+    fn a_client_that_opens_no_window_has_its_stream_reset_after_the_write_timeout(d) {
+        let origin = Origin::start(|_| Reply::ok(&"b".repeat(64 * 1024)));
+        let cfg = Config::proxy_all(origin.addr())
+            .section("[timeouts]\nwrite = \"300ms\"")
+            .render();
+        let gw = Gateway::start(&cfg, d);
+        runtime().block_on(async {
+            let tcp = tokio::net::TcpStream::connect(gw.addr()).await.expect("connect");
+            // A stream window of 0, never opened: ringway can send the head, no DATA.
+            let (send, conn) = h2::client::Builder::new()
+                .initial_window_size(0)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .expect("h2 handshake");
+            tokio::spawn(conn);
+            let mut ready = send.ready().await.expect("ready");
+            let req = Request::get("http://gw.test/big").body(()).expect("request");
+            let (response, _) = ready.send_request(req, true).expect("sent");
+            let asked = std::time::Instant::now();
+            let response = response.await.expect("the head goes out");
+            assert_eq!(response.status().as_u16(), 200);
+            let mut body = response.into_body();
+            let err = loop {
+                match tokio::time::timeout(Duration::from_secs(5), body.data()).await {
+                    Ok(Some(Ok(_))) => continue,
+                    Ok(Some(Err(e))) => break e,
+                    Ok(None) => panic!("the body ended with no window given"),
+                    Err(_) => panic!("no reset within 5 s"),
+                }
+            };
+            assert_eq!(err.reason(), Some(h2::Reason::CANCEL), "{err:?}");
+            assert!(asked.elapsed() >= Duration::from_millis(250), "{:?}", asked.elapsed());
+        });
+    }
+
+    fn balancing_failover_error_pages_and_in_flight_limits_apply_per_stream(d) {
+        let slow = Origin::start(|_| Reply::Delay(Duration::from_millis(500), Box::new(Reply::ok("slow"))));
+        let cfg = Config::new()
+            .section("[limits]\nmax_in_flight = 1")
+            .section("[protect]\nserver_header = \"edge\"\nerror_pages = { \"404\" = { body = \"nothing here\\n\" } }")
+            .upstream("app", &[dead_addr(), slow.addr()])
+            .route("path_prefix = \"/app\"\nupstream = \"app\"")
+            .render();
+        let gw = Gateway::start(&cfg, d);
+        runtime().block_on(async {
+            let send = connect_h2(gw.addr()).await;
+            // Two streams at once with room for one request in flight: one is served (by
+            // the live server, after the dead one failed to connect), the other gets 503.
+            let mut tasks = Vec::new();
+            for i in 0..2 {
+                let mut send = send.clone();
+                tasks.push(tokio::spawn(async move {
+                    exchange(&mut send, Method::GET, &format!("/app/{i}"), &[], None).await.expect("answer")
+                }));
+            }
+            let mut statuses = Vec::new();
+            for t in tasks {
+                let a = t.await.expect("task");
+                assert_eq!(a.headers.get("server").map(|v| v.as_bytes()), Some(&b"edge"[..]));
+                if a.status == 200 {
+                    assert_eq!(a.body, b"slow");
+                }
+                statuses.push(a.status);
+            }
+            statuses.sort();
+            assert_eq!(statuses, [200, 503]);
+            // The next one finds the limit free again, and the configured error page.
+            let mut send = send.clone();
+            let a = exchange(&mut send, Method::GET, "/app/again", &[], None).await.expect("answer");
+            assert_eq!(a.status, 200);
+            let a = exchange(&mut send, Method::GET, "/none", &[], None).await.expect("answer");
+            assert_eq!((a.status, &a.body[..]), (404, &b"nothing here\n"[..]));
+        });
+        assert_eq!(slow.requests().len(), 2);
+    }
+
     fn a_thousand_sequential_streams_share_one_connection(d) {
         let origin = Origin::ok("seq");
         let gw = gateway(&origin, d);
