@@ -7,7 +7,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringway::upstream::h2pool::{H2Pool, LeaseError};
+use ringway::upstream::h2pool::{Dial, H2Pool, LeaseError, Limits};
+use ringway::upstream::PoolKey;
 use ringway_test_support::*;
 
 fn run<F: std::future::Future<Output = ()>>(f: F) {
@@ -19,8 +20,15 @@ fn run<F: std::future::Future<Output = ()>>(f: F) {
 #[test]
 fn concurrent_streams_share_one_connection_and_a_gone_server_leaves_none() {
     let origin = BundledOrigin::start();
-    let addr = origin.addr;
-    let timeout = Duration::from_secs(5);
+    let addr = PoolKey {
+        addr: origin.addr,
+        settings: 0,
+    };
+    let limits = Limits {
+        max_per_server: 4,
+        connect_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+    };
     run(async move {
         let pool = Rc::new(H2Pool::default());
         let done = Rc::new(Cell::new(0));
@@ -28,7 +36,7 @@ fn concurrent_streams_share_one_connection_and_a_gone_server_leaves_none() {
         for i in 0..200 {
             let (pool, done) = (pool.clone(), done.clone());
             tasks.push(monoio::spawn(async move {
-                let mut lease = match pool.lease(addr, 4, timeout).await {
+                let mut lease = match pool.lease(addr, Dial::Plain, limits).await {
                     Ok(l) => l,
                     Err(e) => panic!("lease {i}: {e:?}"),
                 };
@@ -63,7 +71,7 @@ fn concurrent_streams_share_one_connection_and_a_gone_server_leaves_none() {
         }
         assert_eq!(pool.open_to(addr), 0);
         assert!(matches!(
-            pool.lease(addr, 4, timeout).await,
+            pool.lease(addr, Dial::Plain, limits).await,
             Err(LeaseError::Connect(_))
         ));
     });

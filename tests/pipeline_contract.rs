@@ -18,10 +18,11 @@ use ringway::compiled::Compiled;
 use ringway::http::canned::Canned;
 use ringway::http::chunked::{put_chunk_header, CHUNK_END, LAST_CHUNK};
 use ringway::http::{request_from_parts, BodyFraming, ResponseHead};
+use ringway::io::deadline::BodyDeadline;
 use ringway::io::{IoFail, Stream, TcpConnector, UpConn};
 use ringway::pipeline::{
-    flush_upstream, serve, BodySource, Client, ConnMeta, Front, HeadOut, Next, Pump, Request,
-    ResponseSink, SendFail, Shared, Tunnel,
+    flush_upstream, serve, BodySource, Client, ConnMeta, Front, HeadOut, Next, Payload, Pump,
+    Request, ResponseSink, SendFail, Shared, Tunnel,
 };
 use ringway_test_support::{dead_addr, Origin, Reply};
 
@@ -75,6 +76,16 @@ impl BodySource for Pieces {
 
     fn relayed(&self, _framing: BodyFraming) -> u64 {
         self.relayed
+    }
+
+    async fn next_payload(&mut self, _deadline: BodyDeadline) -> Result<Payload, SendFail> {
+        Ok(match self.left.pop_front() {
+            Some(piece) => {
+                self.relayed += piece.len() as u64;
+                Payload::Data(piece.into())
+            }
+            None => Payload::End(None),
+        })
     }
 }
 

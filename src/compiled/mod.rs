@@ -231,6 +231,10 @@ pub struct Upstream {
     pub pool_keys: Vec<crate::upstream::PoolKey>,
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
+    /// HTTP/1.1 or HTTP/2 (`upstream::h2pool`) to the servers.
+    pub protocol: crate::config::UpstreamProtocol,
+    /// HTTP/2: connections per server per worker at most.
+    pub http2_connections: usize,
     /// Balancing, health and breaker settings.
     pub lb: crate::upstream::Lb,
 }
@@ -478,7 +482,8 @@ fn build_upstream(
         })
         .collect();
     let tls = u.tls.as_ref().and_then(|t| {
-        crate::tls::UpstreamTls::build(&format!("upstreams[{i}].tls"), t, base_dir, errors)
+        let auto = u.protocol == crate::config::UpstreamProtocol::Auto;
+        crate::tls::UpstreamTls::build(&format!("upstreams[{i}].tls"), t, base_dir, auto, errors)
     });
     for (j, s) in u.servers.iter().enumerate() {
         let s = s.address();
@@ -528,6 +533,8 @@ fn build_upstream(
             pool_keys,
             keepalive: u.keepalive,
             keepalive_timeout: u.keepalive_timeout.0,
+            protocol: u.protocol,
+            http2_connections: u.http2_connections,
             lb: crate::upstream::Lb::build(u),
         },
         u.name.clone(),

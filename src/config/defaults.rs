@@ -104,6 +104,7 @@ pub mod upstream {
     pub const KEEPALIVE: usize = 128;
     pub const KEEPALIVE_TIMEOUT: Duration = secs(60);
     pub const WEIGHT: u32 = 1;
+    pub const HTTP2_CONNECTIONS: usize = 4;
 }
 
 /// `upstreams[i].health_check`.

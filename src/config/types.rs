@@ -11,6 +11,7 @@ use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, Rule
 use super::tls::ListenerConfig;
 use super::upstream::{
     AllUnhealthy, Balance, HealthCheckConfig, OutlierConfig, RetriesConfig, ServerEntry,
+    UpstreamProtocol,
 };
 use super::Duration;
 
@@ -231,6 +232,13 @@ pub struct UpstreamConfig {
     /// Requests on this upstream at once per worker; past it a fast 503. 0 = unlimited.
     #[serde(default)]
     pub max_pending: usize,
+    /// The protocol spoken to the servers: HTTP/1.1, or HTTP/2 (`h2c` in the clear, `h2`
+    /// over TLS, `auto`: what TLS ALPN picks).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// HTTP/2 upstreams: connections per server per worker at most.
+    #[serde(default = "default_http2_connections")]
+    pub http2_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -446,6 +454,9 @@ fn default_keepalive() -> usize {
 }
 fn default_keepalive_timeout() -> Duration {
     defaults::upstream::KEEPALIVE_TIMEOUT
+}
+fn default_http2_connections() -> usize {
+    defaults::upstream::HTTP2_CONNECTIONS
 }
 
 impl Default for TimeoutsConfig {

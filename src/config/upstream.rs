@@ -45,6 +45,21 @@ impl From<&str> for ServerEntry {
     }
 }
 
+/// `upstreams[i].protocol`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge over plain TCP.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2` only).
+    H2,
+    /// TLS offering ALPN `h2` and `http/1.1`: each server speaks what it picks.
+    Auto,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
@@ -179,14 +194,33 @@ impl HashOn {
 }
 
 /// One entry of `retries.on`, parsed: `None` for "connect", else the status.
-pub fn parse_retry_on(s: &str) -> Result<Option<u16>, String> {
+pub fn parse_retry_on(s: &str) -> Result<RetryOn, String> {
     if s == "connect" {
-        return Ok(None);
+        return Ok(RetryOn::Connect);
+    }
+    if let Some(code) = crate::http::grpc::STATUS_NAMES
+        .iter()
+        .skip(1)
+        .position(|n| n.eq_ignore_ascii_case(s) && s.bytes().all(|b| !b.is_ascii_uppercase()))
+    {
+        return Ok(RetryOn::Grpc(code as u8 + 1));
     }
     match s.parse::<u16>() {
-        Ok(n) if (500..=599).contains(&n) && s.len() == 3 => Ok(Some(n)),
+        Ok(n) if (500..=599).contains(&n) && s.len() == 3 => Ok(RetryOn::Status(n)),
         _ => Err(format!(
-            "{s:?} is not \"connect\" or a status from \"500\" to \"599\""
+            "{s:?} is not \"connect\", a status from \"500\" to \"599\" or a gRPC status \
+             other than OK in lower case (\"unavailable\", \"resource_exhausted\", ...)"
         )),
     }
+}
+
+/// One entry of `routes[i].retries.on`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOn {
+    /// A connect failure (to another server; nothing was sent).
+    Connect,
+    /// An upstream's HTTP status, 500 to 599.
+    Status(u16),
+    /// A gRPC call's status (1 to 16) in a trailers-only answer.
+    Grpc(u8),
 }

@@ -1,12 +1,16 @@
 //! Checks for the load-balancing, health, outlier, breaker and retry fields
 //! (`config/upstream.rs`). Collects every error with its field path.
 
-use super::{parse_retry_on, Balance, ConfigError, GatewayConfig, HashOn, UpstreamConfig};
+use super::{
+    parse_retry_on, Balance, ConfigError, GatewayConfig, HashOn, UpstreamConfig, UpstreamProtocol,
+};
 
 /// Largest server weight (a hash ring holds 100 points per weight unit).
 pub const MAX_WEIGHT: u32 = 100;
 /// Most attempts a route may make.
 pub const MAX_ATTEMPTS: u32 = 10;
+/// Most HTTP/2 connections per server per worker.
+pub const MAX_HTTP2_CONNECTIONS: usize = 1000;
 
 pub fn validate(cfg: &GatewayConfig, e: &mut Vec<ConfigError>) {
     for (i, u) in cfg.upstreams.iter().enumerate() {
@@ -44,6 +48,26 @@ fn upstream(p: &str, u: &UpstreamConfig, e: &mut Vec<ConfigError>) {
                 format!("{} is out of range: 1 to {MAX_WEIGHT}", s.weight()),
             );
         }
+    }
+    match (u.protocol, u.tls.is_some()) {
+        (UpstreamProtocol::H2c, true) => push(
+            format!("{p}.protocol"),
+            "\"h2c\" is HTTP/2 in the clear: use \"h2\" or \"auto\" with tls".into(),
+        ),
+        (UpstreamProtocol::H2 | UpstreamProtocol::Auto, false) => push(
+            format!("{p}.protocol"),
+            "\"h2\" and \"auto\" need tls (HTTP/2 in the clear is \"h2c\")".into(),
+        ),
+        _ => {}
+    }
+    if u.http2_connections == 0 || u.http2_connections > MAX_HTTP2_CONNECTIONS {
+        push(
+            format!("{p}.http2_connections"),
+            format!(
+                "{} is out of range: 1 to {MAX_HTTP2_CONNECTIONS}",
+                u.http2_connections
+            ),
+        );
     }
     match (&u.hash_on, u.balance) {
         (Some(h), Balance::Hash) => {

@@ -101,10 +101,29 @@ pub fn status_for(http: u16) -> (u8, &'static str) {
     }
 }
 
+/// The gRPC status a client reads from an upstream's non-200 HTTP answer to a gRPC call:
+/// gRPC's "HTTP to gRPC status code mapping" exactly (ringway answers it as such, trailers-only,
+/// instead of relaying the upstream's body).
+pub fn status_for_upstream(http: u16) -> (u8, &'static str) {
+    match http {
+        400 => (13, "INTERNAL"),
+        401 => (16, "UNAUTHENTICATED"),
+        403 => (7, "PERMISSION_DENIED"),
+        404 => (12, "UNIMPLEMENTED"),
+        429 | 502..=504 => (14, "UNAVAILABLE"),
+        _ => (2, "UNKNOWN"),
+    }
+}
+
 /// `grpc-message` for one of ringway's answers: the HTTP status and its reason, e.g.
 /// "ringway: 403 Forbidden". Printable ASCII only, so no percent-encoding is needed.
 pub fn message_for(http: u16) -> String {
     format!("ringway: {http} {}", super::canned::reason(http))
+}
+
+/// `grpc-message` when an upstream answered a gRPC call with HTTP status `http`.
+pub fn upstream_message_for(http: u16) -> String {
+    format!("ringway: upstream answered HTTP {http}")
 }
 
 #[cfg(test)]

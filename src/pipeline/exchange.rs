@@ -23,12 +23,15 @@ use super::forward::{self, OutFraming, RequestCtx};
 use super::front::{BodySource, Front, Pump, SendFail, Tunnel};
 use super::outcome::{Holdback, Next, Refusal, UpstreamFault};
 use super::response::{respond, Exchange, RespOutcome};
+use super::upstream_h2::Replay;
 use super::{requested_upgrade, Life, ResponseSink, Shared};
 use crate::compiled::{Compiled, Route, Upstream};
+use crate::config::UpstreamProtocol;
 use crate::http::{grpc, BodyFraming};
 use crate::io::deadline::BodyDeadline;
 use crate::io::{write_all_within, Connector, Stream, UpConn};
 use crate::tls::{UpTlsStream, UpstreamTls};
+use crate::upstream::h2pool::{Dial, H2Lease};
 use crate::upstream::pool::Pool;
 use crate::upstream::state::RetryGuard;
 use crate::upstream::{bump, Tried};
@@ -101,21 +104,64 @@ pub async fn flush_upstream<U: Stream>(
 }
 
 /// Where a request stands among the servers of its upstream.
-struct Plan {
-    upstream: usize,
-    key: Option<u64>,
-    server: usize,
-    tried: Tried,
+pub(super) struct Plan {
+    pub(super) upstream: usize,
+    pub(super) key: Option<u64>,
+    pub(super) server: usize,
+    pub(super) tried: Tried,
     /// The request may be replayed elsewhere (idempotent, no body).
-    replay_ok: bool,
+    pub(super) replay_ok: bool,
     /// The route retries on some statuses and this request may be.
-    status_retries: bool,
+    pub(super) status_retries: bool,
+    /// The route retries on some gRPC statuses and this is a gRPC call to an HTTP/2
+    /// upstream (retried when its body is whole in `replay`).
+    pub(super) grpc_retries: bool,
+    /// HTTP/2 upstreams: the request body kept for another attempt.
+    pub(super) replay: Replay,
     /// Requests that went out (a status retry needs fewer than `attempts`).
-    sent: u32,
+    pub(super) sent: u32,
     /// Held while this request counts as retrying (the retry budget).
-    retrying: Option<RetryGuard>,
+    pub(super) retrying: Option<RetryGuard>,
     /// The next attempt opens a fresh connection (a pooled one turned out stale).
-    fresh: bool,
+    pub(super) fresh: bool,
+}
+
+/// What an attempt goes over.
+pub(super) enum Conn<'a, U: Stream> {
+    H1(&'a mut UpConn<U>),
+    /// A stream's lease on an HTTP/2 connection.
+    H2(&'a H2Lease),
+}
+
+/// How one step of the forwarding loop ended.
+pub(super) enum Step {
+    Done(Next),
+    /// Try again (another server, or a fresh connection).
+    Again,
+    /// The upstream answered a status the route retries on.
+    RetryStatus(Retried),
+    /// `auto`: the server speaks HTTP/1.1; take that way.
+    Http1,
+}
+
+/// A status an attempt was retried on.
+#[derive(Clone, Copy)]
+pub(super) enum Retried {
+    Http(u16),
+    /// A gRPC status in a trailers-only answer.
+    Grpc(u16),
+}
+
+impl std::fmt::Display for Retried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Retried::Http(s) => write!(f, "{s}"),
+            Retried::Grpc(c) => {
+                let name = grpc::STATUS_NAMES.get(usize::from(*c)).unwrap_or(&"?");
+                write!(f, "gRPC {name}")
+            }
+        }
+    }
 }
 
 /// How getting a connection ended.
@@ -130,7 +176,7 @@ enum Connected<U: Stream> {
 }
 
 /// How one attempt ended.
-enum Attempt {
+pub(super) enum Attempt {
     Finished {
         next: Next,
         pool: bool,
@@ -139,11 +185,11 @@ enum Attempt {
     /// without a body: retried once on a fresh connection if this one was reused.
     Retry,
     /// The upstream answered a status the route retries on (only its head was read).
-    RetryStatus(u16),
+    RetryStatus(Retried),
 }
 
 /// How the request body ended.
-enum BodyEnd {
+pub(super) enum BodyEnd {
     Sent,
     /// The response ended first; the rest of the body was never read.
     Unfinished,
@@ -165,21 +211,28 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         up: &Upstream,
     ) -> Next {
         let shared = self.shared.clone();
+        let h2 = match (&up.tls, up.protocol) {
+            (_, UpstreamProtocol::Http1) => None,
+            (None, _) => Some(Dial::Plain),
+            (Some(tls), _) => Some(Dial::Tls { tls, host: "" }),
+        };
         match &up.tls {
             None => {
                 let open = Plain(&shared.connector);
-                self.forward(cfg, route, upstream, up, &shared.pool, &open)
+                self.forward(cfg, route, upstream, up, &shared.pool, &open, h2)
                     .await
             }
             Some(tls) => {
-                self.forward(cfg, route, upstream, up, &shared.tls_pool, tls)
+                self.forward(cfg, route, upstream, up, &shared.tls_pool, tls, h2)
                     .await
             }
         }
     }
 
     /// `proxy` over one kind of upstream connection: admit, pick a server, then attempt
-    /// until one attempt finishes the request.
+    /// until one attempt finishes the request. `h2`: the upstream speaks HTTP/2, its
+    /// connections opened so (`auto` servers that pick HTTP/1.1 take `pool` and `open`).
+    #[allow(clippy::too_many_arguments)]
     async fn forward<U: Stream, O: Open<U>>(
         &mut self,
         cfg: &Compiled,
@@ -188,6 +241,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         up: &Upstream,
         pool: &Pool<U>,
         open: &O,
+        h2: Option<Dial<'_>>,
     ) -> Next {
         let has_body = self.req.head.framing != BodyFraming::None;
         let write = cfg.timeouts.write;
@@ -231,9 +285,11 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             tried,
             replay_ok,
             status_retries: replay_ok && route.retry.retries_statuses(),
+            grpc_retries: h2.is_some() && self.req.head.is_grpc() && route.retry.retries_grpc(),
             sent: 0,
             retrying: None,
             fresh: false,
+            replay: Replay::default(),
         };
         loop {
             plan.tried.insert(plan.server);
@@ -243,33 +299,26 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                     .refuse(Refusal::Ringway(Holdback::Breaker), has_body)
                     .await;
             };
-            let (mut conn, reused) =
-                match self.connection(cfg, route, up, pool, open, &mut plan).await {
-                    Connected::Ready { conn, reused } => (conn, reused),
-                    Connected::Failover => continue,
-                    Connected::Failed(fault) => {
-                        return self.refuse(Refusal::Upstream(fault), has_body).await
+            let step = match h2 {
+                Some(dial) => match self
+                    .h2_step(cfg, route, up, dial, &mut plan, body_deadline)
+                    .await
+                {
+                    Step::Http1 => {
+                        self.h1_step(cfg, route, up, pool, open, &mut plan, body_deadline)
+                            .await
                     }
-                };
-            let attempt = self
-                .attempt(cfg, route, up, &mut conn, &plan, body_deadline)
-                .await;
-            match attempt {
-                Attempt::Finished { next, pool: reuse } => {
-                    if reuse {
-                        pool.put(up.pool_keys[plan.server], conn, up.keepalive);
-                    }
-                    return next;
+                    step => step,
+                },
+                None => {
+                    self.h1_step(cfg, route, up, pool, open, &mut plan, body_deadline)
+                        .await
                 }
-                Attempt::Retry if reused && plan.replay_ok && !plan.fresh => plan.fresh = true,
-                Attempt::Retry => {
-                    let addr = up.servers[plan.server];
-                    log::warn!("upstream {addr}: closed or answered no valid response head");
-                    return self
-                        .refuse(Refusal::Upstream(UpstreamFault::Invalid), false)
-                        .await;
-                }
-                Attempt::RetryStatus(status) => {
+            };
+            match step {
+                Step::Done(next) => return next,
+                Step::Again | Step::Http1 => {}
+                Step::RetryStatus(status) => {
                     plan.sent += 1;
                     if plan.retrying.is_none() {
                         plan.retrying = lb.start_retry(|_| true);
@@ -282,14 +331,62 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                         Ok(next) => plan.server = next,
                         // `wants_retry` checked that one is left; answer as the upstream did.
                         Err(_) => {
-                            return self
-                                .refuse(Refusal::Upstream(UpstreamFault::Status(status)), false)
-                                .await
+                            let fault = match status {
+                                Retried::Http(s) => UpstreamFault::Status(s),
+                                Retried::Grpc(_) => UpstreamFault::Invalid,
+                            };
+                            return self.refuse(Refusal::Upstream(fault), false).await;
                         }
                     }
                     plan.fresh = false;
                 }
             }
+        }
+    }
+
+    /// One attempt over HTTP/1.1: a pooled or new connection, the exchange on it.
+    #[allow(clippy::too_many_arguments)]
+    async fn h1_step<U: Stream, O: Open<U>>(
+        &mut self,
+        cfg: &Compiled,
+        route: &Route,
+        up: &Upstream,
+        pool: &Pool<U>,
+        open: &O,
+        plan: &mut Plan,
+        body_deadline: Option<BodyDeadline>,
+    ) -> Step {
+        let has_body = self.req.head.framing != BodyFraming::None;
+        let (mut conn, reused) = match self.connection(cfg, route, up, pool, open, plan).await {
+            Connected::Ready { conn, reused } => (conn, reused),
+            Connected::Failover => return Step::Again,
+            Connected::Failed(fault) => {
+                return Step::Done(self.refuse(Refusal::Upstream(fault), has_body).await)
+            }
+        };
+        let attempt = self
+            .attempt(cfg, route, up, Conn::H1(&mut conn), plan, body_deadline)
+            .await;
+        match attempt {
+            Attempt::Finished { next, pool: reuse } => {
+                if reuse {
+                    pool.put(up.pool_keys[plan.server], conn, up.keepalive);
+                }
+                Step::Done(next)
+            }
+            Attempt::Retry if reused && plan.replay_ok && !plan.fresh => {
+                plan.fresh = true;
+                Step::Again
+            }
+            Attempt::Retry => {
+                let addr = up.servers[plan.server];
+                log::warn!("upstream {addr}: closed or answered no valid response head");
+                Step::Done(
+                    self.refuse(Refusal::Upstream(UpstreamFault::Invalid), false)
+                        .await,
+                )
+            }
+            Attempt::RetryStatus(status) => Step::RetryStatus(status),
         }
     }
 
@@ -335,6 +432,16 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             }
             Err(fault) => fault,
         };
+        if self.connect_failed(route, up, plan) {
+            Connected::Failover
+        } else {
+            Connected::Failed(fault)
+        }
+    }
+
+    /// The plan's server could not be connected to: reports it, and moves the plan to
+    /// another server if the route retries on connect failures and one is left (true).
+    pub(super) fn connect_failed(&self, route: &Route, up: &Upstream, plan: &mut Plan) -> bool {
         let lb = &self.shared.lb;
         lb.report(plan.upstream, &up.lb, plan.server, true);
         if route.retry.on_connect {
@@ -342,21 +449,21 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 bump(&lb.counters.connect_failovers);
                 plan.server = next;
                 plan.fresh = false;
-                return Connected::Failover;
+                return true;
             }
         }
-        Connected::Failed(fault)
+        false
     }
 
     /// One attempt on one connection: the head, then the exchange; accounts its time and
     /// its server's health.
-    async fn attempt<U: Stream>(
+    pub(super) async fn attempt<U: Stream>(
         &mut self,
         cfg: &Compiled,
         route: &Route,
         up: &Upstream,
-        conn: &mut UpConn<U>,
-        plan: &Plan,
+        conn: Conn<'_, U>,
+        plan: &mut Plan,
         body_deadline: Option<BodyDeadline>,
     ) -> Attempt {
         let sent_at = Instant::now();
@@ -385,11 +492,44 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         } else {
             None
         };
+        // The same for a trailers-only gRPC answer's status (HTTP/2 upstreams).
+        let wants_grpc_retry = |code: u16| {
+            let p = &route.retry;
+            p.on_grpc(code) && {
+                let (on, retrying) = (p.attempts, plan.retrying.is_some());
+                plan.sent + 1 < on
+                    && lb.has_untried(plan.upstream, &up.lb, &plan.tried)
+                    && (retrying || p.budget_allows(lb.retries_in_flight(), shared.in_flight.get()))
+            }
+        };
+        let grpc_retry: Option<&dyn Fn(u16) -> bool> = if plan.grpc_retries {
+            Some(&wants_grpc_retry)
+        } else {
+            None
+        };
         self.front.sink().log().status = None;
         let deadline = body_deadline.unwrap_or_else(|| cfg.timeouts.body_deadline(sent_at));
-        let (attempt, upstream_status) = self
-            .exchange(cfg, route, conn, sent_at, deadline, retry)
-            .await;
+        let (attempt, upstream_status) = match conn {
+            Conn::H1(conn) => {
+                self.exchange(cfg, route, conn, sent_at, deadline, retry)
+                    .await
+            }
+            Conn::H2(lease) => {
+                let replay = std::cell::RefCell::new(std::mem::take(&mut plan.replay));
+                let h = super::upstream_h2::H2Exchange {
+                    lease,
+                    tls: up.tls.is_some(),
+                    sent_at,
+                    deadline,
+                    retry,
+                    grpc_retry,
+                    replay: &replay,
+                };
+                let r = self.h2_exchange(cfg, route, h).await;
+                plan.replay = replay.into_inner();
+                r
+            }
+        };
         // One clock read ends both the upstream exchange and, unless more follows (a
         // retry, an error of ringway's own), the request.
         let done = Instant::now();
@@ -560,7 +700,8 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 pool: false,
             },
             RespOutcome::NoResponse if !has_body => Attempt::Retry,
-            RespOutcome::Retry(status) => Attempt::RetryStatus(status),
+            RespOutcome::Retry(status) => Attempt::RetryStatus(Retried::Http(status)),
+            RespOutcome::RetryGrpc(code) => Attempt::RetryStatus(Retried::Grpc(code)),
             RespOutcome::NoResponse | RespOutcome::Failed(_) => {
                 let refusal = match (outcome, body_end) {
                     // The client broke the body rules: that is the answer.
@@ -589,7 +730,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
 /// outcome; the pump's end only matters when the response had not started. Over the memory
 /// threshold (`Shared::shed_now`) a body still arriving is cut off: the connection is
 /// closed, unanswered.
-async fn duplex<P, R, C: Connector>(
+pub(super) async fn duplex<P, R, C: Connector>(
     pump: P,
     response: R,
     started: &Cell<bool>,

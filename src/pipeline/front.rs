@@ -89,6 +89,35 @@ pub trait BodySource {
 
     /// Body payload bytes relayed so far (the access log's `bytes_in`).
     fn relayed(&self, framing: BodyFraming) -> u64;
+
+    /// The next piece of the body as payload, unframed, for an HTTP/2 upstream (instead of
+    /// `stage` and `pump`): data as it arrives, then the end with the body's trailer fields
+    /// if it had any (connection-specific and framing ones left out). Asking for the next
+    /// piece says the one before was delivered: an HTTP/2 client's window opens for it only
+    /// then, so a slow upstream holds the client back.
+    async fn next_payload(&mut self, deadline: BodyDeadline) -> Result<Payload, SendFail>;
+}
+
+/// A piece of a request body (`BodySource::next_payload`).
+#[derive(Debug)]
+pub enum Payload {
+    Data(bytes::Bytes),
+    /// The body ended, with these trailer fields.
+    End(Option<http::HeaderMap>),
+}
+
+/// A trailer field as HTTP/2 can carry it, unless it is one that never passes
+/// (`http::head::is_forbidden_trailer`) or its name or value is not valid there.
+pub fn trailer_field(
+    name: &[u8],
+    value: &[u8],
+) -> Option<(http::header::HeaderName, http::header::HeaderValue)> {
+    if crate::http::head::is_forbidden_trailer(name) {
+        return None;
+    }
+    let name = http::header::HeaderName::from_bytes(name).ok()?;
+    let value = http::header::HeaderValue::from_bytes(value).ok()?;
+    Some((name, value))
 }
 
 /// What the body pump needs besides the body and the upstream.

@@ -24,6 +24,7 @@ pub mod front;
 pub mod outcome;
 mod reply;
 mod response;
+mod upstream_h2;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -44,7 +45,9 @@ use crate::policy::{Denial, Grant, PolicyState};
 use crate::upstream::pool::Pool;
 
 pub use exchange::flush_upstream;
-pub use front::{BodySource, Front, HeadOut, Pump, ResponseSink, SendFail, Tunnel};
+pub use front::{
+    trailer_field, BodySource, Front, HeadOut, Payload, Pump, ResponseSink, SendFail, Tunnel,
+};
 pub use outcome::{ClientFault, Holdback, Next, Refusal, UpstreamFault};
 
 /// Spare room kept for each upstream read while relaying bodies.
@@ -59,6 +62,8 @@ pub struct Shared<C: Connector> {
     pub pool: Pool<C::Conn>,
     /// Idle TLS upstream connections.
     pub tls_pool: Pool<crate::tls::UpTlsStream>,
+    /// HTTP/2 upstream connections (plain and TLS).
+    pub h2pool: crate::upstream::h2pool::H2Pool,
     /// Empty pipes for spliced bodies.
     pub pipes: splice::Pipes,
     /// Large body buffers, shared by the connections in turn.
@@ -112,6 +117,7 @@ impl<C: Connector> Shared<C> {
             connector,
             pool: Pool::default(),
             tls_pool: Pool::default(),
+            h2pool: crate::upstream::h2pool::H2Pool::default(),
             pipes: splice::Pipes::default(),
             bufs: bufs::BodyBufs::default(),
             in_flight: Cell::new(0),

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::outcome::{Next, Refusal};
+use super::outcome::{Next, Refusal, UpstreamFault};
 use super::{Front, Life, ResponseSink};
 use crate::http::canned::Canned;
 use crate::http::grpc;
@@ -27,6 +27,12 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
     /// after it when `close` (a body left unread), or when the refusal itself says so.
     pub(super) async fn refuse(&mut self, refusal: Refusal, close: bool) -> Next {
         let status = refusal.status();
+        // An upstream's own non-2xx status stands for what the upstream said, not ringway.
+        let said = if matches!(refusal, Refusal::Upstream(UpstreamFault::Status(_))) {
+            Said::Upstream
+        } else {
+            Said::Ringway
+        };
         let close = close || refusal.closes();
         let mut fields: Vec<(&[u8], Bytes)> = Vec::new();
         if let Refusal::Policy(denial) = refusal {
@@ -52,10 +58,13 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             }
         }
         if fields.is_empty() {
-            return self.answer(status, OwnBody::ErrorPage, &[], close).await;
+            return self
+                .answer_as(status, OwnBody::ErrorPage, &[], close, said)
+                .await;
         }
         let extra: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (*n, &v[..])).collect();
-        self.answer(status, OwnBody::ErrorPage, &extra, close).await
+        self.answer_as(status, OwnBody::ErrorPage, &extra, close, said)
+            .await
     }
 
     /// A `respond` route's answer: its own body, never an error page.
@@ -78,15 +87,35 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         fields: &[(&[u8], &[u8])],
         close: bool,
     ) -> Next {
+        self.answer_as(status, own, fields, close, Said::Ringway)
+            .await
+    }
+
+    /// `answer`, saying whose status `status` is (a gRPC call's answer depends on it).
+    async fn answer_as(
+        &mut self,
+        status: u16,
+        own: OwnBody<'_>,
+        fields: &[(&[u8], &[u8])],
+        close: bool,
+        said: Said,
+    ) -> Next {
         let cfg = self.cfg.clone();
         if status >= 400 {
             self.log_answer(status);
         }
         // A gRPC call gets its answer as gRPC: HTTP 200, trailers-only, with the gRPC status
-        // of what ringway meant (`http::grpc`). The log says what went on the wire.
+        // of what ringway meant, or of what the upstream's HTTP status means to gRPC
+        // (`http::grpc`). The log says what went on the wire.
         let grpc = (!self.req.head.method().is_empty() && self.req.head.is_grpc()).then(|| {
-            let (code, _) = grpc::status_for(status);
-            (code, code.to_string(), grpc::message_for(status))
+            let (code, message) = match said {
+                Said::Ringway => (grpc::status_for(status).0, grpc::message_for(status)),
+                Said::Upstream => (
+                    grpc::status_for_upstream(status).0,
+                    grpc::upstream_message_for(status),
+                ),
+            };
+            (code, code.to_string(), message)
         });
         let (status, own) = match grpc {
             Some(_) => (200, OwnBody::Given(Some(b""), Some(b"application/grpc"))),
@@ -150,7 +179,18 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             _ => Next::Close,
         }
     }
+}
 
+/// Whose status an answer carries.
+#[derive(Clone, Copy)]
+enum Said {
+    Ringway,
+    /// An upstream's answer that ringway replaces (`protect.replace_upstream_5xx`, a gRPC
+    /// call answered with HTTP other than 200, retries used up on a status).
+    Upstream,
+}
+
+impl<C: Connector, F: Front> Life<'_, C, F> {
     /// At debug level, one line per error ringway answers itself: peer, method, target and
     /// fields (through the redactor: no secret value, no query value) and the status.
     /// Nothing when the head did not parse (its method is then cleared).

@@ -39,6 +39,8 @@ pub(super) enum RespOutcome {
     Aborted,
     /// The head's status is one the route retries on; nothing reached the client.
     Retry(u16),
+    /// A trailers-only gRPC answer whose status the route retries on (HTTP/2 upstreams).
+    RetryGrpc(u16),
     /// The upstream switched protocols (a 101 accepting the requested upgrade, in `resp`);
     /// nothing was sent to the client yet, and the upstream's bytes after its head start
     /// at this offset of `ubuf`. The front end's tunnel takes over.

@@ -30,6 +30,9 @@ pub struct UpstreamTls {
     /// client certificate, ALPN): connections are pooled under it, so one made for these
     /// settings is never lent to an upstream with others (see `connection_settings`).
     settings: u64,
+    /// The same settings offering ALPN `h2` (and `http/1.1` too for `protocol = "auto"`),
+    /// for HTTP/2 connections (`connect_h2`).
+    h2: Arc<ClientConfig>,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -42,10 +45,12 @@ impl std::fmt::Debug for UpstreamTls {
 
 impl UpstreamTls {
     /// `p` is the field path (`upstreams[i].tls`); problems go to `errors`.
+    /// `auto`: HTTP/2 connections offer `http/1.1` too (`protocol = "auto"`).
     pub fn build(
         p: &str,
         cfg: &UpstreamTlsConfig,
         base: &Path,
+        auto: bool,
         errors: &mut Vec<ConfigError>,
     ) -> Option<UpstreamTls> {
         let mut roots = RootCertStore::empty();
@@ -176,6 +181,12 @@ impl UpstreamTls {
                 return None;
             }
         };
+        let mut h2 = config.clone();
+        h2.alpn_protocols = if auto {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"h2".to_vec()]
+        };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         settings.add(b"alpn");
         for p in &config.alpn_protocols {
@@ -185,6 +196,7 @@ impl UpstreamTls {
             connector: monoio_rustls::TlsConnector::from(config),
             server_name,
             settings: settings.0,
+            h2: Arc::new(h2),
         })
     }
 
@@ -208,11 +220,7 @@ impl UpstreamTls {
         host: &str,
     ) -> std::io::Result<(UpTlsStream, std::os::fd::RawFd)> {
         use std::os::fd::AsRawFd;
-        let name = match &self.server_name {
-            Some(n) => n.clone(),
-            None => ServerName::try_from(host.to_string())
-                .map_err(|_| std::io::Error::other(format!("{host:?} is not a TLS server name")))?,
-        };
+        let name = self.name_for(host)?;
         let tcp = TcpStream::connect_addr(addr).await?;
         tcp.set_nodelay(true)?;
         let fd = tcp.as_raw_fd();
@@ -228,6 +236,47 @@ impl UpstreamTls {
                 std::io::Error::other(format!("tls handshake with {}: {why}", name_text(&name)))
             })?;
         Ok((tls, fd))
+    }
+}
+
+/// An HTTP/2 connection's TLS session over a poll-io socket (what the `h2` codec drives).
+pub type UpH2Tls = super::poll::PollTls<rustls::ClientConnection>;
+
+impl UpstreamTls {
+    /// The server name sent for a server configured as `host`.
+    fn name_for(&self, host: &str) -> std::io::Result<ServerName<'static>> {
+        match &self.server_name {
+            Some(n) => Ok(n.clone()),
+            None => ServerName::try_from(host.to_string())
+                .map_err(|_| std::io::Error::other(format!("{host:?} is not a TLS server name"))),
+        }
+    }
+
+    /// Connects to `addr` offering ALPN `h2` (and `http/1.1` for `auto`) and completes the
+    /// handshake; also says whether the server picked `h2`.
+    pub async fn connect_h2(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+    ) -> std::io::Result<(UpH2Tls, bool)> {
+        let name = self.name_for(host)?;
+        let tcp = TcpStream::connect_addr(addr).await?;
+        tcp.set_nodelay(true)?;
+        let io = tcp.try_into_poll_io().map_err(|(e, _)| e)?;
+        let session = rustls::ClientConnection::new(self.h2.clone(), name.clone())
+            .map_err(std::io::Error::other)?;
+        let mut tls = super::poll::PollTls::new(io, session);
+        std::future::poll_fn(|cx| tls.poll_handshake(cx))
+            .await
+            .map_err(|e| {
+                let why = match e {
+                    super::poll::HandshakeError::Io => "connection closed".to_string(),
+                    super::poll::HandshakeError::Tls(e) => e.to_string(),
+                };
+                std::io::Error::other(format!("tls handshake with {}: {why}", name_text(&name)))
+            })?;
+        let h2 = tls.session().alpn_protocol() == Some(b"h2");
+        Ok((tls, h2))
     }
 }
 

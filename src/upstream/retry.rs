@@ -6,14 +6,17 @@
 //! - a response whose status is in `on` is discarded (only its head was read; that
 //!   connection is closed) and the request is sent to another server, for idempotent
 //!   methods without a body only, while fewer than `attempts` requests were sent and the
-//!   budget allows it.
+//!   budget allows it;
+//! - on an HTTP/2 upstream, a gRPC call answered trailers-only with a gRPC status in `on`
+//!   ("unavailable", ...) is sent to another server the same way, whatever its method, when
+//!   its whole body was kept for it (`pipeline::upstream_h2`'s replay buffer).
 //!
 //! Budget: a worker lets a status retry start only while its retries in flight are below
 //! `max(1, in_flight * budget_percent / 100)` (in_flight: its requests being proxied, this
 //! one included); `budget_percent = 0` disables status retries. A request counts as a retry
 //! in flight from its first retry to its end.
 
-use crate::config::{parse_retry_on, RetriesConfig};
+use crate::config::{parse_retry_on, RetriesConfig, RetryOn};
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -22,6 +25,8 @@ pub struct RetryPolicy {
     pub on_connect: bool,
     /// Bit `s - 500` for each status 500..=599 in `on`.
     statuses: u128,
+    /// Bit `code` for each gRPC status named in `on`.
+    grpc_statuses: u32,
     pub budget_percent: u32,
 }
 
@@ -38,12 +43,14 @@ impl RetryPolicy {
             attempts: c.attempts.max(1),
             on_connect: false,
             statuses: 0,
+            grpc_statuses: 0,
             budget_percent: c.budget_percent.min(100),
         };
         for on in &c.on {
             match parse_retry_on(on) {
-                Ok(None) => p.on_connect = true,
-                Ok(Some(s)) => p.statuses |= 1u128 << (s - 500),
+                Ok(RetryOn::Connect) => p.on_connect = true,
+                Ok(RetryOn::Status(s)) => p.statuses |= 1u128 << (s - 500),
+                Ok(RetryOn::Grpc(code)) => p.grpc_statuses |= 1u32 << code,
                 Err(_) => {}
             }
         }
@@ -52,6 +59,16 @@ impl RetryPolicy {
 
     pub fn on_status(&self, status: u16) -> bool {
         (500..600).contains(&status) && self.statuses & (1u128 << (status - 500)) != 0
+    }
+
+    /// A trailers-only gRPC answer with `code` is retried (HTTP/2 upstreams).
+    pub fn on_grpc(&self, code: u16) -> bool {
+        code < 32 && self.grpc_statuses & (1u32 << code) != 0
+    }
+
+    /// Whether gRPC status retries can happen at all for this route.
+    pub fn retries_grpc(&self) -> bool {
+        self.attempts > 1 && self.grpc_statuses != 0 && self.budget_percent > 0
     }
 
     /// Whether status retries can happen at all for this route.

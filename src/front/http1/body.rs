@@ -10,10 +10,11 @@ use monoio::io::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::http::chunked::{put_chunk_header, ChunkEvent, ChunkedDecoder, CHUNK_END, LAST_CHUNK};
 use crate::http::BodyFraming;
+use crate::io::deadline::BodyDeadline;
 use crate::io::splice::{self, ReadLimit, SpliceFail};
 use crate::io::{read_some_until, IoFail, Stream};
 use crate::pipeline::flush_upstream;
-use crate::pipeline::{BodySource, ClientFault, Pump, SendFail};
+use crate::pipeline::{BodySource, ClientFault, Payload, Pump, SendFail};
 
 use super::CLIENT_READ;
 
@@ -28,6 +29,10 @@ pub struct ClientIn<S: Stream> {
     pub(super) r: OwnedReadHalf<S>,
     pub(super) buf: BytesMut,
     state: BodyState,
+    /// Body bytes read for `next_payload` (the minimum rate's count).
+    pulled: u64,
+    /// A chunked body's trailer fields, gathered by `next_payload`.
+    trailers: Option<http::HeaderMap>,
 }
 
 impl<S: Stream> ClientIn<S> {
@@ -36,6 +41,22 @@ impl<S: Stream> ClientIn<S> {
             r,
             buf,
             state: BodyState::Done(0),
+            pulled: 0,
+            trailers: None,
+        }
+    }
+
+    /// Keeps one trailer line (`name:value`) of a chunked body for an HTTP/2 upstream.
+    fn keep_trailer(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return;
+        };
+        if let Some((name, value)) =
+            crate::pipeline::trailer_field(&line[..colon], line[colon + 1..].trim_ascii())
+        {
+            self.trailers
+                .get_or_insert_with(http::HeaderMap::new)
+                .append(name, value);
         }
     }
 }
@@ -43,6 +64,8 @@ impl<S: Stream> ClientIn<S> {
 impl<S: Stream> BodySource for ClientIn<S> {
     fn begin(&mut self, framing: BodyFraming, limit: u64, max_trailer: usize) {
         self.state = BodyState::new(framing, max_trailer, limit);
+        self.pulled = 0;
+        self.trailers = None;
     }
 
     fn stage(&mut self, out: &mut BytesMut) -> Result<(), SendFail> {
@@ -68,6 +91,50 @@ impl<S: Stream> BodySource for ClientIn<S> {
     fn relayed(&self, framing: BodyFraming) -> u64 {
         self.state.relayed(framing)
     }
+
+    async fn next_payload(&mut self, deadline: BodyDeadline) -> Result<Payload, SendFail> {
+        loop {
+            match &mut self.state {
+                BodyState::Done(_) => return Ok(Payload::End(self.trailers.take())),
+                BodyState::Length { remaining } if !self.buf.is_empty() => {
+                    let take = (*remaining).min(self.buf.len() as u64);
+                    *remaining -= take;
+                    if *remaining == 0 {
+                        self.state = BodyState::Done(0);
+                    }
+                    return Ok(Payload::Data(self.buf.split_to(take as usize).freeze()));
+                }
+                BodyState::Length { .. } => {}
+                BodyState::Chunked { dec, total, limit } => match dec.step(&self.buf) {
+                    Err(e) => return Err(SendFail::Client(ClientFault::Body(e))),
+                    Ok(ChunkEvent::Data { start, end }) => {
+                        *total += (end - start) as u64;
+                        if *limit > 0 && *total > *limit {
+                            return Err(SendFail::Client(ClientFault::BodyTooLarge));
+                        }
+                        self.buf.advance(start);
+                        return Ok(Payload::Data(self.buf.split_to(end - start).freeze()));
+                    }
+                    Ok(ChunkEvent::NeedMore { consumed }) => self.buf.advance(consumed),
+                    Ok(ChunkEvent::Trailer {
+                        start,
+                        end,
+                        consumed,
+                    }) => {
+                        let line = self.buf.split_to(consumed);
+                        self.keep_trailer(&line[start..end]);
+                        continue;
+                    }
+                    Ok(ChunkEvent::Done { consumed }) => {
+                        self.buf.advance(consumed);
+                        self.state = BodyState::Done(*total);
+                        continue;
+                    }
+                },
+            }
+            self.pulled += self.read_body(deadline.at(self.pulled)).await?;
+        }
+    }
 }
 
 /// Where the request body stands.
@@ -92,8 +159,9 @@ impl BodyState {
         match framing {
             BodyFraming::None | BodyFraming::Length(0) => BodyState::Done(0),
             BodyFraming::Length(n) => BodyState::Length { remaining: n },
+            // Trailer fields are handed out for `next_payload`; `stage` drops them.
             BodyFraming::Chunked => BodyState::Chunked {
-                dec: ChunkedDecoder::new(MAX_CHUNK_LINE, max_trailer),
+                dec: ChunkedDecoder::new(MAX_CHUNK_LINE, max_trailer).with_trailers(),
                 total: 0,
                 limit: max_body,
             },

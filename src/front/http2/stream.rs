@@ -22,11 +22,12 @@ use crate::compiled::Compiled;
 use crate::http::canned::{self, Canned};
 use crate::http::chunked::{put_chunk_header, CHUNK_END, LAST_CHUNK};
 use crate::http::{BodyFraming, ParseError, RequestHead, ResponseFraming, ResponseHead, Version};
+use crate::io::deadline::BodyDeadline;
 use crate::io::{IoFail, Stream, UpConn};
 use crate::pipeline::forward::{self, FieldWriter, OutFraming, ResponseCtx};
 use crate::pipeline::{
-    flush_upstream, BodySource, ClientFault, Front, HeadOut, Next, Pump, ResponseSink, SendFail,
-    Tunnel,
+    flush_upstream, BodySource, ClientFault, Front, HeadOut, Next, Payload, Pump, ResponseSink,
+    SendFail, Tunnel,
 };
 
 /// DATA at least this large that does not end its stream is handed to the codec without a
@@ -104,6 +105,8 @@ pub(super) struct Body {
     framing: BodyFraming,
     limit: u64,
     received: u64,
+    /// Bytes handed out by `next_payload` whose window is not released yet.
+    unreleased: usize,
 }
 
 impl Body {
@@ -113,7 +116,41 @@ impl Body {
             framing: BodyFraming::None,
             limit: 0,
             received: 0,
+            unreleased: 0,
         }
+    }
+
+    /// Takes the next DATA frame's payload within the body's deadline, counting it
+    /// against the limits; None at the end of the body (its length checked).
+    async fn take(&mut self, deadline: BodyDeadline) -> Result<Option<Bytes>, SendFail> {
+        let declared = match self.framing {
+            BodyFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        let at = deadline.at(self.received);
+        let data = match monoio::time::timeout_at(at.into(), self.next()).await {
+            Err(_) => return Err(SendFail::Client(ClientFault::BodyTimeout)),
+            Ok(None) => {
+                if declared.is_some_and(|d| self.received != d) {
+                    return Err(SendFail::Client(ClientFault::Body(ParseError::Bad(
+                        "DATA shorter than content-length",
+                    ))));
+                }
+                return Ok(None);
+            }
+            Ok(Some(Err(_))) => return Err(SendFail::ClientGone),
+            Ok(Some(Ok(data))) => data,
+        };
+        self.received += data.len() as u64;
+        if self.limit > 0 && self.received > self.limit {
+            return Err(SendFail::Client(ClientFault::BodyTooLarge));
+        }
+        if declared.is_some_and(|d| self.received > d) {
+            return Err(SendFail::Client(ClientFault::Body(ParseError::Bad(
+                "DATA beyond content-length",
+            ))));
+        }
+        Ok(Some(data))
     }
 
     /// The next DATA frame's payload (None at END_STREAM), its window released at once
@@ -144,28 +181,8 @@ impl BodySource for Body {
         p: Pump<'_>,
     ) -> Result<(), SendFail> {
         let chunked = self.framing == BodyFraming::Chunked;
-        let declared = match self.framing {
-            BodyFraming::Length(n) => Some(n),
-            _ => None,
-        };
-        loop {
-            let deadline = p.deadline.at(self.received);
-            let data = match monoio::time::timeout_at(deadline.into(), self.next()).await {
-                Err(_) => return Err(SendFail::Client(ClientFault::BodyTimeout)),
-                Ok(None) => break,
-                Ok(Some(Err(_))) => return Err(SendFail::ClientGone),
-                Ok(Some(Ok(data))) => data,
-            };
+        while let Some(data) = self.take(p.deadline).await? {
             let n = data.len();
-            self.received += n as u64;
-            if self.limit > 0 && self.received > self.limit {
-                return Err(SendFail::Client(ClientFault::BodyTooLarge));
-            }
-            if declared.is_some_and(|d| self.received > d) {
-                return Err(SendFail::Client(ClientFault::Body(ParseError::Bad(
-                    "DATA beyond content-length",
-                ))));
-            }
             if n == 0 {
                 continue;
             }
@@ -180,11 +197,6 @@ impl BodySource for Body {
             // The upstream took these bytes: the client may send as many more.
             let _ = self.recv.flow_control().release_capacity(n);
         }
-        if declared.is_some_and(|d| self.received != d) {
-            return Err(SendFail::Client(ClientFault::Body(ParseError::Bad(
-                "DATA shorter than content-length",
-            ))));
-        }
         if chunked {
             out.extend_from_slice(LAST_CHUNK);
             flush_upstream(w, out, p.write).await?;
@@ -194,6 +206,40 @@ impl BodySource for Body {
 
     fn relayed(&self, _framing: BodyFraming) -> u64 {
         self.received
+    }
+
+    async fn next_payload(&mut self, deadline: BodyDeadline) -> Result<Payload, SendFail> {
+        // The piece handed out before has been delivered.
+        if self.unreleased > 0 {
+            let _ = self.recv.flow_control().release_capacity(self.unreleased);
+            self.unreleased = 0;
+        }
+        if self.framing == BodyFraming::None {
+            return Ok(Payload::End(None));
+        }
+        loop {
+            match self.take(deadline).await? {
+                Some(data) if data.is_empty() => continue,
+                Some(data) => {
+                    self.unreleased = data.len();
+                    return Ok(Payload::Data(data));
+                }
+                None => break,
+            }
+        }
+        // Trailer fields, if the client sent any (the stream has ended: no wait).
+        let trailers = match poll_fn(|cx| self.recv.poll_trailers(cx)).await {
+            Ok(Some(map)) => map,
+            Ok(None) => return Ok(Payload::End(None)),
+            Err(_) => return Err(SendFail::ClientGone),
+        };
+        let mut kept = HeaderMap::new();
+        for (name, value) in &trailers {
+            if let Some((n, v)) = crate::pipeline::trailer_field(name.as_ref(), value.as_bytes()) {
+                kept.append(n, v);
+            }
+        }
+        Ok(Payload::End((!kept.is_empty()).then_some(kept)))
     }
 }
 
@@ -431,7 +477,9 @@ impl ResponseSink for Sink {
         };
         let mut fields = Fields::new();
         forward::response_fields(&mut fields, resp, &ctx, |w| {
-            if let OutFraming::Length(n) = framing {
+            // An empty body is the HEADERS frame ending the stream: nothing to count (a
+            // gRPC trailers-only answer carries no content-length).
+            if let OutFraming::Length(n @ 1..) = framing {
                 w.field(b"content-length", n.to_string().as_bytes());
             }
         });
