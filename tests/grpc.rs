@@ -142,3 +142,309 @@ both_drivers! {
         assert!(origin.requests().is_empty(), "nothing reached the origin");
     }
 }
+
+/// `tests/grpc/server.py`: a grpcio server on 127.0.0.1:0, its later stdout lines kept for
+/// `wait_line`; killed by its PID on drop.
+struct GrpcServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl GrpcServer {
+    fn start(py: &PathBuf, args: &[&str]) -> GrpcServer {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/server.py");
+        let mut child = Command::new(py)
+            .arg(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the grpcio server");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("ready line");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("grpcio server said {line:?}"));
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = lines.clone();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                keep.lock().expect("lines").push(l);
+            }
+        });
+        GrpcServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            lines,
+        }
+    }
+
+    /// Whether a stdout line equal to `line` came within `within`.
+    fn wait_line(&self, line: &str, within: std::time::Duration) -> bool {
+        let end = std::time::Instant::now() + within;
+        loop {
+            if self.lines.lock().expect("lines").iter().any(|l| l == line) {
+                return true;
+            }
+            if std::time::Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM: a graceful stop (GOAWAY, calls in flight finish).
+    fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway in front of `servers` as one HTTP/2 upstream (`protocol`, `extra` upstream
+/// fields), every path routed to it, with `more` appended (routes first match in order,
+/// so `more` cannot take paths from the catch-all: it is placed before it).
+fn h2_gateway(servers: &[SocketAddr], upstream: &str, more: &str, d: Driver) -> Gateway {
+    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [limits]\nmax_body_bytes = 16777216\n\n\
+         [timeouts]\nupstream_connect = \"1s\"\n\n\
+         [[upstreams]]\nname = \"grpc\"\nservers = [{}]\n{upstream}\n\n\
+         {more}\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"grpc\"\n",
+        list.join(", ")
+    );
+    Gateway::start(&cfg, d)
+}
+
+both_drivers! {
+    fn every_grpc_call_kind_streams_through_ringway_to_a_grpcio_server(d) {
+        let Some(py) = python() else { return };
+        let server = GrpcServer::start(&py, &[]);
+        let log = std::env::temp_dir().join(format!(
+            "ringway-grpc-log-{}-{}.log", std::process::id(), d.env()));
+        let _ = std::fs::remove_file(&log);
+        let more = format!("[access_log]\npath = \"{}\"\n", log.display());
+        let gw = h2_gateway(&[server.addr], "protocol = \"h2c\"", &more, d);
+        let a = gw.addr();
+        // Unary, with request metadata (a -bin one too) back as trailing metadata.
+        let r = call(&py, a, "/test.Echo/Unary",
+            &["--meta", "x-meta-k=v", "--meta", "x-meta-b-bin=00ff01"]);
+        assert_eq!((&r["code"], &r["echoed"]), (&"OK".into(), &true.into()), "{r}");
+        let trailing = r["trailing"].to_string();
+        assert!(trailing.contains(r#"["x-meta-k","v"]"#)
+            && trailing.contains(r#"["x-meta-b-bin","00ff01"]"#), "{r}");
+        // What reached the server: the metadata, the forwarding fields, no hop-by-hop.
+        let who = call(&py, a, "/test.Echo/Who", &["--meta", "x-meta-b-bin=00ff01"]);
+        let seen = who["reply"].as_str().unwrap_or_default().to_string();
+        assert!(seen.contains("x-meta-b-bin=00ff01"), "{seen}");
+        assert!(seen.contains("x-forwarded-for=127.0.0.1"), "{seen}");
+        assert!(seen.contains("x-forwarded-proto=http"), "{seen}");
+        assert!(!seen.contains("connection="), "{seen}");
+        // Server streaming: 1,000 messages.
+        let r = call(&py, a, "/test.Echo/ServerStream",
+            &["--kind", "server", "--request", "1000 100"]);
+        assert_eq!((&r["code"], &r["responses"]), (&"OK".into(), &1000.into()), "{r}");
+        // Client streaming: 1,000 messages.
+        let r = call(&py, a, "/test.Echo/ClientStream",
+            &["--kind", "client", "--stream", "1000", "--size", "100"]);
+        assert_eq!((&r["code"], &r["reply"]), (&"OK".into(), &"1000 100000".into()), "{r}");
+        // Bidirectional: 1,000 messages each way, in order.
+        let r = call(&py, a, "/test.Echo/Bidi", &["--stream", "1000", "--size", "64"]);
+        assert_eq!((&r["code"], &r["responses"], &r["echoed"]),
+            (&"OK".into(), &1000.into(), &true.into()), "{r}");
+        // Interleaved: each message goes only once the reply to the one before came back,
+        // so nothing waits for the client to half-close.
+        let r = call(&py, a, "/test.Echo/Bidi",
+            &["--kind", "interleave", "--stream", "50", "--size", "10"]);
+        assert_eq!((&r["code"], &r["responses"]), (&"OK".into(), &50.into()), "{r}");
+        // 4 MiB each way.
+        let r = call(&py, a, "/test.Echo/Unary", &["--size", "4194304"]);
+        assert_eq!((&r["code"], &r["echoed"]), (&"OK".into(), &true.into()), "{r}");
+        // A server's error status, with its message.
+        let r = call(&py, a, "/test.Echo/Unary",
+            &["--meta", "x-status=9", "--meta", "x-message=not now"]);
+        assert_eq!((&r["code"], &r["details"]),
+            (&"FAILED_PRECONDITION".into(), &"not now".into()), "{r}");
+        // 200 calls at once on one channel.
+        let r = call(&py, a, "/test.Echo/Unary", &["--concurrent", "200"]);
+        assert_eq!((&r["code"], &r["responses"], &r["echoed"]),
+            (&"OK".into(), &200.into(), &true.into()), "{r}");
+        // The access log's and the metrics' gRPC status.
+        let metrics = get(gw.admin_addr(), "/metrics").body_text();
+        assert!(metrics.lines().any(|l| l.starts_with("ringway_grpc_responses_total{status=\"FAILED_PRECONDITION\"} ")),
+            "{metrics}");
+        let lines = eventually("the gRPC statuses in the access log").until(|| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("\"grpc_status\":9").then_some(text)
+        });
+        assert!(lines.lines().any(|l| l.contains("\"status\":200") && l.contains("\"grpc_status\":0")),
+            "{lines}");
+        let _ = std::fs::remove_file(&log);
+    }
+
+    fn grpc_deadlines_and_cancellations_reach_the_grpcio_server(d) {
+        let Some(py) = python() else { return };
+        let server = GrpcServer::start(&py, &[]);
+        let gw = h2_gateway(&[server.addr], "protocol = \"h2c\"", "", d);
+        // The client cancels mid-call: the server sees its call cancelled at once (the
+        // upstream stream is reset), not after the 5 s it would sleep.
+        let start = std::time::Instant::now();
+        let r = call(&py, gw.addr(), "/test.Echo/Sleep",
+            &["--request", "5", "--cancel-after", "0.5", "--meta", "x-id=c1"]);
+        assert_eq!(r["code"], "CANCELLED", "{r}");
+        assert!(server.wait_line("cancelled c1", std::time::Duration::from_secs(3)),
+            "the cancellation reached the server");
+        assert!(start.elapsed() < std::time::Duration::from_secs(4));
+        // A deadline shorter than the call: DEADLINE_EXCEEDED on time, and the server's call
+        // ends too.
+        let start = std::time::Instant::now();
+        let r = call(&py, gw.addr(), "/test.Echo/Sleep",
+            &["--request", "5", "--timeout", "0.4", "--meta", "x-id=d1"]);
+        assert_eq!(r["code"], "DEADLINE_EXCEEDED", "{r}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(3));
+        assert!(server.wait_line("cancelled d1", std::time::Duration::from_secs(3)));
+    }
+
+    fn a_grpc_upstream_going_away_or_down_is_told_apart(d) {
+        let Some(py) = python() else { return };
+        let a = GrpcServer::start(&py, &[]);
+        let b = GrpcServer::start(&py, &[]);
+        let gw = h2_gateway(&[a.addr, b.addr], "protocol = \"h2c\"", "", d);
+        let addr = gw.addr();
+        // Calls in flight on both servers; one of them stops gracefully (GOAWAY): every
+        // call in flight still completes, and new calls go on.
+        let calls: Vec<_> = (0..6)
+            .map(|i| {
+                let py = py.clone();
+                std::thread::spawn(move || {
+                    let id = format!("x-id=g{i}");
+                    call(&py, addr, "/test.Echo/Sleep", &["--request", "1", "--meta", &id])
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        a.terminate();
+        assert!(a.wait_line("stopping", std::time::Duration::from_secs(3)));
+        for _ in 0..4 {
+            let r = call(&py, addr, "/test.Echo/Unary", &[]);
+            assert_eq!(r["code"], "OK", "a new call after the GOAWAY: {r}");
+        }
+        for c in calls {
+            let r = c.join().expect("call");
+            assert_eq!((&r["code"], &r["reply"]), (&"OK".into(), &"slept".into()), "{r}");
+        }
+        assert!(a.wait_line("stopped", std::time::Duration::from_secs(5)));
+        drop(a);
+        drop(b);
+        // Nothing listens any more: UNAVAILABLE, quickly.
+        let start = std::time::Instant::now();
+        let r = call(&py, addr, "/test.Echo/Unary", &[]);
+        assert_eq!(r["code"], "UNAVAILABLE", "{r}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(3));
+    }
+
+    fn grpc_methods_route_and_deny_by_service_and_method(d) {
+        let Some(py) = python() else { return };
+        let server = GrpcServer::start(&py, &[]);
+        let more = "[[routes]]\npath = \"/test.Echo/Who\"\nupstream = \"grpc\"\n\
+                    rules = { ip_deny = [\"127.0.0.0/8\"] }\n";
+        let gw = h2_gateway(&[server.addr], "protocol = \"h2c\"", more, d);
+        let r = call(&py, gw.addr(), "/test.Echo/Who", &[]);
+        assert_eq!((&r["code"], &r["details"]),
+            (&"PERMISSION_DENIED".into(), &"ringway: 403 Forbidden".into()), "{r}");
+        let r = call(&py, gw.addr(), "/test.Echo/Unary", &[]);
+        assert_eq!(r["code"], "OK", "{r}");
+    }
+
+    fn an_http1_client_reaches_an_http2_upstream_trailers_and_all(d) {
+        let Some(py) = python() else { return };
+        let server = GrpcServer::start(&py, &[]);
+        let origin = BundledOrigin::start();
+        let more = format!(
+            "[[upstreams]]\nname = \"plain\"\nservers = [\"{}\"]\nprotocol = \"h2c\"\n\n\
+             [[routes]]\npath_prefix = \"/bytes/\"\nupstream = \"plain\"\n",
+            origin.addr
+        );
+        let gw = h2_gateway(&[server.addr], "protocol = \"h2c\"", &more, d);
+        // A plain GET over HTTP/1.1 to an h2c origin: length and body intact.
+        let r = get(gw.addr(), "/bytes/100000");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some("100000"));
+        assert_eq!(r.body.len(), 100000);
+        // gRPC over HTTP/1.1 with TE: trailers: the reply chunked, the status and the
+        // trailing metadata as trailer fields.
+        let mut body = vec![0u8, 0, 0, 0, 5];
+        body.extend_from_slice(b"hello");
+        let head = format!(
+            "POST /test.Echo/Unary HTTP/1.1\r\nHost: gw\r\nContent-Type: application/grpc\r\n\
+             TE: trailers\r\nx-meta-t: yes\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut s = connect(gw.addr());
+        send(&mut s, head.as_bytes());
+        send(&mut s, &body);
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !raw.ends_with(b"\r\n\r\n") || !String::from_utf8_lossy(&raw).contains("grpc-status") {
+            use std::io::Read;
+            assert!(std::time::Instant::now() < end, "{}", String::from_utf8_lossy(&raw));
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{text}");
+        assert!(text.contains("transfer-encoding: chunked"), "{text}");
+        assert!(text.contains("hello"), "{text}");
+        let trailer = &text[text.find("\r\n0\r\n").expect("last chunk")..];
+        assert!(trailer.contains("grpc-status: 0"), "{text}");
+        assert!(trailer.contains("x-meta-t: yes"), "{text}");
+    }
+}
+
+#[test]
+fn grpc_over_tls_to_the_upstream_with_alpn_h2() {
+    let Some(py) = python() else { return };
+    let dir = std::env::temp_dir().join(format!("ringway-grpc-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    write_self_signed(&dir);
+    let cert = dir.join("cert.pem").display().to_string();
+    let key = dir.join("key.pem").display().to_string();
+    let server = GrpcServer::start(&py, &["--tls", &cert, &key]);
+    for protocol in ["h2", "auto"] {
+        let upstream = format!(
+            "protocol = \"{protocol}\"\ntls = {{ ca_file = \"{cert}\", server_name = \"localhost\" }}"
+        );
+        let gw = h2_gateway(&[server.addr], &upstream, "", Driver::IoUring);
+        let r = call(
+            &py,
+            gw.addr(),
+            "/test.Echo/Bidi",
+            &["--stream", "100", "--size", "1000"],
+        );
+        assert_eq!(
+            (&r["code"], &r["echoed"]),
+            (&"OK".into(), &true.into()),
+            "{protocol}: {r}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

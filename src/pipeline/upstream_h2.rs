@@ -192,7 +192,10 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         let has_body = framing != BodyFraming::None;
         let finished = |next| Attempt::Finished { next, pool: false };
         let tls = h.tls;
-        let Some(request) = h2_request(&req.obuf, tls, req.head.accepts_trailers()) else {
+        // An HTTP/2 client takes trailers always; an HTTP/1.1 one when it says so.
+        let te_trailers =
+            req.head.version == crate::http::Version::Http2 || req.head.accepts_trailers();
+        let Some(request) = h2_request(&req.obuf, tls, te_trailers) else {
             log::warn!("request head cannot be carried over http/2");
             let refusal = Refusal::Upstream(UpstreamFault::Invalid);
             return (finished(self.refuse(refusal, has_body).await), None);
