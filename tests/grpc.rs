@@ -448,3 +448,88 @@ fn grpc_over_tls_to_the_upstream_with_alpn_h2() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Which server `Who` reached, over `n` calls through `addr`.
+fn who_answers(py: &PathBuf, addr: SocketAddr, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let r = call(py, addr, "/test.Echo/Who", &[]);
+            assert_eq!(r["code"], "OK", "{r}");
+            let reply = r["reply"].as_str().unwrap_or_default();
+            reply.lines().next().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_grpc_health_check_takes_a_server_out_and_back() {
+    let Some(py) = python() else { return };
+    let flag = std::env::temp_dir().join(format!("ringway-grpc-sick-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let sick = flag.display().to_string();
+    let a = GrpcServer::start(&py, &["--name", "a", "--unhealthy", &sick]);
+    let b = GrpcServer::start(&py, &["--name", "b"]);
+    let upstream = "protocol = \"h2c\"\nall_unhealthy = \"fail\"\n\
+        health_check = { grpc = \"\", interval = \"100ms\", timeout = \"1s\", \
+        healthy_threshold = 1, unhealthy_threshold = 1 }";
+    let gw = h2_gateway(&[a.addr, b.addr], upstream, "", Driver::IoUring);
+    let both = eventually("both servers to answer").until(|| {
+        let seen = who_answers(&py, gw.addr(), 4);
+        (seen.contains(&"server=a".to_string()) && seen.contains(&"server=b".to_string()))
+            .then_some(seen)
+    });
+    assert_eq!(both.len(), 4);
+    std::fs::write(&flag, b"").expect("flag");
+    gw.wait_log("is unhealthy: not SERVING");
+    // The workers follow the checker's news within a moment.
+    eventually("server a to be taken out").until(|| {
+        who_answers(&py, gw.addr(), 2)
+            .iter()
+            .all(|s| s == "server=b")
+            .then_some(())
+    });
+    let seen = who_answers(&py, gw.addr(), 6);
+    assert!(seen.iter().all(|s| s == "server=b"), "{seen:?}");
+    std::fs::remove_file(&flag).expect("flag");
+    gw.wait_log("is healthy again");
+    eventually("server a to answer again").until(|| {
+        who_answers(&py, gw.addr(), 4)
+            .contains(&"server=a".to_string())
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_route_retries_a_grpc_status_on_another_server() {
+    let Some(py) = python() else { return };
+    let a = GrpcServer::start(&py, &["--name", "a", "--fail-with", "14"]);
+    let b = GrpcServer::start(&py, &["--name", "b"]);
+    let retry = "[[routes]]\npath_prefix = \"/test.Echo/\"\nupstream = \"grpc\"\n\
+                 retries = { attempts = 2, on = [\"unavailable\"] }\n";
+    let gw = h2_gateway(
+        &[a.addr, b.addr],
+        "protocol = \"h2c\"",
+        retry,
+        Driver::IoUring,
+    );
+    // Every call succeeds: the ones that went to `a` first were sent again to `b`, with
+    // their body (a unary request body, kept for it).
+    for _ in 0..6 {
+        let r = call(&py, gw.addr(), "/test.Echo/Unary", &["--size", "1000"]);
+        assert_eq!(
+            (&r["code"], &r["echoed"]),
+            (&"OK".into(), &true.into()),
+            "{r}"
+        );
+    }
+    assert!(
+        a.wait_line("failed 1000", std::time::Duration::from_secs(2)),
+        "a was tried"
+    );
+    // Without the retry, half the calls fail.
+    let gw = h2_gateway(&[a.addr, b.addr], "protocol = \"h2c\"", "", Driver::IoUring);
+    let codes: Vec<String> = (0..4)
+        .map(|_| call(&py, gw.addr(), "/test.Echo/Unary", &[])["code"].to_string())
+        .collect();
+    assert!(codes.iter().any(|c| c.contains("UNAVAILABLE")), "{codes:?}");
+}

@@ -447,6 +447,8 @@ pub fn resolve_names(cfg: &GatewayConfig) -> Resolved {
     out
 }
 
+use crate::config::UpstreamProtocol;
+
 impl Compiled {
     /// Every upstream as the health checker sees it, in config order.
     pub fn health_targets(&self) -> Vec<crate::upstream::health::Checked<'_>> {
@@ -457,6 +459,11 @@ impl Compiled {
                 servers: &u.servers,
                 lb: &u.lb,
                 tls: u.tls.is_some(),
+                h2_tls: u
+                    .tls
+                    .as_ref()
+                    .filter(|_| u.protocol != UpstreamProtocol::Http1),
+                hosts: &u.hosts,
             })
             .collect()
     }

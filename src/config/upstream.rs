@@ -98,6 +98,9 @@ pub struct HealthCheckConfig {
     pub healthy_threshold: u32,
     /// Consecutive failures that make a healthy server unhealthy.
     pub unhealthy_threshold: u32,
+    /// A gRPC health check of this service (`grpc.health.v1.Health/Check`; "" = the whole
+    /// server) instead of `GET path`; HTTP/2 upstreams only.
+    pub grpc: Option<String>,
 }
 
 impl Default for HealthCheckConfig {
@@ -110,6 +113,7 @@ impl Default for HealthCheckConfig {
             timeout: h::TIMEOUT,
             healthy_threshold: h::HEALTHY_THRESHOLD,
             unhealthy_threshold: h::UNHEALTHY_THRESHOLD,
+            grpc: None,
         }
     }
 }

@@ -83,6 +83,12 @@ fn upstream(p: &str, u: &UpstreamConfig, e: &mut Vec<ConfigError>) {
     }
     if let Some(h) = &u.health_check {
         let q = format!("{p}.health_check");
+        if h.grpc.is_some() && u.protocol == UpstreamProtocol::Http1 {
+            push(
+                format!("{q}.grpc"),
+                "a gRPC health check needs protocol = \"h2c\", \"h2\" or \"auto\"".into(),
+            );
+        }
         if !h.path.starts_with('/') || h.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             push(
                 format!("{q}.path"),

@@ -1,7 +1,9 @@
 //! Active health checks: ONE checker thread per process probes every server of every upstream
 //! with a `health_check` (a blocking `GET path` over a fresh std `TcpStream`, `Connection:
 //! close`; a 2xx status within `timeout` is a success; for a TLS upstream only the TCP
-//! connect is checked), counts successes and failures in a row, and on a transition logs it
+//! connect is checked; with `grpc = "service"`, `grpc.health.v1.Health/Check` over HTTP/2 on
+//! a fresh connection, h2c or TLS as the upstream speaks, SERVING within `timeout` a
+//! success), counts successes and failures in a row, and on a transition logs it
 //! and sends it to every worker's channel. A worker drains its channel from a small task
 //! every `POLL` (never on the request path) into its own `State`. Every server starts
 //! healthy. Probes run one after another: an upstream with many slow servers checks each
@@ -31,6 +33,10 @@ pub struct Checked<'a> {
     pub lb: &'a Lb,
     /// Its servers speak TLS.
     pub tls: bool,
+    /// Its TLS settings when it speaks HTTP/2 over TLS (a gRPC check then runs over them).
+    pub h2_tls: Option<&'a crate::tls::UpstreamTls>,
+    /// Its servers' configured host names (TLS names), in config order.
+    pub hosts: &'a [String],
 }
 
 /// How often a worker looks at its channel.
@@ -54,6 +60,8 @@ struct Target {
     addr: SocketAddr,
     request: Vec<u8>,
     tls: bool,
+    /// For a gRPC check over TLS: the settings and the server's name.
+    h2_tls: Option<(crate::tls::UpstreamTls, String)>,
     check: HealthCheckConfig,
     healthy: bool,
     streak: u32,
@@ -123,6 +131,9 @@ fn targets(upstreams: &[Checked<'_>]) -> Vec<Target> {
                 addr: *addr,
                 request,
                 tls: up.tls,
+                h2_tls: up
+                    .h2_tls
+                    .map(|t| (t.clone(), up.hosts.get(i).cloned().unwrap_or_default())),
                 check: check.clone(),
                 healthy: true,
                 streak: 0,
@@ -134,6 +145,21 @@ fn targets(upstreams: &[Checked<'_>]) -> Vec<Target> {
 }
 
 fn run(mut targets: Vec<Target>, txs: Vec<Sender<HealthEvent>>, stop: Receiver<()>) {
+    // gRPC checks speak HTTP/2 through the `h2` codec, on a small runtime of this thread's.
+    let mut rt = if targets.iter().any(|t| t.check.grpc.is_some()) {
+        match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                log::error!("health checks: no runtime for gRPC checks: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     loop {
         let Some(next) = targets.iter().map(|t| t.due).min() else {
             return;
@@ -147,7 +173,11 @@ fn run(mut targets: Vec<Target>, txs: Vec<Sender<HealthEvent>>, stop: Receiver<(
         }
         let now = Instant::now();
         for t in targets.iter_mut().filter(|t| t.due <= now) {
-            let result = probe(t);
+            let result = match (&t.check.grpc, &mut rt) {
+                (Some(service), Some(rt)) => rt.block_on(grpc_probe(t, service)),
+                (Some(_), None) => Err("no runtime for gRPC checks".into()),
+                (None, _) => probe(t),
+            };
             if stopped(&stop) {
                 return;
             }
@@ -199,6 +229,120 @@ impl Target {
 }
 
 /// One probe: Ok on a 2xx answer (or, for TLS upstreams, a completed connect).
+/// A gRPC health check: `grpc.health.v1.Health/Check` for `service` over HTTP/2 (h2c, or
+/// TLS with ALPN h2 for a TLS upstream), within the timeout; SERVING is a success.
+async fn grpc_probe(t: &Target, service: &str) -> Result<(), String> {
+    match monoio::time::timeout(t.check.timeout.0, grpc_check(t, service)).await {
+        Ok(r) => r,
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+async fn grpc_check(t: &Target, service: &str) -> Result<(), String> {
+    match &t.h2_tls {
+        Some((tls, host)) => {
+            let (io, h2) = tls
+                .connect_h2(t.addr, host)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            if !h2 {
+                return Err("the server did not pick h2".into());
+            }
+            grpc_exchange(io, t, service).await
+        }
+        None => {
+            let tcp = monoio::net::TcpStream::connect(t.addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let io = tcp.try_into_poll_io().map_err(|(e, _)| e.to_string())?;
+            grpc_exchange(io, t, service).await
+        }
+    }
+}
+
+/// The check's one call on a connection `io`.
+async fn grpc_exchange<T>(io: T, t: &Target, service: &str) -> Result<(), String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use bytes::Bytes;
+    use std::future::poll_fn;
+    let (mut send, driver) = h2::client::handshake(io)
+        .await
+        .map_err(|e| format!("http/2 handshake: {e}"))?;
+    let scheme = if t.h2_tls.is_some() { "https" } else { "http" };
+    let host = t.check.host.as_deref().unwrap_or("health");
+    let request = http::Request::post(format!("{scheme}://{host}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("user-agent", "ringway-health")
+        .body(())
+        .map_err(|e| e.to_string())?;
+    // HealthCheckRequest { string service = 1; }, in a gRPC message.
+    let mut body = vec![0u8; 5];
+    if !service.is_empty() {
+        body.push(0x0a);
+        put_varint(&mut body, service.len() as u64);
+        body.extend_from_slice(service.as_bytes());
+    }
+    let len = (body.len() - 5) as u32;
+    body[1..5].copy_from_slice(&len.to_be_bytes());
+    let exchange = async {
+        let (response, mut stream) = send
+            .send_request(request, false)
+            .map_err(|e| e.to_string())?;
+        stream
+            .send_data(Bytes::from(body), true)
+            .map_err(|e| e.to_string())?;
+        let response = response.await.map_err(|e| e.to_string())?;
+        if response.status() != 200 {
+            return Err(format!("HTTP status {}", response.status()));
+        }
+        let head_status = response.headers().get("grpc-status").cloned();
+        let mut recv = response.into_body();
+        let mut reply = Vec::new();
+        while let Some(data) = poll_fn(|cx| recv.poll_data(cx)).await {
+            let data = data.map_err(|e| e.to_string())?;
+            let _ = recv.flow_control().release_capacity(data.len());
+            if reply.len() < 1024 {
+                reply.extend_from_slice(&data);
+            }
+        }
+        let trailers = poll_fn(|cx| recv.poll_trailers(cx))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status").cloned())
+            .or(head_status);
+        match status.as_ref().map(|v| v.as_bytes()) {
+            Some(b"0") => {}
+            Some(code) => return Err(format!("grpc-status {}", String::from_utf8_lossy(code))),
+            None => return Err("no grpc-status".into()),
+        }
+        // HealthCheckResponse { ServingStatus status = 1; } after the 5-byte prefix:
+        // SERVING is 1.
+        match reply.get(5..) {
+            Some([0x08, 1, ..]) => Ok(()),
+            _ => Err("not SERVING".into()),
+        }
+    };
+    let mut driver = std::pin::pin!(driver);
+    let mut exchange = std::pin::pin!(exchange);
+    monoio::select! {
+        r = &mut exchange => r,
+        r = &mut driver => Err(format!("connection ended: {r:?}")),
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 fn probe(t: &Target) -> Result<(), String> {
     let timeout = t.check.timeout.0;
     let deadline = Instant::now() + timeout;
@@ -284,6 +428,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             request: Vec::new(),
             tls: false,
+            h2_tls: None,
             check: HealthCheckConfig {
                 healthy_threshold,
                 unhealthy_threshold,

@@ -13,7 +13,10 @@ bytes out, no code generation (generic handlers). Methods of /test.Echo/:
 - Bidi: each request message back as it arrives (replies flow before the client half-closes).
 - Sleep: the request is seconds as text; replies "slept" after them, unless the call is
   cancelled first, which prints "cancelled PEER-ID" (the "x-id" metadata) on stdout.
-- Who: the reply is the request's metadata as "key=value" lines (what reached the server).
+- Who: the reply is "server=NAME" (--name), then the request's metadata as "key=value"
+  lines (what reached the server).
+
+--fail-with N makes Unary end every call with status N (printing "failed SIZE").
 
 grpc.health.v1.Health/Check answers SERVING, or NOT_SERVING while the file given by
 --unhealthy exists. SIGTERM stops the server gracefully (GOAWAY, calls in flight finish
@@ -28,6 +31,9 @@ import time
 from concurrent import futures
 
 import grpc
+
+
+ARGS = None
 
 
 def say(line):
@@ -48,6 +54,10 @@ def meta(context, key):
 
 def unary(request, context):
     context.set_trailing_metadata(trailing(context))
+    if ARGS.fail_with is not None:
+        say(f"failed {len(request)}")
+        code = next(c for c in grpc.StatusCode if c.value[0] == ARGS.fail_with)
+        context.abort(code, "failing on purpose")
     status = meta(context, "x-status")
     if status is not None:
         code = next(c for c in grpc.StatusCode if c.value[0] == int(status))
@@ -97,7 +107,7 @@ def sleep(request, context):
 
 
 def who(request, context):
-    lines = []
+    lines = [f"server={ARGS.name}"]
     for k, v in context.invocation_metadata():
         if isinstance(v, bytes):
             v = v.hex()
@@ -109,7 +119,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     ap.add_argument("--unhealthy", help="health says NOT_SERVING while this file exists")
-    args = ap.parse_args()
+    ap.add_argument("--name", default="server", help="Who's first line: server=NAME")
+    ap.add_argument("--fail-with", type=int, help="Unary always ends with this status")
+    global ARGS
+    args = ARGS = ap.parse_args()
 
     ident = lambda b: b  # noqa: E731
     echo = grpc.method_handlers_generic_handler(
