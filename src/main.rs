@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "ringway",
     version,
-    about = "Thread-per-core HTTP/1.1 API gateway"
+    about = "Thread-per-core HTTP/1.1, HTTP/2 and gRPC API gateway"
 )]
 struct Cli {
     #[command(subcommand)]

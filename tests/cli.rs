@@ -70,6 +70,15 @@ fn the_policy_example_passes_check() {
 }
 
 #[test]
+fn the_grpc_example_passes_check() {
+    let stdout = check_example("grpc.toml");
+    assert!(
+        stdout.contains("3 upstream(s) with 4 server(s), 4 route(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn version_prints_the_crate_version() {
     let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
         .arg("--version")
