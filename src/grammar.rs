@@ -1,6 +1,7 @@
-//! RFC 9110's field grammar: tokens, field-value bytes and the hop-by-hop field names. The
-//! one definition that the HTTP parser (`http`) and the config validator (`config`, for the
-//! field names and values a user writes) both check against. A leaf: it imports nothing of
+//! RFC 9110's field grammar: tokens, field-value bytes and the hop-by-hop field names, and
+//! the names of gRPC's status codes. The one definition that the HTTP parser (`http`) and
+//! the config validator (`config`, for the field names and values a user writes, and the
+//! gRPC statuses a route retries) both check against. A leaf: it imports nothing of
 //! the crate and does no I/O.
 //!
 //! Where it sits: a leaf, below `config` and `http`.
@@ -37,3 +38,24 @@ pub fn is_field_value(s: &[u8]) -> bool {
     s.iter()
         .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
+
+/// The names of the gRPC status codes, by code (0..=16).
+pub const GRPC_STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];

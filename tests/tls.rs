@@ -648,6 +648,34 @@ both_drivers! {
         assert_eq!(get(gw.addr(), "/").status, 502);
     }
 
+    fn protocol_auto_speaks_http1_to_a_server_whose_handshake_picks_no_h2(driver) {
+        // The origin offers no ALPN protocol: the first request's handshake offers h2 and
+        // http/1.1, gets neither, and the worker remembers the server speaks HTTP/1.1; that
+        // request and every later one go over pooled HTTP/1.1 connections.
+        let dir = Dir::new("up-auto");
+        let backend_ca = ca("backend CA");
+        dir.write("backend-ca.pem", &backend_ca.cert.pem());
+        let origin = TlsOrigin::start(&leaf(&backend_ca, &["127.0.0.1"], "api", false, 5), None, "auto hello");
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+             [[upstreams]]\nname = \"secure\"\nservers = [\"{}\"]\nprotocol = \"auto\"\n\
+             tls = {{ ca_file = \"backend-ca.pem\" }}\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"secure\"\n",
+            origin.addr
+        );
+        let gw = Gateway::start_in(&cfg, driver, dir.path());
+        let mut r = Reader::new(connect(gw.addr()));
+        for _ in 0..3 {
+            r.send(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n");
+            let resp = r.response().expect("response");
+            assert_eq!(resp.status, 200);
+            assert_eq!(resp.body, b"auto hello");
+        }
+        // One pooled connection carried the three requests (the origin counts connections
+        // that carried a request: the probing handshake carried none).
+        assert_eq!(origin.handshakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     fn a_tls_connection_is_never_lent_to_an_upstream_with_other_tls_settings(driver) {
         // Two upstreams on one TLS address, as virtual hosts behind one IP: the
         // certificate holds only the first one's name.

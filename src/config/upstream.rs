@@ -202,7 +202,7 @@ pub fn parse_retry_on(s: &str) -> Result<RetryOn, String> {
     if s == "connect" {
         return Ok(RetryOn::Connect);
     }
-    if let Some(code) = crate::http::grpc::STATUS_NAMES
+    if let Some(code) = crate::grammar::GRPC_STATUS_NAMES
         .iter()
         .skip(1)
         .position(|n| n.eq_ignore_ascii_case(s) && s.bytes().all(|b| !b.is_ascii_uppercase()))

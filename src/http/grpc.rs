@@ -6,25 +6,7 @@
 //! "protocol error".
 
 /// The names of the gRPC status codes, by code (0..=16).
-pub const STATUS_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
+pub use crate::grammar::GRPC_STATUS_NAMES as STATUS_NAMES;
 
 /// 1 to `max_len` decimal digits, nothing else.
 fn decimal(digits: &[u8], max_len: usize) -> Option<u64> {

@@ -18,6 +18,7 @@
 //! `compiled`, `io` and `http`.
 
 mod access;
+mod attempt;
 mod exchange;
 pub mod forward;
 pub mod front;

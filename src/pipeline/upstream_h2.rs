@@ -31,7 +31,7 @@ use h2::SendStream;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request};
 
-use super::exchange::{duplex, Attempt, BodyEnd, Plan, Retried, Step};
+use super::attempt::{duplex, Attempt, BodyEnd, Conn, Plan, Replay, Retried, Step};
 use super::front::{BodySource, Front, HeadOut, Payload, ResponseSink, SendFail};
 use super::outcome::{Holdback, Next, Refusal, UpstreamFault};
 use super::response::{upstream_limits, Exchange, RespOutcome};
@@ -43,50 +43,8 @@ use crate::io::deadline::BodyDeadline;
 use crate::io::Connector;
 use crate::upstream::h2pool::{self, Dial, H2Lease, LeaseError};
 
-/// Most request body bytes kept for another attempt.
-pub const REPLAY_MAX: usize = 64 * 1024;
-
 /// Response DATA gathered before one write to the client, when more is already in.
 const GATHER: usize = 64 * 1024;
-
-/// The request body as sent on an HTTP/2 upstream, kept for another attempt.
-#[derive(Default)]
-pub(super) struct Replay {
-    pieces: Vec<Bytes>,
-    size: usize,
-    /// The body source was started (`BodySource::begin`).
-    begun: bool,
-    /// The whole body went out (and is in `pieces` unless `over`).
-    whole: bool,
-    /// More than `REPLAY_MAX`: pieces were let go.
-    over: bool,
-    trailers: Option<HeaderMap>,
-}
-
-impl Replay {
-    fn keep(&mut self, data: &Bytes) {
-        if self.over {
-            return;
-        }
-        self.size += data.len();
-        if self.size > REPLAY_MAX {
-            self.over = true;
-            self.pieces = Vec::new();
-        } else {
-            self.pieces.push(data.clone());
-        }
-    }
-
-    /// Another attempt can send every body byte taken so far.
-    pub(super) fn can_replay(&self) -> bool {
-        !self.over
-    }
-
-    /// The whole body is here for another attempt.
-    fn is_whole(&self) -> bool {
-        self.whole && !self.over
-    }
-}
 
 /// One attempt's stream.
 pub(super) struct H2Exchange<'a> {
@@ -153,14 +111,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             }
         };
         let attempt = self
-            .attempt::<C::Conn>(
-                cfg,
-                route,
-                up,
-                super::exchange::Conn::H2(&lease),
-                plan,
-                body_deadline,
-            )
+            .attempt::<C::Conn>(cfg, route, up, Conn::H2(&lease), plan, body_deadline)
             .await;
         match attempt {
             Attempt::Finished { next, .. } => Step::Done(next),
