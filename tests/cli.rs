@@ -308,7 +308,35 @@ fn bad_balancing_health_and_retry_fields_name_the_field() {
         ),
         (
             &format!("{base}{one}{route}retries = {{ on = [\"404\"] }}\n"),
-            "FILE: routes[0].retries.on[0]: \"404\" is not \"connect\" or a status",
+            "FILE: routes[0].retries.on[0]: \"404\" is not \"connect\", a status",
+        ),
+        (
+            &format!("{base}{one}{route}retries = {{ on = [\"UNAVAILABLE\", \"ok\"] }}\n"),
+            "FILE: routes[0].retries.on[0]: \"UNAVAILABLE\" is not \"connect\", a status",
+        ),
+        (
+            &format!("{base}{one}{route}retries = {{ on = [\"ok\"] }}\n"),
+            "FILE: routes[0].retries.on[0]: \"ok\" is not",
+        ),
+        (
+            &format!("{base}{one}protocol = \"h2\"\n"),
+            "FILE: upstreams[0].protocol: \"h2\" and \"auto\" need tls",
+        ),
+        (
+            &format!("{base}{one}protocol = \"h2c\"\ntls = {{}}\n"),
+            "FILE: upstreams[0].protocol: \"h2c\" is HTTP/2 in the clear",
+        ),
+        (
+            &format!("{base}{one}protocol = \"h3\"\n"),
+            "FILE: upstreams[0].protocol:",
+        ),
+        (
+            &format!("{base}{one}protocol = \"h2c\"\nhttp2_connections = 0\n"),
+            "FILE: upstreams[0].http2_connections: 0 is out of range: 1 to 1000",
+        ),
+        (
+            &format!("{base}{one}health_check = {{ grpc = \"\" }}\n"),
+            "FILE: upstreams[0].health_check.grpc: a gRPC health check needs protocol",
         ),
     ];
     assert_each_fails(cases);

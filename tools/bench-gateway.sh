@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Gateway command for ../shared/bench/peers.sh: writes a one-route config for the harness's
 # LISTEN_ADDR / ORIGIN_ADDR into PEER_DIR and execs ringway with one worker.
+# UPSTREAM_PROTOCOL=h2c speaks HTTP/2 to the origin (tools/h2-peers.sh UPSTREAM=h2c).
 # RINGWAY_BENCH_POLICY=1 adds JWT auth (HS256, secret $RINGWAY_BENCH_JWT_SECRET) and a
 # rate limit per consumer to the route (see tools/policy-cost.sh).
 set -euo pipefail
@@ -18,6 +19,7 @@ max_body_bytes = 0
 name = "origin"
 servers = ["$ORIGIN_ADDR"]
 keepalive = 256             # same idle-pool size as the nginx peer
+protocol = "${UPSTREAM_PROTOCOL:-http1}"
 
 [[routes]]
 path_prefix = "/"

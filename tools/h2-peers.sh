@@ -9,6 +9,10 @@
 #   REPEATS=1 DURATION=5 SCENARIOS="small_c64_m10" tools/h2-peers.sh
 #   BASE_BIN=/path/to/older/ringway tools/h2-peers.sh   # that build too, as "base"
 #     (in the same run, to tell a change of ringway's from the noise of this machine)
+#   UPSTREAM=h2c tools/h2-peers.sh   # HTTP/2 on both sides: the bundled origin (h2c, gRPC
+#     echo) behind nginx `grpc_pass`, HAProxy `proto h2` and ringway `protocol = "h2c"`;
+#     scenarios: gRPC unary calls (h2load POSTing one small gRPC message, 64 streams on 4
+#     connections) and small GETs. A scenario's fifth field `grpc` makes it gRPC.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -17,15 +21,20 @@ REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-1}
 PROXIES=${PROXIES:-"nginx haproxy ringway"}
-# name:path:connections:streams
-SCENARIOS=${SCENARIOS:-"small_c64_m10:/small:64:10 small_c1_m1:/small:1:1 1m_c8_m1:/1m.bin:8:1"}
+UPSTREAM=${UPSTREAM:-http1}
+# name:path:connections:streams[:grpc]
+if [[ $UPSTREAM == h2c ]]; then
+  SCENARIOS=${SCENARIOS:-"grpc_unary_c4_m16:/ringway.Echo/Unary:4:16:grpc small_c64_m10:/small:64:10"}
+else
+  SCENARIOS=${SCENARIOS:-"small_c64_m10:/small:64:10 small_c1_m1:/small:1:1 1m_c8_m1:/1m.bin:8:1"}
+fi
 CPU_PROXY=${CPU_PROXY:-0}
 CPU_REST=${CPU_REST:-1}
 ORIGIN_PORT=9001; ORIGIN_STATUS_PORT=9002
 declare -A PORT=([nginx]=9111 [haproxy]=9121 [ringway]=9131 [base]=9141)
 if [[ -n "${BASE_BIN:-}" && " $PROXIES " != *" base "* ]]; then PROXIES="$PROXIES base"; fi
 for t in nginx haproxy h2load; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }; done
-cargo build --release --bin ringway >/dev/null
+cargo build --release --bin ringway --bin ringway-origin >/dev/null
 run_dir=$(mktemp -d /tmp/ringway-h2peers.XXXXXX); chmod 755 "$run_dir"
 out=${OUT:-$root/target/h2-peers/$(date +%Y%m%dT%H%M%S)}
 mkdir -p "$out"
@@ -39,9 +48,16 @@ HZ=$(getconf CLK_TCK)
 
 mkdir -p "$run_dir/origin/tmp" "$run_dir/origin/www"
 head -c 65536 /dev/zero > "$run_dir/origin/www/64k.bin"; head -c 1048576 /dev/zero > "$run_dir/origin/www/1m.bin"; chmod -R a+rX "$run_dir/origin"
-render "$conf/origin-nginx.conf" "$run_dir/origin/nginx.conf"
-taskset -c "$CPU_REST" nginx -p "$run_dir/origin/" -c "$run_dir/origin/nginx.conf" -e "$run_dir/origin/error.log" >"$run_dir/origin.out" 2>&1 &
+if [[ $UPSTREAM == h2c ]]; then
+  taskset -c "$CPU_REST" "$root/target/release/ringway-origin" --listen 127.0.0.1:$ORIGIN_PORT --quiet >"$run_dir/origin.out" 2>&1 &
+else
+  render "$conf/origin-nginx.conf" "$run_dir/origin/nginx.conf"
+  taskset -c "$CPU_REST" nginx -p "$run_dir/origin/" -c "$run_dir/origin/nginx.conf" -e "$run_dir/origin/error.log" >"$run_dir/origin.out" 2>&1 &
+fi
 PID[origin]=$!; wait_port $ORIGIN_PORT || { echo "origin did not start" >&2; exit 1; }
+# One gRPC message of 10 bytes (a 5-byte prefix: not compressed, the length).
+printf '\x00\x00\x00\x00\x0a0123456789' > "$run_dir/grpc.msg"
+GRPC_ARGS=(-d "$run_dir/grpc.msg" -H "content-type: application/grpc" -H "te: trailers")
 
 for p in $PROXIES; do
   mkdir -p "$run_dir/$p/tmp"
@@ -49,17 +65,20 @@ for p in $PROXIES; do
     nginx)
       render "$conf/proxy-nginx.conf" "$run_dir/nginx/nginx.conf" "${PORT[nginx]}"
       sed -i "s|listen 127.0.0.1:${PORT[nginx]} backlog=4096;|listen 127.0.0.1:${PORT[nginx]} http2 backlog=4096;|" "$run_dir/nginx/nginx.conf"
+      [[ $UPSTREAM == h2c ]] && sed -i "s|proxy_pass http://origin;|grpc_pass grpc://origin; grpc_buffer_size 64k;|" "$run_dir/nginx/nginx.conf"
       taskset -c "$CPU_PROXY" nginx -p "$run_dir/nginx/" -c "$run_dir/nginx/nginx.conf" -e "$run_dir/nginx/error.log" >"$run_dir/nginx.out" 2>&1 &
       PID[nginx]=$! ;;
     haproxy)
       render "$conf/haproxy.cfg" "$run_dir/haproxy/haproxy.cfg" "${PORT[haproxy]}"
       sed -i "s|bind 127.0.0.1:${PORT[haproxy]}|bind 127.0.0.1:${PORT[haproxy]} proto h2|" "$run_dir/haproxy/haproxy.cfg"
+      [[ $UPSTREAM == h2c ]] && sed -i "s|server origin 127.0.0.1:$ORIGIN_PORT|server origin 127.0.0.1:$ORIGIN_PORT proto h2|" "$run_dir/haproxy/haproxy.cfg"
       taskset -c "$CPU_PROXY" haproxy -db -f "$run_dir/haproxy/haproxy.cfg" >"$run_dir/haproxy.out" 2>&1 &
       PID[haproxy]=$! ;;
     ringway|base)
       bin=${RINGWAY_BIN:-$root/target/release/ringway}
       [[ $p == base ]] && bin=${BASE_BIN:?BASE_BIN names the older build}
       LISTEN_ADDR=127.0.0.1:${PORT[$p]} ORIGIN_ADDR=127.0.0.1:$ORIGIN_PORT PEER_DIR="$run_dir/$p" \
+        UPSTREAM_PROTOCOL=$([[ $UPSTREAM == h2c ]] && echo h2c || echo http1) \
         RINGWAY_BIN="$bin" \
         taskset -c "$CPU_PROXY" "$root/tools/bench-gateway.sh" >"$run_dir/$p.out" 2>&1 &
       PID[$p]=$! ;;
@@ -70,13 +89,15 @@ done
 printf 'rep\tscenario\tproxy\trps\tp50_us\tp99_us\tcpu_us_req\tok\tfailed\n' > "$out/raw.tsv"
 for rep in $(seq "$REPEATS"); do
   for s in $SCENARIOS; do
-    IFS=: read -r name path conns streams <<<"$s"
+    IFS=: read -r name path conns streams kind <<<"$s"
+    extra=()
+    [[ ${kind:-} == grpc ]] && extra=("${GRPC_ARGS[@]}")
     for p in $PROXIES; do
       url="http://127.0.0.1:${PORT[$p]}$path"
-      taskset -c "$CPU_REST" h2load -t1 -c "$conns" -m "$streams" -D "$WARMUP" "$url" >/dev/null 2>&1 || true
+      taskset -c "$CPU_REST" h2load -t1 -c "$conns" -m "$streams" -D "$WARMUP" "${extra[@]}" "$url" >/dev/null 2>&1 || true
       log="$run_dir/req.log"; rm -f "$log"
       a=$(cpu_ticks "${PID[$p]}")
-      taskset -c "$CPU_REST" h2load -t1 -c "$conns" -m "$streams" -D "$DURATION" --log-file="$log" "$url" > "$out/$name.$p.r$rep.txt" 2>&1 || true
+      taskset -c "$CPU_REST" h2load -t1 -c "$conns" -m "$streams" -D "$DURATION" --log-file="$log" "${extra[@]}" "$url" > "$out/$name.$p.r$rep.txt" 2>&1 || true
       b=$(cpu_ticks "${PID[$p]}")
       ok=$(grep -oP 'requests: .* \K[0-9]+(?= succeeded)' "$out/$name.$p.r$rep.txt" || echo 0)
       failed=$(grep -oP 'succeeded, \K[0-9]+(?= failed)' "$out/$name.$p.r$rep.txt" || echo 0)
