@@ -377,7 +377,8 @@ both_drivers! {
         let origin = BundledOrigin::start();
         let more = format!(
             "[[upstreams]]\nname = \"plain\"\nservers = [\"{}\"]\nprotocol = \"h2c\"\n\n\
-             [[routes]]\npath_prefix = \"/bytes/\"\nupstream = \"plain\"\n",
+             [[routes]]\npath_prefix = \"/bytes/\"\nupstream = \"plain\"\n\n\
+             [[routes]]\npath_prefix = \"/ringway.Echo/\"\nupstream = \"plain\"\n",
             origin.addr
         );
         let gw = h2_gateway(&[server.addr], "protocol = \"h2c\"", &more, d);
@@ -395,29 +396,49 @@ both_drivers! {
              TE: trailers\r\nx-meta-t: yes\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        let mut s = connect(gw.addr());
-        send(&mut s, head.as_bytes());
-        send(&mut s, &body);
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !raw.ends_with(b"\r\n\r\n") || !String::from_utf8_lossy(&raw).contains("grpc-status") {
-            use std::io::Read;
-            assert!(std::time::Instant::now() < end, "{}", String::from_utf8_lossy(&raw));
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("{e}"),
-            }
-        }
-        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
-        assert!(text.starts_with("http/1.1 200"), "{text}");
-        assert!(text.contains("transfer-encoding: chunked"), "{text}");
+        let text = grpc_over_http1(gw.addr(), head.as_bytes(), &body);
         assert!(text.contains("hello"), "{text}");
         let trailer = &text[text.find("\r\n0\r\n").expect("last chunk")..];
         assert!(trailer.contains("grpc-status: 0"), "{text}");
         assert!(trailer.contains("x-meta-t: yes"), "{text}");
+        // A chunked request's trailer fields go on as HTTP/2 trailers: the bundled origin's
+        // echo sends its request trailers' x-meta-* fields back.
+        let head = "POST /ringway.Echo/Unary HTTP/1.1\r\nHost: gw\r\n\
+            Content-Type: application/grpc\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let chunked = b"a\r\n\x00\x00\x00\x00\x05hello\r\n0\r\nx-meta-late: later\r\n\r\n";
+        let text = grpc_over_http1(gw.addr(), head.as_bytes(), chunked);
+        let trailer = &text[text.find("\r\n0\r\n").expect("last chunk")..];
+        assert!(trailer.contains("x-meta-late: later"), "{text}");
+        assert!(trailer.contains("grpc-status: 0"), "{text}");
     }
+}
+
+/// Sends `head` and `body` over HTTP/1.1 and reads the response until its trailer section
+/// (with a `grpc-status`) has ended; lower-cased, checked to be a 200 sent chunked.
+fn grpc_over_http1(addr: SocketAddr, head: &[u8], body: &[u8]) -> String {
+    use std::io::Read;
+    let mut s = connect(addr);
+    send(&mut s, head);
+    send(&mut s, body);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(raw.ends_with(b"\r\n\r\n") && String::from_utf8_lossy(&raw).contains("grpc-status")) {
+        assert!(
+            std::time::Instant::now() < end,
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    text
 }
 
 #[test]

@@ -21,13 +21,24 @@
 //! on the client's side, the frames ringway sends must be whole and belong to streams the
 //! client opened, with nothing on a stream after its end.
 //!
-//! `RINGWAY_MUTATION_CASES` (default 100 000; a fifth of it for HTTP/2) sets the number of cases,
-//! `RINGWAY_MUTATION_SEED` the run seed; a failure prints the run seed, the case's own seed
-//! and the command that replays that case alone (`RINGWAY_MUTATION_CASE_SEED`). The
-//! serialiser round trip lives in `mutation/roundtrip.rs`.
+//! The HTTP/2 upstream mode (`mutation/h2_upstream.rs`) turns it around: one valid HTTP/1.1
+//! request goes to an `h2c` upstream, a real TCP listener of the case's own whose origin
+//! answers with a mutated frame sequence. ringway must not panic or hang, must send the
+//! request upstream at most twice (once more after the server refused it), and the client
+//! must get exactly one strictly valid final response (`wire::check_responses`): the
+//! origin's relayed, ringway's own error, or a relayed one cut short by closing the
+//! connection — never none, two, or bytes after one.
+//!
+//! `RINGWAY_MUTATION_CASES` (default 100 000; a fifth of it for HTTP/2, a fiftieth for
+//! HTTP/2 upstreams) sets the number of cases, `RINGWAY_MUTATION_SEED` the run seed; a
+//! failure prints the run seed, the case's own seed and the command that replays that case
+//! alone (`RINGWAY_MUTATION_CASE_SEED`). The serialiser round trip lives in
+//! `mutation/roundtrip.rs`.
 
 #[path = "mutation/h2.rs"]
 mod h2;
+#[path = "mutation/h2_upstream.rs"]
+mod h2_upstream;
 #[path = "mutation/roundtrip.rs"]
 mod roundtrip;
 #[path = "mutation/seeded.rs"]
@@ -46,13 +57,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::UnixStream;
+use monoio::net::{TcpListener, UnixStream};
 
 use ringway::compiled::Compiled;
+use ringway::config::GatewayConfig;
 use ringway::front::http1::serve;
 use ringway::http::response::parse_response_at;
 use ringway::http::{Limits, ResponseHead};
-use ringway::io::Connector;
+use ringway::io::{Connector, TcpConnector};
 use ringway::notify::LocalNotify;
 use ringway::pipeline::Shared;
 
@@ -287,6 +299,12 @@ impl Sums for h2::Seen {
     }
 }
 
+impl Sums for h2_upstream::Answers {
+    fn sum(&mut self, other: &Self) {
+        self.add(other);
+    }
+}
+
 /// One case ready to run: its client stream and origin response as text (for a failure
 /// message), and the run itself.
 type Case<S> = (
@@ -295,7 +313,7 @@ type Case<S> = (
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Checked<S>, String>>>>,
 );
 
-/// Runs cases `0..total` of `test`, `IN_FLIGHT` at a time so that the ones waiting on a
+/// Runs cases `0..total` of `test`, `in_flight` at a time so that the ones waiting on a
 /// timeout overlap (a new case starts as soon as any ends), on a legacy-driver runtime
 /// with the test config; `case(id, config, name)` draws case `id`. Fails the test on the
 /// first property a case breaks, or on a case that hung; else returns the sum.
@@ -303,6 +321,7 @@ fn run_cases<S: Sums>(
     test: &str,
     run: &Run,
     total: u64,
+    in_flight: usize,
     mut case: impl FnMut(u64, &Rc<Compiled>, Rc<str>) -> Case<S>,
 ) -> Checked<S> {
     let cfg = ringway::config::from_str(CONFIG, "mutation.toml").expect("test config parses");
@@ -324,7 +343,7 @@ fn run_cases<S: Sums>(
             *running < limit
         };
         for id in 0..total {
-            while !settle_until(&mut running, IN_FLIGHT, &done) {
+            while !settle_until(&mut running, in_flight, &done) {
                 wake.notified().await;
             }
             let name: Rc<str> = run.describe(test, id).into();
@@ -347,24 +366,31 @@ fn run_cases<S: Sums>(
     })
 }
 
-/// Runs one case; Err describes the violated property.
-async fn run_case(
+/// A worker's shared state whose upstream connections go to `scripted_origin`s playing
+/// `script`, and the logs of what each of them received.
+fn scripted(
     cfg: &Rc<Compiled>,
-    client_bytes: Vec<u8>,
     script: Script,
-    case: Rc<str>,
-) -> Result<Checked, String> {
+    case: &Rc<str>,
+) -> (Rc<Shared<ScriptedConnector>>, Rc<RefCell<Vec<ConnLog>>>) {
     let logs = Rc::new(RefCell::new(Vec::new()));
     let connector = ScriptedConnector {
         script: Rc::new(script),
         logs: logs.clone(),
         case: case.clone(),
     };
-    let shared = Rc::new(Shared::new(cfg.clone(), connector, 64, 0, 7));
+    (Rc::new(Shared::new(cfg.clone(), connector, 64, 0, 7)), logs)
+}
+
+/// Drives `serve` over a socket pair: the client sends `client_bytes`, then EOF, and reads
+/// everything ringway sends until it closes (never blocking it on a full socket).
+async fn exchange<C: Connector>(
+    shared: &Rc<Shared<C>>,
+    client_bytes: Vec<u8>,
+    case: Rc<str>,
+) -> Result<Vec<u8>, String> {
     let (near, mut far) = UnixStream::pair().map_err(|e| e.to_string())?;
     let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|_| "addr")?;
-    let sent_valid = wire::valid_prefix(&client_bytes);
-    let fates = wire::fates(&client_bytes, cfg);
     let server = monoio::spawn(Named::new(
         case,
         serve(
@@ -377,7 +403,6 @@ async fn run_case(
     ));
     let (_, _) = far.write_all(client_bytes).await;
     let _ = far.shutdown().await;
-    // Read everything ringway sends until it closes (never blocking it on a full socket).
     let mut received = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -389,6 +414,20 @@ async fn run_case(
         }
     }
     server.await;
+    Ok(received)
+}
+
+/// Runs one case; Err describes the violated property.
+async fn run_case(
+    cfg: &Rc<Compiled>,
+    client_bytes: Vec<u8>,
+    script: Script,
+    case: Rc<str>,
+) -> Result<Checked, String> {
+    let (shared, logs) = scripted(cfg, script, &case);
+    let sent_valid = wire::valid_prefix(&client_bytes);
+    let fates = wire::fates(&client_bytes, cfg);
+    let received = exchange(&shared, client_bytes, case).await?;
     drop(shared);
     let mut checked = Checked::default();
     let mut forwarded = Vec::new();
@@ -492,7 +531,7 @@ fn mutated_traffic_never_panics_and_only_valid_requests_reach_the_origin() {
     let run = Run::from_env();
     let total = run.cases();
     let started = Instant::now();
-    let checked = run_cases(TEST, &run, total, |id, compiled, name| {
+    let checked = run_cases(TEST, &run, total, IN_FLIGHT, |id, compiled, name| {
         let (client, script) = make_case(&mut Rng::new(run.case_seed(id)));
         let shown = String::from_utf8_lossy(&client).into_owned();
         let shown_resp = String::from_utf8_lossy(&script.response).into_owned();
@@ -543,13 +582,7 @@ async fn run_h2_case(
     script: Script,
     case: Rc<str>,
 ) -> Result<Checked<h2::Seen>, String> {
-    let logs = Rc::new(RefCell::new(Vec::new()));
-    let connector = ScriptedConnector {
-        script: Rc::new(script),
-        logs: logs.clone(),
-        case: case.clone(),
-    };
-    let shared = Rc::new(Shared::new(cfg.clone(), connector, 64, 0, 7));
+    let (shared, logs) = scripted(cfg, script, &case);
     let (near, mut far) = UnixStream::pair().map_err(|e| e.to_string())?;
     let near = near.try_into_poll_io().map_err(|(e, _)| e.to_string())?;
     let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|_| "addr")?;
@@ -659,7 +692,7 @@ fn mutated_http2_frames_never_panic_and_only_valid_requests_reach_the_origin() {
         (run.cases() / 5).max(1)
     };
     let started = Instant::now();
-    let checked = run_cases(TEST_H2, &run, total, |id, compiled, name| {
+    let checked = run_cases(TEST_H2, &run, total, IN_FLIGHT, |id, compiled, name| {
         let mut rng = Rng::new(run.case_seed(id));
         let (mutate_client, mutate_origin) = match rng.below(3) {
             0 => (true, false),
@@ -701,6 +734,119 @@ fn mutated_http2_frames_never_panic_and_only_valid_requests_reach_the_origin() {
             "too little exercised in {total} HTTP/2 cases (run seed {:#018x}): {} forwarded, {c:?}",
             run.seed,
             checked.forwarded,
+        );
+    }
+}
+
+/// Cases in flight at once in the HTTP/2 upstream mode (each holds a listener and a TCP
+/// connection or two).
+const H2_UPSTREAM_IN_FLIGHT: usize = 64;
+
+/// A case still running after this hung: ringway never closed the client's connection.
+const HUNG: Duration = Duration::from_secs(4);
+
+/// Runs one HTTP/2 upstream case; Err describes the violated property.
+async fn run_h2_upstream_case(
+    base: &GatewayConfig,
+    case: h2_upstream::Case,
+    name: Rc<str>,
+) -> Result<Checked<h2_upstream::Answers>, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let compiled = Rc::new(h2_upstream::compiled(base, addr)?);
+    let fates = wire::fates(&case.client, &compiled);
+    let logs: Rc<RefCell<Vec<ConnLog>>> = Rc::default();
+    let ended = Rc::new(h2_upstream::Ended::default());
+    let origin = h2_upstream::origin(
+        listener,
+        Rc::new(case.script),
+        logs.clone(),
+        ended.clone(),
+        name.clone(),
+    );
+    let origin = monoio::spawn(Named::new(name.clone(), origin));
+    let shared = Rc::new(Shared::new(compiled, TcpConnector, 64, 0, 7));
+    let received = monoio::time::timeout(HUNG, exchange(&shared, case.client, name)).await;
+    drop(shared);
+    ended.set();
+    origin.await;
+    let received =
+        received.map_err(|_| format!("ringway still had the client after {HUNG:?}"))??;
+    let upstream = || -> Vec<String> {
+        let logs = logs.borrow();
+        logs.iter()
+            .map(|l| format!("{:02x?}", l.borrow()))
+            .collect()
+    };
+    let mut streams = 0;
+    for log in logs.borrow().iter() {
+        let opened = h2_upstream::streams_opened(&log.borrow())?;
+        if opened > 1 {
+            return Err(format!("{opened} streams on one upstream connection"));
+        }
+        streams += opened;
+    }
+    if streams > 2 {
+        return Err(format!("the request went upstream {streams} times"));
+    }
+    let mut tally = wire::Tally::default();
+    wire::check_responses(&received, &fates, &mut tally).map_err(|e| {
+        format!(
+            "client side: {e}\nringway sent: {:?}\norigin received: {:?}",
+            String::from_utf8_lossy(&received),
+            upstream()
+        )
+    })?;
+    Ok(Checked {
+        forwarded: streams,
+        retries: streams.saturating_sub(1),
+        client: h2_upstream::Answers::of(&received, case.head, &tally),
+    })
+}
+
+const TEST_H2_UPSTREAM: &str =
+    "mutated_http2_upstream_responses_never_panic_and_each_request_gets_one_answer";
+
+#[test]
+fn mutated_http2_upstream_responses_never_panic_and_each_request_gets_one_answer() {
+    let run = Run::from_env();
+    let total = (run.cases() / 50).max(1);
+    let base = Rc::new(ringway::config::from_str(CONFIG, "mutation.toml").expect("config parses"));
+    let started = Instant::now();
+    let checked = run_cases(
+        TEST_H2_UPSTREAM,
+        &run,
+        total,
+        H2_UPSTREAM_IN_FLIGHT,
+        |id, _, name| {
+            let case = h2_upstream::case(&mut Rng::new(run.case_seed(id)));
+            let shown = String::from_utf8_lossy(&case.client).into_owned();
+            let shown_resp = format!("{:02x?}", case.script.bytes);
+            let base = base.clone();
+            let fut = async move { run_h2_upstream_case(&base, case, name).await };
+            (shown, shown_resp, Box::pin(fut))
+        },
+    );
+    let a = &checked.client;
+    eprintln!(
+        "{total} HTTP/2 upstream mutation cases (run seed {:#018x}) in {:?}: {} streams \
+         upstream ({} sent again); {} answers relayed ({} 2xx), {} cut short by an abort, \
+         by status {:?} without the origin's mark (ringway's own, or one a mutation garbled)",
+        run.seed,
+        started.elapsed(),
+        checked.forwarded,
+        checked.retries,
+        a.relayed,
+        a.relayed_2xx,
+        a.aborted,
+        a.own,
+    );
+    if run.replay.is_none() && total >= 2_000 {
+        let own: usize = a.own.values().sum();
+        assert!(
+            a.relayed_2xx > total as usize / 5 && own > total as usize / 20 && a.aborted > 0,
+            "too little exercised in {total} HTTP/2 upstream cases (run seed {:#018x}): {a:?}",
+            run.seed,
         );
     }
 }

@@ -1,5 +1,5 @@
-//! The request's life, written once for every protocol. A front end (HTTP/1.1 today, see
-//! `front::http1`) parses a request head into the protocol-neutral `RequestHead` and hands
+//! The request's life, written once for every protocol. A front end (`front::http1`,
+//! `front::http2`) parses a request head into the protocol-neutral `RequestHead` and hands
 //! it here with a `Front` (where the body comes from, where the response goes); the request
 //! then goes through its phases, top to bottom in `Life::handle`: admit (overload,
 //! redirect) -> route -> policy -> answer a `respond` route, or pick an upstream server ->
@@ -12,7 +12,8 @@
 //! Invariants: a request is answered exactly once; once response bytes reached the client,
 //! a failure aborts the connection instead of answering again; an upstream connection goes
 //! back to the pool only after a complete, correctly framed response with no stray bytes;
-//! a request with a body is never retried after any of it went out.
+//! a request with a body is never retried after any of it went out, except from the replay
+//! buffer of an HTTP/2 upstream's attempt (`attempt::Replay`), which holds all of it.
 //!
 //! Where it sits: below the front ends and the runtime; above `upstream`, `policy`,
 //! `compiled`, `io` and `http`.

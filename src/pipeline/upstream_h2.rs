@@ -442,6 +442,18 @@ impl H2Relay<'_> {
         ex.started.set(true);
         sink.log().grpc_status = head_code;
         let write = cfg.timeouts.write;
+        if resp.framing == ResponseFraming::None {
+            // No body (HEAD, 204, 304): DATA the upstream sends anyway is never read, let
+            // alone relayed; dropping the stream resets it.
+            sink.end();
+            return match sink.flush(write).await {
+                Ok(()) => RespOutcome::Done {
+                    reusable: false,
+                    close,
+                },
+                Err(_) => RespOutcome::Aborted,
+            };
+        }
         let each = cfg.timeouts.upstream_response;
         let mut sent_any = false;
         loop {
@@ -452,7 +464,9 @@ impl H2Relay<'_> {
                 Err(_) => return self.broken(sent_any, "timed out"),
             };
             let mut gathered = first.len();
-            sink.put(&first);
+            if !first.is_empty() {
+                sink.put(&first);
+            }
             let _ = recv.flow_control().release_capacity(first.len());
             // What else is in already goes out in the same write.
             let mut ended = false;
@@ -465,7 +479,9 @@ impl H2Relay<'_> {
                 match more {
                     Some(Some(Ok(data))) => {
                         gathered += data.len();
-                        sink.put(&data);
+                        if !data.is_empty() {
+                            sink.put(&data);
+                        }
                         let _ = recv.flow_control().release_capacity(data.len());
                     }
                     Some(None) => {

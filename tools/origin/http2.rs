@@ -6,8 +6,8 @@
 //! - **gRPC** (`content-type: application/grpc…`), any method: each request message is
 //!   sent back as a response message as soon as it is whole, so unary, client-, server- and
 //!   bidirectional streaming calls all echo, replies flowing before the client half-closes.
-//!   The call ends with `grpc-status: 0`, and the request's `x-meta-*` fields come back as
-//!   trailing metadata (`-bin` ones included). Metadata `x-grpc-status: N` (with
+//!   The call ends with `grpc-status: 0`, and the request's `x-meta-*` fields (of its head
+//!   or its trailers) come back as trailing metadata (`-bin` ones included). Metadata `x-grpc-status: N` (with
 //!   `x-grpc-message`) answers with that status instead, trailers-only, after reading the
 //!   request. Messages are written directly (5-byte prefix), with no code generation.
 //! - **anything else**: the body sizes of HTTP/1.1 (`/bytes/N`, `/small`, `/64k.bin`,
@@ -143,6 +143,14 @@ async fn echo(
             }
             let whole = buf.split_to(5 + len).freeze();
             send_all(send, whole, false).await?;
+        }
+    }
+    // The request's own trailers' x-meta-* fields come back too.
+    if let Some(sent) = body.trailers().await? {
+        for (name, value) in &sent {
+            if name.as_str().starts_with("x-meta-") {
+                trailers.append(name.clone(), value.clone());
+            }
         }
     }
     if !buf.is_empty() && message.is_none() {

@@ -138,6 +138,10 @@ impl<S: Stream> ResponseSink for ClientOut<S> {
     }
 
     fn put(&mut self, payload: &[u8]) {
+        // (An empty chunk would be the last chunk.)
+        if payload.is_empty() {
+            return;
+        }
         if self.framing == OutFraming::Chunked {
             put_chunk_header(payload.len(), &mut self.buf);
             self.buf.put_slice(payload);
