@@ -23,7 +23,7 @@ use super::attempt::{duplex, Attempt, BodyEnd, Conn, Plan, Replay, Retried, Step
 use super::forward::{self, OutFraming, RequestCtx};
 use super::front::{BodySource, Front, Pump, SendFail, Tunnel};
 use super::outcome::{Holdback, Next, Refusal, UpstreamFault};
-use super::response::{respond, Exchange, RespOutcome};
+use super::response::{head_deadline, respond, Exchange, RespOutcome};
 use super::{requested_upgrade, Life, ResponseSink, Shared};
 use crate::compiled::{Compiled, Route, Upstream};
 use crate::config::UpstreamProtocol;
@@ -530,31 +530,18 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         let (body, sink) = self.front.split();
         let body_pending = !body.is_done();
         let body_done = Cell::new(!body_pending);
-        let upgrade = requested_upgrade(cfg, &req.head);
-        let ex = Exchange {
+        let deadline = head_deadline(cfg, sent_at, body_pending, &body_deadline, grpc_deadline);
+        let ex = Exchange::new(
             cfg,
             route,
-            head: &req.head,
-            close: !req.head.keep_alive,
-            body_done: &body_done,
-            keepalive_off: self.shared.closing(),
-            pipes: &self.shared.pipes,
-            bufs: &self.shared.bufs,
-            hsts: req.hsts.as_deref(),
-            upgrade,
-            started: &started,
+            &req.head,
+            req.hsts.as_deref(),
+            self.shared,
+            &body_done,
+            &started,
             retry,
-            // While the body still streams, the head may legitimately wait for all of it.
-            // A gRPC call's deadline bounds the wait too.
-            head_deadline: grpc_deadline.into_iter().fold(
-                if body_pending {
-                    body_deadline.total() + cfg.timeouts.upstream_response
-                } else {
-                    sent_at + cfg.timeouts.upstream_response
-                },
-                Instant::min,
-            ),
-        };
+            deadline,
+        );
         let (outcome, body_end) = if body_pending {
             let pump = async {
                 let p = Pump {

@@ -95,6 +95,59 @@ pub(super) struct Exchange<'a> {
     pub(super) upgrade: Option<&'a [u8]>,
 }
 
+impl<'a> Exchange<'a> {
+    /// What the response side of an attempt needs: `head` and `hsts` of the request;
+    /// `body_done` and `started` shared with the body side; the retry question; the
+    /// deadline for the response head (`head_deadline`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new<C: crate::io::Connector>(
+        cfg: &'a Compiled,
+        route: &'a Route,
+        head: &'a RequestHead,
+        hsts: Option<&'a [u8]>,
+        shared: &'a super::Shared<C>,
+        body_done: &'a Cell<bool>,
+        started: &'a Cell<bool>,
+        retry: Option<&'a dyn Fn(u16) -> bool>,
+        head_deadline: Instant,
+    ) -> Exchange<'a> {
+        Exchange {
+            cfg,
+            route,
+            head,
+            close: !head.keep_alive,
+            body_done,
+            keepalive_off: shared.closing(),
+            started,
+            head_deadline,
+            pipes: &shared.pipes,
+            bufs: &shared.bufs,
+            hsts,
+            retry,
+            upgrade: super::requested_upgrade(cfg, head),
+        }
+    }
+}
+
+/// When the response head must have come: `timeouts.upstream_response` after the request
+/// went out (`sent_at`), or while a body still streams (`body_pending`) after the body's
+/// own deadline, since the head may legitimately wait for all of it; never after a gRPC
+/// call's deadline.
+pub(super) fn head_deadline(
+    cfg: &Compiled,
+    sent_at: Instant,
+    body_pending: bool,
+    body_deadline: &crate::io::deadline::BodyDeadline,
+    grpc_deadline: Option<Instant>,
+) -> Instant {
+    let head = if body_pending {
+        body_deadline.total() + cfg.timeouts.upstream_response
+    } else {
+        sent_at + cfg.timeouts.upstream_response
+    };
+    grpc_deadline.map_or(head, |d| d.min(head))
+}
+
 /// Reads the final response head into `resp`, handing 1xx interim responses other than
 /// 100 to `interim` on the way, and returns where the body starts in `ubuf`.
 ///

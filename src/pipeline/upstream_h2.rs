@@ -34,8 +34,8 @@ use http::{HeaderMap, Request};
 use super::attempt::{duplex, Attempt, BodyEnd, Conn, Plan, Replay, Retried, Step};
 use super::front::{BodySource, Front, HeadOut, Payload, ResponseSink, SendFail};
 use super::outcome::{Holdback, Next, Refusal, UpstreamFault};
-use super::response::{upstream_limits, Exchange, RespOutcome};
-use super::{requested_upgrade, Life};
+use super::response::{head_deadline, upstream_limits, Exchange, RespOutcome};
+use super::Life;
 use crate::compiled::{Compiled, Route, Upstream};
 use crate::http::response::parse_response_at;
 use crate::http::{grpc, BodyFraming, ResponseFraming, ResponseHead};
@@ -172,28 +172,18 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 body.begin(framing, req.body_limit, cfg.limits.max_header_bytes);
             }
         }
-        let ex = Exchange {
+        let deadline = head_deadline(cfg, h.sent_at, has_body, &h.deadline, grpc_deadline);
+        let ex = Exchange::new(
             cfg,
             route,
-            head: &req.head,
-            close: !req.head.keep_alive,
-            body_done: &body_done,
-            keepalive_off: self.shared.closing(),
-            pipes: &self.shared.pipes,
-            bufs: &self.shared.bufs,
-            hsts: req.hsts.as_deref(),
-            upgrade: requested_upgrade(cfg, &req.head),
-            started: &started,
-            retry: h.retry,
-            head_deadline: grpc_deadline.into_iter().fold(
-                if has_body {
-                    h.deadline.total() + cfg.timeouts.upstream_response
-                } else {
-                    h.sent_at + cfg.timeouts.upstream_response
-                },
-                Instant::min,
-            ),
-        };
+            &req.head,
+            req.hsts.as_deref(),
+            self.shared,
+            &body_done,
+            &started,
+            h.retry,
+            deadline,
+        );
         let relay = H2Relay {
             ex: &ex,
             replay: h.replay,
