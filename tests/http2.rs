@@ -707,43 +707,75 @@ async fn stream_both_ways(send: &mut SendRequest<Bytes>, path: &str, total: usiz
     result
 }
 
+/// 64 MiB down, then 64 MiB up and down at once, over HTTP/2 through ringway to the bundled
+/// origin over `protocol`; ringway's RSS must grow by less than 48 MiB: flow control holds
+/// each side to what the other takes.
+fn sixty_four_mib_each_way(protocol: &str, d: Driver) {
+    let origin = BundledOrigin::start();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[limits]\nmax_body_bytes = 0\n\n\
+         [[upstreams]]\nname = \"o\"\nservers = [\"{}\"]\nprotocol = \"{protocol}\"\n\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"o\"\n",
+        origin.addr
+    );
+    let gw = Gateway::start(&cfg, d);
+    let before = gw.rss_kib();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pid = gw.pid();
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0);
+                peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    const MIB64: usize = 64 * 1024 * 1024;
+    runtime().block_on(async {
+        let mut send = connect_h2(gw.addr()).await;
+        // Down: 64 MiB from the origin.
+        let a = exchange(
+            &mut send,
+            Method::GET,
+            &format!("/bytes/{MIB64}"),
+            &[],
+            None,
+        )
+        .await
+        .expect("download");
+        assert_eq!((a.status, a.body.len()), (200, MIB64));
+        // Up and down at once: 64 MiB echoed back as it goes.
+        let (status, got) = stream_both_ways(&mut send, "/echo", MIB64).await;
+        assert_eq!((status, got), (200, MIB64));
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.join();
+    let grew_mib = (peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(before))
+        / 1024;
+    assert!(
+        grew_mib < 48,
+        "{protocol}: ringway grew by {grew_mib} MiB while relaying 64 MiB each way"
+    );
+}
+
 both_drivers! {
     fn sixty_four_mib_each_way_keeps_memory_bounded(d) {
-        let origin = BundledOrigin::start();
-        let cfg = Config::proxy_all(origin.addr).section("[limits]\nmax_body_bytes = 0").render();
-        let gw = Gateway::start(&cfg, d);
-        let before = gw.rss_kib();
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let pid = gw.pid();
-        let sampler = {
-            let (peak, stop) = (peak.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
-                    peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        const MIB64: usize = 64 * 1024 * 1024;
-        runtime().block_on(async {
-            let mut send = connect_h2(gw.addr()).await;
-            // Down: 64 MiB from the origin.
-            let a = exchange(&mut send, Method::GET, &format!("/bytes/{MIB64}"), &[], None)
-                .await
-                .expect("download");
-            assert_eq!((a.status, a.body.len()), (200, MIB64));
-            // Up and down at once: 64 MiB echoed back as it goes.
-            let (status, got) = stream_both_ways(&mut send, "/echo", MIB64).await;
-            assert_eq!((status, got), (200, MIB64));
-        });
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = sampler.join();
-        let grew_mib = (peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before)) / 1024;
-        assert!(grew_mib < 48, "ringway grew by {grew_mib} MiB while relaying 64 MiB each way");
+        sixty_four_mib_each_way("http1", d);
+    }
+
+    fn sixty_four_mib_each_way_to_an_http2_upstream_keeps_memory_bounded(d) {
+        sixty_four_mib_each_way("h2c", d);
     }
 
     fn a_drain_lets_streams_in_flight_finish_and_says_goaway(d) {

@@ -10,6 +10,8 @@
 //!   or its trailers) come back as trailing metadata (`-bin` ones included). Metadata `x-grpc-status: N` (with
 //!   `x-grpc-message`) answers with that status instead, trailers-only, after reading the
 //!   request. Messages are written directly (5-byte prefix), with no code generation.
+//! - **`/echo`**: the request body back as it arrives (no content-length), under flow
+//!   control both ways.
 //! - **anything else**: the body sizes of HTTP/1.1 (`/bytes/N`, `/small`, `/64k.bin`,
 //!   `/1m.bin`, pattern `a..z`), else `ok\n`; the request body is read and dropped.
 //!
@@ -81,6 +83,20 @@ async fn stream(
         }
         let mut send = respond.send_response(head.body(()).unwrap_or_default(), false)?;
         return echo(&parts.headers, body, &mut send).await;
+    }
+    if req.uri().path() == "/echo" {
+        // The request body back as it comes, each piece's window opened only once it went
+        // out: a slow reader holds the sender back.
+        let head = head.header("content-type", "application/octet-stream");
+        let mut send = respond.send_response(head.body(()).unwrap_or_default(), false)?;
+        let mut body = req.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk?;
+            let n = chunk.len();
+            send_all(&mut send, chunk, false).await?;
+            let _ = body.flow_control().release_capacity(n);
+        }
+        return send_all(&mut send, Bytes::new(), true).await;
     }
     let size = body_size(req.uri().path());
     let len = size.map_or(3, |n| n as usize);
