@@ -442,6 +442,149 @@ fn grpc_over_http1(addr: SocketAddr, head: &[u8], body: &[u8]) -> String {
 }
 
 #[test]
+fn streams_fill_the_servers_limit_then_new_connections_then_503() {
+    let Some(py) = python() else { return };
+    // One stream at a time per connection, two connections per server at most.
+    let server = GrpcServer::start(&py, &["--max-streams", "1"]);
+    let upstream = "protocol = \"h2c\"\nhttp2_connections = 2";
+    let gw = h2_gateway(&[server.addr], upstream, "", Driver::IoUring);
+    let addr = gw.addr();
+    // A first call learns the server's SETTINGS.
+    assert_eq!(call(&py, addr, "/test.Echo/Unary", &[])["code"], "OK");
+    let calls: Vec<_> = (0..3)
+        .map(|i| {
+            let py = py.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100 * i));
+                call(&py, addr, "/test.Echo/Sleep", &["--request", "1.5"])
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> =
+        calls.into_iter().map(|c| c.join().expect("call")).collect();
+    let ok = results.iter().filter(|r| r["reply"] == "slept").count();
+    let full: Vec<_> = results
+        .iter()
+        .filter(|r| r["code"] == "UNAVAILABLE")
+        .collect();
+    assert_eq!((ok, full.len()), (2, 1), "{results:?}");
+    assert_eq!(
+        full[0]["details"], "ringway: 503 Service Unavailable",
+        "{results:?}"
+    );
+}
+
+#[test]
+fn an_idle_upstream_connection_that_stops_answering_pings_is_dropped() {
+    let Some(py) = python() else { return };
+    let server = GrpcServer::start(&py, &[]);
+    let gw = h2_gateway(&[server.addr], "protocol = \"h2c\"", "", Driver::IoUring);
+    assert_eq!(call(&py, gw.addr(), "/test.Echo/Unary", &[])["code"], "OK");
+    // The server stops (its kernel still takes the bytes): the idle connection's next PING
+    // (every 10 s) gets no PONG within upstream_connect (1 s here), and it is dropped.
+    let pid = server.child.id().to_string();
+    let signal = |sig: &str| {
+        let _ = Command::new("kill").args([sig, &pid]).status();
+    };
+    signal("-STOP");
+    let dropped = eventually("the dead connection to be dropped")
+        .within(std::time::Duration::from_secs(20))
+        .try_until(|| gw.stderr_text().contains("no PONG in time").then_some(()));
+    signal("-CONT");
+    assert!(dropped.is_some(), "{}", gw.stderr_text());
+    // A new connection serves the next call.
+    assert_eq!(call(&py, gw.addr(), "/test.Echo/Unary", &[])["code"], "OK");
+}
+
+#[test]
+fn an_upstreams_http_error_to_a_grpc_call_becomes_its_grpc_status() {
+    let Some(py) = python() else { return };
+    let origin = BundledOrigin::start();
+    let gw = h2_gateway(&[origin.addr], "protocol = \"h2c\"", "", Driver::IoUring);
+    // gRPC's own "HTTP to gRPC status code mapping", ringway answering trailers-only.
+    for (http, code) in [
+        ("400", "INTERNAL"),
+        ("401", "UNAUTHENTICATED"),
+        ("403", "PERMISSION_DENIED"),
+        ("404", "UNIMPLEMENTED"),
+        ("429", "UNAVAILABLE"),
+        ("503", "UNAVAILABLE"),
+        ("504", "UNAVAILABLE"),
+        ("500", "UNKNOWN"),
+    ] {
+        let meta = format!("x-http-status={http}");
+        let r = call(&py, gw.addr(), "/ringway.Echo/Unary", &["--meta", &meta]);
+        assert_eq!(r["code"], code, "{http}: {r}");
+        assert_eq!(
+            r["details"],
+            format!("ringway: upstream answered HTTP {http}"),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn compressed_grpc_messages_pass_through_untouched() {
+    let Some(py) = python() else { return };
+    let server = GrpcServer::start(&py, &[]);
+    let log = std::env::temp_dir().join(format!("ringway-grpc-gzip-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let more = format!("[access_log]\npath = \"{}\"\n", log.display());
+    let gw = h2_gateway(&[server.addr], "protocol = \"h2c\"", &more, Driver::IoUring);
+    // 1 MiB of one letter, gzip-compressed by the client, decompressed by the server only.
+    let r = call(
+        &py,
+        gw.addr(),
+        "/test.Echo/Unary",
+        &["--gzip", "--size", "1048576"],
+    );
+    assert_eq!(
+        (&r["code"], &r["echoed"]),
+        (&"OK".into(), &true.into()),
+        "{r}"
+    );
+    // What ringway relayed upstream is the compressed message, a few KiB.
+    let line = eventually("the access log line").until(|| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .find(|l| l.contains("/test.Echo/Unary"))
+            .map(str::to_string)
+    });
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let bytes_in = v["bytes_in"].as_u64().expect("bytes_in");
+    assert!(bytes_in > 0 && bytes_in < 64 * 1024, "{line}");
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
+fn the_bundled_origin_speaks_http2_over_tls_to_an_h2_upstream() {
+    let Some(py) = python() else { return };
+    let dir = std::env::temp_dir().join(format!("ringway-origin-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    write_self_signed(&dir);
+    let cert = dir.join("cert.pem").display().to_string();
+    let key = dir.join("key.pem").display().to_string();
+    let origin = BundledOrigin::start_with(&["--tls", &cert, &key]);
+    let upstream =
+        format!("protocol = \"h2\"\ntls = {{ ca_file = \"{cert}\", server_name = \"localhost\" }}");
+    let gw = h2_gateway(&[origin.addr], &upstream, "", Driver::IoUring);
+    let r = get(gw.addr(), "/bytes/1000");
+    assert_eq!((r.status, r.body.len()), (200, 1000));
+    let r = call(
+        &py,
+        gw.addr(),
+        "/ringway.Echo/Bidi",
+        &["--stream", "10", "--size", "100"],
+    );
+    assert_eq!(
+        (&r["code"], &r["echoed"]),
+        (&"OK".into(), &true.into()),
+        "{r}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn grpc_over_tls_to_the_upstream_with_alpn_h2() {
     let Some(py) = python() else { return };
     let dir = std::env::temp_dir().join(format!("ringway-grpc-tls-{}", std::process::id()));

@@ -19,7 +19,7 @@ max_body_bytes = 0
 name = "origin"
 servers = ["$ORIGIN_ADDR"]
 keepalive = 256             # same idle-pool size as the nginx peer
-protocol = "${UPSTREAM_PROTOCOL:-http1}"
+${UPSTREAM_PROTOCOL:+protocol = \"$UPSTREAM_PROTOCOL\"}
 
 [[routes]]
 path_prefix = "/"

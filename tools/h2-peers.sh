@@ -78,7 +78,7 @@ for p in $PROXIES; do
       bin=${RINGWAY_BIN:-$root/target/release/ringway}
       [[ $p == base ]] && bin=${BASE_BIN:?BASE_BIN names the older build}
       LISTEN_ADDR=127.0.0.1:${PORT[$p]} ORIGIN_ADDR=127.0.0.1:$ORIGIN_PORT PEER_DIR="$run_dir/$p" \
-        UPSTREAM_PROTOCOL=$([[ $UPSTREAM == h2c ]] && echo h2c || echo http1) \
+        UPSTREAM_PROTOCOL=$([[ $UPSTREAM == h2c ]] && echo h2c || true) \
         RINGWAY_BIN="$bin" \
         taskset -c "$CPU_PROXY" "$root/tools/bench-gateway.sh" >"$run_dir/$p.out" 2>&1 &
       PID[$p]=$! ;;

@@ -212,16 +212,20 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                     .await;
             };
             let step = match h2 {
-                Some(dial) => match self
-                    .h2_step(cfg, route, up, dial, &mut plan, body_deadline)
-                    .await
-                {
-                    Step::Http1 => {
-                        self.h1_step(cfg, route, up, pool, open, &mut plan, body_deadline)
-                            .await
+                // Boxed: an HTTP/2 attempt's state (codec futures, the relay, the replay
+                // buffer) would otherwise make every request's future as large, HTTP/1.1
+                // upstreams' included, and a future is moved whole when a task spawns.
+                Some(dial) => {
+                    match Box::pin(self.h2_step(cfg, route, up, dial, &mut plan, body_deadline))
+                        .await
+                    {
+                        Step::Http1 => {
+                            self.h1_step(cfg, route, up, pool, open, &mut plan, body_deadline)
+                                .await
+                        }
+                        step => step,
                     }
-                    step => step,
-                },
+                }
                 None => {
                     self.h1_step(cfg, route, up, pool, open, &mut plan, body_deadline)
                         .await
@@ -437,7 +441,8 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                     grpc_retry,
                     replay: &replay,
                 };
-                let r = self.h2_exchange(cfg, route, h).await;
+                // Boxed for the same reason as `h2_step`: HTTP/1.1 attempts stay small.
+                let r = Box::pin(self.h2_exchange(cfg, route, h)).await;
                 plan.replay = replay.into_inner();
                 r
             }

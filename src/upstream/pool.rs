@@ -12,6 +12,7 @@
 //! checked connection.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -28,7 +29,8 @@ struct Idle<C: Stream> {
 }
 
 pub struct Pool<C: Stream> {
-    idle: RefCell<AHashMap<PoolKey, Vec<Idle<C>>>>,
+    /// Oldest first: reuse takes from the back, a full list drops from the front.
+    idle: RefCell<AHashMap<PoolKey, VecDeque<Idle<C>>>>,
 }
 
 impl<C: Stream> Default for Pool<C> {
@@ -52,7 +54,7 @@ impl<C: Stream> Pool<C> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&key)?;
         let now = Instant::now();
-        while let Some(idle) = list.pop() {
+        while let Some(idle) = list.pop_back() {
             let idle_for = now.duration_since(idle.since);
             if idle_for >= max_idle_time {
                 continue;
@@ -73,9 +75,9 @@ impl<C: Stream> Pool<C> {
         let mut map = self.idle.borrow_mut();
         let list = map.entry(key).or_default();
         if list.len() >= max_idle {
-            list.remove(0);
+            list.pop_front();
         }
-        list.push(Idle {
+        list.push_back(Idle {
             conn,
             since: Instant::now(),
         });
@@ -93,7 +95,7 @@ impl<C: Stream> Pool<C> {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
+        self.idle.borrow().values().map(VecDeque::len).sum()
     }
 
     /// Drops every idle connection (used when the worker drains).

@@ -13,7 +13,7 @@ that what comes back is each of them in order. --kind:
 - "server": unary request (--request), streamed responses;
 - "client": --stream N messages of --size bytes, one response.
 --cancel-after S cancels a unary call after S seconds; --concurrent N makes N unary calls at
-once on one channel. Metadata keys ending in -bin take hex values. No code generation: bytes
+once on one channel; --gzip compresses the messages (grpc-encoding: gzip). Metadata keys ending in -bin take hex values. No code generation: bytes
 in, bytes out, over h2c. Prints one JSON object: {"code": "OK" | a grpc.StatusCode name,
 "details", "responses" (count), "echoed" (every response equal to what was sent, in order),
 "sizes" (each response's length), "reply" (the first response as text, if it is),
@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--cancel-after", type=float)
     ap.add_argument("--concurrent", type=int)
     ap.add_argument("--request")
+    ap.add_argument("--gzip", action="store_true", help="compress messages (grpc-encoding)")
     args = ap.parse_args()
     metadata = []
     for kv in args.meta:
@@ -52,7 +53,8 @@ def main():
         metadata.append((k, bytes.fromhex(v) if k.endswith("-bin") else v))
     options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
     out = {"code": "OK", "details": "", "responses": 0, "echoed": False, "trailing": []}
-    with grpc.insecure_channel(args.addr, options=options) as channel:
+    compression = grpc.Compression.Gzip if args.gzip else None
+    with grpc.insecure_channel(args.addr, options=options, compression=compression) as channel:
         try:
             first = args.request.encode() if args.request is not None else message(0, args.size)
             if args.concurrent:

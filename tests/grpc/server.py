@@ -16,7 +16,8 @@ bytes out, no code generation (generic handlers). Methods of /test.Echo/:
 - Who: the reply is "server=NAME" (--name), then the request's metadata as "key=value"
   lines (what reached the server).
 
---fail-with N makes Unary end every call with status N (printing "failed SIZE").
+--fail-with N makes Unary end every call with status N (printing "failed SIZE");
+--max-streams N announces SETTINGS_MAX_CONCURRENT_STREAMS N.
 
 grpc.health.v1.Health/Check answers SERVING, or NOT_SERVING while the file given by
 --unhealthy exists. SIGTERM stops the server gracefully (GOAWAY, calls in flight finish
@@ -121,6 +122,7 @@ def main():
     ap.add_argument("--unhealthy", help="health says NOT_SERVING while this file exists")
     ap.add_argument("--name", default="server", help="Who's first line: server=NAME")
     ap.add_argument("--fail-with", type=int, help="Unary always ends with this status")
+    ap.add_argument("--max-streams", type=int, help="SETTINGS_MAX_CONCURRENT_STREAMS")
     global ARGS
     args = ARGS = ap.parse_args()
 
@@ -147,6 +149,8 @@ def main():
         {"Check": grpc.unary_unary_rpc_method_handler(check, ident, ident)},
     )
     options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+    if args.max_streams:
+        options.append(("grpc.max_concurrent_streams", args.max_streams))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=options,
                          maximum_concurrent_rpcs=None)
     server.add_generic_rpc_handlers((echo, health))

@@ -1,4 +1,5 @@
-//! HTTP/2 with prior knowledge (h2c) on the origin's listeners, and a gRPC echo service.
+//! HTTP/2 with prior knowledge (h2c) on the origin's listeners, HTTP/2 over TLS with
+//! `--tls CERT KEY` (ALPN h2, every connection), and a gRPC echo service.
 //!
 //! A connection whose first bytes are the HTTP/2 preface is served by the `h2` crate over
 //! monoio's poll-io socket (the bytes already read are read again first). Per stream:
@@ -9,7 +10,8 @@
 //!   The call ends with `grpc-status: 0`, and the request's `x-meta-*` fields (of its head
 //!   or its trailers) come back as trailing metadata (`-bin` ones included). Metadata `x-grpc-status: N` (with
 //!   `x-grpc-message`) answers with that status instead, trailers-only, after reading the
-//!   request. Messages are written directly (5-byte prefix), with no code generation.
+//!   request; `x-http-status: N` answers plain HTTP status N with a text body, as a broken
+//!   or misrouted server would. Messages are written directly (5-byte prefix), with no code generation.
 //! - **`/echo`**: the request body back as it arrives (no content-length), under flow
 //!   control both ways.
 //! - **anything else**: the body sizes of HTTP/1.1 (`/bytes/N`, `/small`, `/64k.bin`,
@@ -35,11 +37,51 @@ const MAX_MESSAGE: usize = 16 << 20;
 /// Serves one HTTP/2 connection whose first bytes, `first`, were already read.
 pub async fn serve(s: TcpStream, first: Bytes, port: u16) -> Res<()> {
     let io = s.try_into_poll_io().map_err(|(e, _)| e.to_string())?;
+    serve_io(Prefixed::new(first, io), port).await
+}
+
+/// The TLS settings of `--tls`: ALPN `h2` only.
+pub type TlsConfig = std::sync::Arc<rustls::ServerConfig>;
+
+/// Reads `--tls`'s certificate chain and key.
+pub fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(std::sync::Arc::new(config))
+}
+
+/// Serves one connection as HTTP/2 over TLS.
+pub async fn serve_tls(s: TcpStream, tls: TlsConfig, port: u16) -> Res<()> {
+    let io = s.try_into_poll_io().map_err(|(e, _)| e.to_string())?;
+    let session = rustls::ServerConnection::new(tls).map_err(|e| e.to_string())?;
+    let mut io = ringway::tls::poll::PollTls::new(io, session);
+    poll_fn(|cx| io.poll_handshake(cx))
+        .await
+        .map_err(|e| format!("tls handshake: {e:?}"))?;
+    serve_io(io, port).await
+}
+
+/// Serves HTTP/2 on `io`.
+async fn serve_io<T>(io: T, port: u16) -> Res<()>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut conn = h2::server::Builder::new()
         .max_concurrent_streams(1000)
         .initial_window_size(1 << 20)
         .initial_connection_window_size(16 << 20)
-        .handshake::<_, Bytes>(Prefixed::new(first, io))
+        .handshake::<_, Bytes>(io)
         .await
         .map_err(|e| e.to_string())?;
     while let Some(next) = conn.accept().await {
@@ -68,6 +110,25 @@ async fn stream(
     if grpc {
         head = head.header("content-type", "application/grpc");
         let (parts, mut body) = req.into_parts();
+        let http_status = parts
+            .headers
+            .get("x-http-status")
+            .and_then(|v| v.to_str().ok()?.parse::<u16>().ok());
+        if let Some(status) = http_status {
+            // Not a gRPC answer at all: that HTTP status, a text body.
+            while let Some(chunk) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk?.len());
+            }
+            let text = Bytes::from(format!("origin says {status}\n"));
+            let r = Response::builder()
+                .status(status)
+                .header("content-type", "text/plain")
+                .header("content-length", text.len().to_string())
+                .body(())
+                .unwrap_or_default();
+            let mut send = respond.send_response(r, false)?;
+            return send_all(&mut send, text, true).await;
+        }
         if let Some(code) = parts.headers.get("x-grpc-status") {
             // Trailers-only: the status in the one HEADERS frame.
             while let Some(chunk) = body.data().await {

@@ -62,6 +62,10 @@ struct Args {
     /// Seed of the random fault injection (thread i uses seed + i).
     #[arg(long, default_value_t = 1)]
     fault_seed: u64,
+    /// Serve HTTP/2 over TLS (ALPN h2) with this certificate chain and key (PEM files)
+    /// instead of HTTP/1.1 and h2c.
+    #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+    tls: Option<Vec<std::path::PathBuf>>,
 }
 
 /// Connections accepted so far (the last `X-Conn-Id` given out).
@@ -112,6 +116,10 @@ fn main() -> anyhow::Result<()> {
         }
         modes
     };
+    let tls = match &args.tls {
+        Some(files) => Some(http2::tls_config(&files[0], &files[1])?),
+        None => None,
+    };
     let mut per_thread: Vec<Vec<std::net::TcpListener>> =
         (0..threads).map(|_| Vec::new()).collect();
     for &configured in &args.listen {
@@ -132,13 +140,14 @@ fn main() -> anyhow::Result<()> {
         let driver = args.driver.clone();
         let quiet = args.quiet;
         let (rate, modes, seed) = (args.fault_rate, fault_modes.clone(), args.fault_seed);
+        let tls = tls.clone();
         handles.push(std::thread::spawn(move || {
             let faults = Rc::new(fault::Injector::new(
                 rate,
                 modes,
                 seed.wrapping_add(i as u64),
             ));
-            run_thread(socks, &driver, quiet, faults)
+            run_thread(socks, &driver, quiet, faults, tls)
         }));
     }
     let mut signals = signal_hook::iterator::Signals::new([
@@ -172,12 +181,18 @@ fn run_thread(
     driver: &str,
     quiet: bool,
     faults: Rc<fault::Injector>,
+    tls: Option<http2::TlsConfig>,
 ) {
     let serve = move || async move {
         let mut tasks = Vec::new();
         for s in socks {
             match TcpListener::from_std(s) {
-                Ok(l) => tasks.push(monoio::spawn(accept_loop(l, quiet, faults.clone()))),
+                Ok(l) => tasks.push(monoio::spawn(accept_loop(
+                    l,
+                    quiet,
+                    faults.clone(),
+                    tls.clone(),
+                ))),
                 Err(e) => eprintln!("listener: {e}"),
             }
         }
@@ -210,15 +225,24 @@ fn run_thread(
     }
 }
 
-async fn accept_loop(l: TcpListener, quiet: bool, faults: Rc<fault::Injector>) {
+async fn accept_loop(
+    l: TcpListener,
+    quiet: bool,
+    faults: Rc<fault::Injector>,
+    tls: Option<http2::TlsConfig>,
+) {
     let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         match l.accept().await {
             Ok((s, _)) => {
                 let _ = s.set_nodelay(true);
                 let faults = faults.clone();
+                let tls = tls.clone();
                 monoio::spawn(async move {
-                    let served = Conn::new(s, port, faults).serve().await;
+                    let served = match tls {
+                        Some(tls) => http2::serve_tls(s, tls, port).await,
+                        None => Conn::new(s, port, faults).serve().await,
+                    };
                     CLOSED.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = served {
                         if !quiet {
