@@ -196,11 +196,12 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
                 sent
             };
             let response = relay.respond(response, sink, &mut req.resp);
-            Box::pin(duplex(pump, response, &started, self.shared)).await
+            // (Not boxed again: this whole exchange already is, see `attempt`.)
+            duplex(pump, response, &started, self.shared).await
         } else {
             drop(stream);
             let response = relay.respond(response, sink, &mut req.resp);
-            (Box::pin(response).await, BodyEnd::Sent)
+            (response.await, BodyEnd::Sent)
         };
         let relayed = self.front.body().relayed(framing);
         let log = self.front.sink().log();
