@@ -559,15 +559,9 @@ fn compressed_grpc_messages_pass_through_untouched() {
 #[test]
 fn the_bundled_origin_speaks_http2_over_tls_to_an_h2_upstream() {
     let Some(py) = python() else { return };
-    let dir = std::env::temp_dir().join(format!("ringway-origin-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    write_self_signed(&dir);
-    let cert = dir.join("cert.pem").display().to_string();
-    let key = dir.join("key.pem").display().to_string();
-    let origin = BundledOrigin::start_with(&["--tls", &cert, &key]);
-    let upstream =
-        format!("protocol = \"h2\"\ntls = {{ ca_file = \"{cert}\", server_name = \"localhost\" }}");
-    let gw = h2_gateway(&[origin.addr], &upstream, "", Driver::IoUring);
+    let tls = TlsFiles::new("origin");
+    let origin = BundledOrigin::start_with(&["--tls", &tls.cert, &tls.key]);
+    let gw = h2_gateway(&[origin.addr], &tls.upstream("h2"), "", Driver::IoUring);
     let r = get(gw.addr(), "/bytes/1000");
     assert_eq!((r.status, r.body.len()), (200, 1000));
     let r = call(
@@ -581,23 +575,15 @@ fn the_bundled_origin_speaks_http2_over_tls_to_an_h2_upstream() {
         (&"OK".into(), &true.into()),
         "{r}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn grpc_over_tls_to_the_upstream_with_alpn_h2() {
     let Some(py) = python() else { return };
-    let dir = std::env::temp_dir().join(format!("ringway-grpc-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    write_self_signed(&dir);
-    let cert = dir.join("cert.pem").display().to_string();
-    let key = dir.join("key.pem").display().to_string();
-    let server = GrpcServer::start(&py, &["--tls", &cert, &key]);
+    let tls = TlsFiles::new("grpcio");
+    let server = GrpcServer::start(&py, &["--tls", &tls.cert, &tls.key]);
     for protocol in ["h2", "auto"] {
-        let upstream = format!(
-            "protocol = \"{protocol}\"\ntls = {{ ca_file = \"{cert}\", server_name = \"localhost\" }}"
-        );
-        let gw = h2_gateway(&[server.addr], &upstream, "", Driver::IoUring);
+        let gw = h2_gateway(&[server.addr], &tls.upstream(protocol), "", Driver::IoUring);
         let r = call(
             &py,
             gw.addr(),
@@ -610,7 +596,39 @@ fn grpc_over_tls_to_the_upstream_with_alpn_h2() {
             "{protocol}: {r}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A self-signed certificate for `localhost` and its key in a scratch directory (removed
+/// on drop), for a TLS upstream that trusts that very certificate.
+struct TlsFiles {
+    dir: PathBuf,
+    cert: String,
+    key: String,
+}
+
+impl TlsFiles {
+    fn new(tag: &str) -> TlsFiles {
+        let dir = std::env::temp_dir().join(format!("ringway-grpc-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        write_self_signed(&dir);
+        let path = |f: &str| dir.join(f).display().to_string();
+        let (cert, key) = (path("cert.pem"), path("key.pem"));
+        TlsFiles { dir, cert, key }
+    }
+
+    /// Upstream fields for `protocol` over TLS to `localhost`.
+    fn upstream(&self, protocol: &str) -> String {
+        format!(
+            "protocol = \"{protocol}\"\ntls = {{ ca_file = \"{}\", server_name = \"localhost\" }}",
+            self.cert
+        )
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Which server `Who` reached, over `n` calls through `addr`.
