@@ -1,9 +1,10 @@
-//! ringway: a thread-per-core HTTP/1.1 API gateway. The binary (`main.rs`) is a thin CLI
+//! ringway: a thread-per-core HTTP/1.1, HTTP/2 and gRPC API gateway. The binary (`main.rs`) is a thin CLI
 //! over this library. Modules, from the top layer down (each imports only modules below it;
 //! `tests/architecture.rs` keeps it so):
 //!
 //! - `runtime`: worker threads, listeners, signals, reload, drain, admin, binary upgrade.
-//! - `front`: the protocols clients speak (`front::http1`), each a front end of `pipeline`.
+//! - `front`: the protocols clients speak (`front::http1`, `front::http2`), each a front end
+//!   of `pipeline`.
 //! - `pipeline`: a request's life, protocol-neutral: admit, route, policy, forward, relay,
 //!   log, count; typed outcomes.
 //! - `compiled`: the per-core lookup form of the config.
@@ -11,7 +12,8 @@
 //! - `io` (streams under deadlines, splice), `http` (sans-IO HTTP/1.1), `accesslog`.
 //! - `config`: the TOML a user writes, its defaults and validation, and the value types it
 //!   parses.
-//! - Leaves: `grammar`, `metrics`, `trace`, `redact`, `notify`, `sys`, `logger`.
+//! - Leaves: `grammar`, `metrics`, `trace`, `redact`, `notify`, `sys`, `logger`,
+//!   `proxy_protocol` (the PROXY protocol header, sans I/O).
 
 pub mod accesslog;
 pub mod compiled;
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod redact;
 pub mod runtime;
 pub mod sys;
