@@ -26,6 +26,24 @@ pub struct ListenerConfig {
     /// ALPN `h2` alone on a TLS one), for clients that speak nothing else (gRPC).
     #[serde(default = "default_listener_http1")]
     pub http1: bool,
+    /// A PROXY protocol header (HAProxy's) is required before anything else on every
+    /// connection: "v1", "v2" or "any"; its client address then stands for the peer's.
+    /// Unset: none is expected.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Peers that may send that header (CIDRs); empty = any. A connection from elsewhere
+    /// is closed.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
+}
+
+/// `listeners[i].proxy_protocol`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+    Any,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -80,6 +80,17 @@ fn server(cfg: &GatewayConfig, e: &mut Errors) {
                 format!("{:?} is not an ip:port address", l.address),
             ),
         }
+        for (j, c) in l.proxy_protocol_from.iter().enumerate() {
+            if let Err(why) = super::Cidr::parse(c) {
+                e.push(format!("{p}.proxy_protocol_from[{j}]"), why);
+            }
+        }
+        if !l.proxy_protocol_from.is_empty() && l.proxy_protocol.is_none() {
+            e.push(
+                format!("{p}.proxy_protocol_from"),
+                "is only used with proxy_protocol",
+            );
+        }
         if l.redirect_https_port == Some(0) {
             e.push(
                 format!("{p}.redirect_https_port"),

@@ -12,6 +12,7 @@ mod bind;
 pub mod control;
 mod overload;
 mod panic_guard;
+pub mod proxy_in;
 mod reload;
 mod upgrade;
 mod worker;
@@ -98,6 +99,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     let first = Compiled::build(cfg, file)?;
     let driver = driver_choice(first.io_driver)?;
     let kinds = crate::tls::build(cfg, file)?;
+    let proxies = proxy_in::for_listeners(cfg);
     let sockets = listen(cfg, &first, opts)?;
     let (checker, health) =
         crate::upstream::health::start(&first.health_targets(), first.workers.max(1))
@@ -124,6 +126,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
         pin_workers: first.pin_workers,
         driver,
         kinds: &kinds,
+        proxies: &proxies,
         resolved: &resolved,
         overload: &overload,
         access_log: access_log.as_ref(),
@@ -187,6 +190,8 @@ struct Start<'a> {
     pin_workers: bool,
     driver: IoDriver,
     kinds: &'a [crate::tls::ListenerKind],
+    /// Each listener's PROXY protocol settings, in the same order.
+    proxies: &'a [Option<Arc<proxy_in::ProxyIn>>],
     resolved: &'a Arc<crate::compiled::Resolved>,
     overload: &'a Arc<std::sync::atomic::AtomicBool>,
     access_log: Option<&'a crate::accesslog::AccessLog>,
@@ -288,7 +293,12 @@ fn start_workers(
     };
     for (id, socks) in listeners.into_iter().enumerate() {
         let control = pool.controls.add();
-        let socks: Vec<_> = socks.into_iter().zip(s.kinds.iter().cloned()).collect();
+        let socks: Vec<_> = socks
+            .into_iter()
+            .zip(s.kinds.iter().cloned())
+            .zip(s.proxies.iter().cloned())
+            .map(|((sock, kind), proxy)| (sock, kind, proxy))
+            .collect();
         let share = worker::Share::of(
             id,
             workers,

@@ -17,6 +17,7 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::control::Control;
 use super::panic_guard::CatchPanic;
+use super::proxy_in::ProxyIn;
 use crate::compiled::Compiled;
 use crate::config::IoDriver;
 use crate::front::http1::serve;
@@ -66,7 +67,7 @@ type Health = Option<std::sync::mpsc::Receiver<crate::upstream::health::HealthEv
 pub fn run(
     id: usize,
     compiled: Compiled,
-    socks: Vec<(StdListener, ListenerKind)>,
+    socks: Vec<(StdListener, ListenerKind, Option<Arc<ProxyIn>>)>,
     control: Receiver<Control>,
     share: Share,
     driver: IoDriver,
@@ -156,7 +157,7 @@ struct Conns {
 async fn worker_main(
     id: usize,
     compiled: Rc<Compiled>,
-    socks: Vec<(StdListener, ListenerKind)>,
+    socks: Vec<(StdListener, ListenerKind, Option<Arc<ProxyIn>>)>,
     control: Receiver<Control>,
     share: Share,
     shutdown: Shutdown,
@@ -177,12 +178,12 @@ async fn worker_main(
         open: Cell::new(0),
         closed: LocalNotify::default(),
     });
-    for (sock, kind) in socks {
+    for (sock, kind, proxy) in socks {
         match TcpListener::from_std(sock) {
             Ok(l) => {
                 monoio::spawn(accept_loop(
                     l,
-                    kind,
+                    (kind, proxy),
                     shared.clone(),
                     conns.clone(),
                     share.max_connections,
@@ -220,7 +221,7 @@ async fn worker_main(
 
 async fn accept_loop(
     listener: TcpListener,
-    kind: ListenerKind,
+    (kind, proxy): (ListenerKind, Option<Arc<ProxyIn>>),
     shared: Rc<Shared<TcpConnector>>,
     conns: Rc<Conns>,
     max_connections: usize,
@@ -254,11 +255,23 @@ async fn accept_loop(
         let shared = shared.clone();
         let conns = conns.clone();
         let kind = kind.clone();
+        let proxy = proxy.clone();
         let shared_after = shared.clone();
         monoio::spawn(async move {
-            // Two steps, each apart from the other: readying the connection (handshake,
-            // sniffing), then serving it in its protocol.
-            let served = match CatchPanic::new(serve_as(kind, shared, stream, peer)).await {
+            // Two steps, each apart from the other: readying the connection (the PROXY
+            // protocol header, handshake, sniffing), then serving it in its protocol.
+            let ready = async {
+                let mut stream = stream;
+                let peer = match proxy {
+                    Some(p) => {
+                        let deadline = Instant::now() + shared.config().timeouts.header;
+                        p.read(&mut stream, peer, deadline).await?
+                    }
+                    None => peer,
+                };
+                serve_as(kind, shared, stream, peer).await
+            };
+            let served = match CatchPanic::new(ready).await {
                 Ok(Some(serving)) => CatchPanic::pinned(serving).await,
                 Ok(None) => Ok(()),
                 Err(()) => Err(()),
