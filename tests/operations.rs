@@ -316,3 +316,32 @@ both_drivers! {
         assert_eq!(get(gw.addr(), "/").body, b"named");
     }
 }
+
+/// `timeouts.drain_delay`: after SIGTERM, `/ready` answers 503 at once while ringway still
+/// accepts and serves new connections; only after the delay does the drain close the
+/// listeners, and the process exits.
+#[test]
+fn a_drain_delay_says_not_ready_before_it_stops_accepting() {
+    let origin = Origin::ok("still here");
+    let cfg = Config::proxy_all(origin.addr())
+        .section("[admin]\nlisten = \"127.0.0.1:0\"\n\n[timeouts]\ndrain_delay = \"2s\"")
+        .render();
+    let mut gw = Gateway::start(&cfg, Driver::IoUring);
+    let admin = gw.admin_addr();
+    assert_eq!(get(admin, "/ready").status, 200);
+    let signalled = std::time::Instant::now();
+    gw.signal("TERM");
+    eventually("/ready to say draining")
+        .until(|| (get(admin, "/ready").status == 503).then_some(()));
+    // Within the delay a new connection is still accepted and served.
+    let r = get(gw.addr(), "/x");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "still here"));
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(2),
+        "checked within the delay"
+    );
+    // Then the drain: the process exits (no request in flight), after the delay.
+    let status = gw.wait_exit();
+    assert!(status.is_some(), "ringway exited");
+    assert!(signalled.elapsed() >= std::time::Duration::from_secs(2));
+}

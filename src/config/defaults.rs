@@ -68,6 +68,7 @@ pub mod timeouts {
     pub const UPSTREAM_CONNECT: Duration = secs(5);
     pub const UPSTREAM_RESPONSE: Duration = secs(60);
     pub const DRAIN: Duration = secs(10);
+    pub const DRAIN_DELAY: Duration = secs(0);
     /// Zero: no limit.
     pub const MAX_CONNECTION_AGE: Duration = secs(0);
     pub const TUNNEL_IDLE: Duration = secs(300);

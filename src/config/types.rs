@@ -151,6 +151,9 @@ pub struct TimeoutsConfig {
     pub upstream_response: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may finish.
     pub drain: Duration,
+    /// On SIGTERM/SIGINT, how long `/ready` answers 503 while ringway still accepts and
+    /// serves as usual, before the drain starts (for balancers to notice); zero = none.
+    pub drain_delay: Duration,
     /// A client connection older than this gets `Connection: close` on its next response,
     /// so that long-lived connections are made again; zero = no limit.
     pub max_connection_age: Duration,
@@ -470,6 +473,7 @@ impl Default for TimeoutsConfig {
             upstream_connect: t::UPSTREAM_CONNECT,
             upstream_response: t::UPSTREAM_RESPONSE,
             drain: t::DRAIN,
+            drain_delay: t::DRAIN_DELAY,
             max_connection_age: t::MAX_CONNECTION_AGE,
             tunnel_idle: t::TUNNEL_IDLE,
         }

@@ -169,7 +169,8 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     let reopen = access_log
         .as_ref()
         .map(crate::accesslog::AccessLog::reopener);
-    watch_signals(signals, pool.shutdowns, reload, state, reopen)?;
+    let drain_delay = cfg.timeouts.drain_delay.0;
+    watch_signals(signals, pool.shutdowns, reload, state, reopen, drain_delay)?;
     for h in pool.handles {
         let _ = h.join();
     }
@@ -426,15 +427,17 @@ fn start_services(
     })
 }
 
-/// First SIGTERM/SIGINT starts the drain in every worker; a second one exits at once.
-/// SIGHUP reloads the config and TLS certificates; SIGUSR1 reopens the access log
-/// (logrotate).
+/// First SIGTERM/SIGINT makes `/ready` answer 503 at once and starts the drain in every
+/// worker after `drain_delay` (serving as usual meanwhile, so that balancers see the 503
+/// and stop sending new connections first); a second one exits at once. SIGHUP reloads the
+/// config and TLS certificates; SIGUSR1 reopens the access log (logrotate).
 fn watch_signals(
     mut signals: signal_hook::iterator::Signals,
     shutdowns: Vec<Shutdown>,
     reload: mpsc::Sender<()>,
     state: admin::Shared,
     reopen: Option<crate::accesslog::Reopen>,
+    drain_delay: std::time::Duration,
 ) -> Result<(), RunError> {
     use signal_hook::consts::{SIGHUP, SIGUSR1};
     thread::Builder::new()
@@ -458,7 +461,23 @@ fn watch_signals(
                 if let Ok(mut s) = state.lock() {
                     s.draining = true;
                 }
-                if seen == 1 {
+                if seen == 1 && !drain_delay.is_zero() {
+                    log::info!(
+                        "signal {sig}: /ready says draining; the drain starts in {drain_delay:?} \
+                         (again to exit now)"
+                    );
+                    let later = shutdowns.clone();
+                    let delayed = thread::Builder::new()
+                        .name("ringway-drain-delay".into())
+                        .spawn(move || {
+                            thread::sleep(drain_delay);
+                            log::info!("draining");
+                            later.iter().for_each(Shutdown::fire);
+                        });
+                    if delayed.is_err() {
+                        shutdowns.iter().for_each(Shutdown::fire);
+                    }
+                } else if seen == 1 {
                     log::info!("signal {sig}: draining (again to exit now)");
                     shutdowns.iter().for_each(Shutdown::fire);
                 } else {
