@@ -309,6 +309,58 @@ fn ssl(value: &[u8]) -> Result<Ssl, Error> {
     Ok(out)
 }
 
+/// The header that says a connection comes from `source` and was made to `destination`
+/// (for `upstreams[].proxy_protocol`). Mixed families (an IPv4 client on an IPv6
+/// listener, say) are sent as `UNKNOWN` (v1) or `LOCAL` (v2): the receiver then keeps its
+/// own view.
+pub fn encode(version: Version, source: SocketAddr, destination: SocketAddr, out: &mut Vec<u8>) {
+    let same = source.is_ipv4() == destination.is_ipv4();
+    match version {
+        Version::V1 => {
+            use std::io::Write;
+            let _ = match (same, source.ip()) {
+                (false, _) => write!(out, "PROXY UNKNOWN\r\n"),
+                (true, IpAddr::V4(_)) => write!(
+                    out,
+                    "PROXY TCP4 {} {} {} {}\r\n",
+                    source.ip(),
+                    destination.ip(),
+                    source.port(),
+                    destination.port()
+                ),
+                (true, IpAddr::V6(_)) => write!(
+                    out,
+                    "PROXY TCP6 {} {} {} {}\r\n",
+                    source.ip(),
+                    destination.ip(),
+                    source.port(),
+                    destination.port()
+                ),
+            };
+        }
+        Version::V2 => {
+            out.extend_from_slice(V2_SIGNATURE);
+            let (cmd, family, len) = match (same, source.ip()) {
+                (false, _) => (0x20, 0x00, 0u16),
+                (true, IpAddr::V4(_)) => (0x21, 0x11, 12),
+                (true, IpAddr::V6(_)) => (0x21, 0x21, 36),
+            };
+            out.extend_from_slice(&[cmd, family]);
+            out.extend_from_slice(&len.to_be_bytes());
+            if same {
+                for ip in [source.ip(), destination.ip()] {
+                    match ip {
+                        IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+                        IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+                    }
+                }
+                out.extend_from_slice(&source.port().to_be_bytes());
+                out.extend_from_slice(&destination.port().to_be_bytes());
+            }
+        }
+    }
+}
+
 /// CRC32C (Castagnoli), bit by bit: headers are small and rarely carry one.
 fn crc32c(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -496,6 +548,34 @@ mod tests {
         huge.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
         assert_eq!(parse(&huge, Accept::Any), Err(Error::TooLarge));
         assert_eq!(parse(&wire, Accept::V1), Err(Error::Missing));
+    }
+
+    #[test]
+    fn encoded_headers_parse_back_to_what_was_said() {
+        let pairs = [
+            ("192.0.2.7:51234", "10.0.0.1:443"),
+            ("[2001:db8::7]:1", "[2001:db8::1]:65535"),
+        ];
+        for (src, dst) in pairs {
+            let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            for version in [Version::V1, Version::V2] {
+                let mut out = Vec::new();
+                encode(version, src, dst, &mut out);
+                let (h, n) = done(&out, Accept::Any);
+                assert_eq!(
+                    (h.source, h.destination, n),
+                    (Some(src), Some(dst), out.len())
+                );
+                assert_eq!(h.version, Some(version));
+            }
+        }
+        // Mixed families: no address, the receiver keeps its own.
+        let (src, dst) = ("192.0.2.7:1".parse().unwrap(), "[::1]:2".parse().unwrap());
+        for version in [Version::V1, Version::V2] {
+            let mut out = Vec::new();
+            encode(version, src, dst, &mut out);
+            assert_eq!(done(&out, Accept::Any).0.source, None);
+        }
     }
 
     #[test]

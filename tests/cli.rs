@@ -335,6 +335,10 @@ fn bad_balancing_health_and_retry_fields_name_the_field() {
             "FILE: upstreams[0].http2_connections: 0 is out of range: 1 to 1000",
         ),
         (
+            &format!("{base}{one}protocol = \"h2c\"\nproxy_protocol = \"v2\"\n"),
+            "FILE: upstreams[0].proxy_protocol: is for protocol = \"http1\" upstreams",
+        ),
+        (
             &format!("{base}{one}health_check = {{ grpc = \"\" }}\n"),
             "FILE: upstreams[0].health_check.grpc: a gRPC health check needs protocol",
         ),

@@ -219,3 +219,117 @@ fn curl_haproxy_protocol_reaches_plain_and_tls_listeners() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::io::stdout().flush();
 }
+
+/// An origin that takes a PROXY protocol header first on each connection (parsed with
+/// ringway's own parser, strictly) and answers every request on it with the client the
+/// header named; the headers' clients, one per connection, in order.
+fn proxy_origin() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use ringway::proxy_protocol::{parse, Accept, Parsed};
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let client = loop {
+                    match parse(&buf, Accept::Any) {
+                        Ok(Parsed::Done(h, n)) => {
+                            buf.drain(..n);
+                            break h.source.map_or("none".to_string(), |a| a.to_string());
+                        }
+                        Ok(Parsed::Incomplete) => {}
+                        Err(e) => {
+                            record.lock().expect("seen").push(format!("bad: {e}"));
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                record.lock().expect("seen").push(client.clone());
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{client}",
+                            client.len()
+                        );
+                        if s.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn an_upstream_is_told_the_client_in_a_proxy_header_of_its_own() {
+    for version in ["v1", "v2"] {
+        let (origin, seen) = proxy_origin();
+        let cfg = format!(
+            "[server]\nlisten = []\nworkers = 1\n\n\
+             [[listeners]]\naddress = \"127.0.0.1:0\"\n\n\
+             [[upstreams]]\nname = \"app\"\nservers = [\"{origin}\"]\nproxy_protocol = \"{version}\"\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n"
+        );
+        let gw = Gateway::start(&cfg, Driver::IoUring);
+        // Two requests on one client connection: one upstream connection, one header,
+        // naming that client.
+        let s = connect(gw.addr());
+        let me = s.local_addr().expect("local").to_string();
+        let mut a = Reader::new(s);
+        for _ in 0..2 {
+            a.send(b"GET /a HTTP/1.1\r\nHost: gw\r\n\r\n");
+            let r = a.response().expect("response");
+            assert_eq!((r.status, r.body_text()), (200, me.clone()), "{version}");
+        }
+        // Another client connection never gets the first one's upstream connection.
+        let s = connect(gw.addr());
+        let other = s.local_addr().expect("local").to_string();
+        let mut b = Reader::new(s);
+        b.send(b"GET /b HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(
+            b.response().expect("response").body_text(),
+            other,
+            "{version}"
+        );
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            vec![me.clone(), other.clone()],
+            "{version}"
+        );
+        drop(a);
+        drop(b);
+        // Behind a balancer: the client its header named is the one passed on.
+        let cfg = cfg.replace(
+            "address = \"127.0.0.1:0\"\n",
+            "address = \"127.0.0.1:0\"\nproxy_protocol = \"any\"\n",
+        );
+        let gw = Gateway::start(&cfg, Driver::IoUring);
+        let r = through(
+            gw.addr(),
+            b"PROXY TCP4 203.0.113.9 10.0.0.1 40000 8080\r\n",
+            "/c",
+        )
+        .expect("response");
+        assert_eq!(
+            (r.status, r.body_text()),
+            (200, "203.0.113.9:40000".to_string()),
+            "{version}"
+        );
+    }
+}

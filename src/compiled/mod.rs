@@ -235,6 +235,8 @@ pub struct Upstream {
     pub protocol: crate::config::UpstreamProtocol,
     /// HTTP/2: connections per server per worker at most.
     pub http2_connections: usize,
+    /// The PROXY protocol header sent first on each new connection to the servers.
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
     /// Balancing, health and breaker settings.
     pub lb: crate::upstream::Lb,
 }
@@ -542,6 +544,10 @@ fn build_upstream(
             keepalive_timeout: u.keepalive_timeout.0,
             protocol: u.protocol,
             http2_connections: u.http2_connections,
+            proxy_protocol: u.proxy_protocol.map(|v| match v {
+                crate::config::ProxyProtocolVersion::V1 => crate::proxy_protocol::Version::V1,
+                crate::config::ProxyProtocolVersion::V2 => crate::proxy_protocol::Version::V2,
+            }),
             lb: crate::upstream::Lb::build(u),
         },
         u.name.clone(),

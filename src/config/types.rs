@@ -10,8 +10,8 @@ use super::defaults::{self, strings};
 use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, RulesConfig};
 use super::tls::ListenerConfig;
 use super::upstream::{
-    AllUnhealthy, Balance, HealthCheckConfig, OutlierConfig, RetriesConfig, ServerEntry,
-    UpstreamProtocol,
+    AllUnhealthy, Balance, HealthCheckConfig, OutlierConfig, ProxyProtocolVersion, RetriesConfig,
+    ServerEntry, UpstreamProtocol,
 };
 use super::Duration;
 
@@ -242,6 +242,11 @@ pub struct UpstreamConfig {
     /// HTTP/2 upstreams: connections per server per worker at most.
     #[serde(default = "default_http2_connections")]
     pub http2_connections: usize,
+    /// A PROXY protocol header ("v1" or "v2") naming the client, sent first on every new
+    /// connection to the servers (HTTP/1.1 upstreams; such a connection is only reused for
+    /// the same client connection). Unset: none.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

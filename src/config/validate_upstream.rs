@@ -60,6 +60,12 @@ fn upstream(p: &str, u: &UpstreamConfig, e: &mut Vec<ConfigError>) {
         ),
         _ => {}
     }
+    if u.proxy_protocol.is_some() && u.protocol != UpstreamProtocol::Http1 {
+        push(
+            format!("{p}.proxy_protocol"),
+            "is for protocol = \"http1\" upstreams (HTTP/2 connections carry many clients)".into(),
+        );
+    }
     if u.http2_connections == 0 || u.http2_connections > MAX_HTTP2_CONNECTIONS {
         push(
             format!("{p}.http2_connections"),

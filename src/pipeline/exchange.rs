@@ -45,22 +45,43 @@ fn is_idempotent(method: &[u8]) -> bool {
 /// How one kind of upstream connection is opened.
 #[allow(async_fn_in_trait)]
 pub(super) trait Open<U: Stream> {
-    /// Connects to `addr` (`host`: its configured host name, for TLS).
-    async fn open(&self, addr: SocketAddr, host: &str) -> std::io::Result<UpConn<U>>;
+    /// Connects to `addr` (`host`: its configured host name, for TLS), sending `preamble`
+    /// (a PROXY protocol header, or nothing) first, before any TLS.
+    async fn open(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        preamble: &[u8],
+    ) -> std::io::Result<UpConn<U>>;
 }
 
 /// Plain TCP through the worker's connector.
 struct Plain<'a, C>(&'a C);
 
 impl<C: Connector> Open<C::Conn> for Plain<'_, C> {
-    async fn open(&self, addr: SocketAddr, _host: &str) -> std::io::Result<UpConn<C::Conn>> {
-        self.0.connect(addr).await.map(UpConn::new)
+    async fn open(
+        &self,
+        addr: SocketAddr,
+        _host: &str,
+        preamble: &[u8],
+    ) -> std::io::Result<UpConn<C::Conn>> {
+        let mut conn = UpConn::new(self.0.connect(addr).await?);
+        if !preamble.is_empty() {
+            use monoio::io::AsyncWriteRentExt;
+            conn.w.write_all(preamble.to_vec()).await.0?;
+        }
+        Ok(conn)
     }
 }
 
 impl Open<UpTlsStream> for UpstreamTls {
-    async fn open(&self, addr: SocketAddr, host: &str) -> std::io::Result<UpConn<UpTlsStream>> {
-        let (stream, fd) = self.connect(addr, host).await?;
+    async fn open(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        preamble: &[u8],
+    ) -> std::io::Result<UpConn<UpTlsStream>> {
+        let (stream, fd) = self.connect(addr, host, preamble).await?;
         Ok(UpConn::with_fd(stream, fd))
     }
 }
@@ -70,9 +91,10 @@ async fn connect<U: Stream, O: Open<U>>(
     cfg: &Compiled,
     open: &O,
     addr: SocketAddr,
-    host: &str,
+    (host, preamble): (&str, &[u8]),
 ) -> Result<UpConn<U>, UpstreamFault> {
-    match monoio::time::timeout(cfg.timeouts.upstream_connect, open.open(addr, host)).await {
+    let opened = open.open(addr, host, preamble);
+    match monoio::time::timeout(cfg.timeouts.upstream_connect, opened).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => {
             log::warn!("upstream {addr}: connect failed: {e}");
@@ -286,7 +308,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         match attempt {
             Attempt::Finished { next, pool: reuse } => {
                 if reuse {
-                    pool.put(up.pool_keys[plan.server], conn, up.keepalive);
+                    pool.put(self.pool_key(up, plan.server), conn, up.keepalive);
                 }
                 Step::Done(next)
             }
@@ -333,13 +355,24 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
         let timed = self.shared.access_log.is_some();
         self.front.sink().log().connecting(addr, timed);
         if !plan.fresh {
-            let key = up.pool_keys[plan.server];
+            let key = self.pool_key(up, plan.server);
             if let Some(conn) = pool.take(key, up.keepalive_timeout, plan.replay_ok) {
                 return Connected::Ready { conn, reused: true };
             }
         }
         let host = up.hosts.get(plan.server).map_or("", String::as_str);
-        let fault = match connect(cfg, open, addr, host).await {
+        let mut preamble = Vec::new();
+        if let Some(version) = up.proxy_protocol {
+            let client = self.client.peer;
+            let unspecified = if client.is_ipv4() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([0u16; 8], 0))
+            };
+            let to = self.client.meta.local.unwrap_or(unspecified);
+            crate::proxy_protocol::encode(version, client, to, &mut preamble);
+        }
+        let fault = match connect(cfg, open, addr, (host, &preamble)).await {
             Ok(conn) => {
                 return Connected::Ready {
                     conn,
@@ -352,6 +385,32 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             Connected::Failover
         } else {
             Connected::Failed(fault)
+        }
+    }
+
+    /// The pool key of a connection to `up`'s server `server` for this request: by address
+    /// and settings, and for an upstream that is sent a PROXY protocol header by the client
+    /// connection too (such a connection speaks for that one client only).
+    fn pool_key(&self, up: &Upstream, server: usize) -> crate::upstream::PoolKey {
+        let key = up.pool_keys[server];
+        if up.proxy_protocol.is_none() {
+            return key;
+        }
+        // FNV-1a over the client's address and port.
+        let peer = self.client.peer;
+        let ip = match peer.ip() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        let fnv = ip
+            .iter()
+            .chain(&peer.port().to_be_bytes())
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        crate::upstream::PoolKey {
+            addr: key.addr,
+            settings: key.settings ^ fnv | 2,
         }
     }
 

@@ -290,6 +290,9 @@ pub struct ConnMeta {
     pub cert: Option<Rc<crate::policy::identity::Identity>>,
     /// Answer every request with a redirect to HTTPS on this port.
     pub redirect_https: Option<u16>,
+    /// The address the client connected to: the listener's, or the one a PROXY protocol
+    /// header named (what `upstreams[].proxy_protocol` passes on).
+    pub local: Option<SocketAddr>,
 }
 
 /// One client connection as every request on it sees it.

@@ -53,19 +53,20 @@ const SHORTEST: usize = 15;
 
 impl ProxyIn {
     /// Reads the header off `stream` by `deadline`; the client address it names (the
-    /// connection's `peer` when it names none), or None: close the connection.
+    /// connection's `peer` when it names none) and the address the client connected to, or
+    /// None: close the connection.
     pub async fn read(
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
         deadline: Instant,
-    ) -> Option<SocketAddr> {
+    ) -> Option<(SocketAddr, Option<SocketAddr>)> {
         if !self.from.is_empty() && !self.from.iter().any(|c| c.contains(peer.ip())) {
             log::debug!("client {peer}: may not send a PROXY protocol header; closed");
             return None;
         }
         match monoio::time::timeout_at(deadline.into(), self.header(stream)).await {
-            Ok(Ok(h)) => Some(h.source.unwrap_or(peer)),
+            Ok(Ok(h)) => Some((h.source.unwrap_or(peer), h.source.and(h.destination))),
             Ok(Err(why)) => {
                 log::debug!("client {peer}: {why}; closed");
                 None

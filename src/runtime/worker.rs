@@ -262,14 +262,15 @@ async fn accept_loop(
             // protocol header, handshake, sniffing), then serving it in its protocol.
             let ready = async {
                 let mut stream = stream;
-                let peer = match proxy {
+                let (peer, local) = match proxy {
                     Some(p) => {
                         let deadline = Instant::now() + shared.config().timeouts.header;
                         p.read(&mut stream, peer, deadline).await?
                     }
-                    None => peer,
+                    None => (peer, None),
                 };
-                serve_as(kind, shared, stream, peer).await
+                let local = local.or_else(|| stream.local_addr().ok());
+                serve_as(kind, shared, stream, peer, local).await
             };
             let served = match CatchPanic::new(ready).await {
                 Ok(Some(serving)) => CatchPanic::pinned(serving).await,
@@ -417,33 +418,30 @@ async fn serve_as(
     shared: Rc<Shared<TcpConnector>>,
     stream: TcpStream,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
 ) -> Option<Serving> {
     let accepted = Instant::now();
+    let plain = ConnMeta {
+        local,
+        ..ConnMeta::default()
+    };
     match kind {
-        ListenerKind::Plain { h2c: false } => Some(Box::pin(serve(
-            shared,
-            stream,
-            peer,
-            accepted,
-            ConnMeta::default(),
-        ))),
+        ListenerKind::Plain { h2c: false } => {
+            Some(Box::pin(serve(shared, stream, peer, accepted, plain)))
+        }
         ListenerKind::Plain { h2c: true } => {
-            serve_plain(shared, stream, peer, accepted, ConnMeta::default()).await
+            serve_plain(shared, stream, peer, accepted, plain).await
         }
         ListenerKind::H2c => {
             let io = stream.try_into_poll_io().ok()?;
             Some(Box::pin(crate::front::http2::serve(
-                shared,
-                io,
-                peer,
-                accepted,
-                ConnMeta::default(),
+                shared, io, peer, accepted, plain,
             )))
         }
         ListenerKind::RedirectHttps { port, h2c } => {
             let meta = ConnMeta {
                 redirect_https: Some(port),
-                ..ConnMeta::default()
+                ..plain
             };
             if h2c {
                 serve_plain(shared, stream, peer, accepted, meta).await
@@ -451,7 +449,7 @@ async fn serve_as(
                 Some(Box::pin(serve(shared, stream, peer, accepted, meta)))
             }
         }
-        ListenerKind::Tls(tls) => serve_tls(tls, shared, stream, peer, accepted).await,
+        ListenerKind::Tls(tls) => serve_tls(tls, shared, stream, peer, (accepted, local)).await,
     }
 }
 
@@ -461,7 +459,7 @@ async fn serve_tls(
     shared: Rc<Shared<TcpConnector>>,
     stream: TcpStream,
     peer: SocketAddr,
-    accepted: Instant,
+    (accepted, local): (Instant, Option<SocketAddr>),
 ) -> Option<Serving> {
     let done = match crate::tls::accept_raw(stream, &tls, peer).await {
         Ok(s) => s,
@@ -479,6 +477,7 @@ async fn serve_tls(
         tls: true,
         cert,
         redirect_https: None,
+        local,
     };
     if done.is_h2() {
         // (A TLS listener with http1 = false offers only h2: a client that chose no

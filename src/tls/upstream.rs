@@ -212,17 +212,24 @@ impl UpstreamTls {
         s.0 | 1
     }
 
-    /// Connects to `addr` (TCP_NODELAY) and completes the handshake, naming the server
-    /// `host` unless a name is configured.
+    /// Connects to `addr` (TCP_NODELAY), sends `preamble` (a PROXY protocol header, or
+    /// nothing) and completes the handshake, naming the server `host` unless a name is
+    /// configured.
     pub async fn connect(
         &self,
         addr: SocketAddr,
         host: &str,
+        preamble: &[u8],
     ) -> std::io::Result<(UpTlsStream, std::os::fd::RawFd)> {
         use std::os::fd::AsRawFd;
         let name = self.name_for(host)?;
-        let tcp = TcpStream::connect_addr(addr).await?;
+        let mut tcp = TcpStream::connect_addr(addr).await?;
         tcp.set_nodelay(true)?;
+        if !preamble.is_empty() {
+            // (A PROXY protocol header: before the handshake.)
+            use monoio::io::AsyncWriteRentExt;
+            tcp.write_all(preamble.to_vec()).await.0?;
+        }
         let fd = tcp.as_raw_fd();
         let tls = self
             .connector
