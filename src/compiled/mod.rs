@@ -120,6 +120,8 @@ pub struct Compiled {
     /// `server.upgrade_protocols`, lowercased (never `h2c`).
     pub upgrade_protocols: Vec<Bytes>,
     pub trusted_proxies: Vec<Cidr>,
+    /// Some upstream is sent PROXY protocol headers: connections learn their local address.
+    pub sends_proxy_protocol: bool,
     /// Full Via value to append, e.g. b"1.1 ringway"; None when disabled.
     pub via: Option<Bytes>,
     /// Request-id field name as configured; None when disabled.
@@ -371,6 +373,7 @@ impl Compiled {
                 .map(|p| Bytes::from(p.to_ascii_lowercase()))
                 .collect(),
             trusted_proxies,
+            sends_proxy_protocol: cfg.upstreams.iter().any(|u| u.proxy_protocol.is_some()),
             via: (!cfg.server.via.is_empty())
                 .then(|| Bytes::from(format!("1.1 {}", cfg.server.via))),
             request_id_header: (!cfg.server.request_id_header.is_empty())

@@ -269,7 +269,14 @@ async fn accept_loop(
                     }
                     None => (peer, None),
                 };
-                let local = local.or_else(|| stream.local_addr().ok());
+                // (A syscall, made only when some upstream needs it.)
+                let local = local.or_else(|| {
+                    shared
+                        .config()
+                        .sends_proxy_protocol
+                        .then(|| stream.local_addr().ok())
+                        .flatten()
+                });
                 serve_as(kind, shared, stream, peer, local).await
             };
             let served = match CatchPanic::new(ready).await {
