@@ -391,11 +391,18 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
     /// The pool key of a connection to `up`'s server `server` for this request: by address
     /// and settings, and for an upstream that is sent a PROXY protocol header by the client
     /// connection too (such a connection speaks for that one client only).
+    #[inline]
     fn pool_key(&self, up: &Upstream, server: usize) -> crate::upstream::PoolKey {
         let key = up.pool_keys[server];
         if up.proxy_protocol.is_none() {
             return key;
         }
+        self.client_pool_key(key)
+    }
+
+    /// `key` for this client connection alone (see `pool_key`).
+    #[inline(never)]
+    fn client_pool_key(&self, key: crate::upstream::PoolKey) -> crate::upstream::PoolKey {
         // FNV-1a over the client's address and port.
         let peer = self.client.peer;
         let ip = match peer.ip() {
