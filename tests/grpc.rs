@@ -119,16 +119,7 @@ both_drivers! {
     fn grpcio_sees_ringways_own_answers_as_grpc_statuses(d) {
         let Some(py) = python() else { return };
         let origin = Origin::ok("not reached");
-        let cfg = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
-             [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
-             [[upstreams]]\nname = \"gone\"\nservers = [\"{}\"]\n\n\
-             [[routes]]\npath_prefix = \"/pkg.Denied/\"\nupstream = \"app\"\n\
-             rules = {{ ip_deny = [\"127.0.0.0/8\"] }}\n\n\
-             [[routes]]\npath_prefix = \"/pkg.Gone/\"\nupstream = \"gone\"\n",
-            origin.addr(),
-            dead_addr()
-        );
+        let cfg = Config::grpc_refusals(origin.addr());
         let gw = Gateway::start(&cfg, d);
         for (method, code, details) in [
             ("/pkg.Denied/Call", "PERMISSION_DENIED", "ringway: 403 Forbidden"),

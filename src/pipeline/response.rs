@@ -278,13 +278,7 @@ pub(super) async fn respond<K: ResponseSink, C: Stream>(
     };
     let close = sink.start(resp, &out);
     ex.started.set(true);
-    // A trailers-only gRPC answer carries its status in the head (HTTP/1.1 requests cost
-    // no look: `is_grpc` asks the version first).
-    if ex.head.is_grpc() {
-        if let Some(v) = resp.header(b"grpc-status") {
-            sink.log().grpc_status = crate::http::grpc::parse_status(v);
-        }
-    }
+    sink.log().grpc_status = head_grpc_status(ex, resp);
     // A Content-Length body is relayed from `ubuf` with ringway's head in front of it;
     // other framings decode the body from where it starts.
     let head_len = match framing {
@@ -329,6 +323,36 @@ pub(super) async fn respond<K: ResponseSink, C: Stream>(
     };
     ex.bufs.give(std::mem::take(ubuf));
     outcome
+}
+
+/// The gRPC status a response head carries (a trailers-only answer), for a gRPC call;
+/// HTTP/1.1 requests cost no look (`is_grpc` asks the version first).
+pub(super) fn head_grpc_status(ex: &Exchange<'_>, resp: &ResponseHead) -> Option<u16> {
+    if !ex.head.is_grpc() {
+        return None;
+    }
+    resp.header(b"grpc-status")
+        .and_then(crate::http::grpc::parse_status)
+}
+
+/// Passes one trailer field of a relayed response on, whatever the upstream's protocol:
+/// never a hidden (`protect`) or forbidden one; `grpc-status` goes into the access log;
+/// sent only to a client that takes trailers.
+pub(super) fn relay_trailer<K: ResponseSink>(
+    sink: &mut K,
+    cfg: &Compiled,
+    name: &[u8],
+    value: &[u8],
+) {
+    if cfg.protect.hides(name) || crate::http::head::is_forbidden_trailer(name) {
+        return;
+    }
+    if name.eq_ignore_ascii_case(b"grpc-status") {
+        sink.log().grpc_status = crate::http::grpc::parse_status(value);
+    }
+    if sink.takes_trailers() {
+        sink.trailer(name, value);
+    }
 }
 
 /// Appends more of the response body to `buf`: Ok(0) at EOF; on timeout or error, what a
@@ -495,17 +519,8 @@ impl<K: ResponseSink, C: Stream> Relay<'_, K, C> {
                     }) => {
                         let line = &self.ubuf[start..end];
                         if let Some(colon) = line.iter().position(|&b| b == b':') {
-                            let name = &line[..colon];
                             let value = line[colon + 1..].trim_ascii();
-                            if !self.cfg.protect.hides(name)
-                                && !crate::http::head::is_forbidden_trailer(name)
-                            {
-                                if name.eq_ignore_ascii_case(b"grpc-status") {
-                                    self.sink.log().grpc_status =
-                                        crate::http::grpc::parse_status(value);
-                                }
-                                self.sink.trailer(name, value);
-                            }
+                            relay_trailer(self.sink, self.cfg, &line[..colon], value);
                         }
                         self.ubuf.advance(consumed);
                     }

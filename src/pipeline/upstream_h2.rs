@@ -34,11 +34,13 @@ use http::{HeaderMap, Request};
 use super::attempt::{duplex, Attempt, BodyEnd, Conn, Plan, Replay, Retried, Step};
 use super::front::{BodySource, Front, HeadOut, Payload, ResponseSink, SendFail};
 use super::outcome::{Holdback, Next, Refusal, UpstreamFault};
-use super::response::{head_deadline, upstream_limits, Exchange, RespOutcome};
+use super::response::{
+    head_deadline, head_grpc_status, relay_trailer, upstream_limits, Exchange, RespOutcome,
+};
 use super::Life;
 use crate::compiled::{Compiled, Route, Upstream};
 use crate::http::response::parse_response_at;
-use crate::http::{grpc, BodyFraming, ResponseFraming, ResponseHead};
+use crate::http::{BodyFraming, ResponseFraming, ResponseHead};
 use crate::io::deadline::BodyDeadline;
 use crate::io::Connector;
 use crate::upstream::h2pool::{self, Dial, H2Lease, LeaseError};
@@ -244,8 +246,16 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
 /// cannot be carried (a field HTTP/2 cannot hold, a target that is no URI).
 fn h2_request(head: &[u8], tls: bool, te_trailers: bool) -> Option<Request<()>> {
     let lines = head.iter().filter(|&&b| b == b'\n').count();
-    let mut fields = vec![httparse::EMPTY_HEADER; lines];
-    let mut parsed = httparse::Request::new(&mut fields);
+    // On the stack for the usual head; a long one on the heap.
+    let mut stack = [httparse::EMPTY_HEADER; 64];
+    let mut heap;
+    let fields: &mut [httparse::Header<'_>] = if lines <= stack.len() {
+        &mut stack[..]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; lines];
+        &mut heap[..]
+    };
+    let mut parsed = httparse::Request::new(fields);
     if !parsed.parse(head).ok()?.is_complete() {
         return None;
     }
@@ -413,9 +423,7 @@ impl H2Relay<'_> {
             // gives); the stream is dropped unread.
             return RespOutcome::Failed(UpstreamFault::Status(status));
         }
-        let head_code = grpc
-            .then(|| resp.header(b"grpc-status").and_then(grpc::parse_status))
-            .flatten();
+        let head_code = head_grpc_status(ex, resp);
         if let (Some(code), Some(retry)) = (head_code, self.grpc_retry) {
             if recv.is_end_stream() && self.replay.borrow().is_whole() && retry(code) {
                 return RespOutcome::RetryGrpc(code);
@@ -455,9 +463,7 @@ impl H2Relay<'_> {
                 Err(_) => return self.broken(sent_any, "timed out"),
             };
             let mut gathered = first.len();
-            if !first.is_empty() {
-                sink.put(&first);
-            }
+            sink.put(&first);
             let _ = recv.flow_control().release_capacity(first.len());
             // What else is in already goes out in the same write.
             let mut ended = false;
@@ -470,9 +476,7 @@ impl H2Relay<'_> {
                 match more {
                     Some(Some(Ok(data))) => {
                         gathered += data.len();
-                        if !data.is_empty() {
-                            sink.put(&data);
-                        }
+                        sink.put(&data);
                         let _ = recv.flow_control().release_capacity(data.len());
                     }
                     Some(None) => {
@@ -500,16 +504,7 @@ impl H2Relay<'_> {
             Err(_) => return self.broken(sent_any, "trailers timed out"),
         };
         for (name, value) in trailers.iter().flatten() {
-            let n = name.as_str().as_bytes();
-            if cfg.protect.hides(n) || crate::http::head::is_forbidden_trailer(n) {
-                continue;
-            }
-            if n == b"grpc-status" {
-                sink.log().grpc_status = grpc::parse_status(value.as_bytes());
-            }
-            if sink.takes_trailers() {
-                sink.trailer(n, value.as_bytes());
-            }
+            relay_trailer(sink, cfg, name.as_str().as_bytes(), value.as_bytes());
         }
         sink.end();
         match sink.flush(write).await {
@@ -553,11 +548,8 @@ fn response_head(
 ) -> Result<(), String> {
     let status = parts.status.as_u16();
     let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.to_string().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(crate::http::canned::reason(status).as_bytes());
-    head.extend_from_slice(b"\r\n");
+    let reason = crate::http::canned::reason(status);
+    let _ = std::io::Write::write_fmt(&mut head, format_args!("HTTP/1.1 {status} {reason}\r\n"));
     for (name, value) in &parts.headers {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");

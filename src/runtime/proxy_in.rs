@@ -79,10 +79,15 @@ impl ProxyIn {
     }
 
     async fn header(&self, stream: &mut TcpStream) -> Result<proxy_protocol::Header, String> {
-        let mut buf = vec![0u8; 16 + MAX_V2_BODY];
+        // Room for v1's longest line and the usual v2 header; a v2 header with large TLVs
+        // grows it (`parse` refuses one past `MAX_V2_BODY` before that).
+        let mut buf = vec![0u8; 256];
         let mut have = 0;
         let mut want = SHORTEST;
         loop {
+            if want > buf.len() {
+                buf.resize(want.min(16 + MAX_V2_BODY), 0);
+            }
             let (res, b) = stream.read_exact(buf.slice_mut(have..want)).await;
             buf = b.into_inner();
             res.map_err(|e| format!("reading the PROXY protocol header: {e}"))?;

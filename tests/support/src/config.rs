@@ -61,6 +61,20 @@ impl Config {
         )
     }
 
+    /// Routes whose gRPC calls ringway answers itself: `/pkg.Denied/` refused by an IP
+    /// rule (to `origin`), `/pkg.Gone/` to a dead upstream, anything else no route.
+    pub fn grpc_refusals(origin: SocketAddr) -> String {
+        Config::new()
+            .upstream("app", &[origin])
+            .upstream("gone", &[crate::dead_addr()])
+            .route(
+                "path_prefix = \"/pkg.Denied/\"\nupstream = \"app\"\n\
+                 rules = { ip_deny = [\"127.0.0.0/8\"] }",
+            )
+            .route("path_prefix = \"/pkg.Gone/\"\nupstream = \"gone\"")
+            .render()
+    }
+
     /// Shorthand: one upstream "app" and a catch-all route to it.
     pub fn proxy_all(origin: SocketAddr) -> Config {
         Config::new()
