@@ -30,6 +30,7 @@ pub mod policy;
 pub mod proxy_protocol;
 pub mod redact;
 pub mod runtime;
+pub mod store;
 pub mod sys;
 pub mod tls;
 pub mod trace;

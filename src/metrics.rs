@@ -150,6 +150,7 @@ impl Metrics {
             total: self.total.borrow().clone(),
             upstream: self.upstream.borrow().clone(),
             gauges: Vec::new(),
+            redis: None,
         }
     }
 }
@@ -196,6 +197,8 @@ pub struct Snapshot {
     pub upstream: Histogram,
     /// Extra samples: (metric name, labels, value), summed by name+labels.
     pub gauges: Vec<(String, String, u64)>,
+    /// Redis command round trips (global rate limits' leases), when Redis is in use.
+    pub redis: Option<Histogram>,
 }
 
 impl Snapshot {
@@ -230,6 +233,9 @@ impl Snapshot {
         }
         self.total.merge(&o.total);
         self.upstream.merge(&o.upstream);
+        if let Some(h) = &o.redis {
+            self.redis.get_or_insert_with(Histogram::default).merge(h);
+        }
         for (n, l, v) in &o.gauges {
             match self
                 .gauges
@@ -350,6 +356,14 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
         "Time from sending a request upstream to the end of its exchange (response relayed).",
         &s.upstream,
     );
+    if let Some(h) = &s.redis {
+        histogram(
+            &mut out,
+            "ringway_redis_command_seconds",
+            "Round trips of batches of Redis commands (global rate limits' leases).",
+            h,
+        );
+    }
     counter(
         &mut out,
         "ringway_connections_accepted_total",

@@ -130,6 +130,8 @@ pub struct Compiled {
     pub upstreams: Vec<Upstream>,
     /// Access control and blocking rules.
     pub policy: Policy,
+    /// `[redis]`, when some rate limit is global.
+    pub redis: Option<std::rc::Rc<crate::store::Settings>>,
     /// What ringway hides from clients and from its logs.
     pub protect: Protect,
     /// HTTP/2 settings and limits, as configured.
@@ -322,6 +324,11 @@ impl Compiled {
         }
         let policy = Policy::build(cfg, base_dir, &mut errors);
         let protect = Protect::build(cfg, base_dir, &mut errors);
+        let redis = cfg
+            .redis
+            .as_ref()
+            .filter(|_| policy.has_global_limits())
+            .map(|r| std::rc::Rc::new(crate::store::Settings::build(r, base_dir, &mut errors)));
         if !errors.is_empty() {
             return Err(ConfigErrors {
                 file: file.to_string(),
@@ -381,6 +388,7 @@ impl Compiled {
             routes,
             upstreams: upstreams.into_iter().map(|(u, _)| u).collect(),
             policy,
+            redis,
             protect,
             fold_case,
             table: RouteTable::build(&matches),

@@ -201,6 +201,20 @@ pub mod policy {
 pub mod rules {
     /// `rate_limits[j].key`.
     pub const RATE_LIMIT_KEY: &str = "ip";
+    /// `rate_limits[j].scope`.
+    pub const RATE_LIMIT_SCOPE: &str = "local";
+    /// `rate_limits[j].on_store_error`.
+    pub const ON_STORE_ERROR: &str = "local";
+}
+
+/// `[redis]`.
+pub mod redis {
+    use super::{secs, Duration};
+
+    pub const CONNECT_TIMEOUT: Duration = secs(1);
+    pub const COMMAND_TIMEOUT: Duration = Duration(std::time::Duration::from_millis(100));
+    pub const KEY_PREFIX: &str = "ringway:";
+    pub const LOCAL_SHARE: f64 = 1.0;
 }
 
 /// `[access_log]`.

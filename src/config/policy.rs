@@ -285,6 +285,14 @@ pub struct RateLimitConfig {
     /// Requests allowed at once above the rate. Default: the per-second rate, at least 1.
     #[serde(default)]
     pub burst: Option<u32>,
+    /// "local": each worker counts on its own; "global": the whole fleet shares the limit
+    /// through `[redis]` (then `name` is required: it names the counters in Redis).
+    #[serde(default = "default_rl_scope")]
+    pub scope: String,
+    /// A global limit while Redis is unreachable: "local" (each instance applies
+    /// `redis.local_share` of the limit on its own), "allow" or "deny".
+    #[serde(default = "default_on_store_error")]
+    pub on_store_error: String,
 }
 
 fn default_require_exp() -> bool {
@@ -313,6 +321,12 @@ fn default_basic_cache() -> usize {
 }
 fn default_basic_ttl() -> Duration {
     d::BASIC_CACHE_TTL
+}
+fn default_rl_scope() -> String {
+    super::defaults::rules::RATE_LIMIT_SCOPE.into()
+}
+fn default_on_store_error() -> String {
+    super::defaults::rules::ON_STORE_ERROR.into()
 }
 fn default_rl_key() -> String {
     super::defaults::rules::RATE_LIMIT_KEY.into()

@@ -48,6 +48,16 @@ impl Rate {
         Ok(Rate { interval_ns, burst })
     }
 
+    /// `share` (0 < share <= 1) of this limit: the rate times `share`, the burst times
+    /// `share` rounded down, at least 1.
+    pub fn scaled(&self, share: f64) -> Rate {
+        let share = share.clamp(f64::MIN_POSITIVE, 1.0);
+        Rate {
+            interval_ns: ((self.interval_ns as f64 / share) as u64).max(1),
+            burst: ((f64::from(self.burst) * share) as u32).max(1),
+        }
+    }
+
     /// The burst: requests allowed at once from a fresh state (the `RateLimit-Limit` value).
     pub fn limit(&self) -> u32 {
         self.burst

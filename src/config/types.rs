@@ -52,6 +52,9 @@ pub struct GatewayConfig {
     /// JSON-lines access log; absent: none.
     #[serde(default)]
     pub access_log: Option<super::AccessLogConfig>,
+    /// The store global rate limits share across instances; absent: none.
+    #[serde(default)]
+    pub redis: Option<super::RedisConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

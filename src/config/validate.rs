@@ -30,6 +30,7 @@ pub fn validate(cfg: &GatewayConfig) -> Vec<ConfigError> {
     super::validate_protect::validate(cfg, &mut e.0);
     super::validate_upstream::validate(cfg, &mut e.0);
     super::access_log::validate(&cfg.access_log, &mut e.0);
+    super::redis::validate(cfg, &mut e.0);
     e.0
 }
 

@@ -97,6 +97,12 @@ pub struct Shared<C: Connector> {
     pub(crate) policy: RefCell<PolicyState>,
     /// Origin of the monotonic clock the rate limiter reads.
     epoch: Instant,
+    /// The Redis client global rate limits lease through (None: no global limit).
+    store: RefCell<Option<Rc<crate::store::Client>>>,
+    /// Its counters, kept across reloads.
+    pub store_stats: Rc<crate::store::redis::Stats>,
+    /// Woken when an answer from Redis changed the leases (requests wait on it).
+    leases_changed: LocalNotify,
     /// This worker's access log buffer (None: no access log).
     pub(crate) access_log: Option<crate::accesslog::CoreLog>,
     /// Random bits for trace and span ids.
@@ -115,6 +121,9 @@ impl<C: Connector> Shared<C> {
         Shared {
             policy: RefCell::new(config.policy.new_state()),
             epoch: Instant::now(),
+            store: RefCell::new(None),
+            store_stats: Rc::default(),
+            leases_changed: LocalNotify::default(),
             config: RefCell::new(config),
             connector,
             pool: Pool::default(),
@@ -223,6 +232,134 @@ impl<C: Connector> Shared<C> {
         self.drain.notified()
     }
 
+    /// Starts, keeps or stops this worker's Redis client as the config says (at start and
+    /// after each reload): the same `[redis]` settings keep the connection.
+    pub fn follow_store(self: &Rc<Self>) {
+        let cfg = self.config();
+        let wanted = cfg.redis.clone();
+        let mut store = self.store.borrow_mut();
+        let same = match (&*store, &wanted) {
+            (Some(c), Some(w)) => c.settings().config == w.config,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if let Some(old) = store.take() {
+            old.stop();
+        }
+        if let Some(settings) = wanted {
+            let me = Rc::downgrade(self);
+            let on_answer = Box::new(move |tag: u64, answer: crate::store::redis::Answer| {
+                let Some(me) = me.upgrade() else { return };
+                let now = me.now_ns();
+                if let Ok(mut st) = me.policy.try_borrow_mut() {
+                    match answer {
+                        Some((got, wait)) => st.leases.granted(tag, got, wait, now),
+                        None => st.leases.failed(tag),
+                    }
+                }
+                me.leases_changed.notify_all();
+            });
+            *store = Some(crate::store::Client::start(
+                settings,
+                self.store_stats.clone(),
+                on_answer,
+            ));
+        }
+    }
+
+    /// Whether this worker's Redis connection is up (exported as `ringway_redis_up`).
+    pub fn store_up(&self) -> Option<bool> {
+        self.store.borrow().as_ref().map(|c| c.is_up())
+    }
+
+    /// Once a second: gives unspent lease tokens back to Redis and forgets idle keys.
+    pub fn sweep_leases(&self) {
+        if self.store.borrow().is_none() {
+            return;
+        }
+        let now = self.now_ns();
+        let mut st = self.policy.borrow_mut();
+        st.leases.up = self.store_up().unwrap_or(false);
+        st.leases.sweep(now);
+        self.send_fetches(&mut st);
+    }
+
+    /// Hands the leases' queued commands to the Redis client (one that cannot take a
+    /// command fails it at once: the requests waiting on it decide without Redis).
+    fn send_fetches(&self, st: &mut PolicyState) {
+        let fallbacks = std::mem::take(&mut st.leases.fallbacks);
+        if fallbacks > 0 {
+            let f = &self.store_stats.fallbacks;
+            f.set(f.get() + fallbacks);
+        }
+        if st.leases.fetches.is_empty() {
+            return;
+        }
+        let store = self.store.borrow();
+        let mut fetches = std::mem::take(&mut st.leases.fetches);
+        for f in fetches.drain(..) {
+            let sent = store.as_ref().is_some_and(|c| {
+                c.lease(
+                    f.tag,
+                    &f.key,
+                    f.spec.interval_us,
+                    f.spec.tolerance_us,
+                    f.want,
+                )
+            });
+            if !sent {
+                st.leases.failed(f.tag);
+            }
+        }
+        // Keep the (empty) vector's capacity.
+        st.leases.fetches = fetches;
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Waits while a global limit waits for its lease (`grant.wait_at`), at most
+    /// `redis.command_timeout` in all; then that limit is decided by `on_store_error`.
+    async fn await_leases(
+        &self,
+        cfg: &Compiled,
+        head: &RequestHead,
+        route: Option<&crate::compiled::Route>,
+        peer: std::net::IpAddr,
+        mut grant: Grant,
+    ) -> Result<Grant, Denial> {
+        let timeout = cfg
+            .redis
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |r| r.command_timeout());
+        let deadline = Instant::now() + timeout;
+        while grant.wait_at.is_some() {
+            let changed = self.leases_changed.notified();
+            let gave_up = monoio::time::timeout_at(deadline.into(), changed)
+                .await
+                .is_err();
+            let now = self.now_ns();
+            let mut st = self.policy.borrow_mut();
+            st.leases.up = self.store_up().unwrap_or(false);
+            let r = cfg.policy.resume(
+                &mut st,
+                head,
+                route.map(|r| r.index),
+                peer,
+                &mut grant,
+                now,
+                gave_up,
+            );
+            self.send_fetches(&mut st);
+            r?;
+        }
+        Ok(grant)
+    }
+
     /// Runs the policy for one request (no I/O; the clock reads are vDSO calls).
     fn check_policy(
         &self,
@@ -237,7 +374,19 @@ impl<C: Connector> Shared<C> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut st = self.policy.borrow_mut();
-        cfg.policy.check(
+        if cfg.redis.is_none() {
+            return cfg.policy.check(
+                &mut st,
+                head,
+                route.map(|r| r.index),
+                peer,
+                cert,
+                now_ns,
+                now_unix,
+            );
+        }
+        st.leases.up = self.store_up().unwrap_or(false);
+        let r = cfg.policy.check(
             &mut st,
             head,
             route.map(|r| r.index),
@@ -245,7 +394,9 @@ impl<C: Connector> Shared<C> {
             cert,
             now_ns,
             now_unix,
-        )
+        );
+        self.send_fetches(&mut st);
+        r
     }
 
     fn request_id(&self) -> u64 {
@@ -439,7 +590,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             .filter(|_| self.client.meta.tls)
             .and_then(|r| r.hsts.clone());
         // Policy.
-        if let Err(denial) = self.police(&cfg, route) {
+        if let Err(denial) = self.police(&cfg, route).await {
             return self.refuse(Refusal::Policy(denial), has_body).await;
         }
         let Some(route) = route else {
@@ -484,7 +635,7 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
 
     /// Runs the policy, leaving its grant (and the body limit it sets) in `req`; counts a
     /// denial in the metrics.
-    fn police(
+    async fn police(
         &mut self,
         cfg: &Compiled,
         route: Option<&crate::compiled::Route>,
@@ -495,9 +646,19 @@ impl<C: Connector, F: Front> Life<'_, C, F> {
             return Ok(());
         }
         let cert = self.client.meta.cert.as_ref();
-        let verdict =
-            self.shared
-                .check_policy(cfg, &self.req.head, route, self.client.peer.ip(), cert);
+        let peer = self.client.peer.ip();
+        let mut verdict = self
+            .shared
+            .check_policy(cfg, &self.req.head, route, peer, cert);
+        if let Ok(grant) = &mut verdict {
+            if grant.wait_at.is_some() {
+                let grant = std::mem::take(grant);
+                verdict = self
+                    .shared
+                    .await_leases(cfg, &self.req.head, route, peer, grant)
+                    .await;
+            }
+        }
         match verdict {
             Ok(grant) => {
                 if let Some(m) = grant.max_body {

@@ -11,6 +11,7 @@
 //! Where it sits: below `compiled` (which holds the built `Policy`) and `pipeline`; it
 //! imports only `config`, `http` and `grammar`.
 
+pub mod global;
 pub mod identity;
 pub mod ratelimit;
 pub mod rules;
@@ -21,6 +22,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use self::global::{Leases, Spend};
 use self::identity::{AuthCaches, AuthMethod, AuthOutcome, Authenticators, Identity, Methods};
 use self::ratelimit::{KeyHasher, Limiter, Verdict};
 use self::rules::{percent_decode, query_pairs, CidrSet, FieldRule, PathPattern};
@@ -28,7 +30,8 @@ use crate::config::Cidr;
 use crate::config::Glob;
 use crate::config::Rate;
 use crate::config::{
-    AccessConfig, ConfigError, FieldRuleConfig, GatewayConfig, PathPatternConfig, RulesConfig,
+    AccessConfig, ConfigError, FieldRuleConfig, GatewayConfig, PathPatternConfig, RedisConfig,
+    RulesConfig,
 };
 use crate::http::head::trim_ows;
 use crate::http::RequestHead;
@@ -54,7 +57,30 @@ struct Limit {
     id: u32,
     key: LimitKey,
     rate: Rate,
+    /// `scope = "global"`: shared through Redis.
+    global: Option<Global>,
 }
+
+/// What a global limit needs besides its rate.
+#[derive(Debug, Clone)]
+struct Global {
+    /// `redis.key_prefix`, the limit's name and ':'.
+    prefix: Bytes,
+    spec: global::Spec,
+    on_error: OnStoreError,
+    /// `on_store_error = "local"`: this instance's share of the limit.
+    fallback: Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnStoreError {
+    Local,
+    Allow,
+    Deny,
+}
+
+/// Keys of the fallback limiter's entries are the global key's hash with this mixed in.
+const FALLBACK_SALT: u64 = 0x6a09_e667_f3bc_c908;
 
 #[derive(Default)]
 struct Rules {
@@ -121,6 +147,8 @@ pub struct Policy {
     credential_query: Option<Bytes>,
     rate_limit_keys: usize,
     has_limits: bool,
+    /// Some limit is `scope = "global"`.
+    has_global: bool,
     active: bool,
 }
 
@@ -138,6 +166,8 @@ pub struct PolicyState {
     caches: AuthCaches,
     limiter: Limiter,
     hasher: KeyHasher,
+    /// Global limits' leases (empty without global limits).
+    pub leases: Leases,
     scratch: Vec<u8>,
 }
 
@@ -149,6 +179,9 @@ pub struct Grant {
     pub strip_credentials: bool,
     /// The route's body limit, when it has one.
     pub max_body: Option<u64>,
+    /// A global limit waits for its lease: the position of that limit among the
+    /// request's limits (`Policy::resume` goes on from there).
+    pub wait_at: Option<usize>,
 }
 
 /// Why a request is refused; each becomes ringway's own short response.
@@ -166,6 +199,42 @@ pub enum Denial {
         retry_after: u64,
         reset: u64,
     },
+}
+
+/// What a limit counts, as a global limit's Redis key names it.
+#[derive(Clone, Copy)]
+enum KeyText<'a> {
+    Ip(IpAddr),
+    Route(usize),
+    Bytes(&'a [u8]),
+}
+
+/// The Redis key of a global limit's counter: its prefix, then the key as text (an
+/// address as written, a route by its position); a key that is long or not printable is
+/// named by its SHA-256 in hex.
+fn redis_key(prefix: &[u8], key: KeyText<'_>) -> Box<[u8]> {
+    use std::io::Write as _;
+    let mut out = prefix.to_vec();
+    match key {
+        KeyText::Ip(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+        KeyText::Route(r) => {
+            let _ = write!(out, "route{r}");
+        }
+        KeyText::Bytes(k) if k.len() <= 128 && k.iter().all(|b| b.is_ascii_graphic()) => {
+            out.extend_from_slice(k);
+        }
+        KeyText::Bytes(k) => {
+            use sha2::Digest as _;
+            let d = sha2::Sha256::digest(k);
+            out.extend_from_slice(b"sha256-");
+            for b in d.iter() {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+    }
+    out.into_boxed_slice()
 }
 
 fn lower(s: &str) -> Bytes {
@@ -215,7 +284,7 @@ fn field_rule(f: &FieldRuleConfig, header: bool) -> FieldRule {
     }
 }
 
-fn build_rules(r: &RulesConfig, next_id: &mut u32) -> Rules {
+fn build_rules(r: &RulesConfig, next_id: &mut u32, redis: Option<&RedisConfig>) -> Rules {
     let limits = r
         .rate_limits
         .iter()
@@ -230,10 +299,24 @@ fn build_rules(r: &RulesConfig, next_id: &mut u32) -> Rules {
             };
             let rate = Rate::parse(&l.rate, l.burst).ok()?;
             *next_id += 1;
+            let global = match (l.scope.as_str(), redis, &l.name) {
+                ("global", Some(redis), Some(name)) => Some(Global {
+                    prefix: Bytes::from(format!("{}{name}:", redis.key_prefix)),
+                    spec: global::Spec::new(rate.interval_ns(), rate.limit()),
+                    on_error: match l.on_store_error.as_str() {
+                        "allow" => OnStoreError::Allow,
+                        "deny" => OnStoreError::Deny,
+                        _ => OnStoreError::Local,
+                    },
+                    fallback: rate.scaled(redis.local_share),
+                }),
+                _ => None,
+            };
             Some(Limit {
                 id: *next_id,
                 key,
                 rate,
+                global,
             })
         })
         .collect();
@@ -260,7 +343,8 @@ impl Policy {
     pub fn build(cfg: &GatewayConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Policy {
         let auth = Authenticators::build(cfg, base_dir, errors);
         let mut next_id = 0;
-        let global = build_rules(&cfg.rules, &mut next_id);
+        let redis = cfg.redis.as_ref();
+        let global = build_rules(&cfg.rules, &mut next_id, redis);
         let strip_default = cfg.auth.strip_credentials;
         let mtls = cfg
             .listeners
@@ -274,7 +358,7 @@ impl Policy {
                     .access
                     .as_ref()
                     .map(|a| build_access(a, &auth, strip_default, mtls)),
-                rules: build_rules(&r.rules, &mut next_id),
+                rules: build_rules(&r.rules, &mut next_id, redis),
             })
             .collect();
         let header = |s: &str| (!s.is_empty()).then(|| Bytes::from(s.to_string()));
@@ -291,6 +375,9 @@ impl Policy {
         }
         let has_limits =
             !global.limits.is_empty() || routes.iter().any(|r| !r.rules.limits.is_empty());
+        let has_global = std::iter::once(&global)
+            .chain(routes.iter().map(|r| &r.rules))
+            .any(|r| r.limits.iter().any(|l| l.global.is_some()));
         let active = !global.is_empty()
             || routes
                 .iter()
@@ -319,6 +406,7 @@ impl Policy {
             client_cert_header,
             rate_limit_keys: cfg.policy.rate_limit_keys,
             has_limits,
+            has_global,
             active,
         }
     }
@@ -332,6 +420,11 @@ impl Policy {
         self.has_limits
     }
 
+    /// Some rate limit is shared through Redis.
+    pub fn has_global_limits(&self) -> bool {
+        self.has_global
+    }
+
     pub fn new_state(&self) -> PolicyState {
         PolicyState {
             caches: self.auth.new_caches(),
@@ -341,6 +434,11 @@ impl Policy {
                 16
             }),
             hasher: KeyHasher::new(),
+            leases: Leases::new(if self.has_global {
+                self.rate_limit_keys
+            } else {
+                1
+            }),
             scratch: Vec::new(),
         }
     }
@@ -418,14 +516,65 @@ impl Policy {
             grant.identity = self.authorize(access, st, req, cert, now_unix)?;
         }
         if self.has_limits {
-            let id = grant.identity.as_deref();
-            for rules in std::iter::once(&self.global).chain(route_rules) {
-                for l in &rules.limits {
-                    self.limit(l, st, req, route, client, id, now_ns)?;
-                }
-            }
+            grant.wait_at = self.limits(st, req, route, client, &grant, now_ns, 0, false)?;
         }
         Ok(grant)
+    }
+
+    /// Goes on with a request's limits after `check` (or an earlier `resume`) left it
+    /// waiting for a global limit's lease (`grant.wait_at`): that limit is asked again, or
+    /// decided by its `on_store_error` when `gave_up` (Redis did not answer in time).
+    #[allow(clippy::too_many_arguments)]
+    pub fn resume(
+        &self,
+        st: &mut PolicyState,
+        req: &RequestHead,
+        route: Option<usize>,
+        peer: IpAddr,
+        grant: &mut Grant,
+        now_ns: u64,
+        gave_up: bool,
+    ) -> Result<(), Denial> {
+        let Some(from) = grant.wait_at.take() else {
+            return Ok(());
+        };
+        let rp = route.and_then(|i| self.routes.get(i));
+        let needs_ip =
+            self.global.needs_client_ip() || rp.is_some_and(|r| r.rules.needs_client_ip());
+        let client = if needs_ip {
+            self.client_ip(req, peer)
+        } else {
+            peer
+        };
+        grant.wait_at = self.limits(st, req, route, client, grant, now_ns, from, gave_up)?;
+        Ok(())
+    }
+
+    /// The request's limits from position `from` on; `Some(k)`: the k-th waits for a lease.
+    #[allow(clippy::too_many_arguments)]
+    fn limits(
+        &self,
+        st: &mut PolicyState,
+        req: &RequestHead,
+        route: Option<usize>,
+        client: IpAddr,
+        grant: &Grant,
+        now_ns: u64,
+        from: usize,
+        gave_up: bool,
+    ) -> Result<Option<usize>, Denial> {
+        let id = grant.identity.as_deref();
+        let route_rules = route.and_then(|i| self.routes.get(i)).map(|r| &r.rules);
+        let all = std::iter::once(&self.global)
+            .chain(route_rules)
+            .flat_map(|r| r.limits.iter());
+        for (k, l) in all.enumerate().skip(from) {
+            let give_up = gave_up && k == from;
+            if !self.limit(l, st, req, route, client, id, now_ns, give_up)? {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
     }
 
     fn block(
@@ -542,7 +691,8 @@ impl Policy {
         client: IpAddr,
         id: Option<&Identity>,
         now_ns: u64,
-    ) -> Result<(), Denial> {
+        gave_up: bool,
+    ) -> Result<bool, Denial> {
         let mut ipbuf = [0u8; 17];
         let key: &[u8] = match (&l.key, id) {
             (LimitKey::Consumer, Some(id)) => &id.consumer,
@@ -553,17 +703,26 @@ impl Policy {
                     ipbuf[..8].copy_from_slice(&(r as u64).to_le_bytes());
                     &ipbuf[..8]
                 }
-                None => return Ok(()),
+                None => return Ok(true),
             },
             (LimitKey::Header(name), _) => match req.header(name) {
                 Some(v) => v,
                 // Requests without the field are not limited by it.
-                None => return Ok(()),
+                None => return Ok(true),
             },
         };
         let h = st.hasher.hash(l.id, key);
+        if let Some(g) = &l.global {
+            let text = match (&l.key, id) {
+                (LimitKey::Consumer, Some(id)) => KeyText::Bytes(&id.consumer),
+                (LimitKey::Ip | LimitKey::Consumer, _) => KeyText::Ip(client),
+                (LimitKey::Route, _) => KeyText::Route(route.unwrap_or(0)),
+                (LimitKey::Header(_), _) => KeyText::Bytes(key),
+            };
+            return self.limit_global(l, g, st, h, text, now_ns, gave_up);
+        }
         match st.limiter.check(h, &l.rate, now_ns) {
-            Verdict::Allow { .. } => Ok(()),
+            Verdict::Allow { .. } => Ok(true),
             Verdict::Deny {
                 retry_after_secs,
                 reset_secs,
@@ -572,6 +731,64 @@ impl Policy {
                 retry_after: retry_after_secs,
                 reset: reset_secs,
             }),
+        }
+    }
+
+    /// A global limit: a token from this worker's lease, a wait for one (`Ok(false)`), a
+    /// denial until the fleet's budget has a token again, or `on_store_error` while Redis
+    /// is away (or did not answer in time: `gave_up`).
+    #[allow(clippy::too_many_arguments)]
+    fn limit_global(
+        &self,
+        l: &Limit,
+        g: &Global,
+        st: &mut PolicyState,
+        h: u64,
+        key: KeyText<'_>,
+        now_ns: u64,
+        gave_up: bool,
+    ) -> Result<bool, Denial> {
+        let spend = if gave_up || !st.leases.up {
+            Spend::Full
+        } else {
+            st.leases
+                .spend(h, now_ns, g.spec, || redis_key(&g.prefix, key))
+        };
+        match spend {
+            Spend::Spent => Ok(true),
+            Spend::Wait => Ok(false),
+            Spend::Denied { wait_ns } => {
+                let secs = wait_ns.div_ceil(1_000_000_000).max(1);
+                Err(Denial::RateLimited {
+                    limit: l.rate.limit(),
+                    retry_after: secs,
+                    reset: secs,
+                })
+            }
+            Spend::Full => {
+                st.leases.fallbacks += 1;
+                match g.on_error {
+                    OnStoreError::Allow => Ok(true),
+                    OnStoreError::Deny => Err(Denial::RateLimited {
+                        limit: l.rate.limit(),
+                        retry_after: 1,
+                        reset: 1,
+                    }),
+                    OnStoreError::Local => {
+                        match st.limiter.check(h ^ FALLBACK_SALT, &g.fallback, now_ns) {
+                            Verdict::Allow { .. } => Ok(true),
+                            Verdict::Deny {
+                                retry_after_secs,
+                                reset_secs,
+                            } => Err(Denial::RateLimited {
+                                limit: g.fallback.limit(),
+                                retry_after: retry_after_secs,
+                                reset: reset_secs,
+                            }),
+                        }
+                    }
+                }
+            }
         }
     }
 

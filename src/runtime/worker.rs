@@ -196,6 +196,7 @@ async fn worker_main(
         }
     }
     monoio::spawn(sweep_pool(shared.clone()));
+    shared.follow_store();
     let epoch = Rc::new(Cell::new(0));
     if let Some(rx) = health {
         follow_health(&shared, &epoch, rx);
@@ -337,6 +338,7 @@ async fn obey(
                     let result = match Compiled::build_resolved(&cfg, &file, Some(&resolved)) {
                         Ok(c) => {
                             shared.set_config(Rc::new(c));
+                            shared.follow_store();
                             epoch.set(epoch.get() + 1);
                             shared.lb.reset_health();
                             Ok(())
@@ -392,6 +394,18 @@ fn snapshot(shared: &Shared<TcpConnector>) -> crate::metrics::Snapshot {
         ),
     ] {
         s.gauges.push((name.to_string(), String::new(), v));
+    }
+    if let Some(up) = shared.store_up() {
+        let st = &shared.store_stats;
+        for (name, v) in [
+            ("ringway_redis_up", u64::from(up)),
+            ("ringway_redis_errors_total", st.errors.get()),
+            ("ringway_redis_leases_total", st.leases.get()),
+            ("ringway_rate_limit_fallbacks_total", st.fallbacks.get()),
+        ] {
+            s.gauges.push((name.to_string(), String::new(), v));
+        }
+        s.redis = Some(st.rtt.borrow().clone());
     }
     for (u, i, usable) in shared.lb.health_view() {
         let (Some(up), Some(addr)) = (
@@ -577,6 +591,7 @@ async fn sweep_pool(shared: Rc<Shared<TcpConnector>>) {
         }
         shared.ship_access_log();
         shared.release_idle_memory();
+        shared.sweep_leases();
         if shared.pool.idle_count() + shared.tls_pool.idle_count() == 0 {
             continue;
         }

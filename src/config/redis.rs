@@ -1,0 +1,219 @@
+//! `[redis]`: the store that global rate limits (`scope = "global"`) share across a fleet.
+//! Absent section: no global limit may be configured.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Duration, GatewayConfig, UpstreamTlsConfig};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// "host:port" of the Redis server (a name is resolved at each connect).
+    pub address: String,
+    /// ACL user name (`AUTH user password`); needs `password`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (`AUTH`); absent: no authentication.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Database number (`SELECT`).
+    #[serde(default)]
+    pub db: u32,
+    /// TLS to Redis; absent: plain TCP. Same fields as `upstreams[].tls`.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
+    /// Bound on connecting, the TLS handshake and the set-up commands.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Bound on one command's answer; a request never waits on Redis longer than this.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: Duration,
+    /// Prefix of every key ringway writes.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// The share (0 < share <= 1) of each global limit one instance admits on its own
+    /// while Redis is unreachable (`on_store_error = "local"`).
+    #[serde(default = "default_local_share")]
+    pub local_share: f64,
+}
+
+fn default_connect_timeout() -> Duration {
+    super::defaults::redis::CONNECT_TIMEOUT
+}
+fn default_command_timeout() -> Duration {
+    super::defaults::redis::COMMAND_TIMEOUT
+}
+fn default_key_prefix() -> String {
+    super::defaults::redis::KEY_PREFIX.into()
+}
+fn default_local_share() -> f64 {
+    super::defaults::redis::LOCAL_SHARE
+}
+
+/// Values `rate_limits[].scope` takes.
+pub const SCOPES: [&str; 2] = ["local", "global"];
+/// Values `rate_limits[].on_store_error` takes.
+pub const ON_STORE_ERROR: [&str; 3] = ["local", "allow", "deny"];
+
+pub(super) fn validate(cfg: &GatewayConfig, errors: &mut Vec<ConfigError>) {
+    let mut push = |field: String, why: String| errors.push(ConfigError::new(field, why));
+    let mut globals: Vec<(String, &str)> = Vec::new();
+    let lists = std::iter::once(("rules".to_string(), &cfg.rules)).chain(
+        cfg.routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("routes[{i}].rules"), &r.rules)),
+    );
+    for (p, rules) in lists {
+        for (i, l) in rules.rate_limits.iter().enumerate() {
+            let lp = format!("{p}.rate_limits[{i}]");
+            if !SCOPES.contains(&l.scope.as_str()) {
+                push(
+                    format!("{lp}.scope"),
+                    format!("{:?} is not \"local\" or \"global\"", l.scope),
+                );
+            }
+            if !ON_STORE_ERROR.contains(&l.on_store_error.as_str()) {
+                push(
+                    format!("{lp}.on_store_error"),
+                    format!("{:?} is not one of local, allow, deny", l.on_store_error),
+                );
+            }
+            if l.scope != "global" {
+                continue;
+            }
+            if cfg.redis.is_none() {
+                push(
+                    format!("{lp}.scope"),
+                    "\"global\" needs a [redis] section (the store the fleet shares)".into(),
+                );
+            }
+            match l.name.as_deref() {
+                None | Some("") => push(
+                    format!("{lp}.name"),
+                    "a global limit needs a name: its counters' key in Redis".into(),
+                ),
+                Some(n) if !n.bytes().all(|b| b.is_ascii_graphic()) => push(
+                    format!("{lp}.name"),
+                    format!("{n:?}: a global limit's name is printable ASCII without spaces"),
+                ),
+                Some(n) => {
+                    if let Some((other, _)) = globals.iter().find(|(_, m)| *m == n) {
+                        push(
+                            format!("{lp}.name"),
+                            format!("{n:?} already names the global limit {other}"),
+                        );
+                    }
+                    globals.push((lp.clone(), n));
+                }
+            }
+            if let Ok(r) = super::Rate::parse(&l.rate, l.burst) {
+                if r.interval_ns() < 1000 {
+                    push(
+                        format!("{lp}.rate"),
+                        format!(
+                            "{:?}: a global limit counts in microseconds: at most 1000000/s",
+                            l.rate
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let Some(r) = &cfg.redis else { return };
+    if !valid_address(&r.address) {
+        push(
+            "redis.address".into(),
+            format!("{:?} is not host:port (like \"127.0.0.1:6379\")", r.address),
+        );
+    }
+    if r.username.is_some() && r.password.is_none() {
+        push(
+            "redis.username".into(),
+            "needs a password (AUTH user password)".into(),
+        );
+    }
+    if r.connect_timeout.0.is_zero() {
+        push("redis.connect_timeout".into(), "must be above zero".into());
+    }
+    if r.command_timeout.0.is_zero() {
+        push("redis.command_timeout".into(), "must be above zero".into());
+    }
+    if !(r.local_share > 0.0 && r.local_share <= 1.0) {
+        push(
+            "redis.local_share".into(),
+            format!("{} is not a share above 0 and at most 1", r.local_share),
+        );
+    }
+    if r.key_prefix.len() > 64 || !r.key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        push(
+            "redis.key_prefix".into(),
+            "at most 64 printable ASCII characters without spaces".into(),
+        );
+    }
+}
+
+fn valid_address(a: &str) -> bool {
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    fn errors(extra: &str) -> String {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n{extra}\n\
+             [[routes]]\npath_prefix = \"/\"\nrespond = {{ status = 200 }}\n"
+        );
+        match crate::config::from_str(&text, "t.toml") {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const LIMIT: &str =
+        "[[rules.rate_limits]]\nname = \"api\"\nrate = \"10/s\"\nscope = \"global\"\n";
+
+    #[test]
+    fn a_global_limit_needs_redis_and_a_unique_name() {
+        assert_eq!(
+            errors(&format!("[redis]\naddress = \"127.0.0.1:6379\"\n{LIMIT}")),
+            ""
+        );
+        let e = errors(LIMIT);
+        assert!(
+            e.contains("rules.rate_limits[0].scope") && e.contains("[redis]"),
+            "{e}"
+        );
+        let e = errors("[redis]\naddress = \"r:6379\"\n[[rules.rate_limits]]\nrate = \"1/s\"\nscope = \"global\"\n");
+        assert!(e.contains("rules.rate_limits[0].name"), "{e}");
+        let e = errors(&format!("[redis]\naddress = \"r:6379\"\n{LIMIT}{LIMIT}"));
+        assert!(
+            e.contains("rules.rate_limits[1].name") && e.contains("already"),
+            "{e}"
+        );
+        let e = errors("[[rules.rate_limits]]\nrate = \"1/s\"\nscope = \"fleet\"\non_store_error = \"panic\"\n");
+        assert!(e.contains("rules.rate_limits[0].scope"), "{e}");
+        assert!(e.contains("rules.rate_limits[0].on_store_error"), "{e}");
+    }
+
+    #[test]
+    fn redis_fields_are_checked() {
+        let e = errors("[redis]\naddress = \"nohost\"\nusername = \"u\"\nlocal_share = 0.0\ncommand_timeout = \"0s\"\n");
+        for field in [
+            "redis.address",
+            "redis.username",
+            "redis.local_share",
+            "redis.command_timeout",
+        ] {
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        assert_eq!(
+            errors("[redis]\naddress = \"redis.internal:6380\"\nlocal_share = 0.34\n"),
+            ""
+        );
+    }
+}
