@@ -1,0 +1,142 @@
+//! Global rate limits (`scope = "global"`) against a real `redis-server`: instances share
+//! one budget; a Redis that is gone or hung makes each limit follow its `on_store_error`
+//! without any request waiting longer than `redis.command_timeout`; global counting resumes
+//! when Redis is back. (tests/fleet.rs runs three instances behind HAProxy under load.)
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ringway_test_support::*;
+
+/// A gateway with one worker per driver, the limits `limits` (TOML of
+/// `[[routes]]`-level rules by route), in front of `origin`.
+fn gateway(redis: SocketAddr, origin: &Origin, routes: &str, d: Driver) -> Gateway {
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [redis]\naddress = \"{redis}\"\ncommand_timeout = \"200ms\"\nconnect_timeout = \"200ms\"\n\
+         local_share = 0.5\n\n\
+         [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n{routes}",
+        origin.addr()
+    );
+    Gateway::start(&cfg, d)
+}
+
+/// A route at `path` with one global ip-keyed limit named `name`.
+fn route(path: &str, name: &str, rate: &str, burst: u32, on_error: &str) -> String {
+    format!(
+        "[[routes]]\npath = \"{path}\"\nupstream = \"app\"\n\
+         rules = {{ rate_limits = [{{ name = \"{name}\", key = \"ip\", rate = \"{rate}\", \
+         burst = {burst}, scope = \"global\", on_store_error = \"{on_error}\" }}] }}\n\n"
+    )
+}
+
+fn status(addr: SocketAddr, path: &str) -> u16 {
+    get(addr, path).status
+}
+
+fn metric(gw: &Gateway, name: &str) -> u64 {
+    let page = get(gw.admin_addr(), "/metrics").body_text();
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
+}
+
+fn redis_up(gw: &Gateway) -> bool {
+    metric(gw, "ringway_redis_up") == 1
+}
+
+both_drivers! {
+    fn two_instances_share_one_budget(d) {
+        let redis = RedisServer::start();
+        let origin = Origin::start(Reply::echo);
+        // An hour's rate: no token comes back during the test, so the count is exact.
+        let routes = route("/a", "shared", "1/h", 10, "deny");
+        let one = gateway(redis.addr(), &origin, &routes, d);
+        let two = gateway(redis.addr(), &origin, &routes, d);
+        for gw in [&one, &two] {
+            eventually("the Redis connection").until(|| redis_up(gw));
+        }
+        let mut codes = Vec::new();
+        for i in 0..30 {
+            let gw = if i % 2 == 0 { &one } else { &two };
+            let r = get(gw.addr(), "/a");
+            if r.status == 429 {
+                assert!(r.header("retry-after").is_some(), "a 429 says when to retry");
+            }
+            codes.push(r.status);
+        }
+        let admitted = codes.iter().filter(|&&c| c == 200).count();
+        assert_eq!(admitted, 10, "the burst, once for both instances: {codes:?}");
+        assert!(codes.iter().all(|&c| c == 200 || c == 429), "{codes:?}");
+        assert_eq!(origin.requests().len(), 10, "the origin saw the admitted requests only");
+        assert_eq!(redis.keys("ringway:shared:*"), vec!["ringway:shared:127.0.0.1".to_string()]);
+        assert!(metric(&one, "ringway_redis_leases_total") > 0);
+        assert!(metric(&two, "ringway_redis_leases_total") > 0);
+        assert_eq!(metric(&one, "ringway_rate_limit_fallbacks_total"), 0);
+    }
+
+    fn redis_away_follows_on_store_error_and_counting_resumes(d) {
+        let mut redis = RedisServer::start();
+        let origin = Origin::start(Reply::echo);
+        let routes = [
+            route("/local", "l", "1/h", 8, "local"),
+            route("/allow", "a", "1/h", 2, "allow"),
+            route("/deny", "d", "1/h", 2, "deny"),
+        ]
+        .concat();
+        let gw = gateway(redis.addr(), &origin, &routes, d);
+        eventually("the Redis connection").until(|| redis_up(&gw));
+        assert_eq!(status(gw.addr(), "/deny"), 200);
+        redis.stop();
+        gw.wait_log("unreachable");
+        eventually("ringway_redis_up to drop").until(|| !redis_up(&gw));
+        // local: half the burst (local_share = 0.5) on this instance's own.
+        let local: Vec<u16> = (0..8).map(|_| status(gw.addr(), "/local")).collect();
+        assert_eq!(local, [200, 200, 200, 200, 429, 429, 429, 429]);
+        assert!((0..5).all(|_| status(gw.addr(), "/allow") == 200));
+        assert!((0..5).all(|_| status(gw.addr(), "/deny") == 429));
+        assert!(metric(&gw, "ringway_rate_limit_fallbacks_total") >= 18);
+        assert!(metric(&gw, "ringway_redis_errors_total") >= 1);
+        redis.restart();
+        eventually("the Redis connection again").until(|| redis_up(&gw));
+        gw.wait_log("reachable again");
+        // Redis kept nothing: the global budget starts afresh (2), counted globally again;
+        // the worker may still hold the one token (a lease) it took before the outage.
+        let deny: Vec<u16> = (0..5).map(|_| status(gw.addr(), "/deny")).collect();
+        let admitted = deny.iter().take_while(|&&c| c == 200).count();
+        assert!((2..=3).contains(&admitted), "{deny:?}");
+        assert!(deny[admitted..].iter().all(|&c| c == 429), "{deny:?}");
+        assert!(!redis.keys("ringway:d:*").is_empty());
+    }
+
+    fn a_hung_redis_costs_no_request_more_than_the_command_timeout(d) {
+        let redis = RedisServer::start();
+        let origin = Origin::start(Reply::echo);
+        let routes = "[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             rules = { rate_limits = [{ name = \"k\", key = \"header:X-Key\", rate = \"1/h\", \
+             burst = 1, scope = \"global\", on_store_error = \"allow\" }] }\n";
+        let gw = gateway(redis.addr(), &origin, routes, d);
+        eventually("the Redis connection").until(|| redis_up(&gw));
+        let pid = redis.pid().expect("redis pid").to_string();
+        let signal = |sig: &str| {
+            let ok = Command::new("kill").args([sig, &pid]).status().is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid}");
+        };
+        signal("-STOP");
+        // Each new key needs a lease: Redis takes it and never answers.
+        let mut slowest = Duration::ZERO;
+        for i in 0..4 {
+            let started = Instant::now();
+            let r = ask(gw.addr(), Request::get("/").headers(&format!("X-Key: k{i}\r\n")));
+            slowest = slowest.max(started.elapsed());
+            assert_eq!(r.status, 200, "on_store_error = allow");
+        }
+        signal("-CONT");
+        // 200 ms command timeout; the margin is for a loaded machine.
+        assert!(slowest < Duration::from_millis(1500), "a request waited {slowest:?}");
+        eventually("the Redis connection again").until(|| redis_up(&gw));
+        let r = |k: &str| ask(gw.addr(), Request::get("/").headers(&format!("X-Key: {k}\r\n"))).status;
+        assert_eq!((r("fresh"), r("fresh")), (200, 429), "counted in Redis again");
+    }
+}
