@@ -94,6 +94,8 @@ const SKELETON: &[(&str, &str, Why)] = &[
         "\"bad gateway\\n\"",
         Example,
     ),
+    ("redis", "{}", Example),
+    ("redis.address", "\"127.0.0.1:6379\"", Required),
     ("access_log", "{}", Example),
     (
         "access_log.path",
