@@ -140,3 +140,33 @@ both_drivers! {
         assert_eq!((r("fresh"), r("fresh")), (200, 429), "counted in Redis again");
     }
 }
+
+/// A server that answers like something other than Redis: every connection gets bytes
+/// that are not RESP, then is closed.
+fn not_redis() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            use std::io::Write;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n*99999999\r\n");
+        }
+    });
+    addr
+}
+
+both_drivers! {
+    fn a_server_that_is_not_redis_is_treated_as_redis_away(d) {
+        let origin = Origin::start(Reply::echo);
+        let routes = route("/a", "x", "1/h", 2, "local");
+        let gw = gateway(not_redis(), &origin, &routes, d);
+        gw.wait_log("unreachable");
+        let codes: Vec<u16> = (0..3).map(|_| status(gw.addr(), "/a")).collect();
+        // local_share 0.5 of a burst of 2: one.
+        assert_eq!(codes, [200, 429, 429]);
+        assert_eq!(metric(&gw, "ringway_redis_up"), 0);
+        assert!(metric(&gw, "ringway_redis_errors_total") >= 1);
+        assert!(gw.stderr_text().contains("protocol error"), "{}", gw.stderr_text());
+    }
+}

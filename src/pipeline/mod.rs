@@ -257,7 +257,7 @@ impl<C: Connector> Shared<C> {
                 if let Ok(mut st) = me.policy.try_borrow_mut() {
                     match answer {
                         Some((got, wait)) => st.leases.granted(tag, got, wait, now),
-                        None => st.leases.failed(tag),
+                        None => st.leases.failed(tag, now),
                     }
                 }
                 me.leases_changed.notify_all();
@@ -300,6 +300,8 @@ impl<C: Connector> Shared<C> {
         }
         let store = self.store.borrow();
         let mut fetches = std::mem::take(&mut st.leases.fetches);
+        let now = self.now_ns();
+        let mut refused = false;
         for f in fetches.drain(..) {
             let sent = store.as_ref().is_some_and(|c| {
                 c.lease(
@@ -311,11 +313,16 @@ impl<C: Connector> Shared<C> {
                 )
             });
             if !sent {
-                st.leases.failed(f.tag);
+                st.leases.failed(f.tag, now);
+                refused = true;
             }
         }
         // Keep the (empty) vector's capacity.
         st.leases.fetches = fetches;
+        if refused {
+            // Requests waiting on a refused command decide now, without Redis.
+            self.leases_changed.notify_all();
+        }
     }
 
     fn now_ns(&self) -> u64 {

@@ -20,6 +20,9 @@ use std::collections::HashMap;
 pub const LEASE_TTL_NS: u64 = 1_000_000_000;
 /// A lease holds about this much time's worth of the rate.
 const LEASE_WINDOW_US: u64 = 50_000;
+/// After a failed command, a key is decided without Redis for this long (rather than
+/// asking again at once).
+const FAIL_HOLD_NS: u64 = 250_000_000;
 /// A fetch without an answer for this long is forgotten (the client failed it already,
 /// or the answer was lost with a config reload).
 const FETCH_STALE_NS: u64 = 5_000_000_000;
@@ -67,7 +70,8 @@ pub enum Spend {
     },
     /// No token here yet: one is being asked for; wait for `granted`/`failed`.
     Wait,
-    /// The table is full of live entries: decide without Redis.
+    /// Decide without Redis: the table is full of live entries, or a command for this
+    /// key just failed.
     Full,
 }
 
@@ -80,6 +84,8 @@ struct Lease {
     fetch_started: u64,
     granted_at: u64,
     used_at: u64,
+    /// Until then, decide without Redis (a command for this key failed).
+    failed_until: u64,
 }
 
 /// A worker's leases, at most `cap` keys.
@@ -127,6 +133,7 @@ impl Leases {
             fetch_started: 0,
             granted_at: 0,
             used_at: 0,
+            failed_until: 0,
         });
         e.used_at = now_ns;
         e.spec = spec;
@@ -144,6 +151,9 @@ impl Leases {
             return Spend::Denied {
                 wait_ns: e.denied_until - now_ns,
             };
+        }
+        if e.failed_until > now_ns {
+            return Spend::Full;
         }
         if !e.fetching {
             fetch(&mut self.fetches, tag, e, now_ns);
@@ -168,10 +178,12 @@ impl Leases {
         }
     }
 
-    /// The command for `tag` got no answer.
-    pub fn failed(&mut self, tag: u64) {
+    /// The command for `tag` got no answer (or an error): for a short while the key is
+    /// decided without Redis.
+    pub fn failed(&mut self, tag: u64, now_ns: u64) {
         if let Some(e) = self.map.get_mut(&tag) {
             e.fetching = false;
+            e.failed_until = now_ns.saturating_add(FAIL_HOLD_NS);
         }
     }
 
@@ -276,9 +288,15 @@ mod tests {
         assert!(l.fetches.is_empty(), "a denial costs no round trip");
         assert_eq!(l.spend(9, 8 * MS, spec, key), Spend::Wait);
         assert_eq!(l.fetches.len(), 1);
-        l.failed(9);
-        assert_eq!(l.spend(9, 9 * MS, spec, key), Spend::Wait);
-        assert_eq!(l.fetches.len(), 2, "a failed fetch is asked again");
+        l.failed(9, 9 * MS);
+        assert_eq!(
+            l.spend(9, 10 * MS, spec, key),
+            Spend::Full,
+            "decided without Redis"
+        );
+        assert_eq!(l.fetches.len(), 1);
+        assert_eq!(l.spend(9, 9 * MS + FAIL_HOLD_NS, spec, key), Spend::Wait);
+        assert_eq!(l.fetches.len(), 2, "then asked again");
     }
 
     #[test]

@@ -422,8 +422,14 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(
         let result = exchange(&mut s, &mut rbuf, &mut out, &batch, deadline, c).await;
         c.stats.rtt.borrow_mut().observe(started.elapsed());
         if let Err((answered, why)) = result {
-            for &tag in &batch[answered..] {
-                (c.on_answer)(tag, None);
+            // Failed once the client is marked down (`run`), so that the requests waiting
+            // on them decide without Redis rather than ask again.
+            let mut q = c.queue.borrow_mut();
+            for &tag in batch[answered..].iter().rev() {
+                q.push_front(Command {
+                    tag,
+                    bytes: Vec::new(),
+                });
             }
             return Err(why);
         }
