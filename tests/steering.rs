@@ -15,7 +15,7 @@ use socket2::{Domain, Socket, Type};
 /// One listener per worker for `addr`, or None when the address cannot be bound here.
 fn bind(addr: &str, workers: usize, steer: bool) -> Option<Vec<TcpListener>> {
     let addr: SocketAddr = addr.parse().unwrap();
-    match bind_all(&[addr], workers, 1024, steer) {
+    match bind_all(&[addr], workers, 1024, steer, &[]) {
         Ok(per_worker) => Some(per_worker.into_iter().map(|mut ls| ls.remove(0)).collect()),
         Err(e) if addr.is_ipv6() => {
             eprintln!("skipping: cannot bind {addr}: {e}");
@@ -150,4 +150,26 @@ fn one_worker_needs_no_program() {
     let ls = bind("127.0.0.1:0", 1, true).unwrap();
     let seen = connect_and_accept(&ls, &[loopback_v4(1)], 5);
     assert_eq!(seen[&loopback_v4(1)], vec![0; 5]);
+}
+
+#[test]
+fn an_unsteered_address_spreads_while_the_others_stay_steered() {
+    // What `steer_by_client = "auto"` does with a PROXY protocol listener (its peer is the
+    // balancer, the same address for every client): leaves that address's group alone.
+    let addrs: [SocketAddr; 2] = [
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    ];
+    let per_worker = bind_all(&addrs, 2, 1024, true, &[1]).unwrap();
+    let group = |i: usize| -> Vec<TcpListener> {
+        per_worker
+            .iter()
+            .map(|ls| ls[i].try_clone().unwrap())
+            .collect()
+    };
+    let (steered, spread) = (group(0), group(1));
+    let seen = connect_and_accept(&steered, &[loopback_v4(1)], 40);
+    assert_eq!(listeners_used(&seen).len(), 1, "steered: {seen:?}");
+    let seen = connect_and_accept(&spread, &[loopback_v4(1)], 40);
+    assert_eq!(listeners_used(&seen), vec![0, 1], "left alone: {seen:?}");
 }

@@ -18,14 +18,19 @@ use super::RunError;
 /// fails the result is `RunError::Steer` naming the address and every socket is closed: the
 /// caller logs a warning and binds again with `steer = false` (a port of 0 then resolves
 /// afresh). Steering assumes no other process shares the port's reuseport group.
+/// `unsteered` lists the positions in `addrs` that never get the program (listeners whose
+/// peer is a balancer speaking the PROXY protocol: steering by it would put every
+/// connection on one worker).
 pub fn bind_all(
     addrs: &[SocketAddr],
     workers: usize,
     backlog: u32,
     steer: bool,
+    unsteered: &[usize],
 ) -> Result<Vec<Vec<TcpListener>>, RunError> {
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
-    for &configured in addrs {
+    for (i, &configured) in addrs.iter().enumerate() {
+        let steer = steer && !unsteered.contains(&i);
         let mut addr = configured;
         for list in per_worker.iter_mut() {
             let l = bind_one(addr, backlog).map_err(|source| RunError::Bind {

@@ -235,10 +235,22 @@ fn listen(cfg: &GatewayConfig, first: &Compiled, opts: Options) -> Result<Socket
             ))
         }
         _ => {
-            let ls = match bind::bind_all(&first.listen, workers, first.backlog, steer) {
+            // `auto` leaves PROXY protocol listeners alone: their peer is the balancer.
+            let unsteered: Vec<usize> = match cfg.policy.steer_by_client.as_str() {
+                "auto" => cfg
+                    .listeners
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.proxy_protocol.is_some())
+                    .map(|(j, _)| cfg.server.listen.len() + j)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let ls = match bind::bind_all(&first.listen, workers, first.backlog, steer, &unsteered)
+            {
                 Err(e @ RunError::Steer { .. }) => {
                     log::warn!("{e}; per-client rate limits are then per worker");
-                    bind::bind_all(&first.listen, workers, first.backlog, false)?
+                    bind::bind_all(&first.listen, workers, first.backlog, false, &[])?
                 }
                 other => other?,
             };
