@@ -1,5 +1,6 @@
 //! The bundled load generator against ringway in front of the bundled origin: closed and
-//! open loop, JSON output, error counting, and the SVG plot with an overlay; and `--h2`:
+//! open loop, JSON output, error counting, responses by status, `--source` as the client
+//! address, and the SVG plot with an overlay; and `--h2`:
 //! h2c with prior knowledge and TLS with ALPN `h2`, streams per connection, certificate
 //! checks, with ringway's metrics confirming the requests came as HTTP/2.
 
@@ -95,6 +96,56 @@ fn non_success_statuses_and_refused_connections_are_counted_as_errors() {
     assert!(
         refused["errors"]["connect"].as_u64().unwrap_or(0) > 0,
         "{refused}"
+    );
+}
+
+#[test]
+fn responses_are_counted_by_status_and_source_sets_the_client_address() {
+    // Every other request is refused with 429 by the origin, through ringway.
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let origin = Origin::start(move |_| {
+        if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 == 0 {
+            Reply::ok("ok")
+        } else {
+            Reply::raw(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
+        }
+    });
+    let gw = Gateway::start(&Config::proxy_all(origin.addr()).render(), Driver::IoUring);
+    let url = format!("http://{}/", gw.addr());
+    let r = loadgen(&[
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "1s",
+        "--rate",
+        "100",
+        "--source",
+        "127.0.0.2",
+    ]);
+    let ok = r["statuses"]["200"].as_u64().unwrap_or(0);
+    let refused = r["statuses"]["429"].as_u64().unwrap_or(0);
+    // One connection, strictly alternating answers: the counts differ by one at most, the
+    // 429s are status errors, the 200s the requests, and the connection was kept across.
+    assert!(ok + refused >= 90 && ok.abs_diff(refused) <= 1, "{r}");
+    assert_eq!(
+        (r["requests"].as_u64(), r["errors"]["status"].as_u64()),
+        (Some(ok), Some(refused)),
+        "{r}"
+    );
+    assert_eq!(r["statuses"].as_object().map(|m| m.len()), Some(2), "{r}");
+    assert!(r["latency_us"]["p100"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert_eq!(origin.connections(), 1, "one upstream connection");
+    let requests = origin.requests();
+    assert!(requests
+        .iter()
+        .all(|q| q.header("x-forwarded-for") == Some("127.0.0.2")));
+    // --source must be an address of this machine, of the target's family, over HTTP/1.1.
+    assert!(loadgen_fails(&[&url, "--source", "192.0.2.1", "-d", "100ms"]).contains("cannot bind"));
+    assert!(loadgen_fails(&[&url, "--source", "::1", "-d", "100ms"]).contains("family"));
+    assert!(
+        loadgen_fails(&[&url, "--h2", "--source", "127.0.0.2", "-d", "100ms"])
+            .contains("HTTP/1.1 only")
     );
 }
 

@@ -24,7 +24,7 @@ use monoio::net::TcpStream;
 use ringway::notify::LocalNotify;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::client::{ErrorKind, Pacer, Plan, Stats, MAX_US};
+use crate::client::{Answer, ErrorKind, Pacer, Plan, Stats, MAX_US};
 use crate::tls::{self, TlsError};
 
 /// Flow-control windows we advertise. Bodies are consumed (and their capacity released) as
@@ -326,13 +326,11 @@ async fn slot(
             .await
             .unwrap_or(Err(ErrorKind::Timeout));
         match outcome {
-            Ok(n) => {
+            Ok(answer) => {
                 let us = intended.elapsed().as_micros().max(1) as u64;
-                let mut s = stats.borrow_mut();
-                let _ = s.latency_us.record(us.min(MAX_US));
-                s.requests += 1;
-                s.bytes += n as u64;
-                progress.fetch_add(1, Ordering::Relaxed);
+                if stats.borrow_mut().answered(&answer, us) {
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
             }
             // A timed-out stream is reset (its handles dropped); the connection stays.
             Err(k) => stats.borrow_mut().error(k),
@@ -340,8 +338,8 @@ async fn slot(
     }
 }
 
-/// Sends the request and reads its whole response; Ok(body bytes).
-async fn exchange(send: &mut SendRequest<Bytes>, h2: &H2Plan) -> Result<usize, ErrorKind> {
+/// Sends the request and reads its whole response, whatever its status.
+async fn exchange(send: &mut SendRequest<Bytes>, h2: &H2Plan) -> Result<Answer, ErrorKind> {
     let (response, mut body_out) = send
         .send_request(h2.request.clone(), h2.body.is_none())
         .map_err(|_| ErrorKind::Write)?;
@@ -371,10 +369,12 @@ async fn exchange(send: &mut SendRequest<Bytes>, h2: &H2Plan) -> Result<usize, E
             }
         }
     }
-    if !(200..400).contains(&status) || h2.grpc && grpc_ok != Some(true) {
-        return Err(ErrorKind::Status);
-    }
-    Ok(n)
+    Ok(Answer {
+        status,
+        ok: (200..400).contains(&status) && (!h2.grpc || grpc_ok == Some(true)),
+        bytes: n,
+        keep: true,
+    })
 }
 
 /// A protocol error h2 itself found in what the server sent is a parse error; a reset,

@@ -11,9 +11,11 @@
 //! h2c with prior knowledge for `http://` URLs, TLS with ALPN `h2` for `https://` ones
 //! (`--insecure` or `--cacert` for test certificates), with `--streams M` concurrent streams
 //! on each connection. Reports HDR-histogram percentiles (p50 … p99.99, max), errors by
-//! kind and the achieved rate, as text or `--json`; `--plot FILE.svg` draws the latency
+//! kind, responses by status code and the achieved rate, as text or `--json`; `--plot FILE.svg` draws the latency
 //! percentile curve and can overlay earlier `--json` results (`--overlay a.json,b.json`).
-//! A progress line goes to stderr every second. Only for load-testing servers you run.
+//! A progress line goes to stderr every second. `--source IP` binds every HTTP/1.1
+//! connection to that local address, so that one machine stands for several clients (on
+//! loopback: 127.0.0.2, 127.0.0.3, ...). Only for load-testing servers you run.
 //!
 //! In open loop a request may leave a little after its intended time; that lateness is part
 //! of the reported latency (by design of the correction) and is reported separately as "send
@@ -30,7 +32,7 @@ mod plot;
 mod tls;
 
 use std::cell::RefCell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -40,7 +42,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
 
-use client::{ErrorKind, Plan, Stats};
+use client::{ErrorKind, Plan, Stats, STATUS_CODES};
 
 #[derive(Parser)]
 #[command(
@@ -109,6 +111,10 @@ struct Args {
     /// Earlier --json results to draw in the same plot, comma-separated.
     #[arg(long)]
     overlay: Option<String>,
+    /// HTTP/1.1: bind every connection to this local address (any port) before connecting,
+    /// e.g. 127.0.0.2 to be another client on loopback.
+    #[arg(long)]
+    source: Option<IpAddr>,
     /// Name of this run in plots and JSON.
     #[arg(long, default_value = "run")]
     label: String,
@@ -294,6 +300,7 @@ struct Summary {
     requests: u64,
     bytes: u64,
     errors: [u64; 6],
+    statuses: Box<[u64; STATUS_CODES]>,
     elapsed: Duration,
 }
 
@@ -328,6 +335,9 @@ fn main() -> anyhow::Result<()> {
         }
         None
     };
+    if let Some(source) = args.source {
+        check_source(source, &target, h2.is_some())?;
+    }
     // Leaked once: every request of every connection writes these same bytes, uncopied.
     let request: &'static [u8] = match h2 {
         Some(_) => &[],
@@ -353,6 +363,7 @@ fn main() -> anyhow::Result<()> {
         let interval = args.rate.map(|r| Duration::from_secs_f64(slots as f64 / r));
         let plan = Plan {
             addr: target.addr,
+            source: args.source,
             request,
             head_request: args.method == "HEAD",
             end,
@@ -374,6 +385,7 @@ fn main() -> anyhow::Result<()> {
         requests: 0,
         bytes: 0,
         errors: [0; 6],
+        statuses: Box::new([0; STATUS_CODES]),
         elapsed: Duration::ZERO,
     };
     for stats in rx {
@@ -382,6 +394,9 @@ fn main() -> anyhow::Result<()> {
         summary.requests += stats.requests;
         summary.bytes += stats.bytes;
         for (a, b) in summary.errors.iter_mut().zip(stats.errors) {
+            *a += b;
+        }
+        for (a, b) in summary.statuses.iter_mut().zip(stats.statuses.iter()) {
             *a += b;
         }
     }
@@ -413,6 +428,32 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
+}
+
+/// `--source` is for HTTP/1.1 to an address of its family, and must be an address of this
+/// machine: said once here rather than as a connect error per attempt.
+fn check_source(source: IpAddr, target: &Target, h2: bool) -> anyhow::Result<()> {
+    if h2 {
+        bail!("--source is for HTTP/1.1 only (not with --h2 or --grpc)");
+    }
+    if source.is_ipv4() != target.addr.is_ipv4() {
+        bail!(
+            "--source {source} and the target {} are not of the same address family",
+            target.addr
+        );
+    }
+    std::net::TcpListener::bind((source, 0))
+        .map(drop)
+        .with_context(|| format!("--source {source}: cannot bind to it"))
+}
+
+/// The status codes that were answered, in order, with their counts.
+fn statuses(s: &Summary) -> impl Iterator<Item = (usize, u64)> + '_ {
+    s.statuses
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(code, n)| (code, *n))
 }
 
 fn run_thread(
@@ -534,6 +575,9 @@ fn to_json(args: &Args, s: &Summary) -> serde_json::Value {
         .zip(s.errors)
         .map(|(k, n)| (k.name().to_string(), n.into()))
         .collect();
+    let statuses: serde_json::Map<String, serde_json::Value> = statuses(s)
+        .map(|(code, n)| (code.to_string(), n.into()))
+        .collect();
     serde_json::json!({
         "label": args.label,
         "url": args.url,
@@ -556,6 +600,7 @@ fn to_json(args: &Args, s: &Summary) -> serde_json::Value {
         },
         "curve": curve,
         "errors": errors,
+        "statuses": statuses,
     })
 }
 
@@ -608,14 +653,17 @@ fn print_text(args: &Args, s: &Summary) {
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{}={n}", k.name()))
         .collect();
-    println!(
-        "  errors   {}",
-        if errs.is_empty() {
-            "none".to_string()
-        } else {
-            errs.join(" ")
-        }
-    );
+    println!("  errors   {}", list_or_none(&errs));
+    let codes: Vec<String> = statuses(s).map(|(code, n)| format!("{code}={n}")).collect();
+    println!("  statuses {}", list_or_none(&codes));
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(" ")
+    }
 }
 
 fn fmt_us(us: u64) -> String {
