@@ -19,7 +19,7 @@ use crate::wait::{eventually, TIMEOUT};
 static UNIQUE: AtomicUsize = AtomicUsize::new(0);
 
 /// A file name unique within this test process and among concurrent test processes.
-fn unique_name(ext: &str) -> String {
+pub(crate) fn unique_name(ext: &str) -> String {
     let n = UNIQUE.fetch_add(1, Ordering::SeqCst);
     format!("ringway-test-{}-{n}.{ext}", std::process::id())
 }

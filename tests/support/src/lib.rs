@@ -1,10 +1,10 @@
 //! End-to-end test support for ringway, a dev-only library shared by the integration tests
 //! in `tests/`: it starts the built `ringway` binary on an ephemeral port with a generated
 //! config, records what an origin receives and answers it with scripted (also malformed)
-//! bytes, talks to ringway over raw TCP, and waits on readiness, never on sleeps. It only
-//! ever kills processes it started, by their PID. It is a library (not a `mod common;`
-//! compiled into every test binary) so that each test uses what it needs without unused
-//! code warnings. Everything is re-exported here: a test says `use ringway_test_support::*;`.
+//! bytes, talks to ringway over raw TCP, runs the stock daemons of a fleet (Redis, HAProxy)
+//! and waits on readiness, never on sleeps. It only ever kills processes it started, by
+//! their PID. It is a library (not a `mod common;` compiled into every test binary) so that
+//! each test uses what it needs without unused code warnings. Everything is re-exported here: a test says `use ringway_test_support::*;`.
 
 mod binaries;
 mod bundled;
@@ -13,7 +13,10 @@ mod client;
 mod config;
 mod drivers;
 mod gateway;
+mod haproxy;
 mod origin;
+mod redis;
+mod stock;
 mod wait;
 mod wire;
 
@@ -24,6 +27,9 @@ pub use client::{ask, connect, dead_addr, get, roundtrip, send, Reader, Request,
 pub use config::Config;
 pub use drivers::Driver;
 pub use gateway::Gateway;
+pub use haproxy::Haproxy;
 pub use origin::{answer_heads, Origin, OriginRequest, Reply};
+pub use redis::{RedisReply, RedisServer};
+pub use stock::{fleet_skipped, free_port, stock_binary};
 pub use wait::{eventually, Eventually, Probe, TIMEOUT};
 pub use wire::{decode_chunked, find};
