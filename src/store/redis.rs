@@ -227,16 +227,15 @@ impl Client {
     fn set_up(&self, up: bool, why: &str) {
         self.up.set(up);
         let addr = &self.settings.config.address;
-        if up && self.counted_down.replace(false) {
-            if DOWN.fetch_sub(1, Ordering::SeqCst) == 1 {
-                log::warn!("redis {addr}: reachable again; global rate limits count globally");
-            }
-        } else if !up && !self.counted_down.replace(true) {
-            if DOWN.fetch_add(1, Ordering::SeqCst) == 0 {
-                log::warn!(
-                    "redis {addr}: unreachable ({why}); global rate limits follow on_store_error"
-                );
-            }
+        // Counted down before this call, and now.
+        let was_down = self.counted_down.replace(!up);
+        if up && was_down && DOWN.fetch_sub(1, Ordering::SeqCst) == 1 {
+            log::warn!("redis {addr}: reachable again; global rate limits count globally");
+        }
+        if !up && !was_down && DOWN.fetch_add(1, Ordering::SeqCst) == 0 {
+            log::warn!(
+                "redis {addr}: unreachable ({why}); global rate limits follow on_store_error"
+            );
         }
     }
 
