@@ -21,7 +21,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
 redis_pid=$!
 trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
 for _ in $(seq 50); do
-  if exec 3<>"/dev/tcp/127.0.0.1/$redis_port" 2>/dev/null; then exec 3>&-; break; fi
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
   sleep 0.1
 done
 calls() { redis-cli -p "$redis_port" info commandstats | grep -o 'cmdstat_evalsha:calls=[0-9]*' || true; }
