@@ -333,3 +333,59 @@ fn an_upstream_is_told_the_client_in_a_proxy_header_of_its_own() {
         );
     }
 }
+
+/// A GET of `path` from the local address `source`, to `to`.
+fn get_from(source: [u8; 4], to: SocketAddr, path: &str) -> Response {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.bind(&SocketAddr::from((source, 0)).into())
+        .expect("bind the source address");
+    sock.connect(&to.into()).expect("connect");
+    let mut r = Reader::new(sock.into());
+    r.send(format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").as_bytes());
+    r.response().expect("a response")
+}
+
+both_drivers! {
+    fn haproxy_send_proxy_v2_names_the_client_everywhere(d) {
+        if fleet_skipped() {
+            return;
+        }
+        let origin = Origin::start(Reply::echo);
+        let log = log_path("haproxy", d);
+        let cfg = format!(
+            "[server]\nlisten = []\nworkers = 1\n\n[access_log]\npath = \"{}\"\n\n\
+             [[listeners]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = \"v2\"\n\
+             proxy_protocol_from = [\"127.0.0.1/32\"]\n\n\
+             [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n\
+             [[routes]]\npath = \"/denied\"\nupstream = \"app\"\nrules = {{ ip_deny = [\"127.0.0.2/32\"] }}\n\n\
+             [[routes]]\npath = \"/limited\"\nupstream = \"app\"\n\
+             rules = {{ rate_limits = [{{ key = \"ip\", rate = \"1/h\", burst = 1 }}] }}\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+            log.display(),
+            origin.addr()
+        );
+        let gw = Gateway::start(&cfg, d);
+        let lb = Haproxy::tcp_balancer(&[gw.listener_addr("http, h2c")], true);
+        // Every connection reaches ringway from HAProxy (127.0.0.1); the header names the
+        // client's own address.
+        assert_eq!(get_from([127, 0, 0, 2], lb.addr(), "/denied").status, 403, "ip rule");
+        assert_eq!(get_from([127, 0, 0, 3], lb.addr(), "/denied").status, 200);
+        let forwarded = origin.wait_requests(1).pop().expect("forwarded");
+        assert_eq!(forwarded.header("x-forwarded-for"), Some("127.0.0.3"));
+        let limited: Vec<u16> = [[127, 0, 0, 3], [127, 0, 0, 3], [127, 0, 0, 4]]
+            .iter()
+            .map(|&s| get_from(s, lb.addr(), "/limited").status)
+            .collect();
+        assert_eq!(limited, [200, 429, 200], "an ip-keyed limit counts each client");
+        let text = eventually("the access log").until(|| {
+            let t = std::fs::read_to_string(&log).unwrap_or_default();
+            (t.lines().count() >= 5).then_some(t)
+        });
+        for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+            assert!(text.contains(&format!("\"client_ip\":\"{ip}\"")), "{ip}: {text}");
+        }
+        assert!(!text.contains("\"client_ip\":\"127.0.0.1\""), "{text}");
+        let _ = std::fs::remove_file(&log);
+    }
+}
