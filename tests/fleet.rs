@@ -473,6 +473,18 @@ fn global_limit_holds_across_three_instances() {
         "429s by the instances and by loadgen"
     );
     fleet.assert_counted_in_redis(&[0.0; 3]);
+    // Tokens are leased (or, at the limit, taken ahead) before they are needed: few
+    // requests wait for a round trip to Redis.
+    let waits: f64 = fleet
+        .metric("ringway_rate_limit_lease_waits_total")
+        .iter()
+        .sum();
+    let sent: u64 = runs.iter().map(|r| r.status(200) + r.status(429)).sum();
+    println!("  requests that waited for a lease: {waits} of {sent}");
+    assert!(
+        waits < sent as f64 * 0.05,
+        "{waits} of {sent} waited for Redis"
+    );
 }
 
 #[test]

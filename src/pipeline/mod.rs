@@ -256,7 +256,14 @@ impl<C: Connector> Shared<C> {
                 let now = me.now_ns();
                 if let Ok(mut st) = me.policy.try_borrow_mut() {
                     match answer {
-                        Some((got, wait)) => st.leases.granted(tag, got, wait, now),
+                        Some((got, wait_us, reserved)) => {
+                            let g = crate::policy::global::Grant {
+                                got,
+                                wait_us,
+                                reserved,
+                            };
+                            st.leases.granted(tag, g, now)
+                        }
                         None => st.leases.failed(tag, now),
                     }
                 }
@@ -310,6 +317,7 @@ impl<C: Connector> Shared<C> {
                     f.spec.interval_us,
                     f.spec.tolerance_us,
                     f.want,
+                    crate::policy::global::RESERVE_US,
                 )
             });
             if !sent {
@@ -344,6 +352,7 @@ impl<C: Connector> Shared<C> {
             .as_ref()
             .map_or(std::time::Duration::ZERO, |r| r.command_timeout());
         let deadline = Instant::now() + timeout;
+        crate::metrics::bump(&self.store_stats.waits);
         while grant.wait_at.is_some() {
             let changed = self.leases_changed.notified();
             let gave_up = monoio::time::timeout_at(deadline.into(), changed)

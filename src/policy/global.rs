@@ -20,6 +20,8 @@ use std::collections::HashMap;
 pub const LEASE_TTL_NS: u64 = 1_000_000_000;
 /// A lease holds about this much time's worth of the rate.
 const LEASE_WINDOW_US: u64 = 50_000;
+/// A key at its limit: the next token is taken ahead (reserved) when it comes within this.
+pub const RESERVE_US: u64 = 1_000_000;
 /// After a failed command, a key is decided without Redis for this long (rather than
 /// asking again at once).
 const FAIL_HOLD_NS: u64 = 250_000_000;
@@ -34,6 +36,17 @@ pub struct Spec {
     pub tolerance_us: u64,
     /// Tokens asked for at a time.
     pub lease: u32,
+}
+
+/// What Redis answered a take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Tokens valid now.
+    pub got: i64,
+    /// Microseconds until the next token (with `reserved`: until the reserved one is valid).
+    pub wait_us: i64,
+    /// One token taken ahead, valid after `wait_us`.
+    pub reserved: bool,
 }
 
 impl Spec {
@@ -86,6 +99,8 @@ struct Lease {
     used_at: u64,
     /// Until then, decide without Redis (a command for this key failed).
     failed_until: u64,
+    /// A token taken ahead (a key at its limit): spendable from then on.
+    reserved_from: Option<u64>,
 }
 
 /// A worker's leases, at most `cap` keys.
@@ -134,6 +149,7 @@ impl Leases {
             granted_at: 0,
             used_at: 0,
             failed_until: 0,
+            reserved_from: None,
         });
         e.used_at = now_ns;
         e.spec = spec;
@@ -142,7 +158,24 @@ impl Leases {
         }
         if e.tokens > 0 {
             e.tokens -= 1;
-            if e.tokens <= spec.lease / 2 && !e.fetching && e.denied_until <= now_ns {
+            if e.tokens <= spec.lease / 2
+                && !e.fetching
+                && e.denied_until <= now_ns
+                && e.reserved_from.is_none()
+            {
+                fetch(&mut self.fetches, tag, e, now_ns);
+            }
+            return Spend::Spent;
+        }
+        if let Some(from) = e.reserved_from {
+            if from > now_ns {
+                return Spend::Denied {
+                    wait_ns: from - now_ns,
+                };
+            }
+            // The token taken ahead is due: spend it, and take the next one ahead.
+            e.reserved_from = None;
+            if !e.fetching {
                 fetch(&mut self.fetches, tag, e, now_ns);
             }
             return Spend::Spent;
@@ -161,19 +194,22 @@ impl Leases {
         Spend::Wait
     }
 
-    /// Redis granted `got` tokens to `tag`; with none left, the next comes in `wait_us`.
-    pub fn granted(&mut self, tag: u64, got: i64, wait_us: i64, now_ns: u64) {
+    /// Redis answered a take for `tag` (a give-back's answer is not passed on).
+    pub fn granted(&mut self, tag: u64, g: Grant, now_ns: u64) {
         let Some(e) = self.map.get_mut(&tag) else {
             return;
         };
         e.fetching = false;
-        let got = u32::try_from(got.max(0)).unwrap_or(u32::MAX);
+        let got = u32::try_from(g.got.max(0)).unwrap_or(u32::MAX);
+        let wait_ns = u64::try_from(g.wait_us).unwrap_or(0).saturating_mul(1000);
         if got > 0 {
             e.tokens = e.tokens.saturating_add(got);
             e.granted_at = now_ns;
         }
-        if e.tokens == 0 {
-            let wait_ns = u64::try_from(wait_us).unwrap_or(0).saturating_mul(1000);
+        if g.reserved && e.reserved_from.is_none() {
+            e.reserved_from = Some(now_ns.saturating_add(wait_ns));
+            e.granted_at = now_ns;
+        } else if e.tokens == 0 && e.reserved_from.is_none() {
             e.denied_until = now_ns.saturating_add(wait_ns.max(1_000_000));
         }
     }
@@ -193,18 +229,21 @@ impl Leases {
         let fetches = &mut self.fetches;
         let up = self.up;
         self.map.retain(|_, e| {
-            if e.tokens > 0 && now_ns.saturating_sub(e.granted_at) >= LEASE_TTL_NS {
+            let held = e.tokens + u32::from(e.reserved_from.is_some());
+            if held > 0 && now_ns.saturating_sub(e.granted_at) >= LEASE_TTL_NS {
                 if up {
                     fetches.push(Fetch {
                         tag: 0,
                         key: e.key.clone(),
                         spec: e.spec,
-                        want: -i64::from(e.tokens),
+                        want: -i64::from(held),
                     });
                 }
                 e.tokens = 0;
+                e.reserved_from = None;
             }
             e.tokens > 0
+                || e.reserved_from.is_some()
                 || e.fetching
                 || e.denied_until > now_ns
                 || now_ns.saturating_sub(e.used_at) < LEASE_TTL_NS
@@ -238,6 +277,14 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    fn grant(got: i64, wait_us: i64) -> Grant {
+        Grant {
+            got,
+            wait_us,
+            reserved: false,
+        }
+    }
+
     fn key() -> Box<[u8]> {
         b"ringway:api:1.2.3.4".to_vec().into_boxed_slice()
     }
@@ -264,7 +311,7 @@ mod tests {
         assert_eq!(l.fetches.len(), 1, "one fetch for any number of waiters");
         let f = l.fetches.pop().unwrap();
         assert_eq!((f.tag, f.want, &f.key[..]), (7, 5, &key()[..]));
-        l.granted(7, 5, 0, 2);
+        l.granted(7, grant(5, 0), 2);
         for _ in 0..2 {
             assert_eq!(l.spend(7, 3, spec, key), Spend::Spent);
         }
@@ -283,7 +330,7 @@ mod tests {
         l.up = true;
         assert_eq!(l.spend(9, 0, spec, key), Spend::Wait);
         l.fetches.clear();
-        l.granted(9, 0, 8_000, 0);
+        l.granted(9, grant(0, 8_000), 0);
         assert_eq!(l.spend(9, MS, spec, key), Spend::Denied { wait_ns: 7 * MS });
         assert!(l.fetches.is_empty(), "a denial costs no round trip");
         assert_eq!(l.spend(9, 8 * MS, spec, key), Spend::Wait);
@@ -300,13 +347,44 @@ mod tests {
     }
 
     #[test]
+    fn at_the_limit_the_next_token_is_taken_ahead_and_spent_when_due() {
+        let spec = Spec::new(10 * MS, 100);
+        let mut l = Leases::new(16);
+        l.up = true;
+        assert_eq!(l.spend(4, 0, spec, key), Spend::Wait);
+        l.fetches.clear();
+        // None now; one reserved, valid in 6 ms.
+        let ahead = Grant {
+            got: 0,
+            wait_us: 6_000,
+            reserved: true,
+        };
+        l.granted(4, ahead, 0);
+        assert_eq!(l.spend(4, MS, spec, key), Spend::Denied { wait_ns: 5 * MS });
+        assert!(l.fetches.is_empty(), "no round trip while it is not due");
+        assert_eq!(
+            l.spend(4, 6 * MS, spec, key),
+            Spend::Spent,
+            "due: spent, no wait"
+        );
+        let next = l.fetches.pop().expect("the next one asked for at once");
+        assert_eq!((next.tag, next.want), (4, 5));
+        assert_eq!(l.spend(4, 6 * MS, spec, key), Spend::Wait);
+        // Unspent reservations go back like unspent tokens.
+        l.granted(4, ahead, 7 * MS);
+        l.sweep(7 * MS + LEASE_TTL_NS);
+        let back = l.fetches.pop().expect("given back");
+        assert_eq!((back.tag, back.want), (0, -1));
+    }
+
+    #[test]
     fn unspent_tokens_go_back_and_idle_keys_go() {
         let spec = Spec::new(10 * MS, 100);
         let mut l = Leases::new(16);
         l.up = true;
         l.spend(3, 0, spec, key);
         l.fetches.clear();
-        l.granted(3, 5, 0, 0);
+        l.granted(3, grant(5, 0), 0);
         assert_eq!(l.spend(3, 1, spec, key), Spend::Spent);
         l.sweep(LEASE_TTL_NS / 2);
         assert!(l.fetches.is_empty());

@@ -402,6 +402,7 @@ fn snapshot(shared: &Shared<TcpConnector>) -> crate::metrics::Snapshot {
             ("ringway_redis_errors_total", st.errors.get()),
             ("ringway_redis_leases_total", st.leases.get()),
             ("ringway_rate_limit_fallbacks_total", st.fallbacks.get()),
+            ("ringway_rate_limit_lease_waits_total", st.waits.get()),
         ] {
             s.gauges.push((name.to_string(), String::new(), v));
         }

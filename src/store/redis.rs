@@ -32,13 +32,17 @@ use crate::tls::UpstreamTls;
 
 /// GCRA over a key holding the theoretical arrival time (TAT) in microseconds of Redis
 /// TIME. ARGV: emission interval T, tolerance L = T × burst, want (> 0: take up to that
-/// many; < 0: give that many back). Returns {taken, microseconds until one more token}.
+/// many; < 0: give that many back), reserve (µs). Returns {taken, microseconds until one
+/// more token, reserved}: when none could be taken and the next token comes within
+/// `reserve`, that token is taken ahead (reserved = 1, valid after the wait), so that a key
+/// at its limit costs one call per token and no request waits for it.
 pub const LEASE_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local T = tonumber(ARGV[1])
 local L = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
+local reserve = tonumber(ARGV[4] or '0')
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local got = 0
@@ -51,14 +55,19 @@ else
   tat = tat + want * T
   if tat < now then tat = now end
 end
+local wait = tat + T - L - now
+if wait < 0 then wait = 0 end
+local reserved = 0
+if want > 0 and got == 0 and wait <= reserve then
+  tat = tat + T
+  reserved = 1
+end
 if tat > now then
   redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 else
   redis.call('DEL', KEYS[1])
 end
-local wait = tat + T - L - now
-if wait < 0 then wait = 0 end
-return {got, wait}
+return {got, wait, reserved}
 "#;
 
 /// Commands waiting to be sent, at most.
@@ -116,8 +125,8 @@ impl Settings {
     }
 }
 
-/// What became of one command: `Some((taken, wait_us))`, or None (no answer).
-pub type Answer = Option<(i64, i64)>;
+/// What became of one command: `Some((taken, wait_us, reserved))`, or None (no answer).
+pub type Answer = Option<(i64, i64, bool)>;
 
 /// Where answers go: the command's tag and its answer.
 pub type OnAnswer = Box<dyn Fn(u64, Answer)>;
@@ -132,6 +141,9 @@ struct Command {
 pub struct Stats {
     /// Decisions taken without Redis (`on_store_error`): the request path counts these.
     pub fallbacks: Cell<u64>,
+    /// Requests that waited for a lease (a new key, or one whose tokens ran out before
+    /// the next lease came): the request path counts these.
+    pub waits: Cell<u64>,
     pub errors: Cell<u64>,
     pub leases: Cell<u64>,
     pub rtt: RefCell<Histogram>,
@@ -180,8 +192,9 @@ impl Client {
         self.up.get()
     }
 
-    /// Queues the lease script for `key`; false (nothing queued) when the client is down or
-    /// its queue is full.
+    /// Queues the lease script for `key` (see `LEASE_SCRIPT` for the arguments); false
+    /// (nothing queued) when the client is down or its queue is full.
+    #[allow(clippy::too_many_arguments)]
     pub fn lease(
         &self,
         tag: u64,
@@ -189,14 +202,16 @@ impl Client {
         interval_us: u64,
         tolerance_us: u64,
         want: i64,
+        reserve_us: u64,
     ) -> bool {
         if !self.up.get() || self.queue.borrow().len() >= MAX_QUEUE {
             return false;
         }
-        let (t, l, w) = (
+        let (t, l, w, r) = (
             interval_us.to_string(),
             tolerance_us.to_string(),
             want.to_string(),
+            reserve_us.to_string(),
         );
         let mut bytes = Vec::with_capacity(96 + key.len());
         let sha = self.sha.borrow();
@@ -210,6 +225,7 @@ impl Client {
                 t.as_bytes(),
                 l.as_bytes(),
                 w.as_bytes(),
+                r.as_bytes(),
             ],
         );
         drop(sha);
@@ -457,11 +473,11 @@ async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
         let reply = rbuf.next(s, deadline).await.map_err(|e| (i, e))?;
         match reply {
             Reply::Array(Some(items)) => match items.as_slice() {
-                [Reply::Int(got), Reply::Int(wait)] => {
+                [Reply::Int(got), Reply::Int(wait), Reply::Int(reserved)] => {
                     if tag != 0 {
                         c.stats.leases.set(c.stats.leases.get() + 1);
                     }
-                    (c.on_answer)(tag, Some((*got, *wait)));
+                    (c.on_answer)(tag, Some((*got, *wait, *reserved == 1)));
                 }
                 _ => return Err((i, "unexpected script answer".into())),
             },
