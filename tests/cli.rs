@@ -79,6 +79,15 @@ fn the_grpc_example_passes_check() {
 }
 
 #[test]
+fn the_fleet_example_passes_check() {
+    let stdout = check_example("fleet.toml");
+    assert!(
+        stdout.contains("1 upstream(s) with 2 server(s), 1 route(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn version_prints_the_crate_version() {
     let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
         .arg("--version")
