@@ -390,18 +390,10 @@ impl<C: Connector> Shared<C> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut st = self.policy.borrow_mut();
-        if cfg.redis.is_none() {
-            return cfg.policy.check(
-                &mut st,
-                head,
-                route.map(|r| r.index),
-                peer,
-                cert,
-                now_ns,
-                now_unix,
-            );
+        let global = cfg.redis.is_some();
+        if global {
+            st.leases.up = self.store_up().unwrap_or(false);
         }
-        st.leases.up = self.store_up().unwrap_or(false);
         let r = cfg.policy.check(
             &mut st,
             head,
@@ -411,7 +403,9 @@ impl<C: Connector> Shared<C> {
             now_ns,
             now_unix,
         );
-        self.send_fetches(&mut st);
+        if global {
+            self.send_fetches(&mut st);
+        }
         r
     }
 

@@ -48,18 +48,7 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn push_num(out: &mut Vec<u8>, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    crate::http::canned::put_u64(out, n);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -81,14 +70,9 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply, usize)
         b'-' => Ok(Some((Reply::Error(rest.to_vec()), next))),
         b':' => Ok(Some((Reply::Int(int(rest)?), next))),
         b'$' => {
-            let n = int(rest)?;
-            if n == -1 {
+            let Some(n) = length(rest, MAX_BULK, "bulk string too long")? else {
                 return Ok(Some((Reply::Bulk(None), next)));
-            }
-            let n = usize::try_from(n).map_err(|_| ProtocolError("bad bulk length"))?;
-            if n > MAX_BULK {
-                return Err(ProtocolError("bulk string too long"));
-            }
+            };
             let end = next + n;
             if buf.len() < end + 2 {
                 return Ok(None);
@@ -99,14 +83,9 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply, usize)
             Ok(Some((Reply::Bulk(Some(buf[next..end].to_vec())), end + 2)))
         }
         b'*' => {
-            let n = int(rest)?;
-            if n == -1 {
+            let Some(n) = length(rest, MAX_ARRAY, "array too long")? else {
                 return Ok(Some((Reply::Array(None), next)));
-            }
-            let n = usize::try_from(n).map_err(|_| ProtocolError("bad array length"))?;
-            if n > MAX_ARRAY {
-                return Err(ProtocolError("array too long"));
-            }
+            };
             if depth >= MAX_DEPTH {
                 return Err(ProtocolError("arrays nested too deep"));
             }
@@ -135,6 +114,19 @@ fn line(buf: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> 
         Some(_) => Err(ProtocolError("line too long")),
         None if rest.len() > MAX_LINE => Err(ProtocolError("line too long")),
         None => Ok(None),
+    }
+}
+
+/// A bulk string's or an array's length: None for -1 (null), else at most `max`
+/// (`too_long` says what went over).
+fn length(s: &[u8], max: usize, too_long: &'static str) -> Result<Option<usize>, ProtocolError> {
+    match int(s)? {
+        -1 => Ok(None),
+        n => match usize::try_from(n) {
+            Ok(n) if n <= max => Ok(Some(n)),
+            Ok(_) => Err(ProtocolError(too_long)),
+            Err(_) => Err(ProtocolError("bad length")),
+        },
     }
 }
 
