@@ -39,10 +39,13 @@ CONF
 fi
 if [[ -n "${RINGWAY_BENCH_LIMIT:-}" ]]; then
   rate=${RINGWAY_BENCH_RATE:-100000/s}
+  # A local limit is written as before global ones existed, so older builds run it too.
+  global=""
+  [[ "$RINGWAY_BENCH_LIMIT" == global ]] && global=', name = "bench", scope = "global"'
   cat >> "$PEER_DIR/bench.toml" <<CONF
-rules = { rate_limits = [{ name = "bench", key = "ip", rate = "$rate", burst = ${rate%/s}, scope = "$RINGWAY_BENCH_LIMIT" }] }
+rules = { rate_limits = [{ key = "ip", rate = "$rate", burst = ${rate%/s}$global }] }
 CONF
-  if [[ "$RINGWAY_BENCH_LIMIT" == global ]]; then
+  if [[ -n "$global" ]]; then
     printf '\n[redis]\naddress = "%s"\n' "${RINGWAY_BENCH_REDIS:?}" >> "$PEER_DIR/bench.toml"
   fi
 fi

@@ -7,6 +7,7 @@
 # global limit spends tokens from its worker's lease and asks Redis once per lease.
 #   tools/global-limit-cost.sh                                   # small c64 and 1 MiB c8
 #   SCENARIOS="small_c64:/small:64" REPEATS=3 tools/global-limit-cost.sh
+#   BASE_BIN=/path/to/older/ringway tools/global-limit-cost.sh   # + that build, local limit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,7 +29,13 @@ calls() { redis-cli -p "$redis_port" info commandstats | grep -o 'cmdstat_evalsh
 
 export RINGWAY_BIN="$root/target/release/ringway"
 export SCENARIOS=${SCENARIOS:-"small_c64:/small:64 1m_c8:/1m.bin:8"} REPEATS=${REPEATS:-2}
-EXTRA_PEERS="local global" \
+peers="local global"
+if [[ -n "${BASE_BIN:-}" ]]; then
+  peers+=" base"
+  export BASE_PORT=${BASE_PORT:-9113}
+  export BASE_CMD="env RINGWAY_BIN=$BASE_BIN RINGWAY_BENCH_LIMIT=local $root/tools/bench-gateway.sh"
+fi
+EXTRA_PEERS="$peers" \
   LOCAL_PORT=${LOCAL_PORT:-9111} GLOBAL_PORT=${GLOBAL_PORT:-9112} \
   LOCAL_CMD="env RINGWAY_BENCH_LIMIT=local $root/tools/bench-gateway.sh" \
   GLOBAL_CMD="env RINGWAY_BENCH_LIMIT=global RINGWAY_BENCH_REDIS=127.0.0.1:$redis_port $root/tools/bench-gateway.sh" \
