@@ -276,3 +276,27 @@ both_drivers! {
         assert_eq!(status(wrong.addr(), "/a"), 429, "on_store_error = deny");
     }
 }
+
+both_drivers! {
+    fn the_workers_of_one_instance_share_the_budget(d) {
+        let redis = RedisServer::start();
+        let origin = Origin::start(Reply::echo);
+        // Two workers, connections spread over both (no steering by client).
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+             [policy]\nsteer_by_client = \"off\"\n\n[redis]\naddress = \"{}\"\n\n\
+             [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n{}",
+            redis.addr(),
+            origin.addr(),
+            route("/a", "workers", "1/h", 10, "deny"),
+        );
+        let gw = Gateway::start(&cfg, d);
+        eventually("both workers connected to Redis")
+            .until(|| metric(&gw, "ringway_redis_up") == 2);
+        // A new connection per request: the kernel spreads them over the two workers.
+        let codes: Vec<u16> = (0..40).map(|_| status(gw.addr(), "/a")).collect();
+        let admitted = codes.iter().filter(|&&c| c == 200).count();
+        assert_eq!(admitted, 10, "one budget for both workers: {codes:?}");
+        assert_eq!(origin.requests().len(), 10);
+    }
+}
