@@ -12,6 +12,11 @@ use ringway_test_support::*;
 /// A gateway with one worker per driver, the limits `limits` (TOML of
 /// `[[routes]]`-level rules by route), in front of `origin`.
 fn gateway(redis: SocketAddr, origin: &Origin, routes: &str, d: Driver) -> Gateway {
+    gateway_at(&redis.to_string(), origin, routes, d)
+}
+
+/// `gateway`, with Redis' address as written in the config (a name:port, say).
+fn gateway_at(redis: &str, origin: &Origin, routes: &str, d: Driver) -> Gateway {
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [redis]\naddress = \"{redis}\"\ncommand_timeout = \"200ms\"\nconnect_timeout = \"200ms\"\n\
@@ -53,7 +58,9 @@ both_drivers! {
         // An hour's rate: no token comes back during the test, so the count is exact.
         let routes = route("/a", "shared", "1/h", 10, "deny");
         let one = gateway(redis.addr(), &origin, &routes, d);
-        let two = gateway(redis.addr(), &origin, &routes, d);
+        // The second names Redis by host name (resolved off the worker).
+        let by_name = format!("localhost:{}", redis.addr().port());
+        let two = gateway_at(&by_name, &origin, &routes, d);
         for gw in [&one, &two] {
             eventually("the Redis connection").until(|| redis_up(gw));
         }

@@ -301,50 +301,54 @@ async fn run(c: Rc<Client>) {
 /// One connection's life: Ok when stopped, Err(why) when it failed.
 async fn session(c: &Rc<Client>) -> Result<(), String> {
     let s = &c.settings;
-    let cfg = &s.config;
-    let connect = async {
-        let addr = resolve(&cfg.address).await?;
-        let tcp = TcpStream::connect_addr(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        Ok::<_, String>(tcp)
-    };
-    let deadline = Instant::now() + cfg.connect_timeout.0;
-    let tcp = match monoio::time::timeout_at(deadline.into(), connect).await {
-        Ok(r) => r?,
-        Err(_) => return Err("connect: timed out".into()),
-    };
-    match &s.tls {
-        None => serve(c, tcp, deadline).await,
-        Some(tls) => {
-            let addr = tcp.peer_addr().map_err(|e| e.to_string())?;
-            drop(tcp);
-            let fut = tls.connect(addr, &s.host, &[]);
-            let (stream, _) = match monoio::time::timeout_at(deadline.into(), fut).await {
-                Ok(r) => r.map_err(|e| e.to_string())?,
-                Err(_) => return Err("tls: timed out".into()),
-            };
-            serve(c, stream, deadline).await
+    let deadline = Instant::now() + s.config.connect_timeout.0;
+    let within = |what: &'static str| move |_| format!("{what}: timed out");
+    let addrs = monoio::time::timeout_at(deadline.into(), resolve(&s.config.address))
+        .await
+        .map_err(within("resolve"))??;
+    // Each address of a name in turn (localhost may be ::1 and 127.0.0.1).
+    let mut why = String::from("resolve: no address");
+    for addr in addrs {
+        match &s.tls {
+            None => {
+                let tcp = TcpStream::connect_addr(addr);
+                match monoio::time::timeout_at(deadline.into(), tcp).await {
+                    Ok(Ok(tcp)) => {
+                        let _ = tcp.set_nodelay(true);
+                        return serve(c, tcp, deadline).await;
+                    }
+                    Ok(Err(e)) => why = format!("connect {addr}: {e}"),
+                    Err(_) => return Err(format!("connect {addr}: timed out")),
+                }
+            }
+            Some(tls) => {
+                let tls = tls.connect(addr, &s.host, &[]);
+                match monoio::time::timeout_at(deadline.into(), tls).await {
+                    Ok(Ok((stream, _))) => return serve(c, stream, deadline).await,
+                    Ok(Err(e)) => why = format!("connect {addr}: {e}"),
+                    Err(_) => return Err(format!("connect {addr}: timed out")),
+                }
+            }
         }
     }
+    Err(why)
 }
 
-async fn resolve(address: &str) -> Result<std::net::SocketAddr, String> {
+/// The addresses of `address` (`ip:port`, or `name:port` resolved off the runtime: the
+/// resolver blocks).
+async fn resolve(address: &str) -> Result<Vec<std::net::SocketAddr>, String> {
     if let Ok(a) = address.parse() {
-        return Ok(a);
+        return Ok(vec![a]);
     }
     let address = address.to_string();
-    // A name: resolved off the runtime (getaddrinfo blocks).
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::net::ToSocketAddrs;
-        let _ = tx.send(address.to_socket_addrs().map(|mut a| a.next()));
+        let _ = tx.send(address.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
     });
     loop {
         match rx.try_recv() {
-            Ok(Ok(Some(a))) => return Ok(a),
-            Ok(Ok(None)) => return Err("resolve: no address".into()),
+            Ok(Ok(addrs)) => return Ok(addrs),
             Ok(Err(e)) => return Err(format!("resolve: {e}")),
             Err(std::sync::mpsc::TryRecvError::Empty) => {
                 monoio::time::sleep(Duration::from_millis(5)).await
