@@ -307,3 +307,68 @@ both_drivers! {
         assert_eq!(origin.requests().len(), 10);
     }
 }
+
+/// A server that sets up like Redis (SCRIPT LOAD answered with a script name, PING with
+/// PONG) and then answers every lease with something wrong, in turn: a short array, a
+/// bare integer, an error, an array of strings, a reply too long, bytes that are not RESP.
+fn wrong_redis() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let bad: [&[u8]; 6] = [
+            b"*2\r\n:1\r\n:0\r\n",
+            b":5\r\n",
+            b"-ERR oops\r\n",
+            b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n",
+            b"$999999999\r\n",
+            b"\x00\x01garbage\r\n",
+        ];
+        let mut n = 0;
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 4096];
+            while let Ok(got) = s.read(&mut buf) {
+                if got == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..got]);
+                let reply: &[u8] = if text.contains("SCRIPT") {
+                    b"$40\r\n0123456789012345678901234567890123456789\r\n"
+                } else if text.contains("PING") {
+                    b"+PONG\r\n"
+                } else {
+                    n += 1;
+                    bad[n % bad.len()]
+                };
+                if s.write_all(reply).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    addr
+}
+
+both_drivers! {
+    fn wrong_answers_to_leases_never_break_a_request(d) {
+        let origin = Origin::start(Reply::echo);
+        let routes = "[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\
+             rules = { rate_limits = [{ name = \"w\", key = \"header:X-Key\", rate = \"10/s\", \
+             burst = 10, scope = \"global\", on_store_error = \"allow\" }] }\n";
+        let gw = gateway(wrong_redis(), &origin, routes, d);
+        for i in 0..24 {
+            let started = Instant::now();
+            let r = ask(gw.addr(), Request::get("/").headers(&format!("X-Key: k{i}\r\n")));
+            assert_eq!(r.status, 200, "request {i}: on_store_error = allow");
+            assert!(started.elapsed() < Duration::from_millis(1500), "request {i} waited");
+            if i % 4 == 3 {
+                // Let the client reconnect now and then, so that every wrong answer is met.
+                eventually("a Redis connection again").until(|| redis_up(&gw));
+            }
+        }
+        assert!(metric(&gw, "ringway_redis_errors_total") >= 3);
+        assert!(metric(&gw, "ringway_rate_limit_fallbacks_total") >= 1);
+        assert_eq!(get(gw.admin_addr(), "/ready").status, 200, "alive and ready");
+    }
+}
