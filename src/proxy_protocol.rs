@@ -17,16 +17,21 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// Which versions a listener accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// Which versions a listener accepts (`listeners[].proxy_protocol`: "v1", "v2", "any").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Accept {
     V1,
     V2,
     Any,
 }
 
-/// The version a header came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The version a header came in, or is sent in (`upstreams[].proxy_protocol`: "v1",
+/// "v2").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Version {
     V1,
     V2,

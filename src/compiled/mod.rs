@@ -555,10 +555,7 @@ fn build_upstream(
             keepalive_timeout: u.keepalive_timeout.0,
             protocol: u.protocol,
             http2_connections: u.http2_connections,
-            proxy_protocol: u.proxy_protocol.map(|v| match v {
-                crate::config::ProxyProtocolVersion::V1 => crate::proxy_protocol::Version::V1,
-                crate::config::ProxyProtocolVersion::V2 => crate::proxy_protocol::Version::V2,
-            }),
+            proxy_protocol: u.proxy_protocol,
             lb: crate::upstream::Lb::build(u),
         },
         u.name.clone(),

@@ -30,20 +30,11 @@ pub struct ListenerConfig {
     /// connection: "v1", "v2" or "any"; its client address then stands for the peer's.
     /// Unset: none is expected.
     #[serde(default)]
-    pub proxy_protocol: Option<ProxyProtocol>,
+    pub proxy_protocol: Option<crate::proxy_protocol::Accept>,
     /// Peers that may send that header (CIDRs); empty = any. A connection from elsewhere
     /// is closed.
     #[serde(default)]
     pub proxy_protocol_from: Vec<String>,
-}
-
-/// `listeners[i].proxy_protocol`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProxyProtocol {
-    V1,
-    V2,
-    Any,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -10,8 +10,8 @@ use super::defaults::{self, strings};
 use super::policy::{AccessConfig, AuthConfig, ConsumerConfig, PolicyConfig, RulesConfig};
 use super::tls::ListenerConfig;
 use super::upstream::{
-    AllUnhealthy, Balance, HealthCheckConfig, OutlierConfig, ProxyProtocolVersion, RetriesConfig,
-    ServerEntry, UpstreamProtocol,
+    AllUnhealthy, Balance, HealthCheckConfig, OutlierConfig, RetriesConfig, ServerEntry,
+    UpstreamProtocol,
 };
 use super::Duration;
 
@@ -249,7 +249,7 @@ pub struct UpstreamConfig {
     /// connection to the servers (HTTP/1.1 upstreams; such a connection is only reused for
     /// the same client connection). Unset: none.
     #[serde(default)]
-    pub proxy_protocol: Option<ProxyProtocolVersion>,
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -45,15 +45,6 @@ impl From<&str> for ServerEntry {
     }
 }
 
-/// `upstreams[i].proxy_protocol`: the PROXY protocol header sent first on every new
-/// connection to the servers.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProxyProtocolVersion {
-    V1,
-    V2,
-}
-
 /// `upstreams[i].protocol`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]

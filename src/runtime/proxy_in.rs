@@ -14,7 +14,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRentExt;
 use monoio::net::TcpStream;
 
-use crate::config::{Cidr, GatewayConfig, ProxyProtocol};
+use crate::config::{Cidr, GatewayConfig};
 use crate::proxy_protocol::{self, Accept, Parsed, MAX_V2_BODY, V2_SIGNATURE};
 
 /// One listener's PROXY protocol settings.
@@ -29,13 +29,9 @@ pub struct ProxyIn {
 pub fn for_listeners(cfg: &GatewayConfig) -> Vec<Option<Arc<ProxyIn>>> {
     let plain = cfg.server.listen.iter().map(|_| None);
     let listeners = cfg.listeners.iter().map(|l| {
-        l.proxy_protocol.map(|p| {
+        l.proxy_protocol.map(|accept| {
             Arc::new(ProxyIn {
-                accept: match p {
-                    ProxyProtocol::V1 => Accept::V1,
-                    ProxyProtocol::V2 => Accept::V2,
-                    ProxyProtocol::Any => Accept::Any,
-                },
+                accept,
                 // (Validated with the config.)
                 from: l
                     .proxy_protocol_from
