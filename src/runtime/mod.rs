@@ -100,7 +100,7 @@ pub fn run_with(cfg: &GatewayConfig, file: &str, opts: Options) -> Result<(), Ru
     let driver = driver_choice(first.io_driver)?;
     let kinds = crate::tls::build(cfg, file)?;
     let proxies = proxy_in::for_listeners(cfg);
-    let sockets = listen(cfg, &first, opts)?;
+    let sockets = listen(cfg, &first, &proxies, opts)?;
     let (checker, health) =
         crate::upstream::health::start(&first.health_targets(), first.workers.max(1))
             .map_err(RunError::Health)?;
@@ -211,7 +211,13 @@ struct Sockets {
 
 /// Binds every listen address once per worker, or takes the sockets over from the process
 /// serving `server.upgrade_socket` (`--upgrade`).
-fn listen(cfg: &GatewayConfig, first: &Compiled, opts: Options) -> Result<Sockets, RunError> {
+/// `proxies`: each listen address's PROXY protocol settings (`proxy_in::for_listeners`).
+fn listen(
+    cfg: &GatewayConfig,
+    first: &Compiled,
+    proxies: &[Option<Arc<proxy_in::ProxyIn>>],
+    opts: Options,
+) -> Result<Sockets, RunError> {
     let workers = first.workers.max(1);
     let steer = workers > 1
         && match cfg.policy.steer_by_client.as_str() {
@@ -237,12 +243,8 @@ fn listen(cfg: &GatewayConfig, first: &Compiled, opts: Options) -> Result<Socket
         _ => {
             // `auto` leaves PROXY protocol listeners alone: their peer is the balancer.
             let unsteered: Vec<usize> = match cfg.policy.steer_by_client.as_str() {
-                "auto" => cfg
-                    .listeners
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| l.proxy_protocol.is_some())
-                    .map(|(j, _)| cfg.server.listen.len() + j)
+                "auto" => (0..proxies.len())
+                    .filter(|&i| proxies[i].is_some())
                     .collect(),
                 _ => Vec::new(),
             };

@@ -263,21 +263,21 @@ async fn accept_loop(
             // protocol header, handshake, sniffing), then serving it in its protocol.
             let ready = async {
                 let mut stream = stream;
+                let cfg = shared.config();
                 let (peer, local) = match proxy {
                     Some(p) => {
-                        let deadline = Instant::now() + shared.config().timeouts.header;
+                        let deadline = Instant::now() + cfg.timeouts.header;
                         p.read(&mut stream, peer, deadline).await?
                     }
                     None => (peer, None),
                 };
                 // (A syscall, made only when some upstream needs it.)
                 let local = local.or_else(|| {
-                    shared
-                        .config()
-                        .sends_proxy_protocol
+                    cfg.sends_proxy_protocol
                         .then(|| stream.local_addr().ok())
                         .flatten()
                 });
+                drop(cfg);
                 serve_as(kind, shared, stream, peer, local).await
             };
             let served = match CatchPanic::new(ready).await {
