@@ -3,7 +3,7 @@
 //! `Snapshot` through its control channel and sums them (`Snapshot::merge`), then renders
 //! the Prometheus text format (`render`). Nothing here runs on another core's request path.
 //!
-//! Where it sits: a leaf (it imports nothing of the crate).
+//! Where it sits: a leaf (it imports only `grammar`, another leaf, for gRPC status names).
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
@@ -334,7 +334,7 @@ pub fn render(s: &Snapshot, p: &Process) -> String {
     );
     for (i, n) in s.grpc.iter().enumerate() {
         if *n > 0 {
-            let status = crate::http::grpc::STATUS_NAMES
+            let status = crate::grammar::GRPC_STATUS_NAMES
                 .get(i)
                 .copied()
                 .unwrap_or("other");

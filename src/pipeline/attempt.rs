@@ -14,7 +14,7 @@ use super::front::SendFail;
 use super::outcome::{Next, Refusal};
 use super::response::RespOutcome;
 use super::Shared;
-use crate::http::grpc;
+use crate::grammar::GRPC_STATUS_NAMES;
 use crate::io::{Connector, Stream, UpConn};
 use crate::upstream::h2pool::H2Lease;
 use crate::upstream::state::RetryGuard;
@@ -74,7 +74,7 @@ impl std::fmt::Display for Retried {
         match self {
             Retried::Http(s) => write!(f, "{s}"),
             Retried::Grpc(c) => {
-                let name = grpc::STATUS_NAMES.get(usize::from(*c)).unwrap_or(&"?");
+                let name = GRPC_STATUS_NAMES.get(usize::from(*c)).unwrap_or(&"?");
                 write!(f, "gRPC {name}")
             }
         }
