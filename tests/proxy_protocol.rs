@@ -254,22 +254,7 @@ fn proxy_origin() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
                     }
                 };
                 record.lock().expect("seen").push(client.clone());
-                loop {
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let reply = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{client}",
-                            client.len()
-                        );
-                        if s.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
+                answer_heads_after(&mut s, buf, &client, |_| {});
             });
         }
     });

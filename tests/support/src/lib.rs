@@ -28,7 +28,7 @@ pub use config::Config;
 pub use drivers::Driver;
 pub use gateway::Gateway;
 pub use haproxy::Haproxy;
-pub use origin::{answer_heads, Origin, OriginRequest, Reply};
+pub use origin::{answer_heads, answer_heads_after, Origin, OriginRequest, Reply};
 pub use redis::{RedisReply, RedisServer};
 pub use stock::{fleet_skipped, free_port, stock_binary};
 pub use wait::{eventually, Eventually, Probe, TIMEOUT};

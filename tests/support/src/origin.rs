@@ -252,8 +252,17 @@ fn send_reply(s: &mut TcpStream, reply: Reply) -> bool {
 /// Answers every request head read from `s` with `200 OK` and `body`, keep-alive, until
 /// the peer closes or an error; `after_read` runs after each read (e.g. to look at a TLS
 /// session once its handshake is done).
-pub fn answer_heads<S: Read + Write>(s: &mut S, body: &str, mut after_read: impl FnMut(&mut S)) {
-    let mut buf = Vec::new();
+pub fn answer_heads<S: Read + Write>(s: &mut S, body: &str, after_read: impl FnMut(&mut S)) {
+    answer_heads_after(s, Vec::new(), body, after_read)
+}
+
+/// `answer_heads`, with `buf` already read off `s` (what followed a preamble, say).
+pub fn answer_heads_after<S: Read + Write>(
+    s: &mut S,
+    mut buf: Vec<u8>,
+    body: &str,
+    mut after_read: impl FnMut(&mut S),
+) {
     let mut chunk = [0u8; 4096];
     loop {
         while let Some(end) = find(&buf, b"\r\n\r\n") {
