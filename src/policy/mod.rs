@@ -201,6 +201,22 @@ pub enum Denial {
     },
 }
 
+/// A local limiter's verdict as `limit` says it: pass (true), or 429 (`limit`: the
+/// `RateLimit-Limit` value).
+fn verdict(v: Verdict, limit: u32) -> Result<bool, Denial> {
+    match v {
+        Verdict::Allow { .. } => Ok(true),
+        Verdict::Deny {
+            retry_after_secs,
+            reset_secs,
+        } => Err(Denial::RateLimited {
+            limit,
+            retry_after: retry_after_secs,
+            reset: reset_secs,
+        }),
+    }
+}
+
 /// What a limit counts, as a global limit's Redis key names it.
 #[derive(Clone, Copy)]
 enum KeyText<'a> {
@@ -492,13 +508,7 @@ impl Policy {
     ) -> Result<Grant, Denial> {
         let rp = route.and_then(|i| self.routes.get(i));
         let route_rules = rp.map(|r| &r.rules);
-        let needs_ip =
-            self.global.needs_client_ip() || route_rules.is_some_and(Rules::needs_client_ip);
-        let client = if needs_ip {
-            self.client_ip(req, peer)
-        } else {
-            peer
-        };
+        let client = self.client_for(req, route_rules, peer);
         let mut grant = Grant::default();
         for rules in std::iter::once(&self.global).chain(route_rules) {
             self.block(rules, st, req, client)?;
@@ -538,16 +548,20 @@ impl Policy {
         let Some(from) = grant.wait_at.take() else {
             return Ok(());
         };
-        let rp = route.and_then(|i| self.routes.get(i));
-        let needs_ip =
-            self.global.needs_client_ip() || rp.is_some_and(|r| r.rules.needs_client_ip());
-        let client = if needs_ip {
+        let route_rules = route.and_then(|i| self.routes.get(i)).map(|r| &r.rules);
+        let client = self.client_for(req, route_rules, peer);
+        grant.wait_at = self.limits(st, req, route, client, grant, now_ns, from, gave_up)?;
+        Ok(())
+    }
+
+    /// The client address the rules that apply look at (`client_ip`), or just the peer
+    /// when none of them looks at an address.
+    fn client_for(&self, req: &RequestHead, route_rules: Option<&Rules>, peer: IpAddr) -> IpAddr {
+        if self.global.needs_client_ip() || route_rules.is_some_and(Rules::needs_client_ip) {
             self.client_ip(req, peer)
         } else {
             peer
-        };
-        grant.wait_at = self.limits(st, req, route, client, grant, now_ns, from, gave_up)?;
-        Ok(())
+        }
     }
 
     /// The request's limits from position `from` on; `Some(k)`: the k-th waits for a lease.
@@ -693,44 +707,32 @@ impl Policy {
         now_ns: u64,
         gave_up: bool,
     ) -> Result<bool, Denial> {
+        // The key's bytes for this worker's table, and as a global limit's Redis key
+        // names it.
         let mut ipbuf = [0u8; 17];
-        let key: &[u8] = match (&l.key, id) {
-            (LimitKey::Consumer, Some(id)) => &id.consumer,
+        let (key, text): (&[u8], KeyText<'_>) = match (&l.key, id) {
+            (LimitKey::Consumer, Some(id)) => (&id.consumer, KeyText::Bytes(&id.consumer)),
             // Without an identity a consumer limit counts the client address.
-            (LimitKey::Ip | LimitKey::Consumer, _) => ip_key(client, &mut ipbuf),
+            (LimitKey::Ip | LimitKey::Consumer, _) => {
+                (ip_key(client, &mut ipbuf), KeyText::Ip(client))
+            }
             (LimitKey::Route, _) => match route {
                 Some(r) => {
                     ipbuf[..8].copy_from_slice(&(r as u64).to_le_bytes());
-                    &ipbuf[..8]
+                    (&ipbuf[..8], KeyText::Route(r))
                 }
                 None => return Ok(true),
             },
             (LimitKey::Header(name), _) => match req.header(name) {
-                Some(v) => v,
+                Some(v) => (v, KeyText::Bytes(v)),
                 // Requests without the field are not limited by it.
                 None => return Ok(true),
             },
         };
         let h = st.hasher.hash(l.id, key);
-        if let Some(g) = &l.global {
-            let text = match (&l.key, id) {
-                (LimitKey::Consumer, Some(id)) => KeyText::Bytes(&id.consumer),
-                (LimitKey::Ip | LimitKey::Consumer, _) => KeyText::Ip(client),
-                (LimitKey::Route, _) => KeyText::Route(route.unwrap_or(0)),
-                (LimitKey::Header(_), _) => KeyText::Bytes(key),
-            };
-            return self.limit_global(l, g, st, h, text, now_ns, gave_up);
-        }
-        match st.limiter.check(h, &l.rate, now_ns) {
-            Verdict::Allow { .. } => Ok(true),
-            Verdict::Deny {
-                retry_after_secs,
-                reset_secs,
-            } => Err(Denial::RateLimited {
-                limit: l.rate.limit(),
-                retry_after: retry_after_secs,
-                reset: reset_secs,
-            }),
+        match &l.global {
+            Some(g) => self.limit_global(l, g, st, h, text, now_ns, gave_up),
+            None => verdict(st.limiter.check(h, &l.rate, now_ns), l.rate.limit()),
         }
     }
 
@@ -774,19 +776,10 @@ impl Policy {
                         retry_after: 1,
                         reset: 1,
                     }),
-                    OnStoreError::Local => {
-                        match st.limiter.check(h ^ FALLBACK_SALT, &g.fallback, now_ns) {
-                            Verdict::Allow { .. } => Ok(true),
-                            Verdict::Deny {
-                                retry_after_secs,
-                                reset_secs,
-                            } => Err(Denial::RateLimited {
-                                limit: g.fallback.limit(),
-                                retry_after: retry_after_secs,
-                                reset: reset_secs,
-                            }),
-                        }
-                    }
+                    OnStoreError::Local => verdict(
+                        st.limiter.check(h ^ FALLBACK_SALT, &g.fallback, now_ns),
+                        g.fallback.limit(),
+                    ),
                 }
             }
         }
