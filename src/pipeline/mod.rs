@@ -282,14 +282,23 @@ impl<C: Connector> Shared<C> {
         self.store.borrow().as_ref().map(|c| c.is_up())
     }
 
+    /// This worker's policy state, its leases told whether Redis is up right now (the one
+    /// place that copies the client's state into them).
+    fn policy_state(&self) -> std::cell::RefMut<'_, PolicyState> {
+        let mut st = self.policy.borrow_mut();
+        if let Some(up) = self.store_up() {
+            st.leases.up = up;
+        }
+        st
+    }
+
     /// Once a second: gives unspent lease tokens back to Redis and forgets idle keys.
     pub fn sweep_leases(&self) {
         if self.store.borrow().is_none() {
             return;
         }
         let now = self.now_ns();
-        let mut st = self.policy.borrow_mut();
-        st.leases.up = self.store_up().unwrap_or(false);
+        let mut st = self.policy_state();
         st.leases.sweep(now);
         self.send_fetches(&mut st);
     }
@@ -359,8 +368,7 @@ impl<C: Connector> Shared<C> {
                 .await
                 .is_err();
             let now = self.now_ns();
-            let mut st = self.policy.borrow_mut();
-            st.leases.up = self.store_up().unwrap_or(false);
+            let mut st = self.policy_state();
             let r = cfg.policy.resume(
                 &mut st,
                 head,
@@ -389,11 +397,7 @@ impl<C: Connector> Shared<C> {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut st = self.policy.borrow_mut();
-        let global = cfg.redis.is_some();
-        if global {
-            st.leases.up = self.store_up().unwrap_or(false);
-        }
+        let mut st = self.policy_state();
         let r = cfg.policy.check(
             &mut st,
             head,
@@ -403,7 +407,7 @@ impl<C: Connector> Shared<C> {
             now_ns,
             now_unix,
         );
-        if global {
+        if cfg.redis.is_some() {
             self.send_fetches(&mut st);
         }
         r

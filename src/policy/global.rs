@@ -15,6 +15,7 @@
 //!   a second).
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Unspent lease tokens are given back once they are this old.
 pub const LEASE_TTL_NS: u64 = 1_000_000_000;
@@ -68,7 +69,7 @@ impl Spec {
 pub struct Fetch {
     /// The table entry the answer goes to (0: a give-back, whose answer is ignored).
     pub tag: u64,
-    pub key: Box<[u8]>,
+    pub key: Rc<[u8]>,
     pub spec: Spec,
     pub want: i64,
 }
@@ -89,7 +90,7 @@ pub enum Spend {
 }
 
 struct Lease {
-    key: Box<[u8]>,
+    key: Rc<[u8]>,
     spec: Spec,
     tokens: u32,
     denied_until: u64,
@@ -133,7 +134,7 @@ impl Leases {
         tag: u64,
         now_ns: u64,
         spec: Spec,
-        key: impl FnOnce() -> Box<[u8]>,
+        key: impl FnOnce() -> Rc<[u8]>,
     ) -> Spend {
         let tag = tag.max(1);
         if !self.map.contains_key(&tag) && self.map.len() >= self.cap {
@@ -152,7 +153,6 @@ impl Leases {
             reserved_from: None,
         });
         e.used_at = now_ns;
-        e.spec = spec;
         if e.fetching && now_ns.saturating_sub(e.fetch_started) > FETCH_STALE_NS {
             e.fetching = false;
         }
@@ -285,8 +285,8 @@ mod tests {
         }
     }
 
-    fn key() -> Box<[u8]> {
-        b"ringway:api:1.2.3.4".to_vec().into_boxed_slice()
+    fn key() -> Rc<[u8]> {
+        Rc::from(&b"ringway:api:1.2.3.4"[..])
     }
 
     #[test]

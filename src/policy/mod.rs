@@ -228,7 +228,7 @@ enum KeyText<'a> {
 /// The Redis key of a global limit's counter: its prefix, then the key as text (an
 /// address as written, a route by its position); a key that is long or not printable is
 /// named by its SHA-256 in hex.
-fn redis_key(prefix: &[u8], key: KeyText<'_>) -> Box<[u8]> {
+fn redis_key(prefix: &[u8], key: KeyText<'_>) -> Rc<[u8]> {
     use std::io::Write as _;
     let mut out = prefix.to_vec();
     match key {
@@ -250,7 +250,7 @@ fn redis_key(prefix: &[u8], key: KeyText<'_>) -> Box<[u8]> {
             }
         }
     }
-    out.into_boxed_slice()
+    Rc::from(out)
 }
 
 fn lower(s: &str) -> Bytes {
