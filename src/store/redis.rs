@@ -14,7 +14,6 @@
 //! and, when none are left, how long until the next.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,10 +69,9 @@ end
 return {got, wait, reserved}
 "#;
 
-/// Commands waiting to be sent, at most.
-const MAX_QUEUE: usize = 4096;
-/// Commands sent in one batch, at most.
-const MAX_BATCH: usize = 128;
+/// Commands waiting to be sent, at most: they go out as one batch (a few milliseconds of
+/// Redis' work at most).
+const MAX_QUEUE: usize = 1024;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// An idle connection is checked with a PING this often.
@@ -131,9 +129,12 @@ pub type Answer = Option<(i64, i64, bool)>;
 /// Where answers go: the command's tag and its answer.
 pub type OnAnswer = Box<dyn Fn(u64, Answer)>;
 
-struct Command {
-    tag: u64,
+/// Commands waiting to be sent: their bytes, one after the other, and their tags in the
+/// same order.
+#[derive(Default)]
+struct Queue {
     bytes: Vec<u8>,
+    tags: Vec<u64>,
 }
 
 /// This worker's counters, read at scrape time.
@@ -152,7 +153,7 @@ pub struct Stats {
 /// One worker's client (see the module doc).
 pub struct Client {
     settings: Rc<Settings>,
-    queue: RefCell<VecDeque<Command>>,
+    queue: RefCell<Queue>,
     wake: LocalNotify,
     up: Cell<bool>,
     /// Counted in `DOWN`.
@@ -170,7 +171,7 @@ impl Client {
     pub fn start(settings: Rc<Settings>, stats: Rc<Stats>, on_answer: OnAnswer) -> Rc<Client> {
         let c = Rc::new(Client {
             settings,
-            queue: RefCell::new(VecDeque::new()),
+            queue: RefCell::default(),
             wake: LocalNotify::default(),
             up: Cell::new(false),
             counted_down: Cell::new(false),
@@ -204,32 +205,26 @@ impl Client {
         want: i64,
         reserve_us: u64,
     ) -> bool {
-        if !self.up.get() || self.queue.borrow().len() >= MAX_QUEUE {
+        let mut q = self.queue.borrow_mut();
+        if !self.up.get() || q.tags.len() >= MAX_QUEUE {
             return false;
         }
-        let (t, l, w, r) = (
-            interval_us.to_string(),
-            tolerance_us.to_string(),
-            want.to_string(),
-            reserve_us.to_string(),
-        );
-        let mut bytes = Vec::with_capacity(96 + key.len());
-        let sha = self.sha.borrow();
-        resp::encode(
-            &mut bytes,
-            &[
-                b"EVALSHA",
-                &sha,
-                b"1",
-                key,
-                t.as_bytes(),
-                l.as_bytes(),
-                w.as_bytes(),
-                r.as_bytes(),
-            ],
-        );
-        drop(sha);
-        self.queue.borrow_mut().push_back(Command { tag, bytes });
+        let num = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut bufs = [[0u8; 20]; 4];
+        let [t, l, w, r] = &mut bufs;
+        let args: [&[u8]; 8] = [
+            b"EVALSHA",
+            &self.sha.borrow(),
+            b"1",
+            key,
+            resp::decimal(t, num(interval_us)),
+            resp::decimal(l, num(tolerance_us)),
+            resp::decimal(w, want),
+            resp::decimal(r, num(reserve_us)),
+        ];
+        resp::encode(&mut q.bytes, &args);
+        q.tags.push(tag);
+        drop(q);
         self.wake.notify_all();
         true
     }
@@ -257,9 +252,13 @@ impl Client {
 
     /// Fails every queued command.
     fn fail_queued(&self) {
-        let failed: Vec<Command> = self.queue.borrow_mut().drain(..).collect();
-        for c in failed {
-            (self.on_answer)(c.tag, None);
+        let failed = {
+            let mut q = self.queue.borrow_mut();
+            q.bytes.clear();
+            std::mem::take(&mut q.tags)
+        };
+        for tag in failed {
+            (self.on_answer)(tag, None);
         }
     }
 }
@@ -403,13 +402,14 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(
         }
     }
     c.set_up(true, "");
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The batch in flight: swapped with the queue's, so neither is copied.
+    let mut batch = Vec::new();
     let mut out = Vec::new();
     loop {
         if c.stopped.get() {
             return Ok(());
         }
-        if c.queue.borrow().is_empty() {
+        if c.queue.borrow().tags.is_empty() {
             let idle = monoio::time::timeout(IDLE_PING, c.wake.notified()).await;
             if idle.is_err() {
                 // Nothing to send for a while: make sure the connection still answers, so
@@ -430,11 +430,8 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(
         out.clear();
         {
             let mut q = c.queue.borrow_mut();
-            while batch.len() < MAX_BATCH {
-                let Some(cmd) = q.pop_front() else { break };
-                out.extend_from_slice(&cmd.bytes);
-                batch.push(cmd.tag);
-            }
+            std::mem::swap(&mut q.bytes, &mut out);
+            std::mem::swap(&mut q.tags, &mut batch);
         }
         let started = Instant::now();
         let deadline = started + c.settings.command_timeout();
@@ -443,13 +440,10 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(
         if let Err((answered, why)) = result {
             // Failed once the client is marked down (`run`), so that the requests waiting
             // on them decide without Redis rather than ask again.
-            let mut q = c.queue.borrow_mut();
-            for &tag in batch[answered..].iter().rev() {
-                q.push_front(Command {
-                    tag,
-                    bytes: Vec::new(),
-                });
-            }
+            c.queue
+                .borrow_mut()
+                .tags
+                .extend_from_slice(&batch[answered..]);
             return Err(why);
         }
     }

@@ -47,6 +47,17 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// `n` in decimal, written into `buf` (no allocation): a command's number argument.
+pub fn decimal(buf: &mut [u8; 20], n: i64) -> &[u8] {
+    let mut rest: &mut [u8] = &mut buf[..];
+    if n < 0 {
+        bytes::BufMut::put_u8(&mut rest, b'-');
+    }
+    crate::http::canned::put_u64(&mut rest, n.unsigned_abs());
+    let len = 20 - rest.len();
+    &buf[..len]
+}
+
 fn push_num(out: &mut Vec<u8>, n: u64) {
     crate::http::canned::put_u64(out, n);
     out.extend_from_slice(b"\r\n");
@@ -149,6 +160,15 @@ mod tests {
             out,
             b"*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        let mut b = [0u8; 20];
+        assert_eq!(decimal(&mut b, 0), b"0");
+        assert_eq!(decimal(&mut b, -250_000), b"-250000");
+        assert_eq!(decimal(&mut b, i64::MIN), b"-9223372036854775808");
+        assert_eq!(decimal(&mut b, i64::MAX), b"9223372036854775807");
     }
 
     #[test]
