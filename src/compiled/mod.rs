@@ -328,7 +328,19 @@ impl Compiled {
             .redis
             .as_ref()
             .filter(|_| policy.has_global_limits())
-            .map(|r| std::rc::Rc::new(crate::store::Settings::build(r, base_dir, &mut errors)));
+            .and_then(|r| match address_of(&r.address, resolved) {
+                Ok(addr) => Some(crate::store::Settings::build(
+                    r,
+                    addr,
+                    base_dir,
+                    &mut errors,
+                )),
+                Err(why) => {
+                    errors.push(ConfigError::new("redis.address", why));
+                    None
+                }
+            })
+            .map(std::rc::Rc::new);
         if !errors.is_empty() {
             return Err(ConfigErrors {
                 file: file.to_string(),
@@ -442,22 +454,47 @@ impl Compiled {
 /// Upstream `host:port` names (not IP literals) and the address each resolved to.
 pub type Resolved = std::collections::BTreeMap<String, SocketAddr>;
 
-/// Resolves every upstream server given by name (blocking: call it off the request path).
-/// A name that does not resolve is left out (compiling then reports it).
+/// Resolves every upstream server, and the Redis server, given by name (blocking: call it
+/// off the request path). A name that does not resolve is left out (compiling then
+/// reports it).
 pub fn resolve_names(cfg: &GatewayConfig) -> Resolved {
     let mut out = Resolved::new();
-    for u in &cfg.upstreams {
-        for s in &u.servers {
-            let s = s.address();
-            if s.parse::<SocketAddr>().is_ok() || out.contains_key(s) {
-                continue;
-            }
-            if let Some(a) = s.to_socket_addrs().ok().and_then(|mut a| a.next()) {
-                out.insert(s.to_string(), a);
-            }
+    let servers = cfg
+        .upstreams
+        .iter()
+        .flat_map(|u| &u.servers)
+        .map(|s| s.address());
+    let redis = cfg.redis.iter().map(|r| r.address.as_str());
+    for s in servers.chain(redis) {
+        if s.parse::<SocketAddr>().is_ok() || out.contains_key(s) {
+            continue;
+        }
+        if let Some(a) = s.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+            out.insert(s.to_string(), a);
         }
     }
     out
+}
+
+/// The address of a configured `host:port`: an IP literal as written; a name from
+/// `resolved` (a worker never waits on DNS), or else from the resolver (`ringway check`,
+/// the first compile): the first address it gives.
+fn address_of(s: &str, resolved: Option<&Resolved>) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    match resolved {
+        Some(r) => r
+            .get(s)
+            .copied()
+            .ok_or_else(|| format!("cannot resolve {s:?}")),
+        None => match s.to_socket_addrs() {
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| format!("{s:?} resolves to no address")),
+            Err(e) => Err(format!("cannot resolve {s:?}: {e}")),
+        },
+    }
 }
 
 use crate::config::UpstreamProtocol;
@@ -506,31 +543,11 @@ fn build_upstream(
         crate::tls::UpstreamTls::build(&format!("upstreams[{i}].tls"), t, base_dir, auto, errors)
     });
     for (j, s) in u.servers.iter().enumerate() {
-        let s = s.address();
-        if let Some(r) = resolved {
-            match s.parse::<SocketAddr>().ok().or_else(|| r.get(s).copied()) {
-                Some(a) => servers.push(a),
-                None => errors.push(ConfigError::new(
-                    format!("upstreams[{i}].servers[{j}]"),
-                    format!("cannot resolve {s:?}"),
-                )),
-            }
-            continue;
-        }
-        match s.to_socket_addrs() {
-            Ok(addrs) => {
-                // One address per configured server: the first the resolver gives.
-                match addrs.into_iter().next() {
-                    Some(a) => servers.push(a),
-                    None => errors.push(ConfigError::new(
-                        format!("upstreams[{i}].servers[{j}]"),
-                        format!("{s:?} resolves to no address"),
-                    )),
-                }
-            }
-            Err(e) => errors.push(ConfigError::new(
+        match address_of(s.address(), resolved) {
+            Ok(a) => servers.push(a),
+            Err(why) => errors.push(ConfigError::new(
                 format!("upstreams[{i}].servers[{j}]"),
-                format!("cannot resolve {s:?}: {e}"),
+                why,
             )),
         }
     }

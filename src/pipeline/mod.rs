@@ -239,7 +239,7 @@ impl<C: Connector> Shared<C> {
         let wanted = cfg.redis.clone();
         let mut store = self.store.borrow_mut();
         let same = match (&*store, &wanted) {
-            (Some(c), Some(w)) => c.settings().config == w.config,
+            (Some(c), Some(w)) => c.settings().same_as(w),
             (None, None) => true,
             _ => false,
         };

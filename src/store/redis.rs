@@ -14,6 +14,7 @@
 //! and, when none are left, how long until the next.
 
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,8 +85,9 @@ static DOWN: AtomicUsize = AtomicUsize::new(0);
 
 /// `[redis]` as built for a worker.
 pub struct Settings {
-    /// As configured: a reload that leaves it equal keeps the connections.
     pub config: RedisConfig,
+    /// `config.address` resolved (off the workers, like upstream servers' names).
+    addr: SocketAddr,
     host: String,
     tls: Option<UpstreamTls>,
 }
@@ -99,7 +101,12 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
-    pub fn build(cfg: &RedisConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Settings {
+    pub fn build(
+        cfg: &RedisConfig,
+        addr: SocketAddr,
+        base: &Path,
+        errors: &mut Vec<ConfigError>,
+    ) -> Settings {
         let host = cfg
             .address
             .rsplit_once(':')
@@ -113,9 +120,16 @@ impl Settings {
             .and_then(|t| UpstreamTls::build("redis.tls", t, base, false, errors));
         Settings {
             config: cfg.clone(),
+            addr,
             host,
             tls,
         }
+    }
+
+    /// Connections made with `other` would be made the same way (a reload that leaves
+    /// `[redis]` and its address alone keeps the connections).
+    pub fn same_as(&self, other: &Settings) -> bool {
+        self.config == other.config && self.addr == other.addr
     }
 
     pub fn command_timeout(&self) -> Duration {
@@ -300,61 +314,24 @@ async fn run(c: Rc<Client>) {
 /// One connection's life: Ok when stopped, Err(why) when it failed.
 async fn session(c: &Rc<Client>) -> Result<(), String> {
     let s = &c.settings;
-    let deadline = Instant::now() + s.config.connect_timeout.0;
-    let within = |what: &'static str| move |_| format!("{what}: timed out");
-    let addrs = monoio::time::timeout_at(deadline.into(), resolve(&s.config.address))
-        .await
-        .map_err(within("resolve"))??;
-    // Each address of a name in turn (localhost may be ::1 and 127.0.0.1).
-    let mut why = String::from("resolve: no address");
-    for addr in addrs {
-        match &s.tls {
-            None => {
-                let tcp = TcpStream::connect_addr(addr);
-                match monoio::time::timeout_at(deadline.into(), tcp).await {
-                    Ok(Ok(tcp)) => {
-                        let _ = tcp.set_nodelay(true);
-                        return serve(c, tcp, deadline).await;
-                    }
-                    Ok(Err(e)) => why = format!("connect {addr}: {e}"),
-                    Err(_) => return Err(format!("connect {addr}: timed out")),
-                }
-            }
-            Some(tls) => {
-                let tls = tls.connect(addr, &s.host, &[]);
-                match monoio::time::timeout_at(deadline.into(), tls).await {
-                    Ok(Ok((stream, _))) => return serve(c, stream, deadline).await,
-                    Ok(Err(e)) => why = format!("connect {addr}: {e}"),
-                    Err(_) => return Err(format!("connect {addr}: timed out")),
-                }
-            }
+    let (addr, deadline) = (s.addr, Instant::now() + s.config.connect_timeout.0);
+    let timed_out = |_| format!("connect {addr}: timed out");
+    match &s.tls {
+        None => {
+            let tcp = monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(addr))
+                .await
+                .map_err(timed_out)?
+                .map_err(|e| format!("connect {addr}: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            serve(c, tcp, deadline).await
         }
-    }
-    Err(why)
-}
-
-/// The addresses of `address` (`ip:port`, or `name:port` resolved off the runtime: the
-/// resolver blocks).
-async fn resolve(address: &str) -> Result<Vec<std::net::SocketAddr>, String> {
-    if let Ok(a) = address.parse() {
-        return Ok(vec![a]);
-    }
-    let address = address.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::net::ToSocketAddrs;
-        let _ = tx.send(address.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
-    });
-    loop {
-        match rx.try_recv() {
-            Ok(Ok(addrs)) => return Ok(addrs),
-            Ok(Err(e)) => return Err(format!("resolve: {e}")),
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                monoio::time::sleep(Duration::from_millis(5)).await
-            }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                return Err("resolve: failed".into())
-            }
+        Some(tls) => {
+            let (stream, _) =
+                monoio::time::timeout_at(deadline.into(), tls.connect(addr, &s.host, &[]))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(|e| format!("connect {addr}: {e}"))?;
+            serve(c, stream, deadline).await
         }
     }
 }
