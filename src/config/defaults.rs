@@ -201,10 +201,6 @@ pub mod policy {
 pub mod rules {
     /// `rate_limits[j].key`.
     pub const RATE_LIMIT_KEY: &str = "ip";
-    /// `rate_limits[j].scope`.
-    pub const RATE_LIMIT_SCOPE: &str = "local";
-    /// `rate_limits[j].on_store_error`.
-    pub const ON_STORE_ERROR: &str = "local";
 }
 
 /// `[redis]`.

@@ -36,7 +36,7 @@ pub use glob::{Glob, MAX_GLOB};
 pub use http2::{FloodConfig, Http2Config};
 pub use policy::*;
 pub use rate::Rate;
-pub use redis::{RedisConfig, ON_STORE_ERROR, SCOPES};
+pub use redis::RedisConfig;
 pub use tls::*;
 pub use types::*;
 pub use upstream::*;

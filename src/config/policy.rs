@@ -287,12 +287,36 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
     /// "local": each worker counts on its own; "global": the whole fleet shares the limit
     /// through `[redis]` (then `name` is required: it names the counters in Redis).
-    #[serde(default = "default_rl_scope")]
-    pub scope: String,
+    #[serde(default)]
+    pub scope: RateLimitScope,
     /// A global limit while Redis is unreachable: "local" (each instance applies
     /// `redis.local_share` of the limit on its own), "allow" or "deny".
-    #[serde(default = "default_on_store_error")]
-    pub on_store_error: String,
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
+}
+
+/// `rate_limits[j].scope`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitScope {
+    /// Each worker counts on its own.
+    #[default]
+    Local,
+    /// Every instance sharing `[redis]` counts against one budget.
+    Global,
+}
+
+/// `rate_limits[j].on_store_error`: a global limit while Redis is away.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// This instance applies `redis.local_share` of the limit on its own.
+    #[default]
+    Local,
+    /// Admit.
+    Allow,
+    /// Refuse with 429.
+    Deny,
 }
 
 fn default_require_exp() -> bool {
@@ -321,12 +345,6 @@ fn default_basic_cache() -> usize {
 }
 fn default_basic_ttl() -> Duration {
     d::BASIC_CACHE_TTL
-}
-fn default_rl_scope() -> String {
-    super::defaults::rules::RATE_LIMIT_SCOPE.into()
-}
-fn default_on_store_error() -> String {
-    super::defaults::rules::ON_STORE_ERROR.into()
 }
 fn default_rl_key() -> String {
     super::defaults::rules::RATE_LIMIT_KEY.into()

@@ -84,9 +84,9 @@ pub enum Spend {
     },
     /// No token here yet: one is being asked for; wait for `granted`/`failed`.
     Wait,
-    /// Decide without Redis: the table is full of live entries, or a command for this
-    /// key just failed.
-    Full,
+    /// Decide without Redis (`on_store_error`): the table is full of live entries, or a
+    /// command for this key just failed.
+    Fallback,
 }
 
 struct Lease {
@@ -138,7 +138,7 @@ impl Leases {
     ) -> Spend {
         let tag = tag.max(1);
         if !self.map.contains_key(&tag) && self.map.len() >= self.cap {
-            return Spend::Full;
+            return Spend::Fallback;
         }
         let e = self.map.entry(tag).or_insert_with(|| Lease {
             key: key(),
@@ -186,7 +186,7 @@ impl Leases {
             };
         }
         if e.failed_until > now_ns {
-            return Spend::Full;
+            return Spend::Fallback;
         }
         if !e.fetching {
             fetch(&mut self.fetches, tag, e, now_ns);
@@ -338,7 +338,7 @@ mod tests {
         l.failed(9, 9 * MS);
         assert_eq!(
             l.spend(9, 10 * MS, spec, key),
-            Spend::Full,
+            Spend::Fallback,
             "decided without Redis"
         );
         assert_eq!(l.fetches.len(), 1);
@@ -403,7 +403,7 @@ mod tests {
         l.up = true;
         assert_eq!(l.spend(1, 0, spec, key), Spend::Wait);
         assert_eq!(l.spend(2, 0, spec, key), Spend::Wait);
-        assert_eq!(l.spend(3, 0, spec, key), Spend::Full);
+        assert_eq!(l.spend(3, 0, spec, key), Spend::Fallback);
         assert_eq!(l.len(), 2);
     }
 }

@@ -30,8 +30,8 @@ use crate::config::Cidr;
 use crate::config::Glob;
 use crate::config::Rate;
 use crate::config::{
-    AccessConfig, ConfigError, FieldRuleConfig, GatewayConfig, PathPatternConfig, RedisConfig,
-    RulesConfig,
+    AccessConfig, ConfigError, FieldRuleConfig, GatewayConfig, OnStoreError, PathPatternConfig,
+    RateLimitScope, RedisConfig, RulesConfig,
 };
 use crate::http::head::trim_ows;
 use crate::http::RequestHead;
@@ -70,13 +70,6 @@ struct Global {
     on_error: OnStoreError,
     /// `on_store_error = "local"`: this instance's share of the limit.
     fallback: Rate,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnStoreError {
-    Local,
-    Allow,
-    Deny,
 }
 
 /// Keys of the fallback limiter's entries are the global key's hash with this mixed in.
@@ -315,15 +308,11 @@ fn build_rules(r: &RulesConfig, next_id: &mut u32, redis: Option<&RedisConfig>) 
             };
             let rate = Rate::parse(&l.rate, l.burst).ok()?;
             *next_id += 1;
-            let global = match (l.scope.as_str(), redis, &l.name) {
-                ("global", Some(redis), Some(name)) => Some(Global {
+            let global = match (l.scope, redis, &l.name) {
+                (RateLimitScope::Global, Some(redis), Some(name)) => Some(Global {
                     prefix: Bytes::from(format!("{}{name}:", redis.key_prefix)),
                     spec: global::Spec::new(rate.interval_ns(), rate.limit()),
-                    on_error: match l.on_store_error.as_str() {
-                        "allow" => OnStoreError::Allow,
-                        "deny" => OnStoreError::Deny,
-                        _ => OnStoreError::Local,
-                    },
+                    on_error: l.on_store_error,
                     fallback: rate.scaled(redis.local_share),
                 }),
                 _ => None,
@@ -751,7 +740,7 @@ impl Policy {
         gave_up: bool,
     ) -> Result<bool, Denial> {
         let spend = if gave_up || !st.leases.up {
-            Spend::Full
+            Spend::Fallback
         } else {
             st.leases
                 .spend(h, now_ns, g.spec, || redis_key(&g.prefix, key))
@@ -767,7 +756,7 @@ impl Policy {
                     reset: secs,
                 })
             }
-            Spend::Full => {
+            Spend::Fallback => {
                 st.leases.fallbacks += 1;
                 match g.on_error {
                     OnStoreError::Allow => Ok(true),
