@@ -107,9 +107,7 @@ impl Fleet {
 
     /// `name` summed over every sample, on every live instance's /metrics.
     fn metric(&self, name: &str) -> Vec<f64> {
-        self.live()
-            .map(|gw| metric(&get(gw.admin_addr(), "/metrics").body_text(), name))
-            .collect()
+        self.live().map(|gw| gw.metric(name) as f64).collect()
     }
 
     /// Waits until every worker of every live instance is connected to Redis.
@@ -204,21 +202,6 @@ fn instance_config(redis: &RedisServer, origin: &Origin, limited: bool) -> Strin
          [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
         origin.addr()
     )
-}
-
-/// The sum of every sample of metric `name` (any labels) in a Prometheus text page.
-fn metric(page: &str, name: &str) -> f64 {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let value = match rest.strip_prefix('{') {
-                Some(labelled) => labelled.split_once('}')?.1,
-                None => rest.strip_prefix(' ')?,
-            };
-            value.split_whitespace().next()?.parse::<f64>().ok()
-        })
-        .sum()
 }
 
 /// One loadgen per source, running.

@@ -40,15 +40,8 @@ fn status(addr: SocketAddr, path: &str) -> u16 {
     get(addr, path).status
 }
 
-fn metric(gw: &Gateway, name: &str) -> u64 {
-    let page = get(gw.admin_addr(), "/metrics").body_text();
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
-}
-
 fn redis_up(gw: &Gateway) -> bool {
-    metric(gw, "ringway_redis_up") == 1
+    gw.metric("ringway_redis_up") == 1
 }
 
 both_drivers! {
@@ -78,9 +71,9 @@ both_drivers! {
         assert!(codes.iter().all(|&c| c == 200 || c == 429), "{codes:?}");
         assert_eq!(origin.requests().len(), 10, "the origin saw the admitted requests only");
         assert_eq!(redis.keys("ringway:shared:*"), vec!["ringway:shared:127.0.0.1".to_string()]);
-        assert!(metric(&one, "ringway_redis_leases_total") > 0);
-        assert!(metric(&two, "ringway_redis_leases_total") > 0);
-        assert_eq!(metric(&one, "ringway_rate_limit_fallbacks_total"), 0);
+        assert!(one.metric("ringway_redis_leases_total") > 0);
+        assert!(two.metric("ringway_redis_leases_total") > 0);
+        assert_eq!(one.metric("ringway_rate_limit_fallbacks_total"), 0);
     }
 
     fn redis_away_follows_on_store_error_and_counting_resumes(d) {
@@ -103,8 +96,8 @@ both_drivers! {
         assert_eq!(local, [200, 200, 200, 200, 429, 429, 429, 429]);
         assert!((0..5).all(|_| status(gw.addr(), "/allow") == 200));
         assert!((0..5).all(|_| status(gw.addr(), "/deny") == 429));
-        assert!(metric(&gw, "ringway_rate_limit_fallbacks_total") >= 18);
-        assert!(metric(&gw, "ringway_redis_errors_total") >= 1);
+        assert!(gw.metric("ringway_rate_limit_fallbacks_total") >= 18);
+        assert!(gw.metric("ringway_redis_errors_total") >= 1);
         redis.restart();
         eventually("the Redis connection again").until(|| redis_up(&gw));
         gw.wait_log("reachable again");
@@ -172,8 +165,8 @@ both_drivers! {
         let codes: Vec<u16> = (0..3).map(|_| status(gw.addr(), "/a")).collect();
         // local_share 0.5 of a burst of 2: one.
         assert_eq!(codes, [200, 429, 429]);
-        assert_eq!(metric(&gw, "ringway_redis_up"), 0);
-        assert!(metric(&gw, "ringway_redis_errors_total") >= 1);
+        assert_eq!(gw.metric("ringway_redis_up"), 0);
+        assert!(gw.metric("ringway_redis_errors_total") >= 1);
         assert!(gw.stderr_text().contains("protocol error"), "{}", gw.stderr_text());
     }
 }
@@ -299,7 +292,7 @@ both_drivers! {
         );
         let gw = Gateway::start(&cfg, d);
         eventually("both workers connected to Redis")
-            .until(|| metric(&gw, "ringway_redis_up") == 2);
+            .until(|| gw.metric("ringway_redis_up") == 2);
         // A new connection per request: the kernel spreads them over the two workers.
         let codes: Vec<u16> = (0..40).map(|_| status(gw.addr(), "/a")).collect();
         let admitted = codes.iter().filter(|&&c| c == 200).count();
@@ -367,8 +360,8 @@ both_drivers! {
                 eventually("a Redis connection again").until(|| redis_up(&gw));
             }
         }
-        assert!(metric(&gw, "ringway_redis_errors_total") >= 3);
-        assert!(metric(&gw, "ringway_rate_limit_fallbacks_total") >= 1);
+        assert!(gw.metric("ringway_redis_errors_total") >= 3);
+        assert!(gw.metric("ringway_rate_limit_fallbacks_total") >= 1);
         assert_eq!(get(gw.admin_addr(), "/ready").status, 200, "alive and ready");
     }
 }

@@ -190,6 +190,26 @@ impl Gateway {
         status
     }
 
+    /// The sum of every sample of metric `name` (any labels) on the admin listener's
+    /// /metrics; panics when the page has none.
+    pub fn metric(&self, name: &str) -> u64 {
+        let page = crate::get(self.admin_addr(), "/metrics").body_text();
+        let samples: Vec<u64> = page
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once('}')?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.split_whitespace().next()?.parse().ok()
+            })
+            .collect();
+        assert!(!samples.is_empty(), "no {name} in:\n{page}");
+        samples.iter().sum()
+    }
+
     /// The admin listener's address, from the log (`[admin] listen = "127.0.0.1:0"`).
     pub fn admin_addr(&self) -> SocketAddr {
         let line = self.wait_log("admin listening on ");
