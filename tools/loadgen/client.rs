@@ -219,11 +219,10 @@ async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Tc
 
 /// monoio cannot bind a socket before connecting it, so the socket is made here: bound,
 /// connected without blocking, handed to monoio, awaited writable (the connect's end),
-/// then its error checked. io_uring's operations want a blocking socket, the legacy
-/// driver a non-blocking one.
+/// then its error checked through a duplicate of the descriptor (which shares its flags).
+/// io_uring's operations want a blocking socket, the legacy driver a non-blocking one.
 async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    use socket2::{Domain, SockRef, Socket, Type};
-    use std::os::fd::{AsRawFd, BorrowedFd};
+    use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.bind(&SocketAddr::new(source, 0).into())?;
     socket.set_nonblocking(true)?;
@@ -232,16 +231,14 @@ async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpSt
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
+    let probe = socket.try_clone()?;
     let stream = TcpStream::from_std(socket.into())?;
     stream.writable(false).await?;
-    // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let sock = SockRef::from(&fd);
-    if let Some(e) = sock.take_error()? {
+    if let Some(e) = probe.take_error()? {
         return Err(e);
     }
     if !monoio::utils::is_legacy() {
-        sock.set_nonblocking(false)?;
+        probe.set_nonblocking(false)?;
     }
     Ok(stream)
 }
