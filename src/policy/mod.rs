@@ -568,13 +568,16 @@ impl Policy {
     ) -> Result<Option<usize>, Denial> {
         let id = grant.identity.as_deref();
         let route_rules = route.and_then(|i| self.routes.get(i)).map(|r| &r.rules);
-        let all = std::iter::once(&self.global)
-            .chain(route_rules)
-            .flat_map(|r| r.limits.iter());
-        for (k, l) in all.enumerate().skip(from) {
-            let give_up = gave_up && k == from;
-            if !self.limit(l, st, req, route, client, id, now_ns, give_up)? {
-                return Ok(Some(k));
+        // Plain loops with a count: the common `from = 0` costs no skipping iterator.
+        let mut k = 0;
+        for rules in std::iter::once(&self.global).chain(route_rules) {
+            for l in &rules.limits {
+                if k >= from
+                    && !self.limit(l, st, req, route, client, id, now_ns, gave_up && k == from)?
+                {
+                    return Ok(Some(k));
+                }
+                k += 1;
             }
         }
         Ok(None)
