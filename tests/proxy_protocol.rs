@@ -374,3 +374,28 @@ both_drivers! {
         let _ = std::fs::remove_file(&log);
     }
 }
+
+both_drivers! {
+    fn hash_on_the_client_ip_hashes_the_client_a_proxy_header_names(d) {
+        let a = Origin::ok("a");
+        let b = Origin::ok("b");
+        let cfg = format!(
+            "[server]\nlisten = []\nworkers = 1\n\n\
+             [[listeners]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = \"v1\"\n\n\
+             [[upstreams]]\nname = \"app\"\nservers = [\"{}\", \"{}\"]\nbalance = \"hash\"\n\n\
+             [[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n",
+            a.addr(),
+            b.addr()
+        );
+        let gw = Gateway::start(&cfg, d);
+        // Every connection comes from 127.0.0.1; only the header tells the clients apart.
+        let server_of = |client: u8| {
+            let header = format!("PROXY TCP4 198.51.100.{client} 10.0.0.1 40000 8080\r\n");
+            through(gw.addr(), header.as_bytes(), "/").expect("response").body_text()
+        };
+        let first: Vec<String> = (1..=20).map(server_of).collect();
+        assert!(first.iter().any(|s| s == "a") && first.iter().any(|s| s == "b"), "{first:?}");
+        let again: Vec<String> = (1..=20).map(server_of).collect();
+        assert_eq!(first, again, "each client stays on its server");
+    }
+}
