@@ -74,6 +74,8 @@ both_drivers! {
         assert!(one.metric("ringway_redis_leases_total") > 0);
         assert!(two.metric("ringway_redis_leases_total") > 0);
         assert_eq!(one.metric("ringway_rate_limit_fallbacks_total"), 0);
+        // Round trips to Redis are timed.
+        assert!(one.metric("ringway_redis_command_seconds_count") > 0);
     }
 
     fn redis_away_follows_on_store_error_and_counting_resumes(d) {
