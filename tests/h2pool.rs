@@ -62,7 +62,7 @@ fn concurrent_streams_share_one_connection_and_a_gone_server_leaves_none() {
         }
         assert_eq!(done.get(), 200);
         assert_eq!(pool.open_to(addr), 1, "one connection carried them all");
-        drop(origin);
+        origin.stop();
         // The driver sees the server go; the next lease cannot connect.
         let mut waited = Duration::ZERO;
         while pool.open_to(addr) > 0 && waited < Duration::from_secs(5) {

@@ -64,6 +64,23 @@ impl BundledOrigin {
             .map_or(0, |(_, v)| v)
     }
 
+    /// Kills it and waits (bounded) until its port refuses connections. The origin runs on
+    /// io_uring: an accept it had queued can outlive the reaped process for a moment (the
+    /// kernel tears the ring down asynchronously) and take a connection that is then reset.
+    pub fn stop(self) {
+        let addr = self.addr;
+        drop(self);
+        eventually(format!(
+            "{addr} refusing connections once the origin is gone"
+        ))
+        .until(|| {
+            matches!(
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        });
+    }
+
     /// Waits (bounded) until exactly `n` origin connections are open.
     pub fn wait_open(&self, n: u64) -> bool {
         eventually(format!("{n} open connections at the bundled origin"))
