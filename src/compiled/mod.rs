@@ -332,6 +332,7 @@ impl Compiled {
                 Ok(addr) => Some(crate::store::Settings::build(
                     r,
                     addr,
+                    host_of(&r.address),
                     base_dir,
                     &mut errors,
                 )),
@@ -497,6 +498,15 @@ fn address_of(s: &str, resolved: Option<&Resolved>) -> Result<SocketAddr, String
     }
 }
 
+/// The host of a configured `host:port` (an IPv6 literal without its brackets): the name
+/// TLS sends unless one is configured.
+fn host_of(s: &str) -> String {
+    let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
 use crate::config::UpstreamProtocol;
 
 impl Compiled {
@@ -527,17 +537,7 @@ fn build_upstream(
     errors: &mut Vec<ConfigError>,
 ) -> (Upstream, String) {
     let mut servers = Vec::new();
-    let hosts: Vec<String> = u
-        .servers
-        .iter()
-        .map(|s| {
-            let s = s.address();
-            let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string()
-        })
-        .collect();
+    let hosts: Vec<String> = u.servers.iter().map(|s| host_of(s.address())).collect();
     let tls = u.tls.as_ref().and_then(|t| {
         let auto = u.protocol == crate::config::UpstreamProtocol::Auto;
         crate::tls::UpstreamTls::build(&format!("upstreams[{i}].tls"), t, base_dir, auto, errors)

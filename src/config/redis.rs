@@ -8,7 +8,8 @@ use super::{ConfigError, Duration, GatewayConfig, UpstreamTlsConfig};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// "host:port" of the Redis server (a name is resolved at each connect).
+    /// "host:port" of the Redis server (a name is resolved like upstream servers' names:
+    /// at start, on reload and every `server.dns_refresh`).
     pub address: String,
     /// ACL user name (`AUTH user password`); needs `password`.
     #[serde(default)]

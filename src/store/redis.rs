@@ -88,6 +88,7 @@ pub struct Settings {
     pub config: RedisConfig,
     /// `config.address` resolved (off the workers, like upstream servers' names).
     addr: SocketAddr,
+    /// Its host: the TLS server name unless `tls.server_name` says otherwise.
     host: String,
     tls: Option<UpstreamTls>,
 }
@@ -104,16 +105,10 @@ impl Settings {
     pub fn build(
         cfg: &RedisConfig,
         addr: SocketAddr,
+        host: String,
         base: &Path,
         errors: &mut Vec<ConfigError>,
     ) -> Settings {
-        let host = cfg
-            .address
-            .rsplit_once(':')
-            .map_or(cfg.address.as_str(), |(h, _)| h)
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
         let tls = cfg
             .tls
             .as_ref()
