@@ -307,10 +307,7 @@ impl<C: Connector> Shared<C> {
     /// command fails it at once: the requests waiting on it decide without Redis).
     fn send_fetches(&self, st: &mut PolicyState) {
         let fallbacks = std::mem::take(&mut st.leases.fallbacks);
-        if fallbacks > 0 {
-            let f = &self.store_stats.fallbacks;
-            f.set(f.get() + fallbacks);
-        }
+        crate::metrics::Metrics::add(&self.store_stats.fallbacks, fallbacks);
         if st.leases.fetches.is_empty() {
             return;
         }

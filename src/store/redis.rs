@@ -26,7 +26,7 @@ use monoio::net::TcpStream;
 
 use super::resp::{self, Reply};
 use crate::config::{ConfigError, RedisConfig};
-use crate::metrics::Histogram;
+use crate::metrics::{bump, Histogram};
 use crate::notify::LocalNotify;
 use crate::tls::UpstreamTls;
 
@@ -291,7 +291,7 @@ async fn run(c: Rc<Client>) {
             // That connection had been set up: start backing off afresh.
             backoff = BACKOFF_FIRST;
         }
-        c.stats.errors.set(c.stats.errors.get() + 1);
+        bump(&c.stats.errors);
         c.set_up(false, &why);
         log::debug!("redis {}: {why}", c.settings.config.address);
         c.fail_queued();
@@ -445,7 +445,7 @@ async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
             Reply::Array(Some(items)) => match items.as_slice() {
                 [Reply::Int(got), Reply::Int(wait), Reply::Int(reserved)] => {
                     if tag != 0 {
-                        c.stats.leases.set(c.stats.leases.get() + 1);
+                        bump(&c.stats.leases);
                     }
                     (c.on_answer)(tag, Some((*got, *wait, *reserved == 1)));
                 }
@@ -455,7 +455,7 @@ async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
                 return Err((i, "script no longer loaded".into()));
             }
             Reply::Error(e) => {
-                c.stats.errors.set(c.stats.errors.get() + 1);
+                bump(&c.stats.errors);
                 log::debug!("redis: {}", String::from_utf8_lossy(&e));
                 (c.on_answer)(tag, None);
             }
