@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Duration, GatewayConfig, UpstreamTlsConfig};
+use super::Rate;
+use super::{ConfigError, Duration, GatewayConfig, RateLimitConfig, UpstreamTlsConfig};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -51,98 +52,97 @@ fn default_local_share() -> f64 {
     super::defaults::redis::LOCAL_SHARE
 }
 
-pub(super) fn validate(cfg: &GatewayConfig, errors: &mut Vec<ConfigError>) {
-    let mut push = |field: String, why: String| errors.push(ConfigError::new(field, why));
-    let mut globals: Vec<(String, &str)> = Vec::new();
-    let lists = std::iter::once(("rules".to_string(), &cfg.rules)).chain(
-        cfg.routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (format!("routes[{i}].rules"), &r.rules)),
-    );
-    for (p, rules) in lists {
-        for (i, l) in rules.rate_limits.iter().enumerate() {
-            if l.scope != super::RateLimitScope::Global {
-                continue;
-            }
-            let lp = format!("{p}.rate_limits[{i}]");
-            if cfg.redis.is_none() {
-                push(
-                    format!("{lp}.scope"),
-                    "\"global\" needs a [redis] section (the store the fleet shares)".into(),
-                );
-            }
-            match l.name.as_deref() {
-                None | Some("") => push(
-                    format!("{lp}.name"),
-                    "a global limit needs a name: its counters' key in Redis".into(),
-                ),
-                Some(n) if !n.bytes().all(|b| b.is_ascii_graphic()) => push(
-                    format!("{lp}.name"),
-                    format!("{n:?}: a global limit's name is printable ASCII without spaces"),
-                ),
-                Some(n) => {
-                    if let Some((other, _)) = globals.iter().find(|(_, m)| *m == n) {
-                        push(
-                            format!("{lp}.name"),
-                            format!("{n:?} already names the global limit {other}"),
-                        );
-                    }
-                    globals.push((lp.clone(), n));
-                }
-            }
-            if let Ok(r) = super::Rate::parse(&l.rate, l.burst) {
-                if r.interval_ns() < 1000 {
-                    push(
-                        format!("{lp}.rate"),
-                        format!(
-                            "{:?}: a global limit counts in microseconds: at most 1000000/s",
-                            l.rate
-                        ),
-                    );
-                }
-            }
+/// The global limits seen so far while the rules are checked (`validate_policy`): names
+/// must be unique across all of them.
+pub(super) struct GlobalLimits<'a> {
+    redis: bool,
+    names: Vec<(String, &'a str)>,
+}
+
+impl<'a> GlobalLimits<'a> {
+    pub(super) fn new(cfg: &GatewayConfig) -> GlobalLimits<'a> {
+        GlobalLimits {
+            redis: cfg.redis.is_some(),
+            names: Vec::new(),
         }
     }
+
+    /// Checks the global limit `l` at `lp` (`rate`: its rate, when that parsed).
+    pub(super) fn check(
+        &mut self,
+        lp: &str,
+        l: &'a RateLimitConfig,
+        rate: Option<&Rate>,
+        push: &mut dyn FnMut(String, String),
+    ) {
+        if !self.redis {
+            push(
+                format!("{lp}.scope"),
+                "\"global\" needs a [redis] section (the store the fleet shares)".into(),
+            );
+        }
+        match l.name.as_deref() {
+            None | Some("") => push(
+                format!("{lp}.name"),
+                "a global limit needs a name: its counters' key in Redis".into(),
+            ),
+            Some(n) if !n.bytes().all(|b| b.is_ascii_graphic()) => push(
+                format!("{lp}.name"),
+                format!("{n:?}: a global limit's name is printable ASCII without spaces"),
+            ),
+            Some(n) => {
+                if let Some((other, _)) = self.names.iter().find(|(_, m)| *m == n) {
+                    push(
+                        format!("{lp}.name"),
+                        format!("{n:?} already names the global limit {other}"),
+                    );
+                }
+                self.names.push((lp.to_string(), n));
+            }
+        }
+        if rate.is_some_and(|r| r.interval_ns() < 1000) {
+            push(
+                format!("{lp}.rate"),
+                format!(
+                    "{:?}: a global limit counts in microseconds: at most 1000000/s",
+                    l.rate
+                ),
+            );
+        }
+    }
+}
+
+/// Checks `[redis]` (the global limits are checked with the rest of the rules).
+pub(super) fn validate(cfg: &GatewayConfig, errors: &mut Vec<ConfigError>) {
     let Some(r) = &cfg.redis else { return };
-    if !valid_address(&r.address) {
-        push(
-            "redis.address".into(),
-            format!("{:?} is not host:port (like \"127.0.0.1:6379\")", r.address),
-        );
+    let mut push = |field: &str, why: String| errors.push(ConfigError::new(field, why));
+    if let Err(why) = super::validate::check_server(&r.address) {
+        push("redis.address", why);
     }
     if r.username.is_some() && r.password.is_none() {
         push(
-            "redis.username".into(),
+            "redis.username",
             "needs a password (AUTH user password)".into(),
         );
     }
     if r.connect_timeout.0.is_zero() {
-        push("redis.connect_timeout".into(), "must be above zero".into());
+        push("redis.connect_timeout", "must be above zero".into());
     }
     if r.command_timeout.0.is_zero() {
-        push("redis.command_timeout".into(), "must be above zero".into());
+        push("redis.command_timeout", "must be above zero".into());
     }
     if !(r.local_share > 0.0 && r.local_share <= 1.0) {
         push(
-            "redis.local_share".into(),
+            "redis.local_share",
             format!("{} is not a share above 0 and at most 1", r.local_share),
         );
     }
     if r.key_prefix.len() > 64 || !r.key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
         push(
-            "redis.key_prefix".into(),
+            "redis.key_prefix",
             "at most 64 printable ASCII characters without spaces".into(),
         );
     }
-}
-
-fn valid_address(a: &str) -> bool {
-    let Some((host, port)) = a.rsplit_once(':') else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
 }
 
 #[cfg(test)]

@@ -372,7 +372,7 @@ fn upstreams(cfg: &GatewayConfig, e: &mut Errors) {
 }
 
 /// "host:port" with a port 1..=65535; DNS is not consulted here.
-fn check_server(s: &str) -> Result<(), String> {
+pub(super) fn check_server(s: &str) -> Result<(), String> {
     if s.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
         return Ok(());
     }

@@ -4,9 +4,10 @@
 
 use std::collections::HashSet;
 
+use super::redis::GlobalLimits;
 use super::{AccessConfig, FieldRuleConfig, GatewayConfig, RulesConfig};
 use super::{ConfigError, PathPatternConfig};
-use super::{Glob, Rate};
+use super::{Glob, Rate, RateLimitScope};
 use crate::config::Cidr;
 use crate::grammar::{is_field_value, is_hop_by_hop, is_token};
 
@@ -15,9 +16,15 @@ pub(super) fn validate(cfg: &GatewayConfig, e: &mut Vec<ConfigError>) {
     auth(cfg, &mut push);
     let (consumers, groups) = names(cfg, &mut push);
     policy(cfg, &mut push);
-    rules("rules", &cfg.rules, &mut push);
+    let mut globals = GlobalLimits::new(cfg);
+    rules("rules", &cfg.rules, &mut globals, &mut push);
     for (i, r) in cfg.routes.iter().enumerate() {
-        rules(&format!("routes[{i}].rules"), &r.rules, &mut push);
+        rules(
+            &format!("routes[{i}].rules"),
+            &r.rules,
+            &mut globals,
+            &mut push,
+        );
         if let Some(a) = &r.access {
             access(
                 cfg,
@@ -181,7 +188,7 @@ fn cidrs(path: &str, list: &[String], push: &mut Push<'_>) {
     }
 }
 
-fn rules(p: &str, r: &RulesConfig, push: &mut Push<'_>) {
+fn rules<'a>(p: &str, r: &'a RulesConfig, globals: &mut GlobalLimits<'a>, push: &mut Push<'_>) {
     cidrs(&format!("{p}.ip_allow"), &r.ip_allow, push);
     cidrs(&format!("{p}.ip_deny"), &r.ip_deny, push);
     if let Some(ms) = &r.methods {
@@ -243,8 +250,12 @@ fn rules(p: &str, r: &RulesConfig, push: &mut Push<'_>) {
                 ),
             ),
         }
-        if let Err(why) = Rate::parse(&l.rate, l.burst) {
-            push(format!("{lp}.rate"), why);
+        let rate = Rate::parse(&l.rate, l.burst);
+        if let Err(why) = &rate {
+            push(format!("{lp}.rate"), why.clone());
+        }
+        if l.scope == RateLimitScope::Global {
+            globals.check(&lp, l, rate.as_ref().ok(), push);
         }
     }
 }
