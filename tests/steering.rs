@@ -15,7 +15,7 @@ use socket2::{Domain, Socket, Type};
 /// One listener per worker for `addr`, or None when the address cannot be bound here.
 fn bind(addr: &str, workers: usize, steer: bool) -> Option<Vec<TcpListener>> {
     let addr: SocketAddr = addr.parse().unwrap();
-    match bind_all(&[addr], workers, 1024, steer, &[]) {
+    match bind_all(&[addr], workers, 1024, &[steer]) {
         Ok(per_worker) => Some(per_worker.into_iter().map(|mut ls| ls.remove(0)).collect()),
         Err(e) if addr.is_ipv6() => {
             eprintln!("skipping: cannot bind {addr}: {e}");
@@ -160,7 +160,7 @@ fn an_unsteered_address_spreads_while_the_others_stay_steered() {
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
     ];
-    let per_worker = bind_all(&addrs, 2, 1024, true, &[1]).unwrap();
+    let per_worker = bind_all(&addrs, 2, 1024, &[true, false]).unwrap();
     let group = |i: usize| -> Vec<TcpListener> {
         per_worker
             .iter()

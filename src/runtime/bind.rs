@@ -12,25 +12,21 @@ use super::RunError;
 
 /// `result[w]` holds worker w's listeners, in `addrs` order.
 ///
-/// With `steer` and more than one worker, each address's group gets a program that sends
-/// every connection from one client IP to the same worker (`sys::steer_reuseport_by_source`;
-/// the group's socket index i is worker i's, since sockets listen in worker order). If that
-/// fails the result is `RunError::Steer` naming the address and every socket is closed: the
-/// caller logs a warning and binds again with `steer = false` (a port of 0 then resolves
-/// afresh). Steering assumes no other process shares the port's reuseport group.
-/// `unsteered` lists the positions in `addrs` that never get the program (listeners whose
-/// peer is a balancer speaking the PROXY protocol: steering by it would put every
-/// connection on one worker).
+/// With more than one worker, each address whose `steer` is true gets a program on its
+/// group that sends every connection from one client IP to the same worker
+/// (`sys::steer_reuseport_by_source`; the group's socket index i is worker i's, since
+/// sockets listen in worker order). If that fails the result is `RunError::Steer` naming
+/// the address and every socket is closed: the caller logs a warning and binds again
+/// without steering (a port of 0 then resolves afresh). Steering assumes no other process
+/// shares the port's reuseport group.
 pub fn bind_all(
     addrs: &[SocketAddr],
     workers: usize,
     backlog: u32,
-    steer: bool,
-    unsteered: &[usize],
+    steer: &[bool],
 ) -> Result<Vec<Vec<TcpListener>>, RunError> {
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, &configured) in addrs.iter().enumerate() {
-        let steer = steer && !unsteered.contains(&i);
         let mut addr = configured;
         for list in per_worker.iter_mut() {
             let l = bind_one(addr, backlog).map_err(|source| RunError::Bind {
@@ -45,7 +41,7 @@ pub fn bind_all(
             }
             list.push(l);
         }
-        if steer && workers > 1 {
+        if steer.get(i).copied().unwrap_or(false) && workers > 1 {
             steer_group(&per_worker, configured)?;
         }
     }

@@ -242,17 +242,15 @@ fn listen(
         }
         _ => {
             // `auto` leaves PROXY protocol listeners alone: their peer is the balancer.
-            let unsteered: Vec<usize> = match cfg.policy.steer_by_client.as_str() {
-                "auto" => (0..proxies.len())
-                    .filter(|&i| proxies[i].is_some())
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let ls = match bind::bind_all(&first.listen, workers, first.backlog, steer, &unsteered)
-            {
+            let auto = cfg.policy.steer_by_client == "auto";
+            let steered: Vec<bool> = proxies
+                .iter()
+                .map(|p| steer && !(auto && p.is_some()))
+                .collect();
+            let ls = match bind::bind_all(&first.listen, workers, first.backlog, &steered) {
                 Err(e @ RunError::Steer { .. }) => {
                     log::warn!("{e}; per-client rate limits are then per worker");
-                    bind::bind_all(&first.listen, workers, first.backlog, false, &[])?
+                    bind::bind_all(&first.listen, workers, first.backlog, &[])?
                 }
                 other => other?,
             };
