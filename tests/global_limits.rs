@@ -173,85 +173,9 @@ both_drivers! {
     }
 }
 
-/// `redis-server` over TLS only (the certificate of `write_self_signed`), with a password:
-/// killed on drop.
-struct TlsRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl TlsRedis {
-    fn start(dir: &std::path::Path) -> TlsRedis {
-        write_self_signed(dir);
-        let port = free_port();
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let child = Command::new(stock_binary("redis-server", "redis-server"))
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--tls-cert-file")
-            .arg(&cert)
-            .arg("--tls-key-file")
-            .arg(&key)
-            .arg("--tls-ca-cert-file")
-            .arg(&cert)
-            .args(["--tls-auth-clients", "no", "--requirepass", "sekret"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        eventually("redis-server on its TLS port")
-            .until(|| std::net::TcpStream::connect(addr).is_ok());
-        TlsRedis { child, port }
-    }
-
-    /// `redis-cli` over TLS: the keys of database `db`.
-    fn keys(&self, dir: &std::path::Path, db: u32) -> String {
-        let out = Command::new(stock_binary("redis-cli", "redis-tools"))
-            .args(["--tls", "--cacert"])
-            .arg(dir.join("cert.pem"))
-            .args([
-                "--sni",
-                "localhost",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-            ])
-            .args([
-                "-a",
-                "sekret",
-                "--no-auth-warning",
-                "-n",
-                &db.to_string(),
-                "KEYS",
-                "*",
-            ])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 both_drivers! {
     fn redis_over_tls_with_a_password_and_a_database(d) {
-        let dir = std::env::temp_dir().join(format!("ringway-redis-tls-{}-{}", std::process::id(), d.env()));
-        let _ = std::fs::create_dir_all(&dir);
-        let redis = TlsRedis::start(&dir);
+        let redis = RedisServer::start_tls("sekret");
         let origin = Origin::start(Reply::echo);
         let cfg = |password: &str| {
             format!(
@@ -259,8 +183,8 @@ both_drivers! {
                  [redis]\naddress = \"127.0.0.1:{}\"\nusername = \"default\"\npassword = \"{password}\"\n\
                  db = 3\ntls = {{ ca_file = \"{}\", server_name = \"localhost\" }}\n\n\
                  [[upstreams]]\nname = \"app\"\nservers = [\"{}\"]\n\n{}",
-                redis.port,
-                dir.join("cert.pem").display(),
+                redis.addr().port(),
+                redis.ca_file().display(),
                 origin.addr(),
                 route("/a", "tls", "1/h", 3, "deny"),
             )
@@ -269,8 +193,9 @@ both_drivers! {
         eventually("the Redis connection").until(|| redis_up(&gw));
         let codes: Vec<u16> = (0..5).map(|_| status(gw.addr(), "/a")).collect();
         assert_eq!(codes, [200, 200, 200, 429, 429]);
-        assert!(redis.keys(&dir, 3).contains("ringway:tls:127.0.0.1"), "{}", redis.keys(&dir, 3));
-        assert!(!redis.keys(&dir, 0).contains("ringway:tls"), "db 0 is left alone");
+        let keys = |db: &str| redis.cli(&["-n", db, "KEYS", "*"]);
+        assert!(keys("3").contains("ringway:tls:127.0.0.1"), "{}", keys("3"));
+        assert!(!keys("0").contains("ringway:tls"), "db 0 is left alone");
         // A wrong password: Redis is away for this instance (logged with Redis' reason).
         let wrong = Gateway::start(&cfg("wrong"), d);
         let line = wrong.wait_log("unreachable");

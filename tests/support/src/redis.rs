@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::stock::{free_port, scratch_dir, stock_binary, Daemon};
+use crate::stock::{accepts, free_port, scratch_dir, stock_binary, Daemon};
 use crate::wait::{eventually, TIMEOUT};
 
 /// Start attempts on fresh ports before giving up (a port can be taken between the probe
@@ -21,6 +21,8 @@ pub struct RedisServer {
     daemon: Option<Daemon>,
     port: u16,
     dir: PathBuf,
+    /// `start_tls`: its password (TLS only, the certificate in `dir`).
+    tls_password: Option<String>,
 }
 
 /// One RESP reply.
@@ -41,10 +43,26 @@ pub enum RedisReply {
 impl RedisServer {
     /// `redis-server` on a free port of 127.0.0.1, answering PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_as(None)
+    }
+
+    /// `redis-server` over TLS only (`--port 0`, the certificate of `write_self_signed` for
+    /// "localhost", see `ca_file`; clients are not asked for one) with a password, ready
+    /// once its TLS port accepts. `command` and `keys` speak plain TCP: use `cli`.
+    pub fn start_tls(password: &str) -> RedisServer {
+        RedisServer::start_as(Some(password.to_string()))
+    }
+
+    fn start_as(tls_password: Option<String>) -> RedisServer {
+        let dir = scratch_dir("redis");
+        if tls_password.is_some() {
+            crate::certs::write_self_signed(&dir);
+        }
         let mut redis = RedisServer {
             daemon: None,
             port: 0,
-            dir: scratch_dir("redis"),
+            dir,
+            tls_password,
         };
         let mut last_log = String::new();
         for _ in 0..ATTEMPTS {
@@ -104,26 +122,58 @@ impl RedisServer {
         }
     }
 
+    /// The CA file that checks a `start_tls` server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    /// `redis-cli` with `args` against this server (over TLS, with its password, for a
+    /// `start_tls` one): what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new(stock_binary("redis-cli", "redis-tools"));
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(password) = &self.tls_password {
+            command
+                .args(["--tls", "--sni", "localhost", "--cacert"])
+                .arg(self.ca_file())
+                .args(["-a", password, "--no-auth-warning"]);
+        }
+        let out = command.args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// What redis-server logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 
-    /// Runs redis-server on `self.port` until it answers PING; Err(its log) when it exits
-    /// first (the port was taken) or never answers.
+    /// Runs redis-server on `self.port` until it answers PING (over TLS: until the port
+    /// accepts); Err(its log) when it exits first (the port was taken) or never answers.
     fn launch(&mut self) -> Result<(), String> {
         let mut command = Command::new(stock_binary("redis-server", "redis-server"));
+        let port = self.port.to_string();
         command
             .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-            .args(["--port", &self.port.to_string(), "--daemonize", "no"])
-            .arg("--dir")
+            .args(["--daemonize", "no", "--dir"])
             .arg(&self.dir)
             .current_dir(&self.dir);
+        match &self.tls_password {
+            None => command.args(["--port", &port]),
+            Some(password) => command
+                .args(["--port", "0", "--tls-port", &port])
+                .args(["--tls-cert-file", "cert.pem", "--tls-key-file", "key.pem"])
+                .args(["--tls-ca-cert-file", "cert.pem", "--tls-auth-clients", "no"])
+                .args(["--requirepass", password]),
+        };
         let mut daemon = Daemon::spawn(command, "redis-server", &self.dir.join("redis.log"));
         let addr = self.addr();
-        let ready = eventually(format!("redis-server on {addr} to answer PING")).try_until(|| {
+        let tls = self.tls_password.is_some();
+        let ready = eventually(format!("redis-server on {addr} to answer")).try_until(|| {
             if !daemon.running() {
                 return Some(false);
+            }
+            if tls {
+                return accepts(addr).then_some(true);
             }
             let pong = run_command(addr, &["PING"]);
             matches!(pong, Ok(RedisReply::Status(s)) if s == "PONG").then_some(true)
