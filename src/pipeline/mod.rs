@@ -390,7 +390,7 @@ impl<C: Connector> Shared<C> {
         peer: std::net::IpAddr,
         cert: Option<&Rc<crate::policy::identity::Identity>>,
     ) -> Result<Grant, Denial> {
-        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        let now_ns = self.now_ns();
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

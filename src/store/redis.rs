@@ -204,7 +204,6 @@ impl Client {
 
     /// Queues the lease script for `key` (see `LEASE_SCRIPT` for the arguments); false
     /// (nothing queued) when the client is down or its queue is full.
-    #[allow(clippy::too_many_arguments)]
     pub fn lease(
         &self,
         tag: u64,
