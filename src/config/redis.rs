@@ -116,7 +116,7 @@ impl<'a> GlobalLimits<'a> {
 pub(super) fn validate(cfg: &GatewayConfig, errors: &mut Vec<ConfigError>) {
     let Some(r) = &cfg.redis else { return };
     let mut push = |field: &str, why: String| errors.push(ConfigError::new(field, why));
-    if let Err(why) = super::validate::check_server(&r.address) {
+    if let Err(why) = super::upstream::check_server(&r.address) {
         push("redis.address", why);
     }
     if r.username.is_some() && r.password.is_none() {

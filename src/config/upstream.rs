@@ -45,6 +45,27 @@ impl From<&str> for ServerEntry {
     }
 }
 
+/// A server's "host:port" (an upstream's, Redis'), with a port 1..=65535; DNS is not
+/// consulted here.
+pub(super) fn check_server(s: &str) -> Result<(), String> {
+    if s.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.port() != 0)
+    {
+        return Ok(());
+    }
+    let bad = || format!("{s:?} is not \"host:port\" with a port from 1 to 65535");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if port == 0 || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 /// `upstreams[i].protocol`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]

@@ -358,7 +358,7 @@ fn upstreams(cfg: &GatewayConfig, e: &mut Errors) {
             );
         }
         for (j, s) in u.servers.iter().enumerate() {
-            if let Err(why) = check_server(s.address()) {
+            if let Err(why) = super::upstream::check_server(s.address()) {
                 e.push(format!("{p}.servers[{j}]"), why);
             }
         }
@@ -369,24 +369,6 @@ fn upstreams(cfg: &GatewayConfig, e: &mut Errors) {
             );
         }
     }
-}
-
-/// "host:port" with a port 1..=65535; DNS is not consulted here.
-pub(super) fn check_server(s: &str) -> Result<(), String> {
-    if s.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
-        return Ok(());
-    }
-    let bad = || format!("{s:?} is not \"host:port\" with a port from 1 to 65535");
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if port == 0 || !host_ok {
-        return Err(bad());
-    }
-    Ok(())
 }
 
 /// A route path must start with '/' (whether it is a normalised path is checked where
